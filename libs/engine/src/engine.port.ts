@@ -1,0 +1,104 @@
+/**
+ * The only door from the service to the model. `NativeEngine` (the C++ addon) implements it; unit tests
+ * may fake it. Everything crossing it is plain data: token ids, lengths, requested dimensions, rows.
+ */
+
+export type EngineDevice = 'cpu' | 'cuda';
+export type EngineDtype = 'float32' | 'bfloat16' | 'float16';
+
+export interface EngineLoadOptions {
+  /** Hugging Face checkpoint directory (config.json + safetensors). */
+  modelPath: string;
+  device: EngineDevice;
+  /** Compute dtype. CPU supports float32 only. */
+  dtype: EngineDtype;
+  /** CUDA ordinals to use (after CUDA_VISIBLE_DEVICES). Ignored on the CPU. */
+  deviceIds: number[];
+  /**
+   * GPUs per tensor-parallel group; must divide the KV heads and deviceIds.length.
+   * replicas = deviceIds.length / tensorParallelSize. On the CPU it is the number of simulated ranks
+   * (threads with an in-process communicator) of the single replica.
+   */
+  tensorParallelSize: number;
+  /** Intra-op threads for CPU compute (0 = libtorch default). */
+  cpuThreads?: number;
+  /** Called with human-readable progress lines while loading (per shard, per rank). */
+  onProgress?: (message: string) => void;
+}
+
+/**
+ * A packed forward batch: every sequence's token ids back to back, no padding.
+ * cuSeqlens has n+1 entries: 0, end of sequence 0, ..., tokenIds.length (strictly increasing).
+ * dimensions has n entries, each 32..hiddenSize: the Matryoshka size of that sequence's row.
+ */
+export interface PackedBatch {
+  tokenIds: Int32Array;
+  cuSeqlens: Int32Array;
+  dimensions: Int32Array;
+}
+
+export interface EngineDeviceInfo {
+  /** CUDA ordinal, or -1 for the CPU. */
+  index: number;
+  name: string;
+  totalMemoryBytes: number;
+  /** Bytes allocated by this engine on the device (weights + caches). */
+  usedMemoryBytes: number;
+  /** Replica and tensor-parallel rank of this device. */
+  replica: number;
+  rank: number;
+}
+
+export interface EngineInfo {
+  modelPath: string;
+  modelType: string;
+  hiddenSize: number;
+  numLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  /** Rows of the embedding table: token ids must be < vocabSize. */
+  vocabSize: number;
+  maxPositionEmbeddings: number;
+  parameters: number;
+  device: EngineDevice;
+  dtype: EngineDtype;
+  tensorParallelSize: number;
+  replicas: number;
+  devices: EngineDeviceInfo[];
+}
+
+export type EngineErrorCode =
+  | 'ENGINE_DISPOSED'
+  | 'ENGINE_NOT_LOADED'
+  | 'INVALID_ARGUMENT'
+  | 'MODEL_LOAD_FAILED'
+  | 'OUT_OF_MEMORY'
+  | 'DEVICE_FAILED'
+  | 'INTERNAL';
+
+/** A domain error from the engine; the HTTP layer maps codes to statuses. */
+export class EngineError extends Error {
+  constructor(
+    readonly code: EngineErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
+
+export abstract class EnginePort {
+  /** Loads the checkpoint onto the devices; resolves with the model's description. */
+  abstract load(options: EngineLoadOptions): Promise<EngineInfo>;
+  /**
+   * Embeds one packed batch. Resolves with the rows back to back (row i has dimensions[i] floats, L2
+   * normalised). Up to `info().replicas` batches run at once; more wait inside the engine.
+   */
+  abstract embed(batch: PackedBatch): Promise<Float32Array>;
+  abstract info(): EngineInfo;
+  /** ok=false once a device failed; the reason says why. */
+  abstract health(): { ok: boolean; reason?: string };
+  abstract dispose(): Promise<void>;
+}
