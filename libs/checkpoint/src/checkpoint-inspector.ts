@@ -1,0 +1,474 @@
+import { existsSync } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { architectureFromConfigJson } from './checkpoint-files';
+import { SafetensorsDtype } from './dtype';
+import { EOS_TOKEN, EOS_TOKEN_ID } from './embedding-tokenizer';
+import {
+  Qwen3Architecture,
+  qwen3ArchitectureProblems,
+  Qwen3ParameterCount,
+  qwen3TensorSpecs,
+} from './qwen3-architecture';
+import { formatBytes, formatCount } from './quantities';
+import { elementCount, layoutProblems, readSafetensorsHeader, TensorEntry } from './safetensors';
+import { SHARD_INDEX_FILE_NAME, SINGLE_FILE_NAME } from './shard-plan';
+
+export interface CheckpointIssue {
+  severity: 'error' | 'warning';
+  /** The file (relative to the checkpoint directory) the problem is in. */
+  file: string;
+  tensor?: string;
+  message: string;
+}
+
+export interface CheckpointSummary {
+  dir: string;
+  modelType?: string;
+  architectures?: string[];
+  architecture?: Qwen3Architecture;
+  configDtype?: string;
+  parameters?: Qwen3ParameterCount;
+  /** Parameters actually stored (all tensors in the files). */
+  storedParameters: number;
+  dtypes: SafetensorsDtype[];
+  /** '' (Qwen3-Embedding style) or 'model.'. */
+  tensorPrefix?: string;
+  shards: Array<{ file: string; tensors: number; bytes: number }>;
+  weightBytes: number;
+  diskBytes: number;
+  tokenizer?: { file: string; appendsEos: boolean; maxId?: number };
+  prompts?: Record<string, string>;
+  pooling?: string;
+  generator?: Record<string, string>;
+}
+
+export interface CheckpointReport {
+  ok: boolean;
+  issues: CheckpointIssue[];
+  summary: CheckpointSummary;
+}
+
+const SUPPORTED_DTYPES: readonly SafetensorsDtype[] = ['BF16', 'F16', 'F32'];
+/** Tensors a checkpoint may carry that the embedding model ignores. */
+const IGNORED_TENSOR =
+  /^(model\.)?(lm_head\.weight|layers\.\d+\.self_attn\.rotary_emb\.inv_freq|rotary_emb\.inv_freq)$/;
+
+/**
+ * Validates a Hugging Face Qwen3 checkpoint directory without loading weights: config fields, every
+ * expected tensor present with the right shape and a supported dtype, safetensors headers against file
+ * sizes (truncation), the shard index against the shards, tokenizer and sentence-transformers files.
+ * Every problem names its file and, where it applies, its tensor.
+ */
+export async function inspectCheckpoint(directory: string): Promise<CheckpointReport> {
+  const dir = resolve(directory);
+  const issues: CheckpointIssue[] = [];
+  const error = (file: string, message: string, tensor?: string): void => {
+    issues.push({ severity: 'error', file, tensor, message });
+  };
+  const warning = (file: string, message: string, tensor?: string): void => {
+    issues.push({ severity: 'warning', file, tensor, message });
+  };
+  const summary: CheckpointSummary = {
+    dir,
+    storedParameters: 0,
+    dtypes: [],
+    shards: [],
+    weightBytes: 0,
+    diskBytes: 0,
+  };
+  const done = (): CheckpointReport => ({
+    ok: !issues.some((issue) => issue.severity === 'error'),
+    issues,
+    summary,
+  });
+
+  if (!existsSync(dir) || !(await stat(dir)).isDirectory()) {
+    error(dir, 'not a directory');
+    return done();
+  }
+  summary.diskBytes = await directoryBytes(dir);
+
+  // config.json
+  const config = await readJson(dir, 'config.json', error, true);
+  if (config && typeof config === 'object' && !Array.isArray(config)) {
+    const fields = config as Record<string, unknown>;
+    summary.modelType = typeof fields.model_type === 'string' ? fields.model_type : undefined;
+    summary.architectures = Array.isArray(fields.architectures)
+      ? fields.architectures.map(String)
+      : undefined;
+    summary.configDtype =
+      typeof fields.torch_dtype === 'string'
+        ? fields.torch_dtype
+        : typeof fields.dtype === 'string'
+          ? fields.dtype
+          : undefined;
+    if (fields.model_type !== 'qwen3') {
+      error('config.json', `model_type is ${JSON.stringify(fields.model_type)}, expected "qwen3"`);
+    }
+    if (fields.attention_bias === true) error('config.json', 'attention_bias is true; Qwen3 has no biases');
+    if (fields.hidden_act !== undefined && fields.hidden_act !== 'silu') {
+      error('config.json', `hidden_act is ${JSON.stringify(fields.hidden_act)}, expected "silu"`);
+    }
+    if (fields.rope_scaling !== undefined && fields.rope_scaling !== null) {
+      warning(
+        'config.json',
+        `rope_scaling ${JSON.stringify(fields.rope_scaling)} is not supported and is ignored`,
+      );
+    }
+    const { architecture, problems } = architectureFromConfigJson(fields);
+    for (const problem of problems) error('config.json', problem);
+    if (problems.length === 0) {
+      const structural = qwen3ArchitectureProblems(architecture);
+      for (const problem of structural) error('config.json', problem);
+      if (structural.length === 0) {
+        summary.architecture = architecture;
+        const specs = qwen3TensorSpecs(architecture);
+        const total = specs.reduce((sum, spec) => sum + elementCount(spec.shape), 0);
+        const embedding = elementCount(specs[0].shape);
+        summary.parameters = { total, embedding, nonEmbedding: total - embedding };
+      }
+    }
+  } else if (config !== undefined) {
+    error('config.json', 'is not a JSON object');
+  }
+
+  // weights
+  const tensors = await inspectWeights(dir, summary, error, warning);
+  if (summary.architecture && tensors) checkExpectedTensors(summary, tensors, error, warning);
+
+  // tokenizer.json
+  if (!existsSync(join(dir, 'tokenizer.json'))) {
+    error('tokenizer.json', 'missing: the service tokenizes with it');
+  } else {
+    const tokenizer = await readJson(dir, 'tokenizer.json', error, true);
+    if (tokenizer && typeof tokenizer === 'object') {
+      const fields = tokenizer as Record<string, unknown>;
+      const added = Array.isArray(fields.added_tokens)
+        ? (fields.added_tokens as Array<Record<string, unknown>>)
+        : [];
+      const eos = added.find((token) => token.content === EOS_TOKEN);
+      if (!eos) error('tokenizer.json', `no ${EOS_TOKEN} added token`);
+      else if (eos.id !== EOS_TOKEN_ID)
+        error('tokenizer.json', `${EOS_TOKEN} has id ${String(eos.id)}, expected ${EOS_TOKEN_ID}`);
+      const appendsEos = postProcessorAppendsEos(fields.post_processor);
+      summary.tokenizer = { file: 'tokenizer.json', appendsEos };
+      if (!appendsEos) {
+        warning(
+          'tokenizer.json',
+          `post_processor does not append ${EOS_TOKEN}: this service appends it itself, but transformers and sentence-transformers will not`,
+        );
+      }
+      const vocab = (fields.model as Record<string, unknown> | undefined)?.vocab;
+      const vocabIds = vocab && typeof vocab === 'object' ? Object.keys(vocab).length : 0;
+      summary.tokenizer.maxId = Math.max(vocabIds - 1, ...added.map((token) => Number(token.id)));
+    }
+  }
+
+  // sentence-transformers files (optional)
+  if (existsSync(join(dir, 'config_sentence_transformers.json'))) {
+    const st = await readJson(dir, 'config_sentence_transformers.json', error, false);
+    const prompts = (st as Record<string, unknown> | undefined)?.prompts;
+    if (prompts && typeof prompts === 'object') {
+      const entries = Object.entries(prompts as Record<string, unknown>);
+      for (const [name, value] of entries) {
+        if (typeof value !== 'string')
+          error('config_sentence_transformers.json', `prompts.${name} is not a string`);
+      }
+      summary.prompts = Object.fromEntries(
+        entries.filter(([, value]) => typeof value === 'string'),
+      ) as Record<string, string>;
+    }
+  }
+  if (existsSync(join(dir, 'modules.json'))) await readJson(dir, 'modules.json', error, false);
+  const poolingFile = join('1_Pooling', 'config.json');
+  if (existsSync(join(dir, poolingFile))) {
+    const pooling = (await readJson(dir, poolingFile, error, false)) as Record<string, unknown> | undefined;
+    if (pooling) {
+      const modes = Object.entries(pooling)
+        .filter(([key, value]) => key.startsWith('pooling_mode_') && value === true)
+        .map(([key]) => key.slice('pooling_mode_'.length));
+      summary.pooling = modes.join(', ') || 'none';
+      if (modes.length !== 1 || modes[0] !== 'lasttoken') {
+        warning(
+          poolingFile,
+          `pooling is ${summary.pooling}; Qwen3-Embedding (and this service) use lasttoken`,
+        );
+      }
+      if (summary.architecture && pooling.word_embedding_dimension !== summary.architecture.hiddenSize) {
+        error(
+          poolingFile,
+          `word_embedding_dimension ${String(pooling.word_embedding_dimension)} != hidden_size ${summary.architecture.hiddenSize}`,
+        );
+      }
+    }
+  }
+  return done();
+}
+
+type Report = (file: string, message: string, tensor?: string) => void;
+
+interface LocatedTensor {
+  file: string;
+  entry: TensorEntry;
+}
+
+async function inspectWeights(
+  dir: string,
+  summary: CheckpointSummary,
+  error: Report,
+  warning: Report,
+): Promise<Map<string, LocatedTensor> | undefined> {
+  let files: string[];
+  let weightMap: Record<string, string> | undefined;
+  let declaredTotal: number | undefined;
+  if (existsSync(join(dir, SHARD_INDEX_FILE_NAME))) {
+    const index = (await readJson(dir, SHARD_INDEX_FILE_NAME, error, true)) as
+      Record<string, unknown> | undefined;
+    if (!index) return undefined;
+    const map = index.weight_map;
+    if (!map || typeof map !== 'object' || Array.isArray(map)) {
+      error(SHARD_INDEX_FILE_NAME, 'weight_map is missing or not an object');
+      return undefined;
+    }
+    weightMap = {};
+    for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
+      if (typeof file !== 'string') error(SHARD_INDEX_FILE_NAME, `weight_map entry is not a file name`, name);
+      else weightMap[name] = file;
+    }
+    const metadata = index.metadata as Record<string, unknown> | undefined;
+    if (metadata && typeof metadata.total_size === 'number') declaredTotal = metadata.total_size;
+    files = [...new Set(Object.values(weightMap))].sort();
+    if (existsSync(join(dir, SINGLE_FILE_NAME)) && !files.includes(SINGLE_FILE_NAME)) {
+      warning(SINGLE_FILE_NAME, `ignored: ${SHARD_INDEX_FILE_NAME} lists the shards`);
+    }
+  } else if (existsSync(join(dir, SINGLE_FILE_NAME))) {
+    files = [SINGLE_FILE_NAME];
+  } else {
+    const stray = (await readdir(dir)).filter((name) => name.endsWith('.safetensors'));
+    error(
+      SINGLE_FILE_NAME,
+      stray.length > 0
+        ? `missing, and ${stray.join(', ')} ha${stray.length === 1 ? 's' : 've'} no ${SHARD_INDEX_FILE_NAME}`
+        : `no ${SINGLE_FILE_NAME} or ${SHARD_INDEX_FILE_NAME}`,
+    );
+    return undefined;
+  }
+
+  const tensors = new Map<string, LocatedTensor>();
+  const dtypes = new Set<SafetensorsDtype>();
+  for (const file of files) {
+    const path = join(dir, file);
+    if (!existsSync(path)) {
+      const listed = weightMap ? Object.keys(weightMap).filter((name) => weightMap![name] === file) : [];
+      error(
+        file,
+        `missing (${SHARD_INDEX_FILE_NAME} places ${listed.length} tensors in it, e.g. ${listed[0]})`,
+      );
+      continue;
+    }
+    let header;
+    try {
+      header = await readSafetensorsHeader(path);
+    } catch (problem) {
+      error(file, (problem as Error).message.replace(`${path}: `, '').replace(`${path} `, ''));
+      continue;
+    }
+    for (const problem of layoutProblems(header)) {
+      error(
+        file,
+        problem.message.replace(`${path}${problem.tensor ? ` [${problem.tensor}]` : ''}: `, ''),
+        problem.tensor,
+      );
+    }
+    if (header.metadata.format !== undefined && header.metadata.format !== 'pt') {
+      warning(file, `__metadata__.format is "${header.metadata.format}"; transformers expects "pt"`);
+    } else if (header.metadata.format === undefined) {
+      warning(file, '__metadata__.format is missing; transformers expects "pt"');
+    }
+    if (header.metadata.generator && !summary.generator) {
+      const { format: _format, ...rest } = header.metadata;
+      summary.generator = rest;
+    }
+    let bytes = 0;
+    for (const entry of header.tensors) {
+      bytes += entry.dataOffsets[1] - entry.dataOffsets[0];
+      summary.storedParameters += elementCount(entry.shape);
+      dtypes.add(entry.dtype);
+      const earlier = tensors.get(entry.name);
+      if (earlier) error(file, `also stored in ${earlier.file}`, entry.name);
+      tensors.set(entry.name, { file, entry });
+      if (weightMap && weightMap[entry.name] !== file) {
+        error(
+          file,
+          weightMap[entry.name] === undefined
+            ? `not listed in ${SHARD_INDEX_FILE_NAME}`
+            : `${SHARD_INDEX_FILE_NAME} places it in ${weightMap[entry.name]}`,
+          entry.name,
+        );
+      }
+    }
+    summary.shards.push({ file, tensors: header.tensors.length, bytes: header.fileSize });
+    summary.weightBytes += bytes;
+  }
+  if (weightMap) {
+    for (const [name, file] of Object.entries(weightMap)) {
+      if (!tensors.has(name) && existsSync(join(dir, file))) {
+        error(SHARD_INDEX_FILE_NAME, `lists it in ${file}, which does not contain it`, name);
+      }
+    }
+    if (declaredTotal !== undefined && declaredTotal !== summary.weightBytes) {
+      warning(
+        SHARD_INDEX_FILE_NAME,
+        `metadata.total_size ${declaredTotal} != ${summary.weightBytes} bytes of tensor data`,
+      );
+    }
+  }
+  summary.dtypes = [...dtypes].sort();
+  return tensors;
+}
+
+function checkExpectedTensors(
+  summary: CheckpointSummary,
+  tensors: Map<string, LocatedTensor>,
+  error: Report,
+  warning: Report,
+): void {
+  const architecture = summary.architecture!;
+  const expected = qwen3TensorSpecs(architecture);
+  const prefixed = tensors.has(`model.${expected[0].name}`) && !tensors.has(expected[0].name);
+  const prefix = prefixed ? 'model.' : '';
+  summary.tensorPrefix = prefix;
+  const fallbackFile = summary.shards.length === 1 ? summary.shards[0].file : SHARD_INDEX_FILE_NAME;
+  const expectedNames = new Set<string>();
+  for (const spec of expected) {
+    const name = `${prefix}${spec.name}`;
+    expectedNames.add(name);
+    const found = tensors.get(name);
+    if (!found) {
+      error(fallbackFile, 'missing tensor', name);
+      continue;
+    }
+    const { entry, file } = found;
+    if (entry.shape.length !== spec.shape.length || entry.shape.some((dim, i) => dim !== spec.shape[i])) {
+      error(file, `shape [${entry.shape.join(', ')}], expected [${spec.shape.join(', ')}]`, name);
+    }
+    if (!SUPPORTED_DTYPES.includes(entry.dtype)) {
+      error(file, `dtype ${entry.dtype} is not supported (use ${SUPPORTED_DTYPES.join(', ')})`, name);
+    }
+  }
+  for (const [name, { file }] of tensors) {
+    if (expectedNames.has(name) || IGNORED_TENSOR.test(name)) continue;
+    warning(file, 'unexpected tensor (ignored by the engine)', name);
+  }
+  if (summary.dtypes.length > 1) {
+    warning(
+      fallbackFile,
+      `mixed dtypes ${summary.dtypes.join(', ')}; the engine converts each tensor on load`,
+    );
+  }
+}
+
+async function readJson(dir: string, file: string, error: Report, required: boolean): Promise<unknown> {
+  const path = join(dir, file);
+  if (!existsSync(path)) {
+    if (required) error(file, 'missing');
+    return undefined;
+  }
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as unknown;
+  } catch (problem) {
+    error(file, `not valid JSON (${(problem as Error).message})`);
+    return undefined;
+  }
+}
+
+function postProcessorAppendsEos(processor: unknown): boolean {
+  if (!processor || typeof processor !== 'object') return false;
+  const fields = processor as Record<string, unknown>;
+  if (fields.type === 'Sequence' && Array.isArray(fields.processors)) {
+    return fields.processors.some((inner) => postProcessorAppendsEos(inner));
+  }
+  if (fields.type !== 'TemplateProcessing' || !Array.isArray(fields.single)) return false;
+  const last = fields.single[fields.single.length - 1] as Record<string, { id?: string }> | undefined;
+  return last?.SpecialToken?.id === EOS_TOKEN;
+}
+
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await directoryBytes(path);
+    else if (entry.isFile()) total += (await stat(path)).size;
+  }
+  return total;
+}
+
+/** A human summary, then one line per problem. */
+export function formatCheckpointReport(report: CheckpointReport): string {
+  const { summary } = report;
+  const lines: string[] = [];
+  const row = (label: string, value: string): void => {
+    lines.push(`${label.padEnd(11)} ${value}`);
+  };
+  row('checkpoint', summary.dir);
+  const a = summary.architecture;
+  if (a) {
+    row(
+      'model',
+      `${summary.modelType ?? '?'}${summary.architectures ? ` (${summary.architectures.join(', ')})` : ''}: hidden ${a.hiddenSize}, ${a.numHiddenLayers} layers, ${a.numAttentionHeads} q / ${a.numKeyValueHeads} kv heads x ${a.headDim}, mlp ${a.intermediateSize}, vocab ${a.vocabSize}, max positions ${a.maxPositionEmbeddings}, eps ${a.rmsNormEps}, rope theta ${a.ropeTheta}`,
+    );
+  }
+  if (summary.parameters) {
+    row(
+      'parameters',
+      `${formatCount(summary.parameters.total)} (embedding ${formatCount(summary.parameters.embedding)}, non-embedding ${formatCount(summary.parameters.nonEmbedding)}; ${summary.parameters.nonEmbedding.toLocaleString('en-US')} non-embedding)`,
+    );
+  }
+  row(
+    'weights',
+    `${summary.dtypes.join('+') || '?'}${summary.configDtype ? ` (config: ${summary.configDtype})` : ''}, ${summary.shards.length} file${summary.shards.length === 1 ? '' : 's'}, ${formatBytes(summary.weightBytes)} of tensors, ${formatBytes(summary.diskBytes)} on disk${summary.tensorPrefix ? `, names prefixed "${summary.tensorPrefix}"` : ''}`,
+  );
+  for (const shard of summary.shards) {
+    lines.push(
+      `  ${shard.file.padEnd(36)} ${String(shard.tensors).padStart(5)} tensors  ${formatBytes(shard.bytes)}`,
+    );
+  }
+  if (summary.tokenizer) {
+    const { file, appendsEos, maxId } = summary.tokenizer;
+    const rows = summary.architecture?.vocabSize;
+    row(
+      'tokenizer',
+      `${file}${appendsEos ? ` (appends ${EOS_TOKEN})` : ''}${maxId !== undefined ? `, ids 0..${maxId}` : ''}${rows !== undefined && maxId !== undefined && maxId >= rows ? ` (ids >= ${rows} have no embedding row and are rejected)` : ''}`,
+    );
+  }
+  if (summary.prompts) {
+    row(
+      'prompts',
+      Object.entries(summary.prompts)
+        .map(([name, text]) => `${name}: ${JSON.stringify(text)}`)
+        .join(', '),
+    );
+  }
+  if (summary.pooling) row('pooling', summary.pooling);
+  if (summary.generator) {
+    row(
+      'generated',
+      Object.entries(summary.generator)
+        .map(([key, value]) => `${key} ${value}`)
+        .join(', '),
+    );
+  }
+  const errors = report.issues.filter((issue) => issue.severity === 'error').length;
+  const warnings = report.issues.length - errors;
+  row(
+    'status',
+    `${report.ok ? 'OK' : 'INVALID'} (${errors} error${errors === 1 ? '' : 's'}, ${warnings} warning${warnings === 1 ? '' : 's'})`,
+  );
+  for (const issue of report.issues) {
+    lines.push(
+      `${issue.severity === 'error' ? 'ERROR' : 'WARN '} ${issue.file}${issue.tensor ? ` [${issue.tensor}]` : ''}: ${issue.message}`,
+    );
+  }
+  return lines.join('\n');
+}
