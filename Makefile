@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NPM ?= npm
 DEMO_MODEL ?= models/Qwen3-Embedding-tiny
 NATIVE_ADDON := build/native/Release/qwen3_embed.node
-APT_PACKAGES := cmake g++ make python3 libtorch-dev libgtest-dev nginx-light clang-format
+APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread libgtest-dev nginx-light clang-format
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 

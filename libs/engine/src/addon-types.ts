@@ -1,0 +1,76 @@
+/**
+ * The typed surface of the native addon (`build/native/Release/qwen3_embed.node`), exactly as
+ * docs/architecture.md specifies it. Only `native-engine.ts` loads the addon; everything else goes
+ * through `EnginePort`.
+ */
+import type { EngineDevice, EngineDtype, EngineInfo } from './engine.port';
+
+export interface AddonLoadOptions {
+  modelPath: string;
+  device: EngineDevice;
+  dtype: EngineDtype;
+  /** CUDA ordinals; [] on the CPU. */
+  deviceIds: number[];
+  /** Ranks per replica. */
+  tensorParallelSize: number;
+  /** 0 = libtorch default. */
+  cpuThreads: number;
+}
+
+/** Same fields as EngineInfo. */
+export type AddonInfo = EngineInfo;
+
+export interface AddonHealth {
+  ok: boolean;
+  reason?: string;
+}
+
+export interface AddonEngine {
+  /** Loads on engine-owned threads; onProgress is called on the JS thread. */
+  load(options: AddonLoadOptions, onProgress?: (line: string) => void): Promise<AddonInfo>;
+  /** Resolves with the rows back to back: row i has dimensions[i] floats, L2-normalised. */
+  embed(tokenIds: Int32Array, cuSeqlens: Int32Array, dimensions: Int32Array): Promise<Float32Array>;
+  info(): AddonInfo;
+  health(): AddonHealth;
+  /** Waits for in-flight batches, frees the devices; later calls reject with ENGINE_DISPOSED. */
+  dispose(): Promise<void>;
+}
+
+export interface AddonBuildInfo {
+  torchVersion: string;
+  cuda: boolean;
+  nccl: boolean;
+  flashAttention: boolean;
+}
+
+export interface AddonCudaDevice {
+  index: number;
+  name: string;
+  totalMemoryBytes: number;
+  freeMemoryBytes: number;
+}
+
+export interface AddonAllReduceCheck {
+  ok: boolean;
+  ms: number;
+  bytes: number;
+}
+
+export interface AddonBinding {
+  Engine: new () => AddonEngine;
+  buildInfo(): AddonBuildInfo;
+  /** Empty in a build without CUDA. */
+  cudaDevices(): AddonCudaDevice[];
+  /** One NCCL all-reduce over the GPUs, checked; rejects with code DEVICE_FAILED. */
+  allReduceCheck(deviceIds: number[]): Promise<AddonAllReduceCheck>;
+}
+
+/**
+ * What the addon rejects or throws with: TypeError / RangeError for bad arguments (with
+ * `code: 'INVALID_ARGUMENT'`), otherwise an Error whose `code` is an EngineErrorCode.
+ */
+export interface AddonError {
+  name: string;
+  message: string;
+  code?: string;
+}

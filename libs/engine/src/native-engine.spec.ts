@@ -1,0 +1,532 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { EngineError, type EngineInfo, type PackedBatch } from './engine.port';
+import { NativeEngine, defaultAddonPath, toEngineError } from './native-engine';
+
+/**
+ * Runs the real addon (build it with `make native`) on tiny Qwen3 checkpoints with seeded random
+ * bf16 weights, written here in the Hugging Face layout.
+ */
+
+interface TinyConfig {
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  intermediate: number;
+  vocab: number;
+  maxPositions: number;
+}
+
+const TINY: TinyConfig = {
+  hidden: 64,
+  layers: 2,
+  heads: 8,
+  kvHeads: 4,
+  headDim: 16,
+  intermediate: 128,
+  vocab: 512,
+  maxPositions: 256,
+};
+
+/** Big enough that one batch keeps the engine busy for a while on two cores. */
+const SLOW: TinyConfig = {
+  hidden: 256,
+  layers: 4,
+  heads: 8,
+  kvHeads: 4,
+  headDim: 32,
+  intermediate: 1024,
+  vocab: 512,
+  maxPositions: 4096,
+};
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Writes config.json + model.safetensors (BF16, no "model." prefix) and returns the directory. */
+function writeCheckpoint(dir: string, c: TinyConfig, seed = 0): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const config = {
+    architectures: ['Qwen3Model'],
+    model_type: 'qwen3',
+    hidden_size: c.hidden,
+    num_hidden_layers: c.layers,
+    num_attention_heads: c.heads,
+    num_key_value_heads: c.kvHeads,
+    head_dim: c.headDim,
+    intermediate_size: c.intermediate,
+    vocab_size: c.vocab,
+    max_position_embeddings: c.maxPositions,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    rope_scaling: null,
+    hidden_act: 'silu',
+    attention_bias: false,
+    torch_dtype: 'bfloat16',
+  };
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+
+  const q = c.heads * c.headDim;
+  const kv = c.kvHeads * c.headDim;
+  const shapes: Array<[string, number[]]> = [['embed_tokens.weight', [c.vocab, c.hidden]]];
+  for (let i = 0; i < c.layers; i++) {
+    const p = `layers.${i}.`;
+    shapes.push(
+      [`${p}input_layernorm.weight`, [c.hidden]],
+      [`${p}self_attn.q_proj.weight`, [q, c.hidden]],
+      [`${p}self_attn.k_proj.weight`, [kv, c.hidden]],
+      [`${p}self_attn.v_proj.weight`, [kv, c.hidden]],
+      [`${p}self_attn.o_proj.weight`, [c.hidden, q]],
+      [`${p}self_attn.q_norm.weight`, [c.headDim]],
+      [`${p}self_attn.k_norm.weight`, [c.headDim]],
+      [`${p}post_attention_layernorm.weight`, [c.hidden]],
+      [`${p}mlp.gate_proj.weight`, [c.intermediate, c.hidden]],
+      [`${p}mlp.up_proj.weight`, [c.intermediate, c.hidden]],
+      [`${p}mlp.down_proj.weight`, [c.hidden, c.intermediate]],
+    );
+  }
+  shapes.push(['norm.weight', [c.hidden]]);
+
+  const random = mulberry32(seed);
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const header: Record<string, unknown> = {};
+  const chunks: Buffer[] = [];
+  let offset = 0;
+  for (const [name, shape] of shapes) {
+    const count = shape.reduce((a, b) => a * b, 1);
+    const data = Buffer.alloc(count * 2);
+    const isNorm = name.endsWith('norm.weight');
+    const scale = isNorm ? 0.2 : 1 / Math.sqrt(shape[shape.length - 1]);
+    for (let i = 0; i < count; i++) {
+      f32[0] = (isNorm ? 1 : 0) + scale * (random() * 2 - 1);
+      const bits = u32[0];
+      data.writeUInt16LE(((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff, i * 2);
+    }
+    header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + data.length] };
+    offset += data.length;
+    chunks.push(data);
+  }
+  header.__metadata__ = { format: 'pt' };
+  let json = Buffer.from(JSON.stringify(header));
+  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, 0x20)]);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([length, json, ...chunks]));
+  return dir;
+}
+
+function batchOf(sequences: number[][], dims: number[]): PackedBatch {
+  const cu = [0];
+  for (const s of sequences) cu.push(cu[cu.length - 1] + s.length);
+  return {
+    tokenIds: Int32Array.from(sequences.flat()),
+    cuSeqlens: Int32Array.from(cu),
+    dimensions: Int32Array.from(dims),
+  };
+}
+
+function rows(out: Float32Array, dims: number[]): Float32Array[] {
+  const result: Float32Array[] = [];
+  let offset = 0;
+  for (const d of dims) {
+    result.push(out.subarray(offset, offset + d));
+    offset += d;
+  }
+  return result;
+}
+
+function norm(v: Float32Array): number {
+  let sum = 0;
+  for (const x of v) sum += x * x;
+  return Math.sqrt(sum);
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  for (let i = 0; i < a.length; i++) dot += a[i] * b[i];
+  return dot / (norm(a) * norm(b));
+}
+
+async function expectEngineError(promise: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(EngineError);
+  expect((error as EngineError).code).toBe(code);
+  if (message) expect((error as EngineError).message).toMatch(message);
+}
+
+const addonPath = defaultAddonPath();
+const addonBuilt = fs.existsSync(addonPath);
+if (!addonBuilt) {
+  if (process.env.CI) throw new Error(`native addon missing at ${addonPath}: run 'make native' first`);
+  console.warn(`skipping NativeEngine tests: ${addonPath} is not built (run 'make native')`);
+}
+const describeWithAddon = addonBuilt ? describe : describe.skip;
+
+describe('toEngineError', () => {
+  it('maps addon errors by code and argument errors to INVALID_ARGUMENT', () => {
+    expect(toEngineError(Object.assign(new Error('oom'), { code: 'OUT_OF_MEMORY' })).code).toBe(
+      'OUT_OF_MEMORY',
+    );
+    expect(toEngineError(new RangeError('bad')).code).toBe('INVALID_ARGUMENT');
+    expect(toEngineError(new TypeError('bad')).code).toBe('INVALID_ARGUMENT');
+    expect(toEngineError(Object.assign(new Error('x'), { code: 'ENOENT' })).code).toBe('INTERNAL');
+    expect(toEngineError('boom').code).toBe('INTERNAL');
+  });
+
+  it('fails load with MODEL_LOAD_FAILED naming the addon when it is not built', async () => {
+    const sut = new NativeEngine('/nonexistent/qwen3_embed.node');
+    await expectEngineError(
+      sut.load({ modelPath: '/x', device: 'cpu', dtype: 'float32', deviceIds: [], tensorParallelSize: 1 }),
+      'MODEL_LOAD_FAILED',
+      /\/nonexistent\/qwen3_embed\.node/,
+    );
+  });
+});
+
+describeWithAddon(NativeEngine.name, () => {
+  let root: string;
+  let tinyDir: string;
+  let sut: NativeEngine;
+  let info: EngineInfo;
+  const progress: string[] = [];
+
+  beforeAll(async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'qwen3-engine-spec-'));
+    tinyDir = writeCheckpoint(path.join(root, 'tiny'), TINY);
+    sut = new NativeEngine();
+    info = await sut.load({
+      modelPath: tinyDir,
+      device: 'cpu',
+      dtype: 'float32',
+      deviceIds: [],
+      tensorParallelSize: 1,
+      cpuThreads: 1,
+      onProgress: (line) => progress.push(line),
+    });
+  });
+
+  afterAll(async () => {
+    await sut?.dispose();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('loads and describes the model', () => {
+    expect(info).toMatchObject({
+      modelPath: tinyDir,
+      modelType: 'qwen3',
+      hiddenSize: 64,
+      numLayers: 2,
+      numAttentionHeads: 8,
+      numKeyValueHeads: 4,
+      headDim: 16,
+      intermediateSize: 128,
+      vocabSize: 512,
+      maxPositionEmbeddings: 256,
+      device: 'cpu',
+      dtype: 'float32',
+      tensorParallelSize: 1,
+      replicas: 1,
+    });
+    expect(info.parameters).toBeGreaterThan(0);
+    expect(info.devices).toHaveLength(1);
+    expect(info.devices[0]).toMatchObject({ index: -1, name: 'cpu', replica: 0, rank: 0 });
+    expect(info.devices[0].usedMemoryBytes).toBeGreaterThan(0);
+    expect(sut.info()).toEqual(info);
+    expect(sut.health()).toEqual({ ok: true });
+    expect(progress.some((line) => line.includes('model.safetensors'))).toBe(true);
+  });
+
+  it('embeds a packed batch into unit rows of the requested sizes', async () => {
+    const dims = [64, 32, 48];
+    const out = await sut.embed(batchOf([[1, 2, 3], [4, 5, 6, 7, 8], [9]], dims));
+    expect(Object.prototype.toString.call(out)).toBe('[object Float32Array]');
+    expect(out.length).toBe(64 + 32 + 48);
+    for (const row of rows(out, dims)) expect(norm(row)).toBeCloseTo(1, 5);
+  });
+
+  it('gives a text the same embedding whatever shares its batch', async () => {
+    const alone = await sut.embed(batchOf([[4, 5, 6, 7, 8]], [64]));
+    const packed = await sut.embed(
+      batchOf(
+        [
+          [1, 2, 3],
+          [4, 5, 6, 7, 8],
+          [9, 10],
+        ],
+        [64, 64, 64],
+      ),
+    );
+    expect(cosine(alone, rows(packed, [64, 64, 64])[1])).toBeGreaterThan(0.99999);
+  });
+
+  it('truncates before normalising (Matryoshka)', async () => {
+    const full = await sut.embed(batchOf([[11, 12, 13]], [64]));
+    const short = await sut.embed(batchOf([[11, 12, 13]], [32]));
+    const head = full.slice(0, 32);
+    const scale = norm(head);
+    for (let i = 0; i < 32; i++) expect(short[i]).toBeCloseTo(head[i] / scale, 5);
+  });
+
+  it.each<[string, PackedBatch]>([
+    ['an empty batch', batchOf([], [])],
+    [
+      'a zero-length sequence',
+      {
+        tokenIds: Int32Array.from([1, 2]),
+        cuSeqlens: Int32Array.from([0, 2, 2]),
+        dimensions: Int32Array.from([64, 64]),
+      },
+    ],
+    ['a token id beyond the table', batchOf([[1, 512]], [64])],
+    ['a negative token id', batchOf([[-1]], [64])],
+    [
+      'cuSeqlens not starting at 0',
+      {
+        tokenIds: Int32Array.from([1, 2]),
+        cuSeqlens: Int32Array.from([1, 2]),
+        dimensions: Int32Array.from([64]),
+      },
+    ],
+    [
+      'cuSeqlens not ending at the token count',
+      {
+        tokenIds: Int32Array.from([1, 2, 3]),
+        cuSeqlens: Int32Array.from([0, 2]),
+        dimensions: Int32Array.from([64]),
+      },
+    ],
+    [
+      'decreasing cuSeqlens',
+      {
+        tokenIds: Int32Array.from([1, 2, 3]),
+        cuSeqlens: Int32Array.from([0, 2, 1, 3]),
+        dimensions: Int32Array.from([64, 64, 64]),
+      },
+    ],
+    ['too few dimensions', batchOf([[1], [2]], [64])],
+    ['dimensions below 32', batchOf([[1]], [31])],
+    ['dimensions above hidden', batchOf([[1]], [65])],
+    ['a sequence longer than max_position_embeddings', batchOf([new Array<number>(257).fill(1)], [64])],
+    [
+      'a plain array instead of an Int32Array',
+      {
+        tokenIds: [1, 2] as unknown as Int32Array,
+        cuSeqlens: Int32Array.from([0, 2]),
+        dimensions: Int32Array.from([64]),
+      },
+    ],
+    [
+      'a Float32Array of dimensions',
+      {
+        tokenIds: Int32Array.from([1]),
+        cuSeqlens: Int32Array.from([0, 1]),
+        dimensions: Float32Array.from([64]) as unknown as Int32Array,
+      },
+    ],
+  ])('rejects %s with INVALID_ARGUMENT and keeps serving', async (_, batch) => {
+    await expectEngineError(sut.embed(batch), 'INVALID_ARGUMENT');
+    const out = await sut.embed(batchOf([[1, 2, 3]], [32]));
+    expect(out.length).toBe(32);
+  });
+
+  it('completes many concurrent batches, each with its own result', async () => {
+    const sequences = Array.from({ length: 12 }, (_, i) =>
+      Array.from({ length: 3 + i }, (__, j) => (i * 31 + j) % 512),
+    );
+    const results = await Promise.all(sequences.map((s) => sut.embed(batchOf([s], [64]))));
+    const again = await sut.embed(batchOf(sequences, new Array<number>(sequences.length).fill(64)));
+    rows(again, new Array<number>(sequences.length).fill(64)).forEach((row, i) => {
+      expect(cosine(row, results[i])).toBeGreaterThan(0.99999);
+    });
+  });
+
+  it('produces the same embeddings with tensor parallelism on the CPU', async () => {
+    const tp = new NativeEngine();
+    try {
+      await tp.load({
+        modelPath: tinyDir,
+        device: 'cpu',
+        dtype: 'float32',
+        deviceIds: [],
+        tensorParallelSize: 2,
+        cpuThreads: 2,
+      });
+      const batch = batchOf(
+        [
+          [1, 2, 3, 4],
+          [5, 6],
+        ],
+        [64, 64],
+      );
+      const [a, b] = await Promise.all([sut.embed(batch), tp.embed(batch)]);
+      rows(a, [64, 64]).forEach((row, i) =>
+        expect(cosine(row, rows(b, [64, 64])[i])).toBeGreaterThan(0.99999),
+      );
+      expect(tp.info().devices.map((d) => d.rank)).toEqual([0, 1]);
+    } finally {
+      await tp.dispose();
+    }
+  });
+
+  it('keeps the event loop free during a long batch', async () => {
+    const slow = new NativeEngine();
+    try {
+      await slow.load({
+        modelPath: writeCheckpoint(path.join(root, 'slow'), SLOW, 1),
+        device: 'cpu',
+        dtype: 'float32',
+        deviceIds: [],
+        tensorParallelSize: 1,
+        cpuThreads: 1,
+      });
+      const long = Array.from({ length: 4 }, (_, s) =>
+        Array.from({ length: 1024 }, (__, t) => (s + t) % 512),
+      );
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 5);
+      const started = Date.now();
+      try {
+        await slow.embed(batchOf(long, [256, 256, 256, 256]));
+      } finally {
+        clearInterval(timer);
+      }
+      const elapsed = Date.now() - started;
+      // A blocked loop would tick at most once; a free one ticks about every 5 ms.
+      expect(elapsed).toBeGreaterThan(50);
+      expect(ticks).toBeGreaterThanOrEqual(Math.min(5, Math.floor(elapsed / 20)));
+    } finally {
+      await slow.dispose();
+    }
+  }, 60_000);
+
+  describe('with a bad model directory', () => {
+    const load = (engine: NativeEngine, modelPath: string) =>
+      engine.load({ modelPath, device: 'cpu', dtype: 'float32', deviceIds: [], tensorParallelSize: 1 });
+
+    it('names the missing config.json', async () => {
+      const dir = path.join(root, 'empty');
+      fs.mkdirSync(dir, { recursive: true });
+      await expectEngineError(load(new NativeEngine(), dir), 'MODEL_LOAD_FAILED', /config\.json/);
+    });
+
+    it('names the missing weights file', async () => {
+      const dir = path.join(root, 'no-weights');
+      writeCheckpoint(dir, TINY);
+      fs.rmSync(path.join(dir, 'model.safetensors'));
+      await expectEngineError(load(new NativeEngine(), dir), 'MODEL_LOAD_FAILED', /model\.safetensors/);
+    });
+
+    it('names a truncated file', async () => {
+      const dir = path.join(root, 'truncated');
+      writeCheckpoint(dir, TINY);
+      const file = path.join(dir, 'model.safetensors');
+      fs.truncateSync(file, fs.statSync(file).size - 100);
+      await expectEngineError(
+        load(new NativeEngine(), dir),
+        'MODEL_LOAD_FAILED',
+        /model\.safetensors.*truncated/,
+      );
+    });
+
+    it('rejects an unsupported configuration', async () => {
+      const dir = path.join(root, 'scaled-rope');
+      writeCheckpoint(dir, TINY);
+      const configPath = path.join(dir, 'config.json');
+      const config = JSON.parse(fs.readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      fs.writeFileSync(configPath, JSON.stringify({ ...config, rope_scaling: { type: 'yarn', factor: 4 } }));
+      await expectEngineError(load(new NativeEngine(), dir), 'MODEL_LOAD_FAILED', /rope_scaling/);
+    });
+
+    it('can load after a failed load', async () => {
+      const engine = new NativeEngine();
+      try {
+        await expectEngineError(load(engine, path.join(root, 'nope')), 'MODEL_LOAD_FAILED', /nope/);
+        await expect(load(engine, tinyDir)).resolves.toMatchObject({ hiddenSize: 64 });
+      } finally {
+        await engine.dispose();
+      }
+    });
+  });
+
+  it('rejects bad load options with INVALID_ARGUMENT', async () => {
+    const engine = new NativeEngine();
+    await expectEngineError(
+      engine.load({
+        modelPath: tinyDir,
+        device: 'cpu',
+        dtype: 'bfloat16',
+        deviceIds: [],
+        tensorParallelSize: 1,
+      }),
+      'INVALID_ARGUMENT',
+      /float32/,
+    );
+    await expectEngineError(
+      engine.load({
+        modelPath: tinyDir,
+        device: 'cpu',
+        dtype: 'float32',
+        deviceIds: [],
+        tensorParallelSize: 3,
+      }),
+      'INVALID_ARGUMENT',
+      /tensorParallelSize 3/,
+    );
+    await engine.dispose();
+  });
+
+  it('reports build facts and no CUDA devices on a CPU build', () => {
+    const build = sut.buildInfo();
+    expect(typeof build.torchVersion).toBe('string');
+    if (!build.cuda) expect(sut.cudaDevices()).toEqual([]);
+  });
+
+  it('fails every call cleanly before load and after dispose', async () => {
+    const engine = new NativeEngine();
+    await expectEngineError(engine.embed(batchOf([[1]], [64])), 'ENGINE_NOT_LOADED');
+    expect(() => engine.info()).toThrow(expect.objectContaining({ code: 'ENGINE_NOT_LOADED' }));
+    expect(engine.health().ok).toBe(false);
+
+    await engine.load({
+      modelPath: tinyDir,
+      device: 'cpu',
+      dtype: 'float32',
+      deviceIds: [],
+      tensorParallelSize: 1,
+    });
+    const inFlight = engine.embed(batchOf([[1, 2, 3]], [64]));
+    await engine.dispose();
+    await expect(inFlight).resolves.toHaveLength(64);
+
+    await expectEngineError(engine.embed(batchOf([[1]], [64])), 'ENGINE_DISPOSED');
+    expect(() => engine.info()).toThrow(expect.objectContaining({ code: 'ENGINE_DISPOSED' }));
+    await expectEngineError(
+      engine.load({
+        modelPath: tinyDir,
+        device: 'cpu',
+        dtype: 'float32',
+        deviceIds: [],
+        tensorParallelSize: 1,
+      }),
+      'ENGINE_DISPOSED',
+    );
+    expect(engine.health()).toEqual({ ok: false, reason: 'the engine has been disposed' });
+    await expect(engine.dispose()).resolves.toBeUndefined();
+  });
+});

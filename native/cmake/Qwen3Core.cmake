@@ -1,0 +1,103 @@
+# The engine core as a static library, shared by the addon (root CMakeLists.txt) and the GoogleTest
+# project (native/tests). Finds libtorch, and enables CUDA / NCCL code when they are available:
+#   QWEN3_WITH_CUDA  libtorch was built with CUDA (the torch_cuda target exists)
+#   QWEN3_WITH_NCCL  additionally nccl.h and libnccl were found
+# libtorch comes from Torch_DIR / CMAKE_PREFIX_PATH if set, else from the Python `torch` package if
+# one is importable (the GPU hosts), else from the system (Debian's libtorch-dev).
+include_guard(GLOBAL)
+
+set(QWEN3_NATIVE_DIR "${CMAKE_CURRENT_LIST_DIR}/..")
+option(QWEN3_TORCH_FROM_PYTHON "Look for libtorch in the Python torch package first" ON)
+option(QWEN3_ENABLE_NCCL "Use NCCL for tensor parallelism on CUDA when found" ON)
+
+if(NOT DEFINED CMAKE_CXX_STANDARD)
+  set(CMAKE_CXX_STANDARD 17)
+endif()
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+set(CMAKE_CXX_EXTENSIONS OFF)
+
+if(QWEN3_TORCH_FROM_PYTHON AND NOT Torch_DIR AND NOT DEFINED ENV{Torch_DIR})
+  execute_process(
+    COMMAND python3 -c "import torch, sys; sys.stdout.write(torch.utils.cmake_prefix_path)"
+    OUTPUT_VARIABLE QWEN3_PYTHON_TORCH_PREFIX
+    RESULT_VARIABLE _qwen3_python_rc
+    ERROR_QUIET)
+  if(_qwen3_python_rc EQUAL 0 AND QWEN3_PYTHON_TORCH_PREFIX)
+    message(STATUS "qwen3: using libtorch from Python: ${QWEN3_PYTHON_TORCH_PREFIX}")
+    list(PREPEND CMAKE_PREFIX_PATH "${QWEN3_PYTHON_TORCH_PREFIX}")
+  else()
+    unset(QWEN3_PYTHON_TORCH_PREFIX)
+  endif()
+endif()
+
+set(THREADS_PREFER_PTHREAD_FLAG ON)
+find_package(Threads REQUIRED)
+find_package(Torch REQUIRED)
+message(STATUS "qwen3: Torch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
+
+set(QWEN3_WITH_CUDA OFF)
+set(QWEN3_WITH_NCCL OFF)
+if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
+  set(QWEN3_WITH_CUDA ON)
+  if(QWEN3_ENABLE_NCCL)
+    set(_qwen3_nccl_hints "$ENV{NCCL_ROOT}" "$ENV{NCCL_HOME}" "$ENV{NCCL_DIR}")
+    if(QWEN3_PYTHON_TORCH_PREFIX)
+      # The nvidia-nccl wheel that PyTorch itself loads (site-packages/nvidia/nccl).
+      get_filename_component(_qwen3_site "${QWEN3_PYTHON_TORCH_PREFIX}/../.." ABSOLUTE)
+      list(APPEND _qwen3_nccl_hints "${_qwen3_site}/nvidia/nccl")
+    endif()
+    find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_qwen3_nccl_hints} PATH_SUFFIXES include)
+    if(NCCL_INCLUDE_DIR)
+      get_filename_component(_qwen3_nccl_root "${NCCL_INCLUDE_DIR}/.." ABSOLUTE)
+      find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2
+        HINTS "${_qwen3_nccl_root}" ${_qwen3_nccl_hints}
+        PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu)
+    endif()
+    if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+      set(QWEN3_WITH_NCCL ON)
+      message(STATUS "qwen3: NCCL ${NCCL_LIBRARY} (headers ${NCCL_INCLUDE_DIR})")
+    else()
+      message(WARNING "qwen3: CUDA without NCCL: tensor parallelism on GPUs is disabled")
+    endif()
+  endif()
+endif()
+message(STATUS "qwen3: CUDA ${QWEN3_WITH_CUDA}, NCCL ${QWEN3_WITH_NCCL}")
+
+set(QWEN3_CORE_SOURCES
+  ${QWEN3_NATIVE_DIR}/src/common/error.cpp
+  ${QWEN3_NATIVE_DIR}/src/loader/json.cpp
+  ${QWEN3_NATIVE_DIR}/src/loader/mapped_file.cpp
+  ${QWEN3_NATIVE_DIR}/src/loader/safetensors.cpp
+  ${QWEN3_NATIVE_DIR}/src/loader/checkpoint.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/config.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/packed_batch.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/packed_input.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/pooling.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/layers.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/attention.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/qwen3_model.cpp
+  ${QWEN3_NATIVE_DIR}/src/parallel/in_process_communicator.cpp
+  ${QWEN3_NATIVE_DIR}/src/parallel/nccl_communicator.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/engine.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/devices.cpp
+)
+
+add_library(qwen3_core STATIC ${QWEN3_CORE_SOURCES})
+target_include_directories(qwen3_core PUBLIC ${QWEN3_NATIVE_DIR}/src)
+# TORCH_CXX_FLAGS (the C++ ABI flag) travels with the torch target to everything that links this.
+target_link_libraries(qwen3_core PUBLIC ${TORCH_LIBRARIES} Threads::Threads)
+set_target_properties(qwen3_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
+target_compile_options(qwen3_core PRIVATE -Wall -Wextra)
+# One header set for every libtorch translation unit: builds on small machines stay quick.
+target_precompile_headers(qwen3_core PRIVATE <ATen/ATen.h>)
+if(QWEN3_WITH_CUDA)
+  target_compile_definitions(qwen3_core PUBLIC QWEN3_WITH_CUDA)
+  if(TARGET CUDA::cudart)
+    target_link_libraries(qwen3_core PUBLIC CUDA::cudart)
+  endif()
+endif()
+if(QWEN3_WITH_NCCL)
+  target_compile_definitions(qwen3_core PUBLIC QWEN3_WITH_NCCL)
+  target_include_directories(qwen3_core SYSTEM PUBLIC ${NCCL_INCLUDE_DIR})
+  target_link_libraries(qwen3_core PUBLIC ${NCCL_LIBRARY})
+endif()

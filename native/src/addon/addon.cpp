@@ -1,0 +1,101 @@
+// Module entry point of qwen3_embed.node: the Engine class and the module-level functions of
+// docs/architecture.md.
+#include <napi.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "addon/convert.h"
+#include "addon/engine_wrap.h"
+#include "runtime/engine.h"
+
+namespace qwen3::addon {
+
+namespace {
+
+Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) { return ToJs(info.Env(), GetBuildInfo()); }
+
+Napi::Value CudaDevicesJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    return ToJs(env, ListCudaDevices());
+  } catch (const Error& e) {
+    throw MakeError(env, e);
+  } catch (const std::exception& e) {
+    throw MakeError(env, ErrorCode::kDeviceFailed, e.what());
+  }
+}
+
+// Runs the NCCL check on the libuv thread pool (it takes well under a second once NCCL is up).
+class AllReduceCheckWorker : public Napi::AsyncWorker {
+ public:
+  AllReduceCheckWorker(Napi::Env env, std::vector<int> device_ids)
+      : Napi::AsyncWorker(env, "qwen3.allReduceCheck"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        device_ids_(std::move(device_ids)) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      result_ = RunAllReduceCheck(device_ids_);
+    } catch (const Error& e) {
+      error_ = e;
+    } catch (const std::exception& e) {
+      error_ = Error(ErrorCode::kDeviceFailed, e.what());
+    } catch (...) {
+      error_ = Error(ErrorCode::kDeviceFailed, "unknown error in the all-reduce check");
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (error_) {
+      deferred_.Reject(MakeError(env, *error_).Value());
+    } else {
+      deferred_.Resolve(ToJs(env, result_));
+    }
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<int> device_ids_;
+  AllReduceCheckResult result_;
+  std::optional<Error> error_;
+};
+
+Napi::Value AllReduceCheckJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<int> ids;
+  try {
+    ids = ToDeviceIds(info[0], "deviceIds");
+  } catch (const Napi::Error& e) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(e.Value());
+    return deferred.Promise();
+  }
+  auto* worker = new AllReduceCheckWorker(env, std::move(ids));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();  // the worker deletes itself when done
+  return promise;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", EngineWrap::DefineClass(env));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfoJs, "buildInfo"));
+  exports.Set("cudaDevices", Napi::Function::New(env, CudaDevicesJs, "cudaDevices"));
+  exports.Set("allReduceCheck", Napi::Function::New(env, AllReduceCheckJs, "allReduceCheck"));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace qwen3::addon
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  return qwen3::addon::Init(env, exports);
+}
+
+NODE_API_MODULE(qwen3_embed, InitModule)

@@ -1,0 +1,25 @@
+#include "common/error.h"
+
+namespace qwen3 {
+
+const char* ErrorCodeName(ErrorCode code) noexcept {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case ErrorCode::kModelLoadFailed:
+      return "MODEL_LOAD_FAILED";
+    case ErrorCode::kOutOfMemory:
+      return "OUT_OF_MEMORY";
+    case ErrorCode::kDeviceFailed:
+      return "DEVICE_FAILED";
+    case ErrorCode::kEngineDisposed:
+      return "ENGINE_DISPOSED";
+    case ErrorCode::kEngineNotLoaded:
+      return "ENGINE_NOT_LOADED";
+    case ErrorCode::kInternal:
+      return "INTERNAL";
+  }
+  return "INTERNAL";
+}
+
+}  // namespace qwen3

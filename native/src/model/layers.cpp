@@ -1,0 +1,48 @@
+#include "model/layers.h"
+
+#include <ATen/ATen.h>
+
+namespace qwen3 {
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+  at::Tensor normed = (xf * at::rsqrt(variance + eps)).to(x.scalar_type());
+  return normed * weight;
+}
+
+RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, at::Device device) {
+  // transformers: 1 / (theta ** (arange(0, dim, 2).float() / dim)), all in fp32.
+  at::Tensor exponent =
+      at::arange(0, head_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
+      static_cast<double>(head_dim);
+  at::Tensor inv_freq = at::pow(theta, exponent).reciprocal();
+  inv_freq_ = inv_freq.to(device);
+}
+
+std::pair<at::Tensor, at::Tensor> RotaryEmbedding::CosSin(const at::Tensor& positions) const {
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq_.unsqueeze(0);  // [T, D/2]
+  freqs = freqs.unsqueeze(1);                                                         // [T, 1, D/2]
+  return {freqs.cos(), freqs.sin()};
+}
+
+at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor x1 = xf.narrow(-1, 0, half);
+  at::Tensor x2 = xf.narrow(-1, half, half);
+  return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1).to(x.scalar_type());
+}
+
+at::Tensor ColumnParallelLinear::Forward(const at::Tensor& x) const {
+  return at::linear(x, weight_);
+}
+
+at::Tensor RowParallelLinear::Forward(const at::Tensor& x, Communicator& comm) const {
+  at::Tensor y = at::linear(x, weight_);
+  if (!y.is_contiguous()) y = y.contiguous();
+  comm.AllReduceSum(y);
+  return y;
+}
+
+}  // namespace qwen3

@@ -1,0 +1,65 @@
+// Building blocks of the Qwen3 decoder: RMSNorm, rotary embeddings and the tensor-parallel linear
+// layers (Megatron layout). Weights are [out_features, in_features], as in the checkpoint.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "parallel/communicator.h"
+
+namespace qwen3 {
+
+// RMSNorm over the last dimension, as Qwen3 computes it: normalise in fp32, cast back to the input
+// dtype, then multiply by the weight (which has the compute dtype).
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// Rotary position embedding in the half-split layout (GPT-NeoX "rotate_half"): dimension i of the
+// first half pairs with dimension i of the second half and rotates by position * theta^(-2i/D).
+class RotaryEmbedding {
+ public:
+  RotaryEmbedding() = default;
+  RotaryEmbedding(int64_t head_dim, double theta, at::Device device);
+
+  // cos and sin of position * inv_freq, [T, 1, head_dim / 2] in fp32, for integer positions [T].
+  std::pair<at::Tensor, at::Tensor> CosSin(const at::Tensor& positions) const;
+
+ private:
+  at::Tensor inv_freq_;  // [head_dim / 2] fp32, computed as transformers does
+};
+
+// Rotates x [T, heads, head_dim] (computed in fp32, returned in x's dtype).
+at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+// y = x W^T with W split by rows (output features): rank r of `world` holds rows
+// [r * out / world, (r + 1) * out / world). The input is replicated on every rank and the output
+// is this rank's slice of the features, so no collective is needed. Several projections that read
+// the same input (q/k/v, gate/up) are fused by concatenating their row shards.
+class ColumnParallelLinear {
+ public:
+  ColumnParallelLinear() = default;
+  explicit ColumnParallelLinear(at::Tensor weight_shard) : weight_(std::move(weight_shard)) {}
+  at::Tensor Forward(const at::Tensor& x) const;
+  const at::Tensor& weight() const { return weight_; }
+
+ private:
+  at::Tensor weight_;  // [out / world, in]
+};
+
+// y = x W^T with W split by columns (input features): rank r holds columns
+// [r * in / world, (r + 1) * in / world) and takes the matching slice of the input, i.e. the output
+// of a ColumnParallelLinear. Each rank's product is a partial sum of y; one all-reduce (sum) over
+// the group makes the full output on every rank.
+class RowParallelLinear {
+ public:
+  RowParallelLinear() = default;
+  explicit RowParallelLinear(at::Tensor weight_shard) : weight_(std::move(weight_shard)) {}
+  at::Tensor Forward(const at::Tensor& x, Communicator& comm) const;
+  const at::Tensor& weight() const { return weight_; }
+
+ private:
+  at::Tensor weight_;  // [out, in / world]
+};
+
+}  // namespace qwen3

@@ -1,0 +1,182 @@
+#include "model/qwen3_model.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <string>
+
+#include "common/error.h"
+#include "model/attention.h"
+
+namespace qwen3 {
+
+namespace {
+
+std::string LayerName(int index, const char* suffix) {
+  return "layers." + std::to_string(index) + "." + suffix;
+}
+
+// A checkpoint tensor converted to the compute dtype on the target device. The copy to the device
+// happens before the dtype conversion so a GPU converts it.
+at::Tensor ToDevice(at::Tensor t, const ModelOptions& o) {
+  return t.to(o.device).to(o.dtype).contiguous();
+}
+
+at::Tensor LoadReplicated(const Checkpoint& c, const std::string& name, const ModelOptions& o) {
+  return ToDevice(c.Get(name), o);
+}
+
+at::Tensor LoadFusedRows(const Checkpoint& c, const std::vector<std::string>& names,
+                         const ModelOptions& o) {
+  std::vector<at::Tensor> parts;
+  parts.reserve(names.size());
+  for (const auto& name : names) parts.push_back(c.GetShard(name, 0, o.rank, o.world));
+  return ToDevice(at::cat(parts, 0), o);
+}
+
+int64_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
+
+}  // namespace
+
+void ValidateCheckpoint(const Checkpoint& c, const ModelConfig& m) {
+  const int64_t h = m.hidden_size;
+  c.CheckWeight("embed_tokens.weight", {m.vocab_size, h});
+  c.CheckWeight("norm.weight", {h});
+  for (int i = 0; i < m.num_hidden_layers; ++i) {
+    c.CheckWeight(LayerName(i, "input_layernorm.weight"), {h});
+    c.CheckWeight(LayerName(i, "post_attention_layernorm.weight"), {h});
+    c.CheckWeight(LayerName(i, "self_attn.q_proj.weight"), {m.q_size(), h});
+    c.CheckWeight(LayerName(i, "self_attn.k_proj.weight"), {m.kv_size(), h});
+    c.CheckWeight(LayerName(i, "self_attn.v_proj.weight"), {m.kv_size(), h});
+    c.CheckWeight(LayerName(i, "self_attn.o_proj.weight"), {h, m.q_size()});
+    c.CheckWeight(LayerName(i, "self_attn.q_norm.weight"), {m.head_dim});
+    c.CheckWeight(LayerName(i, "self_attn.k_norm.weight"), {m.head_dim});
+    c.CheckWeight(LayerName(i, "mlp.gate_proj.weight"), {m.intermediate_size, h});
+    c.CheckWeight(LayerName(i, "mlp.up_proj.weight"), {m.intermediate_size, h});
+    c.CheckWeight(LayerName(i, "mlp.down_proj.weight"), {h, m.intermediate_size});
+  }
+}
+
+DecoderLayer::DecoderLayer(const Checkpoint& c, const ModelConfig& m, const ModelOptions& o,
+                           int index)
+    : eps_(m.rms_norm_eps),
+      q_heads_(m.num_attention_heads / o.world),
+      kv_heads_(m.num_key_value_heads / o.world),
+      head_dim_(m.head_dim),
+      intermediate_(m.intermediate_size / o.world),
+      use_flash_(FlashAttentionSupported(o.device, o.dtype, m.head_dim)) {
+  auto name = [index](const char* suffix) { return LayerName(index, suffix); };
+  input_norm_ = LoadReplicated(c, name("input_layernorm.weight"), o);
+  post_attention_norm_ = LoadReplicated(c, name("post_attention_layernorm.weight"), o);
+  q_norm_ = LoadReplicated(c, name("self_attn.q_norm.weight"), o);
+  k_norm_ = LoadReplicated(c, name("self_attn.k_norm.weight"), o);
+  // Heads are contiguous row blocks of q/k/v, so an equal row split gives each rank whole heads,
+  // and its query heads are exactly those that read its key/value heads.
+  qkv_proj_ = ColumnParallelLinear(
+      LoadFusedRows(c,
+                    {name("self_attn.q_proj.weight"), name("self_attn.k_proj.weight"),
+                     name("self_attn.v_proj.weight")},
+                    o));
+  o_proj_ = RowParallelLinear(
+      ToDevice(c.GetShard(name("self_attn.o_proj.weight"), 1, o.rank, o.world), o));
+  gate_up_proj_ = ColumnParallelLinear(
+      LoadFusedRows(c, {name("mlp.gate_proj.weight"), name("mlp.up_proj.weight")}, o));
+  down_proj_ =
+      RowParallelLinear(ToDevice(c.GetShard(name("mlp.down_proj.weight"), 1, o.rank, o.world), o));
+}
+
+at::Tensor DecoderLayer::Forward(const at::Tensor& x_in, const PackedInput& in,
+                                 const at::Tensor& cos, const at::Tensor& sin, Communicator& comm,
+                                 bool last_only) const {
+  const int64_t tokens = x_in.size(0);
+  const int64_t q_width = q_heads_ * head_dim_;
+  const int64_t kv_width = kv_heads_ * head_dim_;
+
+  at::Tensor h = RmsNorm(x_in, input_norm_, eps_);
+  at::Tensor qkv = qkv_proj_.Forward(h);
+  at::Tensor q = qkv.narrow(1, 0, q_width).view({tokens, q_heads_, head_dim_});
+  at::Tensor k = qkv.narrow(1, q_width, kv_width).view({tokens, kv_heads_, head_dim_});
+  at::Tensor v = qkv.narrow(1, q_width + kv_width, kv_width).view({tokens, kv_heads_, head_dim_});
+  // Qwen3 normalises each head of q and k before the rotation.
+  q = ApplyRotary(RmsNorm(q, q_norm_, eps_), cos, sin);
+  k = ApplyRotary(RmsNorm(k, k_norm_, eps_), cos, sin);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  at::Tensor attn = CausalAttention(q, k, v, in, scale, use_flash_).reshape({tokens, q_width});
+
+  at::Tensor x = x_in;
+  if (last_only) {
+    // Only the last token of each sequence is pooled; the rest need no o_proj or MLP here.
+    attn = attn.index_select(0, in.last_token);
+    x = x.index_select(0, in.last_token);
+  }
+  x = x + o_proj_.Forward(attn, comm);
+
+  h = RmsNorm(x, post_attention_norm_, eps_);
+  at::Tensor gate_up = gate_up_proj_.Forward(h);
+  at::Tensor act = at::silu(gate_up.narrow(1, 0, intermediate_)) *
+                   gate_up.narrow(1, intermediate_, intermediate_);
+  return x + down_proj_.Forward(act, comm);
+}
+
+int64_t DecoderLayer::weight_bytes() const {
+  return Bytes(input_norm_) + Bytes(post_attention_norm_) + Bytes(q_norm_) + Bytes(k_norm_) +
+         Bytes(qkv_proj_.weight()) + Bytes(o_proj_.weight()) + Bytes(gate_up_proj_.weight()) +
+         Bytes(down_proj_.weight());
+}
+
+Qwen3Model::Qwen3Model(const Checkpoint& c, const ModelConfig& m, const ModelOptions& o,
+                       const ProgressCallback& progress, const std::atomic<bool>* cancel)
+    : config_(m), options_(o) {
+  if (o.world < 1 || o.rank < 0 || o.rank >= o.world || m.num_key_value_heads % o.world != 0 ||
+      m.intermediate_size % o.world != 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "tensor parallel size " + std::to_string(o.world) +
+                    " must divide num_key_value_heads (" + std::to_string(m.num_key_value_heads) +
+                    ") and intermediate_size (" + std::to_string(m.intermediate_size) + ")");
+  }
+  // On the CPU the table stays in its checkpoint dtype and only gathered rows are converted: a
+  // bf16 table is half the size of an fp32 one. On a GPU it is converted once.
+  at::Tensor table = c.Get("embed_tokens.weight");
+  embed_tokens_ = o.device.is_cpu() ? table : ToDevice(table, o);
+  table.reset();
+  norm_ = LoadReplicated(c, "norm.weight", o);
+  rotary_ = RotaryEmbedding(m.head_dim, m.rope_theta, o.device);
+
+  const std::string who = o.world > 1 ? "rank " + std::to_string(o.rank) + ": " : "";
+  layers_.reserve(static_cast<size_t>(m.num_hidden_layers));
+  for (int i = 0; i < m.num_hidden_layers; ++i) {
+    if (cancel != nullptr && cancel->load()) {
+      throw Error(ErrorCode::kModelLoadFailed, "loading was cancelled");
+    }
+    layers_.emplace_back(c, m, o, i);
+    const int done = i + 1;
+    if (progress && (done == m.num_hidden_layers || done % 4 == 0)) {
+      progress(who + "loaded layer " + std::to_string(done) + "/" +
+               std::to_string(m.num_hidden_layers));
+    }
+  }
+}
+
+at::Tensor Qwen3Model::Forward(const PackedInput& in, Communicator& comm,
+                               const LayerHook& hook) const {
+  at::Tensor x = embed_tokens_.index_select(0, in.token_ids).to(options_.dtype);
+  auto [cos, sin] = rotary_.CosSin(in.positions);
+  const auto layers = static_cast<int>(layers_.size());
+  for (int i = 0; i < layers; ++i) {
+    if (hook) hook(i);
+    x = layers_[static_cast<size_t>(i)].Forward(x, in, cos, sin, comm, i == layers - 1);
+  }
+  return RmsNorm(x, norm_, config_.rms_norm_eps).to(at::kFloat);
+}
+
+int64_t Qwen3Model::weight_bytes() const {
+  int64_t total = Bytes(embed_tokens_) + Bytes(norm_);
+  for (const auto& layer : layers_) total += layer.weight_bytes();
+  return total;
+}
+
+bool Qwen3Model::uses_flash_attention() const {
+  return FlashAttentionSupported(options_.device, options_.dtype, config_.head_dim);
+}
+
+}  // namespace qwen3

@@ -1,0 +1,87 @@
+// The Qwen3 decoder as an embedding model: token ids of a packed batch in, the final-norm hidden
+// state of each sequence's last token out. One instance holds one tensor-parallel rank's shard.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "loader/checkpoint.h"
+#include "model/config.h"
+#include "model/layers.h"
+#include "model/packed_input.h"
+#include "parallel/communicator.h"
+
+namespace qwen3 {
+
+struct ModelOptions {
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;  // compute dtype of weights and activations
+  int rank = 0;                       // tensor-parallel rank and size
+  int world = 1;
+};
+
+// Called by Forward before each layer with the layer index (tests inject failures through it).
+using LayerHook = std::function<void(int layer)>;
+
+// Checks every tensor the model reads (presence, dtype, shape from config) before any is loaded.
+// Throws kModelLoadFailed naming the file and the tensor.
+void ValidateCheckpoint(const Checkpoint& checkpoint, const ModelConfig& config);
+
+class DecoderLayer {
+ public:
+  DecoderLayer(const Checkpoint& checkpoint, const ModelConfig& config, const ModelOptions& options,
+               int index);
+
+  // x [T, hidden] -> [T, hidden]; with `last_only`, only each sequence's last token goes on past
+  // attention and the result is [n, hidden].
+  at::Tensor Forward(const at::Tensor& x, const PackedInput& in, const at::Tensor& cos,
+                     const at::Tensor& sin, Communicator& comm, bool last_only) const;
+  int64_t weight_bytes() const;
+
+ private:
+  double eps_;
+  int64_t q_heads_;   // on this rank
+  int64_t kv_heads_;  // on this rank
+  int64_t head_dim_;
+  int64_t intermediate_;  // on this rank
+  bool use_flash_;
+  at::Tensor input_norm_;
+  at::Tensor post_attention_norm_;
+  at::Tensor q_norm_;
+  at::Tensor k_norm_;
+  ColumnParallelLinear qkv_proj_;      // q, k, v rows of this rank's heads, fused
+  RowParallelLinear o_proj_;           // all-reduce
+  ColumnParallelLinear gate_up_proj_;  // gate and up rows of this rank's slice, fused
+  RowParallelLinear down_proj_;        // all-reduce
+};
+
+class Qwen3Model {
+ public:
+  // Loads this rank's shard of every weight onto options.device. Checks `cancel` between layers.
+  Qwen3Model(const Checkpoint& checkpoint, const ModelConfig& config, const ModelOptions& options,
+             const ProgressCallback& progress = nullptr, const std::atomic<bool>* cancel = nullptr);
+
+  // Returns [n, hidden] fp32 on the device: the final-norm hidden state of each sequence's last
+  // token. Every rank of the group must call it with the same batch.
+  at::Tensor Forward(const PackedInput& in, Communicator& comm,
+                     const LayerHook& hook = nullptr) const;
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  int64_t weight_bytes() const;
+  bool uses_flash_attention() const;
+
+ private:
+  ModelConfig config_;
+  ModelOptions options_;
+  at::Tensor embed_tokens_;  // replicated; on the CPU kept in the checkpoint dtype
+  at::Tensor norm_;
+  RotaryEmbedding rotary_;
+  std::vector<DecoderLayer> layers_;
+};
+
+}  // namespace qwen3

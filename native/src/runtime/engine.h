@@ -1,0 +1,148 @@
+// The engine: model replicas on their own threads, serving packed batches from one queue.
+//
+// This header is the boundary with the addon and includes no libtorch header. Threading model:
+//   - Every tensor-parallel rank has one worker thread that owns its device (and, on CUDA, its
+//     stream) for the engine's lifetime. A replica is a group of `tensor_parallel_size` ranks.
+//   - Batches wait in one FIFO queue. A replica's rank 0 takes the next batch and hands it to its
+//     peers; all ranks run the forward in lockstep (two all-reduces a layer) and rank 0 completes
+//     the batch. Replicas run concurrently, so up to `replicas` batches are in flight.
+//   - Callbacks run on engine threads; they must not block and must not call back into the engine.
+// Error model: see docs/engine.md. Bad input is rejected before it is queued; a failing rank aborts
+// its group's collectives so no peer waits forever, the batch fails with the root cause, and the
+// group is rebuilt. Out-of-memory keeps the replica in service; a device error takes it out.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/progress.h"
+#include "model/packed_batch.h"
+
+namespace qwen3 {
+
+enum class DeviceKind { kCpu, kCuda };
+enum class DType { kFloat32, kBFloat16, kFloat16 };
+
+const char* DeviceKindName(DeviceKind device) noexcept;  // "cpu", "cuda"
+const char* DTypeName(DType dtype) noexcept;             // "float32", "bfloat16", "float16"
+
+struct EngineOptions {
+  std::string model_path;
+  DeviceKind device = DeviceKind::kCpu;
+  DType dtype = DType::kFloat32;
+  std::vector<int> device_ids;  // CUDA ordinals; ignored on the CPU
+  int tensor_parallel_size = 1;
+  int cpu_threads = 0;  // intra-op threads for CPU compute in total (0 = libtorch default)
+};
+
+struct DeviceInfo {
+  int index = -1;  // CUDA ordinal, -1 for the CPU
+  std::string name;
+  int64_t total_memory_bytes = 0;
+  int64_t used_memory_bytes = 0;  // held by this engine: weights + allocator caches
+  int replica = 0;
+  int rank = 0;
+};
+
+struct EngineInfo {
+  std::string model_path;
+  std::string model_type;
+  int64_t hidden_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;
+  int64_t intermediate_size = 0;
+  int64_t vocab_size = 0;
+  int64_t max_position_embeddings = 0;
+  int64_t parameters = 0;
+  DeviceKind device = DeviceKind::kCpu;
+  DType dtype = DType::kFloat32;
+  int tensor_parallel_size = 1;
+  int replicas = 1;
+  std::vector<DeviceInfo> devices;
+};
+
+struct HealthStatus {
+  bool ok = true;
+  std::string reason;
+};
+
+// Called exactly once per submitted batch, on an engine thread: with the rows back to back (row i
+// has dimensions[i] floats, L2-normalised) and error == nullptr, or with an error.
+using EmbedCallback = std::function<void(std::vector<float> rows, const Error* error)>;
+
+// Test hook: runs on every rank before every layer; an exception thrown from it fails that rank.
+using LayerTestHook = std::function<void(int replica, int rank, int layer)>;
+
+class Engine {
+ public:
+  // Validates the options against the checkpoint, loads every rank's shard on its own thread, runs
+  // one warm-up batch per replica, and returns a serving engine. Throws qwen3::Error:
+  // kInvalidArgument (bad options), kModelLoadFailed (naming the file and tensor), kOutOfMemory,
+  // kDeviceFailed. Setting *cancel makes a load in progress fail promptly.
+  static std::unique_ptr<Engine> Load(const EngineOptions& options,
+                                      const ProgressCallback& progress = nullptr,
+                                      const std::atomic<bool>* cancel = nullptr);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Throws Error(kInvalidArgument) if the batch is not valid for this model. Thread-safe.
+  void Validate(const PackedBatch& batch) const;
+  // Validates, then queues. Throws (without calling `done`) on invalid input, after Shutdown
+  // (kEngineDisposed) or once every replica has failed (kDeviceFailed). Thread-safe.
+  void Submit(PackedBatch batch, EmbedCallback done);
+  // Submit and wait; rethrows the batch's error. For tests and tools.
+  std::vector<float> Embed(PackedBatch batch);
+
+  EngineInfo Info() const;
+  HealthStatus Health() const;
+
+  // Stops taking batches, finishes those already queued, joins the threads and frees the devices.
+  // Idempotent; must not be called from an engine callback.
+  void Shutdown();
+
+  void SetLayerTestHook(LayerTestHook hook);
+
+  class Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct BuildInfo {
+  std::string torch_version;
+  bool cuda = false;
+  bool nccl = false;
+  bool flash_attention = false;
+};
+
+struct CudaDeviceInfo {
+  int index = 0;
+  std::string name;
+  int64_t total_memory_bytes = 0;
+  int64_t free_memory_bytes = 0;
+};
+
+struct AllReduceCheckResult {
+  bool ok = false;
+  double ms = 0;
+  int64_t bytes = 0;
+};
+
+BuildInfo GetBuildInfo();
+// Empty in a build without CUDA or on a machine without GPUs.
+std::vector<CudaDeviceInfo> ListCudaDevices();
+// One NCCL all-reduce over the given GPUs, checked against the expected sum. Throws
+// Error(kDeviceFailed) without NCCL, on NCCL/CUDA errors, or on a wrong sum;
+// Error(kInvalidArgument) for bad device ids.
+AllReduceCheckResult RunAllReduceCheck(const std::vector<int>& device_ids);
+
+}  // namespace qwen3

@@ -1,0 +1,120 @@
+#include "reference_model.h"
+
+#include <cmath>
+#include <limits>
+
+namespace qwen3::testing {
+
+at::Tensor NaiveRmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const int64_t d = x.size(-1);
+  at::Tensor flat = x.to(at::kDouble).reshape({-1, d}).contiguous();
+  at::Tensor w = weight.to(at::kDouble).contiguous();
+  at::Tensor out = at::empty_like(flat);
+  auto in_a = flat.accessor<double, 2>();
+  auto w_a = w.accessor<double, 1>();
+  auto out_a = out.accessor<double, 2>();
+  for (int64_t r = 0; r < flat.size(0); ++r) {
+    double mean_sq = 0;
+    for (int64_t j = 0; j < d; ++j) mean_sq += in_a[r][j] * in_a[r][j];
+    mean_sq /= static_cast<double>(d);
+    const double inv = 1.0 / std::sqrt(mean_sq + eps);
+    for (int64_t j = 0; j < d; ++j) out_a[r][j] = in_a[r][j] * inv * w_a[j];
+  }
+  return out.view(x.sizes());
+}
+
+at::Tensor NaiveRotary(const at::Tensor& x, double theta) {
+  at::Tensor xd = x.to(at::kDouble).contiguous();
+  const int64_t length = xd.size(0);
+  const int64_t heads = xd.size(1);
+  const int64_t dim = xd.size(2);
+  const int64_t half = dim / 2;
+  at::Tensor out = at::empty_like(xd);
+  auto in_a = xd.accessor<double, 3>();
+  auto out_a = out.accessor<double, 3>();
+  for (int64_t p = 0; p < length; ++p) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle =
+          static_cast<double>(p) * std::pow(theta, -2.0 * static_cast<double>(i) / dim);
+      const double c = std::cos(angle);
+      const double s = std::sin(angle);
+      for (int64_t h = 0; h < heads; ++h) {
+        const double a = in_a[p][h][i];
+        const double b = in_a[p][h][i + half];
+        out_a[p][h][i] = a * c - b * s;  // rotate_half: (-x2, x1)
+        out_a[p][h][i + half] = b * c + a * s;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> ReferenceEmbedding(const std::map<std::string, at::Tensor>& weights,
+                                      const TinyConfig& c, const std::vector<int32_t>& ids,
+                                      int64_t dimensions) {
+  auto w = [&](const std::string& name) { return weights.at(name).to(at::kDouble); };
+  const int64_t length = static_cast<int64_t>(ids.size());
+  const int64_t d = c.head_dim;
+  const int64_t group = c.heads / c.kv_heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+
+  at::Tensor table = w("embed_tokens.weight");
+  at::Tensor x = at::empty({length, c.hidden}, at::kDouble);
+  for (int64_t t = 0; t < length; ++t) x[t] = table[ids[static_cast<size_t>(t)]];
+
+  for (int64_t layer = 0; layer < c.layers; ++layer) {
+    const std::string p = "layers." + std::to_string(layer) + ".";
+    at::Tensor h = NaiveRmsNorm(x, w(p + "input_layernorm.weight"), c.eps);
+    at::Tensor q = at::matmul(h, w(p + "self_attn.q_proj.weight").t()).view({length, c.heads, d});
+    at::Tensor k =
+        at::matmul(h, w(p + "self_attn.k_proj.weight").t()).view({length, c.kv_heads, d});
+    at::Tensor v =
+        at::matmul(h, w(p + "self_attn.v_proj.weight").t()).view({length, c.kv_heads, d});
+    q = NaiveRotary(NaiveRmsNorm(q, w(p + "self_attn.q_norm.weight"), c.eps), c.theta);
+    k = NaiveRotary(NaiveRmsNorm(k, w(p + "self_attn.k_norm.weight"), c.eps), c.theta);
+
+    at::Tensor attn = at::empty({length, c.heads * d}, at::kDouble);
+    for (int64_t head = 0; head < c.heads; ++head) {
+      const int64_t kv = head / group;
+      at::Tensor qh = q.select(1, head);  // [L, D]
+      at::Tensor kh = k.select(1, kv);
+      at::Tensor vh = v.select(1, kv);
+      at::Tensor scores = at::matmul(qh, kh.t()) * scale;
+      for (int64_t i = 0; i < length; ++i) {
+        for (int64_t j = i + 1; j < length; ++j) {
+          scores[i][j] = -std::numeric_limits<double>::infinity();
+        }
+      }
+      at::Tensor probs = at::softmax(scores, -1);
+      attn.narrow(1, head * d, d).copy_(at::matmul(probs, vh));
+    }
+    x = x + at::matmul(attn, w(p + "self_attn.o_proj.weight").t());
+
+    at::Tensor h2 = NaiveRmsNorm(x, w(p + "post_attention_layernorm.weight"), c.eps);
+    at::Tensor gate = at::matmul(h2, w(p + "mlp.gate_proj.weight").t());
+    at::Tensor up = at::matmul(h2, w(p + "mlp.up_proj.weight").t());
+    at::Tensor act = gate * at::sigmoid(gate) * up;
+    x = x + at::matmul(act, w(p + "mlp.down_proj.weight").t());
+  }
+  at::Tensor final_row = NaiveRmsNorm(x, w("norm.weight"), c.eps)[length - 1];
+  at::Tensor head = final_row.narrow(0, 0, dimensions);
+  head = head / head.norm().item<double>();
+  std::vector<float> out(static_cast<size_t>(dimensions));
+  for (int64_t i = 0; i < dimensions; ++i)
+    out[static_cast<size_t>(i)] = static_cast<float>(head[i].item<double>());
+  return out;
+}
+
+double Cosine(const float* a, const float* b, int64_t n) {
+  double dot = 0;
+  double na = 0;
+  double nb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    dot += static_cast<double>(a[i]) * b[i];
+    na += static_cast<double>(a[i]) * a[i];
+    nb += static_cast<double>(b[i]) * b[i];
+  }
+  return dot / std::sqrt(na * nb);
+}
+
+}  // namespace qwen3::testing

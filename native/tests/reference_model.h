@@ -1,0 +1,30 @@
+// A plain reference of the Qwen3 embedding forward, written from the model's definition rather than
+// from the engine's code: one sequence at a time, no packing, no fusion, float64, explicit loops
+// for RoPE and the causal mask, per-head attention with the KV head picked by index.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "test_checkpoint.h"
+
+namespace qwen3::testing {
+
+// RMSNorm by its formula, in float64: x / sqrt(mean(x^2) + eps) * w over the last dimension.
+at::Tensor NaiveRmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// Rotary embedding by its formula for x [L, heads, D] with positions 0..L-1, float64.
+at::Tensor NaiveRotary(const at::Tensor& x, double theta);
+
+// The pooled, truncated, L2-normalised embedding of one sequence.
+std::vector<float> ReferenceEmbedding(const std::map<std::string, at::Tensor>& weights,
+                                      const TinyConfig& config, const std::vector<int32_t>& ids,
+                                      int64_t dimensions);
+
+double Cosine(const float* a, const float* b, int64_t n);
+
+}  // namespace qwen3::testing

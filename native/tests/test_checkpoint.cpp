@@ -1,0 +1,192 @@
+#include "test_checkpoint.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace qwen3::testing {
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "qwen3-test-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << contents;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::string ConfigJson(const TinyConfig& c) {
+  std::ostringstream o;
+  o.precision(17);
+  o << "{\n"
+    << "  \"architectures\": [\"Qwen3ForCausalLM\"],\n"
+    << "  \"model_type\": \"qwen3\",\n"
+    << "  \"hidden_size\": " << c.hidden << ",\n"
+    << "  \"num_hidden_layers\": " << c.layers << ",\n"
+    << "  \"num_attention_heads\": " << c.heads << ",\n"
+    << "  \"num_key_value_heads\": " << c.kv_heads << ",\n"
+    << "  \"head_dim\": " << c.head_dim << ",\n"
+    << "  \"intermediate_size\": " << c.intermediate << ",\n"
+    << "  \"vocab_size\": " << c.vocab << ",\n"
+    << "  \"max_position_embeddings\": " << c.max_positions << ",\n"
+    << "  \"rms_norm_eps\": " << c.eps << ",\n"
+    << "  \"rope_theta\": " << c.theta << ",\n"
+    << "  \"rope_scaling\": null,\n"
+    << "  \"hidden_act\": \"silu\",\n"
+    << "  \"attention_bias\": false,\n"
+    << "  \"use_sliding_window\": false,\n"
+    << "  \"tie_word_embeddings\": true,\n"
+    << "  \"torch_dtype\": \"bfloat16\"\n"
+    << "}\n";
+  return o.str();
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> TensorShapes(const TinyConfig& c) {
+  const int64_t q = c.heads * c.head_dim;
+  const int64_t kv = c.kv_heads * c.head_dim;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  shapes.push_back({"embed_tokens.weight", {c.vocab, c.hidden}});
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    shapes.push_back({p + "input_layernorm.weight", {c.hidden}});
+    shapes.push_back({p + "self_attn.q_proj.weight", {q, c.hidden}});
+    shapes.push_back({p + "self_attn.k_proj.weight", {kv, c.hidden}});
+    shapes.push_back({p + "self_attn.v_proj.weight", {kv, c.hidden}});
+    shapes.push_back({p + "self_attn.o_proj.weight", {c.hidden, q}});
+    shapes.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
+    shapes.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
+    shapes.push_back({p + "post_attention_layernorm.weight", {c.hidden}});
+    shapes.push_back({p + "mlp.gate_proj.weight", {c.intermediate, c.hidden}});
+    shapes.push_back({p + "mlp.up_proj.weight", {c.intermediate, c.hidden}});
+    shapes.push_back({p + "mlp.down_proj.weight", {c.hidden, c.intermediate}});
+  }
+  shapes.push_back({"norm.weight", {c.hidden}});
+  return shapes;
+}
+
+namespace {
+
+at::ScalarType DTypeOf(const std::string& dtype) {
+  if (dtype == "BF16") return at::kBFloat16;
+  if (dtype == "F16") return at::kHalf;
+  if (dtype == "F32") return at::kFloat;
+  if (dtype == "I32") return at::kInt;
+  throw std::runtime_error("unknown dtype " + dtype);
+}
+
+std::string ShapeJson(at::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) s += ",";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+}  // namespace
+
+void WriteSafetensorsRaw(const std::string& path, const std::string& header_json,
+                         const std::string& data) {
+  std::string header = header_json;
+  while (header.size() % 8 != 0) header += ' ';
+  std::string out(8, '\0');
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i)
+    out[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  out += header;
+  out += data;
+  WriteFile(path, out);
+}
+
+void WriteSafetensors(const std::string& path,
+                      const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      const std::string& dtype) {
+  std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
+  std::string data;
+  for (const auto& [name, tensor] : tensors) {
+    at::Tensor t = tensor.to(DTypeOf(dtype)).contiguous();
+    const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+    header += ",\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + ShapeJson(t.sizes()) +
+              ",\"data_offsets\":[" + std::to_string(data.size()) + "," +
+              std::to_string(data.size() + bytes) + "]}";
+    data.append(static_cast<const char*>(t.data_ptr()), bytes);
+  }
+  header += "}";
+  WriteSafetensorsRaw(path, header, data);
+}
+
+WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& spec) {
+  std::filesystem::create_directories(dir);
+  WriteFile(dir + "/config.json", ConfigJson(spec.config));
+
+  at::Generator gen = at::detail::createCPUGenerator(spec.seed);
+  WrittenCheckpoint written;
+  written.dir = dir;
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, shape] : TensorShapes(spec.config)) {
+    at::Tensor w = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    if (name.find("norm.weight") != std::string::npos) {
+      w = 1.0 + 0.2 * w;
+    } else if (name == "embed_tokens.weight") {
+      w = 0.5 * w;
+    } else {
+      w = w / std::sqrt(static_cast<double>(shape.back()));
+    }
+    w = w.to(DTypeOf(spec.dtype)).to(at::kFloat);  // what the file will hold
+    written.weights[name] = w;
+    tensors.push_back({(spec.model_prefix ? "model." : "") + name, w});
+  }
+  if (spec.model_prefix) {
+    // Qwen3ForCausalLM checkpoints also carry the LM head, which the embedding model ignores.
+    tensors.push_back({"lm_head.weight", written.weights.at("embed_tokens.weight")});
+  }
+
+  if (spec.shards <= 1) {
+    WriteSafetensors(dir + "/model.safetensors", tensors, spec.dtype);
+    return written;
+  }
+  const size_t per_shard = (tensors.size() + spec.shards - 1) / static_cast<size_t>(spec.shards);
+  std::string weight_map;
+  for (int s = 0; s < spec.shards; ++s) {
+    char file[64];
+    std::snprintf(file, sizeof(file), "model-%05d-of-%05d.safetensors", s + 1, spec.shards);
+    const size_t begin = s * per_shard;
+    const size_t end = std::min(tensors.size(), begin + per_shard);
+    std::vector<std::pair<std::string, at::Tensor>> part(tensors.begin() + begin,
+                                                         tensors.begin() + end);
+    WriteSafetensors(dir + "/" + file, part, spec.dtype);
+    for (const auto& [name, tensor] : part) {
+      (void)tensor;
+      if (!weight_map.empty()) weight_map += ",\n";
+      weight_map += "    \"" + name + "\": \"" + file + "\"";
+    }
+  }
+  WriteFile(
+      dir + "/model.safetensors.index.json",
+      "{\n  \"metadata\": {\"total_size\": 0},\n  \"weight_map\": {\n" + weight_map + "\n  }\n}\n");
+  return written;
+}
+
+}  // namespace qwen3::testing

@@ -1,0 +1,72 @@
+// Writes tiny Hugging Face-style Qwen3 checkpoints with seeded random weights for the tests, and
+// keeps the weights (as stored, widened to fp32) for reference computations.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace qwen3::testing {
+
+struct TinyConfig {
+  int64_t hidden = 64;
+  int64_t layers = 2;
+  int64_t heads = 8;
+  int64_t kv_heads = 4;
+  int64_t head_dim = 16;  // deliberately not hidden / heads
+  int64_t intermediate = 128;
+  int64_t vocab = 256;
+  int64_t max_positions = 128;
+  double eps = 1e-6;
+  double theta = 1e6;
+};
+
+struct CheckpointSpec {
+  TinyConfig config;
+  std::string dtype = "BF16";  // BF16, F16 or F32
+  int shards = 1;              // > 1 writes model-0000i-of-0000n.safetensors + index
+  bool model_prefix = false;   // names as Qwen3ForCausalLM writes them ("model.layers...")
+  uint64_t seed = 0;
+};
+
+// A directory under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string Join(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct WrittenCheckpoint {
+  std::string dir;
+  // Unprefixed name -> weight as stored, in fp32.
+  std::map<std::string, at::Tensor> weights;
+};
+
+std::string ConfigJson(const TinyConfig& config);
+// Every tensor of the model, with its shape, in checkpoint order.
+std::vector<std::pair<std::string, std::vector<int64_t>>> TensorShapes(const TinyConfig& config);
+WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& spec);
+
+// Raw safetensors writing, for corrupt-file tests. `tensors` are written in order with `dtype`
+// ("BF16", "F16", "F32" or "I32").
+void WriteSafetensors(const std::string& path,
+                      const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      const std::string& dtype);
+void WriteSafetensorsRaw(const std::string& path, const std::string& header_json,
+                         const std::string& data);
+
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& contents);
+
+}  // namespace qwen3::testing
