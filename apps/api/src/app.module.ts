@@ -1,0 +1,42 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import { LoggerModule } from 'nestjs-pino';
+import { AuthModule } from '@app/auth';
+import { createLoggerParams, createValidationPipe, GlobalExceptionFilter } from '@app/common';
+import { AppConfig, AppConfigModule, AppConfigModuleOptions } from '@app/config';
+import { EmbeddingsModule } from '@app/embeddings';
+import { EnginePort } from '@app/engine/engine.port';
+import { HealthModule } from '@app/health';
+import { MetricsModule } from '@app/metrics';
+import { EngineHostModule } from './engine-host.module';
+
+export interface AppModuleOptions extends AppConfigModuleOptions {
+  /** Replaces the native engine (HTTP-layer tests only; end-to-end tests use the real one). */
+  engine?: EnginePort;
+}
+
+/** The HTTP service: composes the libs; the behaviour lives in them. */
+@Module({})
+export class AppModule {
+  static forRoot(options: AppModuleOptions = {}): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        AppConfigModule.forRoot(options),
+        LoggerModule.forRootAsync({
+          inject: [AppConfig],
+          useFactory: (config: AppConfig) => createLoggerParams(config.logLevel),
+        }),
+        EngineHostModule.forRoot(options.engine),
+        MetricsModule,
+        AuthModule,
+        EmbeddingsModule,
+        HealthModule,
+      ],
+      providers: [
+        { provide: APP_FILTER, useClass: GlobalExceptionFilter },
+        { provide: APP_PIPE, useFactory: createValidationPipe },
+      ],
+    };
+  }
+}

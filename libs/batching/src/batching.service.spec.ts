@@ -1,0 +1,362 @@
+import { Logger } from '@nestjs/common';
+import { QueueFullError, RequestAbortedError, ServiceUnavailableError } from '@app/common';
+import { EngineError, EngineInfo, EngineLoadOptions, EnginePort, PackedBatch } from '@app/engine/engine.port';
+import { MetricsService } from '@app/metrics/metrics.service';
+import { BatchingOptions } from './batching.options';
+import { BatchingService } from './batching.service';
+
+interface Call {
+  batch: PackedBatch;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * An engine whose batches finish when the test says so. Row j of a batch is filled with the first
+ * token id of sequence j, so a test can tell which sequence a row came from.
+ */
+class FakeEngine extends EnginePort {
+  readonly calls: Call[] = [];
+  running = 0;
+  maxRunning = 0;
+  autoComplete = false;
+  failWhen?: (batch: PackedBatch) => EngineError | undefined;
+
+  constructor(private readonly replicas = 1) {
+    super();
+  }
+
+  load(_options: EngineLoadOptions): Promise<EngineInfo> {
+    return Promise.resolve(this.info());
+  }
+
+  info(): EngineInfo {
+    return { replicas: this.replicas, devices: [] } as unknown as EngineInfo;
+  }
+
+  health() {
+    return { ok: true };
+  }
+
+  dispose(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  embed(batch: PackedBatch): Promise<Float32Array> {
+    this.running += 1;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    return new Promise<Float32Array>((resolve, reject) => {
+      const finish = () => {
+        this.running -= 1;
+        const failure = this.failWhen?.(batch);
+        if (failure) {
+          reject(failure);
+          return;
+        }
+        const total = batch.dimensions.reduce((sum, d) => sum + d, 0);
+        const rows = new Float32Array(total);
+        let offset = 0;
+        for (let j = 0; j < batch.dimensions.length; j += 1) {
+          rows.fill(batch.tokenIds[batch.cuSeqlens[j]], offset, offset + batch.dimensions[j]);
+          offset += batch.dimensions[j];
+        }
+        resolve(rows);
+      };
+      const call: Call = { batch, resolve: finish, reject: (error) => ((this.running -= 1), reject(error)) };
+      this.calls.push(call);
+      if (this.autoComplete) setTimeout(finish, 1);
+    });
+  }
+
+  /** Sequences of call `index`, as arrays of token ids. */
+  sequences(index: number): number[][] {
+    const { tokenIds, cuSeqlens } = this.calls[index].batch;
+    const out: number[][] = [];
+    for (let j = 0; j + 1 < cuSeqlens.length; j += 1) {
+      out.push(Array.from(tokenIds.subarray(cuSeqlens[j], cuSeqlens[j + 1])));
+    }
+    return out;
+  }
+}
+
+/** A sequence of `length` tokens whose first token is `id`. */
+function seq(id: number, length = 3): Int32Array {
+  const tokens = new Int32Array(length).fill(7);
+  tokens[0] = id;
+  return tokens;
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+async function until(predicate: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500; i += 1) {
+    if (predicate()) return;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe(BatchingService.name, () => {
+  let engine: FakeEngine;
+  let metrics: MetricsService;
+  let sut: BatchingService;
+
+  function create(options: Partial<BatchingOptions> = {}, replicas = 1): void {
+    engine = new FakeEngine(replicas);
+    metrics = new MetricsService();
+    sut = new BatchingService(engine, metrics, {
+      maxBatchTokens: 1000,
+      maxBatchSequences: 100,
+      maxQueueTokens: 10_000,
+      maxQueuedRequests: 100,
+      agingTokensPerSecond: 1000,
+      drainTimeoutMs: 1000,
+      ...options,
+    });
+  }
+
+  beforeAll(() => Logger.overrideLogger(false));
+  beforeEach(() => create());
+
+  it('packs sequences of concurrent requests into one forward batch', async () => {
+    const a = sut.submit({ sequences: [seq(1), seq(2)], dimensions: 32 });
+    const b = sut.submit({ sequences: [seq(3)], dimensions: 64 });
+    await tick();
+    expect(engine.calls).toHaveLength(1);
+    const { batch } = engine.calls[0];
+    expect(Array.from(batch.cuSeqlens)).toEqual([0, 3, 6, 9]);
+    expect(Array.from(batch.dimensions)).toEqual([32, 32, 64]);
+    engine.calls[0].resolve();
+    const [ra, rb] = await Promise.all([a, b]);
+    expect(ra.embeddings.map((row) => [row.length, row[0]])).toEqual([
+      [32, 1],
+      [32, 2],
+    ]);
+    expect(rb.embeddings.map((row) => [row.length, row[0]])).toEqual([[64, 3]]);
+    expect(ra.batches).toBe(1);
+  });
+
+  it('keeps every batch within the token budget and the sequence cap', async () => {
+    create({ maxBatchTokens: 10, maxBatchSequences: 3 });
+    engine.autoComplete = true;
+    const lengths = [4, 4, 4, 2, 2, 2, 2, 9, 1];
+    const result = await sut.submit({ sequences: lengths.map((n, i) => seq(i, n)), dimensions: 32 });
+    expect(result.embeddings.map((row) => row[0])).toEqual(lengths.map((_, i) => i));
+    for (const call of engine.calls) {
+      const { cuSeqlens } = call.batch;
+      expect(cuSeqlens.length - 1).toBeLessThanOrEqual(3);
+      expect(cuSeqlens[cuSeqlens.length - 1]).toBeLessThanOrEqual(10);
+    }
+    expect(engine.calls.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('runs a sequence longer than the budget alone', async () => {
+    create({ maxBatchTokens: 4 });
+    engine.autoComplete = true;
+    const result = await sut.submit({ sequences: [seq(1, 2), seq(2, 9), seq(3, 2)], dimensions: 32 });
+    expect(result.embeddings.map((row) => row[0])).toEqual([1, 2, 3]);
+    expect(engine.calls.map((_, i) => engine.sequences(i).length)).toEqual([2, 1]);
+  });
+
+  it('splits a large request over batches and reassembles its rows in input order', async () => {
+    create({ maxBatchSequences: 4 });
+    engine.autoComplete = true;
+    const sequences = Array.from({ length: 23 }, (_, i) => seq(100 + i, 1 + ((i * 7) % 5)));
+    const result = await sut.submit({ sequences, dimensions: 48 });
+    expect(engine.calls.length).toBe(6);
+    expect(result.embeddings.map((row) => row[0])).toEqual(sequences.map((s) => s[0]));
+    expect(result.embeddings.every((row) => row.length === 48)).toBe(true);
+    expect(result.batches).toBe(6);
+  });
+
+  it('keeps exactly one batch in flight per replica', async () => {
+    create({ maxBatchSequences: 1 }, 2);
+    const results = Array.from({ length: 5 }, (_, i) => sut.submit({ sequences: [seq(i)], dimensions: 32 }));
+    await tick();
+    expect(engine.calls).toHaveLength(2);
+    await tick();
+    expect(engine.calls).toHaveLength(2); // the third is packed, not sent
+    expect(sut.stats()).toMatchObject({ batchesInFlight: 2, queuedSequences: 3, replicas: 2 });
+    engine.calls[0].resolve();
+    await until(() => engine.calls.length === 3, 'the prepared batch');
+    engine.autoComplete = true;
+    engine.calls.slice(1).forEach((call) => call.resolve());
+    const rows = await Promise.all(results);
+    expect(rows.map((r) => r.embeddings[0][0])).toEqual([0, 1, 2, 3, 4]);
+    expect(engine.maxRunning).toBe(2);
+  });
+
+  it('lets a newcomer join the batch packed ahead while it has room', async () => {
+    const first = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await tick();
+    const second = sut.submit({ sequences: [seq(2)], dimensions: 32 });
+    await tick();
+    const third = sut.submit({ sequences: [seq(3)], dimensions: 32 });
+    await tick();
+    engine.calls[0].resolve();
+    await until(() => engine.calls.length === 2, 'second batch');
+    expect(engine.sequences(1).map((s) => s[0])).toEqual([2, 3]);
+    engine.calls[1].resolve();
+    await Promise.all([first, second, third]);
+  });
+
+  it('sends short sequences first', async () => {
+    create({ maxBatchTokens: 10 });
+    const blocking = sut.submit({ sequences: [seq(0)], dimensions: 32 });
+    await tick();
+    const long = sut.submit({ sequences: [seq(1, 8)], dimensions: 32 });
+    const short = sut.submit({ sequences: [seq(2, 3), seq(3, 3)], dimensions: 32 });
+    await tick();
+    engine.calls[0].resolve();
+    await until(() => engine.calls.length === 2, 'second batch');
+    expect(engine.sequences(1).map((s) => s[0])).toEqual([2, 3]);
+    engine.autoComplete = true;
+    engine.calls[1].resolve();
+    await Promise.all([blocking, long, short]);
+  });
+
+  it('does not starve a long input behind a stream of short ones', async () => {
+    create({ maxBatchTokens: 100, agingTokensPerSecond: 20_000 });
+    engine.autoComplete = true;
+    let stop = false;
+    const shortOnes: Promise<unknown>[] = [];
+    const feed = async () => {
+      while (!stop) {
+        // Keep plenty of short work waiting, always better placed than the long input on length alone.
+        while (sut.stats().queuedSequences < 30) {
+          shortOnes.push(sut.submit({ sequences: [seq(1, 10)], dimensions: 32 }));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    };
+    const feeding = feed();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const started = Date.now();
+    await sut.submit({ sequences: [seq(2, 100)], dimensions: 32 });
+    const waited = Date.now() - started;
+    stop = true;
+    await feeding;
+    await Promise.all(shortOnes);
+    expect(waited).toBeLessThan(1000);
+  });
+
+  it('answers 429 with Retry-After when the request cap is reached', async () => {
+    create({ maxQueuedRequests: 2 });
+    const a = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    const b = sut.submit({ sequences: [seq(2)], dimensions: 32 });
+    await expect(sut.submit({ sequences: [seq(3)], dimensions: 32 })).rejects.toBeInstanceOf(QueueFullError);
+    await tick();
+    engine.autoComplete = true;
+    engine.calls[0].resolve();
+    await Promise.all([a, b]);
+    await expect(sut.submit({ sequences: [seq(4)], dimensions: 32 })).resolves.toBeDefined();
+  });
+
+  it('answers 429 when the queued tokens would pass the budget', async () => {
+    create({ maxQueueTokens: 10 });
+    const running = sut.submit({ sequences: [seq(1, 3)], dimensions: 32 });
+    await tick();
+    const waiting = sut.submit({ sequences: [seq(2, 6)], dimensions: 32 });
+    const error = await sut.submit({ sequences: [seq(3, 6)], dimensions: 32 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueueFullError);
+    expect((error as QueueFullError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    engine.autoComplete = true;
+    engine.calls[0].resolve();
+    await Promise.all([running, waiting]);
+    const text = await metrics.render();
+    expect(text).toContain('embedding_requests_rejected_total{reason="queue_full"} 1');
+  });
+
+  it('drops the queued work of a client that went away', async () => {
+    const running = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await tick();
+    const controller = new AbortController();
+    const gone = sut.submit({ sequences: [seq(2), seq(3)], dimensions: 32, signal: controller.signal });
+    const staying = sut.submit({ sequences: [seq(4)], dimensions: 32 });
+    await tick();
+    controller.abort();
+    await expect(gone).rejects.toBeInstanceOf(RequestAbortedError);
+    expect(sut.stats()).toMatchObject({ pendingRequests: 2, queuedSequences: 1, queuedTokens: 3 });
+    engine.calls[0].resolve();
+    await until(() => engine.calls.length === 2, 'second batch');
+    expect(engine.sequences(1).map((s) => s[0])).toEqual([4]);
+    engine.calls[1].resolve();
+    await Promise.all([running, staying]);
+  });
+
+  it('refuses work whose client is already gone', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await expect(
+      sut.submit({ sequences: [seq(1)], dimensions: 32, signal: controller.signal }),
+    ).rejects.toBeInstanceOf(RequestAbortedError);
+    expect(engine.calls).toHaveLength(0);
+  });
+
+  it('fails only the requests of a failed batch', async () => {
+    create({ maxBatchSequences: 1 });
+    engine.autoComplete = true;
+    engine.failWhen = (batch) =>
+      batch.tokenIds[0] === 66 ? new EngineError('DEVICE_FAILED', 'GPU 0 fell off the bus') : undefined;
+    const bad = sut.submit({ sequences: [seq(66)], dimensions: 32 });
+    const good = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await expect(bad).rejects.toMatchObject({ code: 'DEVICE_FAILED' });
+    await expect(good).resolves.toMatchObject({ batches: 1 });
+  });
+
+  it('retries a failed batch once in halves so one bad request cannot sink the others', async () => {
+    engine.autoComplete = true;
+    engine.failWhen = (batch) =>
+      batch.tokenIds.includes(99)
+        ? new EngineError('INVALID_ARGUMENT', 'token id 99 out of range')
+        : undefined;
+    const good = sut.submit({ sequences: [seq(1), seq(2)], dimensions: 32 });
+    const bad = sut.submit({ sequences: [seq(99), seq(99)], dimensions: 32 });
+    await expect(bad).rejects.toMatchObject({ name: 'EngineError', code: 'INVALID_ARGUMENT' });
+    const result = await good;
+    expect(result.embeddings.map((row) => row[0])).toEqual([1, 2]);
+    expect(engine.calls).toHaveLength(3);
+    expect(await metrics.render()).toContain('embedding_batches_total{outcome="retried"} 1');
+  });
+
+  it('fails a batch whose rows do not add up', async () => {
+    const result = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await tick();
+    engine.calls[0].batch.dimensions[0] = 16; // the fake now answers with too few floats
+    engine.calls[0].resolve();
+    await expect(result).rejects.toMatchObject({ code: 'INTERNAL' });
+  });
+
+  it('drains admitted work at shutdown and then refuses new work', async () => {
+    const admitted = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await tick();
+    const draining = sut.drain(1000);
+    await expect(sut.submit({ sequences: [seq(2)], dimensions: 32 })).rejects.toBeInstanceOf(
+      ServiceUnavailableError,
+    );
+    engine.calls[0].resolve();
+    await draining;
+    await expect(admitted).resolves.toBeDefined();
+  });
+
+  it('fails what is left when the drain times out', async () => {
+    const stuck = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await tick();
+    await sut.drain(10);
+    await expect(stuck).rejects.toMatchObject({ reason: 'shutting_down' });
+    expect(sut.stats().pendingRequests).toBe(0);
+  });
+
+  it('records batch sizes and queue depth for the metrics', async () => {
+    engine.autoComplete = true;
+    await Promise.all([
+      sut.submit({ sequences: [seq(1, 4)], dimensions: 32 }),
+      sut.submit({ sequences: [seq(2, 4)], dimensions: 32 }),
+    ]);
+    const text = await metrics.render();
+    expect(text).toContain('embedding_batch_sequences_sum 2');
+    expect(text).toContain('embedding_batch_tokens_sum 8');
+    expect(text).toContain('embedding_batches_total{outcome="ok"} 1');
+    expect(text).toContain('embedding_queue_tokens 0');
+  });
+});

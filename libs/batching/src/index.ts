@@ -1,0 +1,4 @@
+export * from './batching.module';
+export * from './batching.options';
+export * from './batching.service';
+export * from './sequence-queue';

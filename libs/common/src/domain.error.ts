@@ -1,0 +1,74 @@
+/**
+ * Domain errors: plain classes free of HTTP. The global exception filter maps each to a status and the
+ * OpenAI error envelope; services throw these and never an HttpException.
+ */
+
+/** The request is malformed or asks for something the model cannot do (400). */
+export class InvalidRequestError extends Error {
+  override readonly name = 'InvalidRequestError';
+  constructor(
+    message: string,
+    /** The request field at fault ('input', 'dimensions', ...), or null. */
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** Missing or wrong API key (401). */
+export class AuthenticationError extends Error {
+  override readonly name = 'AuthenticationError';
+}
+
+/** The requested model is not the one served, nor one of its aliases (404). */
+export class ModelNotFoundError extends Error {
+  override readonly name = 'ModelNotFoundError';
+  constructor(readonly model: string) {
+    super(`The model '${model}' does not exist or you do not have access to it.`);
+  }
+}
+
+/** A route that does not exist (404). */
+export class RouteNotFoundError extends Error {
+  override readonly name = 'RouteNotFoundError';
+}
+
+/** The request is larger than a configured limit: body bytes or total tokens (413). */
+export class RequestTooLargeError extends Error {
+  override readonly name = 'RequestTooLargeError';
+}
+
+/** The batching queue is full; the client should retry after `retryAfterSeconds` (429). */
+export class QueueFullError extends Error {
+  override readonly name = 'QueueFullError';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
+
+export type UnavailableReason =
+  'model_not_ready' | 'engine_unavailable' | 'engine_out_of_memory' | 'shutting_down';
+
+/** The service cannot serve right now: loading, warming up, engine failed, shutting down (503). */
+export class ServiceUnavailableError extends Error {
+  override readonly name = 'ServiceUnavailableError';
+  constructor(
+    message: string,
+    readonly reason: UnavailableReason,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The client went away before its work ran; nobody is left to answer. */
+export class RequestAbortedError extends Error {
+  override readonly name = 'RequestAbortedError';
+  constructor() {
+    super('The client closed the request');
+  }
+}

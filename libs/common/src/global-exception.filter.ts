@@ -1,0 +1,31 @@
+import { ArgumentsHost, Catch, ExceptionFilter, Logger } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { RequestAbortedError } from './domain.error';
+import { toOpenAIError } from './openai-error';
+
+/** The one exception filter: every error leaves the service as an OpenAI error envelope. */
+@Catch()
+export class GlobalExceptionFilter implements ExceptionFilter {
+  private readonly logger = new Logger(GlobalExceptionFilter.name);
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const http = host.switchToHttp();
+    const response = http.getResponse<Response>();
+    const request = http.getRequest<Request>();
+    if (exception instanceof RequestAbortedError || response.headersSent || response.destroyed) {
+      // Nobody is listening any more, or the answer is already on the wire.
+      if (!response.writableEnded && !response.destroyed) {
+        response.end();
+      }
+      return;
+    }
+    const mapped = toOpenAIError(exception);
+    if (mapped.internal) {
+      this.logger.error(
+        { err: exception, method: request.method, path: request.path },
+        'unhandled error while serving a request',
+      );
+    }
+    response.status(mapped.status).set(mapped.headers).json(mapped.body);
+  }
+}

@@ -1,0 +1,136 @@
+import { HttpException, HttpStatus } from '@nestjs/common';
+import { EngineError } from '@app/engine/engine.port';
+import {
+  AuthenticationError,
+  InvalidRequestError,
+  ModelNotFoundError,
+  QueueFullError,
+  RequestTooLargeError,
+  RouteNotFoundError,
+  ServiceUnavailableError,
+} from './domain.error';
+
+/** The OpenAI error envelope: every error response has this body. */
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export interface MappedError {
+  status: number;
+  body: OpenAIErrorBody;
+  headers: Record<string, string>;
+  /** True for failures the operator should look at (logged with the stack; never sent to the client). */
+  internal: boolean;
+}
+
+const INTERNAL_MESSAGE = 'The server had an error while processing your request. Sorry about that!';
+
+function envelope(
+  status: number,
+  type: string,
+  message: string,
+  code: string | null = null,
+  param: string | null = null,
+  headers: Record<string, string> = {},
+  internal = false,
+): MappedError {
+  return { status, body: { error: { message, type, param, code } }, headers, internal };
+}
+
+function unavailable(message: string, code: string, retryAfterSeconds?: number): MappedError {
+  const headers: Record<string, string> = retryAfterSeconds
+    ? { 'retry-after': String(retryAfterSeconds) }
+    : {};
+  return envelope(HttpStatus.SERVICE_UNAVAILABLE, 'server_error', message, code, null, headers);
+}
+
+/** Errors from body-parser and other http-errors producers carry a numeric status and an `expose` flag. */
+function isHttpError(error: unknown): error is Error & { status: number; expose?: boolean; type?: string } {
+  return error instanceof Error && typeof (error as { status?: unknown }).status === 'number';
+}
+
+function fromEngineError(error: EngineError): MappedError {
+  switch (error.code) {
+    case 'INVALID_ARGUMENT':
+      return envelope(400, 'invalid_request_error', error.message, 'invalid_value');
+    case 'OUT_OF_MEMORY':
+      // Transient: the same request usually fits once concurrent batches drain.
+      return unavailable(
+        'The engine ran out of device memory for this batch; retry shortly.',
+        'engine_out_of_memory',
+        1,
+      );
+    case 'DEVICE_FAILED':
+    case 'ENGINE_DISPOSED':
+    case 'ENGINE_NOT_LOADED':
+      return unavailable('The embedding engine is unavailable.', 'engine_unavailable');
+    default:
+      return envelope(500, 'server_error', INTERNAL_MESSAGE, 'internal_error', null, {}, true);
+  }
+}
+
+function fromHttpException(exception: HttpException): MappedError {
+  const status = exception.getStatus();
+  const response = exception.getResponse();
+  const detail =
+    typeof response === 'string'
+      ? response
+      : Array.isArray((response as { message?: unknown }).message)
+        ? ((response as { message: string[] }).message[0] ?? exception.message)
+        : String((response as { message?: unknown }).message ?? exception.message);
+  if (status === HttpStatus.NOT_FOUND) {
+    return envelope(status, 'invalid_request_error', detail, 'not_found');
+  }
+  if (status === HttpStatus.BAD_REQUEST) {
+    // Nest turns body-parser's SyntaxError into a plain BadRequestException.
+    return envelope(status, 'invalid_request_error', `Invalid request body: ${detail}`, 'invalid_body');
+  }
+  if (status >= 500) {
+    return envelope(status, 'server_error', INTERNAL_MESSAGE, 'internal_error', null, {}, true);
+  }
+  return envelope(status, 'invalid_request_error', detail);
+}
+
+/** Maps anything thrown while serving a request to a status, the OpenAI envelope and extra headers. */
+export function toOpenAIError(exception: unknown): MappedError {
+  if (exception instanceof InvalidRequestError) {
+    return envelope(400, 'invalid_request_error', exception.message, exception.code, exception.param);
+  }
+  if (exception instanceof AuthenticationError) {
+    return envelope(401, 'invalid_request_error', exception.message, 'invalid_api_key', null, {
+      'www-authenticate': 'Bearer',
+    });
+  }
+  if (exception instanceof ModelNotFoundError) {
+    return envelope(404, 'invalid_request_error', exception.message, 'model_not_found', 'model');
+  }
+  if (exception instanceof RouteNotFoundError) {
+    return envelope(404, 'invalid_request_error', exception.message, 'not_found');
+  }
+  if (exception instanceof RequestTooLargeError) {
+    return envelope(413, 'invalid_request_error', exception.message, 'request_too_large');
+  }
+  if (exception instanceof QueueFullError) {
+    return envelope(429, 'rate_limit_exceeded', exception.message, 'queue_full', null, {
+      'retry-after': String(exception.retryAfterSeconds),
+    });
+  }
+  if (exception instanceof ServiceUnavailableError) {
+    return unavailable(exception.message, exception.reason, exception.retryAfterSeconds);
+  }
+  if (exception instanceof EngineError) {
+    return fromEngineError(exception);
+  }
+  if (exception instanceof HttpException) {
+    return fromHttpException(exception);
+  }
+  if (isHttpError(exception)) {
+    if (exception.status === HttpStatus.PAYLOAD_TOO_LARGE) {
+      return envelope(413, 'invalid_request_error', 'The request body is too large.', 'request_too_large');
+    }
+    if (exception.status < 500 && exception.expose !== false) {
+      return envelope(exception.status, 'invalid_request_error', exception.message, exception.type ?? null);
+    }
+  }
+  return envelope(500, 'server_error', INTERNAL_MESSAGE, 'internal_error', null, {}, true);
+}

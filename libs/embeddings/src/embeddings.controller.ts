@@ -1,0 +1,57 @@
+import { Body, Controller, HttpCode, Post, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import { OpenAIErrorDto } from '@app/common';
+import { EmbeddingsRequestDto, EmbeddingsResponseDto } from './embeddings.dto';
+import { EmbeddingsService } from './embeddings.service';
+
+const ms = (value: number) => value.toFixed(1);
+
+@ApiTags('embeddings')
+@ApiBearerAuth()
+@Controller('v1')
+export class EmbeddingsController {
+  constructor(private readonly embeddings: EmbeddingsService) {}
+
+  @Post('embeddings')
+  @HttpCode(200)
+  @ApiOperation({
+    summary: 'Create embeddings (OpenAI-compatible)',
+    description:
+      'Timing headers: x-tokenization-time-ms, x-queue-time-ms, x-inference-time-ms, x-total-tokens, x-forward-batches.',
+  })
+  @ApiOkResponse({ type: EmbeddingsResponseDto })
+  @ApiResponse({
+    status: 400,
+    type: OpenAIErrorDto,
+    description: 'Invalid request; `param` names the field.',
+  })
+  @ApiResponse({ status: 401, type: OpenAIErrorDto, description: 'Missing or wrong API key.' })
+  @ApiResponse({ status: 404, type: OpenAIErrorDto, description: 'Unknown model.' })
+  @ApiResponse({ status: 413, type: OpenAIErrorDto, description: 'Body or token limit exceeded.' })
+  @ApiResponse({ status: 429, type: OpenAIErrorDto, description: 'Queue full; see Retry-After.' })
+  @ApiResponse({
+    status: 503,
+    type: OpenAIErrorDto,
+    description: 'Loading, engine failure or shutting down.',
+  })
+  async create(
+    @Body() body: EmbeddingsRequestDto,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<EmbeddingsResponseDto> {
+    // A client that disconnects has its queued work dropped.
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const { response, timings } = await this.embeddings.embed(body, abort.signal);
+    res.set({
+      'x-tokenization-time-ms': ms(timings.tokenizationMs),
+      'x-queue-time-ms': ms(timings.queueMs),
+      'x-inference-time-ms': ms(timings.inferenceMs),
+      'x-total-tokens': String(timings.totalTokens),
+      'x-forward-batches': String(timings.batches),
+    });
+    return response;
+  }
+}

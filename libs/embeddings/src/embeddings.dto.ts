@@ -1,0 +1,157 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { IsBoolean, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, MaxLength, Min } from 'class-validator';
+import { EmbeddingInput, IsEmbeddingInput, MAX_INPUTS } from './embedding-input.validator';
+import type { InputType } from './prompt-template';
+
+export type EncodingFormat = 'float' | 'base64';
+
+/** POST /v1/embeddings: OpenAI's request, plus input_type / prompt_name, instruction and truncate. */
+export class EmbeddingsRequestDto {
+  @ApiProperty({
+    description: `Text or token ids to embed: a string, an array of up to ${MAX_INPUTS} strings, an array of token ids, or an array of up to ${MAX_INPUTS} token-id arrays. Empty strings and arrays are rejected.`,
+    oneOf: [
+      { type: 'string', example: 'The food was delicious and the waiter...' },
+      { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: MAX_INPUTS },
+      { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 },
+      {
+        type: 'array',
+        items: { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 },
+        minItems: 1,
+        maxItems: MAX_INPUTS,
+      },
+    ],
+  })
+  @IsEmbeddingInput()
+  input!: EmbeddingInput;
+
+  @ApiPropertyOptional({
+    description:
+      'The served model id (see GET /v1/models) or one of its aliases, such as the Hugging Face name. When omitted, the served model is used.',
+    example: 'Qwen3-Embedding-4B',
+  })
+  @IsOptional()
+  @IsString({ message: 'model must be a string' })
+  model?: string;
+
+  @ApiPropertyOptional({
+    enum: ['float', 'base64'],
+    default: 'float',
+    description: 'float: arrays of numbers; base64: little-endian float32 bytes, base64-encoded.',
+  })
+  @IsOptional()
+  @IsIn(['float', 'base64'], { message: "encoding_format must be 'float' or 'base64'" })
+  encoding_format?: EncodingFormat;
+
+  @ApiPropertyOptional({
+    minimum: 32,
+    description:
+      'Output size (Matryoshka): the first `dimensions` values, re-normalised. 32 up to the model hidden size; default EMBEDDING_DIMENSION.',
+  })
+  @IsOptional()
+  @IsInt({ message: 'dimensions must be an integer' })
+  @Min(32, { message: 'dimensions must be at least 32' })
+  dimensions?: number;
+
+  @ApiPropertyOptional({ description: 'An end-user id; accepted for compatibility, not stored.' })
+  @IsOptional()
+  @IsString({ message: 'user must be a string' })
+  @MaxLength(256, { message: 'user must be at most 256 characters' })
+  user?: string;
+
+  @ApiPropertyOptional({
+    enum: ['query', 'document'],
+    description:
+      'Extension. query: prefixed with the instruction prompt (`Instruct: {task}\\nQuery:`); document: embedded as is (default).',
+  })
+  @IsOptional()
+  @IsIn(['query', 'document'], { message: "input_type must be 'query' or 'document'" })
+  input_type?: InputType;
+
+  @ApiPropertyOptional({
+    enum: ['query', 'document'],
+    description: "Extension: sentence-transformers' name for input_type.",
+  })
+  @IsOptional()
+  @IsIn(['query', 'document'], { message: "prompt_name must be 'query' or 'document'" })
+  prompt_name?: InputType;
+
+  @ApiPropertyOptional({
+    description:
+      'Extension: a custom task for queries, e.g. "Given a question, retrieve passages that answer it". Implies input_type=query.',
+    maxLength: 4096,
+  })
+  @IsOptional()
+  @IsString({ message: 'instruction must be a string' })
+  @IsNotEmpty({ message: 'instruction must not be empty' })
+  @MaxLength(4096, { message: 'instruction must be at most 4096 characters' })
+  instruction?: string;
+
+  @ApiPropertyOptional({
+    description:
+      'Extension: cut inputs longer than the per-input token limit (keeping the final end-of-text token) instead of answering 400. Default AUTO_TRUNCATE.',
+  })
+  @IsOptional()
+  @IsBoolean({ message: 'truncate must be a boolean' })
+  truncate?: boolean;
+}
+
+export class EmbeddingDto {
+  @ApiProperty({ enum: ['embedding'] })
+  object!: 'embedding';
+
+  @ApiProperty({ description: 'Position of the input in the request.' })
+  index!: number;
+
+  @ApiProperty({
+    oneOf: [
+      { type: 'array', items: { type: 'number' } },
+      { type: 'string', format: 'byte' },
+    ],
+    description: 'Numbers (float) or base64 of little-endian float32 (base64).',
+  })
+  embedding!: number[] | string;
+}
+
+export class UsageDto {
+  @ApiProperty({ description: 'Tokens embedded, including prompts and the appended end-of-text token.' })
+  prompt_tokens!: number;
+
+  @ApiProperty()
+  total_tokens!: number;
+}
+
+export class EmbeddingsResponseDto {
+  @ApiProperty({ enum: ['list'] })
+  object!: 'list';
+
+  @ApiProperty({ type: [EmbeddingDto] })
+  data!: EmbeddingDto[];
+
+  @ApiProperty()
+  model!: string;
+
+  @ApiProperty({ type: UsageDto })
+  usage!: UsageDto;
+}
+
+export class ModelDto {
+  @ApiProperty({ example: 'Qwen3-Embedding-4B' })
+  id!: string;
+
+  @ApiProperty({ enum: ['model'] })
+  object!: 'model';
+
+  @ApiProperty({ description: 'Unix seconds.' })
+  created!: number;
+
+  @ApiProperty()
+  owned_by!: string;
+}
+
+export class ModelListDto {
+  @ApiProperty({ enum: ['list'] })
+  object!: 'list';
+
+  @ApiProperty({ type: [ModelDto] })
+  data!: ModelDto[];
+}

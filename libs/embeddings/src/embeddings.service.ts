@@ -1,0 +1,156 @@
+import { performance } from 'node:perf_hooks';
+import { Injectable } from '@nestjs/common';
+import { InvalidRequestError, RequestTooLargeError } from '@app/common';
+import { AppConfig } from '@app/config';
+import { BatchingService } from '@app/batching/batching.service';
+import { MetricsService } from '@app/metrics/metrics.service';
+import { toBase64 } from './embedding-encoding';
+import { EmbeddingsRequestDto, EmbeddingsResponseDto } from './embeddings.dto';
+import { ModelService } from './model.service';
+import { TokenizerService } from './tokenizer.service';
+
+export interface EmbeddingTimings {
+  tokenizationMs: number;
+  queueMs: number;
+  inferenceMs: number;
+  totalTokens: number;
+  batches: number;
+}
+
+export interface EmbeddingsResult {
+  response: EmbeddingsResponseDto;
+  timings: EmbeddingTimings;
+}
+
+/**
+ * One embeddings request: model and option checks, prompts, tokenization (one `<|endoftext|>` each),
+ * the length policy (reject or truncate), then the batching provider, then float or base64 rows.
+ */
+@Injectable()
+export class EmbeddingsService {
+  constructor(
+    private readonly config: AppConfig,
+    private readonly model: ModelService,
+    private readonly tokenizer: TokenizerService,
+    private readonly batching: BatchingService,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  async embed(request: EmbeddingsRequestDto, signal?: AbortSignal): Promise<EmbeddingsResult> {
+    const started = performance.now();
+    const modelId = this.model.resolve(request.model);
+    this.model.assertReady();
+    const dimensions = this.dimensions(request.dimensions);
+
+    const tokenizeStarted = performance.now();
+    let sequences = await this.tokenize(request);
+    const tokenizationMs = performance.now() - tokenizeStarted;
+    this.metrics.tokenizationSeconds.observe(tokenizationMs / 1000);
+    sequences = this.applyLengthPolicy(sequences, request.truncate ?? this.config.limits.autoTruncate);
+
+    const totalTokens = sequences.reduce((sum, sequence) => sum + sequence.length, 0);
+    if (totalTokens > this.config.limits.maxRequestTokens) {
+      throw new RequestTooLargeError(
+        `This request has ${totalTokens} tokens, more than the maximum of ${this.config.limits.maxRequestTokens} per request; split it.`,
+      );
+    }
+
+    const result = await this.batching.submit({ sequences, dimensions, signal });
+    this.metrics.queueSeconds.observe(result.queueTimeMs / 1000);
+    this.metrics.inferenceSeconds.observe(result.inferenceTimeMs / 1000);
+    this.metrics.tokens.inc(totalTokens);
+    this.metrics.inputs.inc(sequences.length);
+
+    const base64 = request.encoding_format === 'base64';
+    const response: EmbeddingsResponseDto = {
+      object: 'list',
+      data: result.embeddings.map((row, index) => ({
+        object: 'embedding',
+        index,
+        embedding: base64 ? toBase64(row) : Array.from(row),
+      })),
+      model: modelId,
+      usage: { prompt_tokens: totalTokens, total_tokens: totalTokens },
+    };
+    this.metrics.requestSeconds.observe((performance.now() - started) / 1000);
+    return {
+      response,
+      timings: {
+        tokenizationMs,
+        queueMs: result.queueTimeMs,
+        inferenceMs: result.inferenceTimeMs,
+        totalTokens,
+        batches: result.batches,
+      },
+    };
+  }
+
+  private dimensions(requested: number | undefined): number {
+    const hidden = this.model.info.hiddenSize;
+    if (requested === undefined) {
+      return this.model.defaultDimensions;
+    }
+    if (requested > hidden) {
+      throw new InvalidRequestError(
+        `dimensions must be between 32 and ${hidden} for this model, got ${requested}`,
+        'dimensions',
+      );
+    }
+    return requested;
+  }
+
+  private async tokenize(request: EmbeddingsRequestDto): Promise<Int32Array[]> {
+    const { input } = request;
+    const inputType = this.inputType(request);
+    if (typeof input === 'string' || typeof input[0] === 'string') {
+      const texts = typeof input === 'string' ? [input] : (input as string[]);
+      const prefix = this.model.prompts.prefix({ inputType, instruction: request.instruction });
+      return this.tokenizer.encode(prefix ? texts.map((text) => prefix + text) : texts);
+    }
+    if (inputType !== undefined || request.instruction !== undefined) {
+      throw new InvalidRequestError(
+        'input_type, prompt_name and instruction apply to text input only; token-id input is embedded as given',
+        request.instruction !== undefined ? 'instruction' : 'input_type',
+      );
+    }
+    const lists = typeof input[0] === 'number' ? [input as number[]] : (input as number[][]);
+    const vocabSize = this.model.info.vocabSize;
+    lists.forEach((ids, index) => {
+      const bad = ids.findIndex((id) => id >= vocabSize);
+      if (bad >= 0) {
+        const where =
+          lists.length === 1 && typeof input[0] === 'number' ? `input[${bad}]` : `input[${index}][${bad}]`;
+        throw new InvalidRequestError(
+          `${where} is token id ${ids[bad]}, outside the model's vocabulary (0..${vocabSize - 1})`,
+          'input',
+        );
+      }
+    });
+    return lists.map((ids) => this.tokenizer.fromIds(ids));
+  }
+
+  private inputType(request: EmbeddingsRequestDto) {
+    const { input_type: inputType, prompt_name: promptName } = request;
+    if (inputType && promptName && inputType !== promptName) {
+      throw new InvalidRequestError('input_type and prompt_name disagree; send one of them', 'prompt_name');
+    }
+    return inputType ?? promptName;
+  }
+
+  private applyLengthPolicy(sequences: Int32Array[], truncate: boolean): Int32Array[] {
+    const limit = this.model.maxInputTokens;
+    return sequences.map((sequence, index) => {
+      if (sequence.length <= limit) {
+        return sequence;
+      }
+      if (truncate) {
+        return this.tokenizer.truncate(sequence, limit);
+      }
+      throw new InvalidRequestError(
+        `input[${index}] has ${sequence.length} tokens, more than this model's maximum of ${limit} per input; shorten it or send truncate=true`,
+        'input',
+        'context_length_exceeded',
+      );
+    });
+  }
+}

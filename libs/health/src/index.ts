@@ -1,0 +1,3 @@
+export * from './engine.health';
+export * from './health.controller';
+export * from './health.module';

@@ -1,0 +1,61 @@
+import { EventEmitter } from 'node:events';
+import type { NextFunction, Request, Response } from 'express';
+import { EngineInfo, EnginePort } from '@app/engine/engine.port';
+import { HttpMetricsMiddleware } from './http-metrics.middleware';
+import { MetricsService } from './metrics.service';
+
+describe(MetricsService.name, () => {
+  it('reports device memory per device from engine.info()', async () => {
+    const engine = {
+      info: () =>
+        ({
+          devices: [
+            { index: 0, name: 'H100', totalMemoryBytes: 80, usedMemoryBytes: 9, replica: 0, rank: 0 },
+            { index: 1, name: 'H100', totalMemoryBytes: 80, usedMemoryBytes: 8, replica: 0, rank: 1 },
+          ],
+        }) as unknown as EngineInfo,
+    } as EnginePort;
+    const text = await new MetricsService(engine).render();
+    expect(text).toContain('engine_device_memory_used_bytes{device="0",name="H100",replica="0",rank="0"} 9');
+    expect(text).toContain('engine_device_memory_used_bytes{device="1",name="H100",replica="0",rank="1"} 8');
+    expect(text).toContain(
+      'engine_device_memory_total_bytes{device="1",name="H100",replica="0",rank="1"} 80',
+    );
+  });
+
+  it('reports no devices before the engine is loaded', async () => {
+    const engine = {
+      info: () => {
+        throw new Error('not loaded');
+      },
+    } as unknown as EnginePort;
+    const text = await new MetricsService(engine).render();
+    expect(text).not.toMatch(/^engine_device_memory_used_bytes\{/m);
+  });
+
+  it('keeps a registry per instance, so two apps in one process do not collide', async () => {
+    const first = new MetricsService();
+    const second = new MetricsService();
+    first.tokens.inc(5);
+    expect(await second.render()).toContain('embedding_tokens_total 0');
+  });
+});
+
+describe(HttpMetricsMiddleware.name, () => {
+  it('labels requests by route template, not by raw URL', async () => {
+    const metrics = new MetricsService();
+    const sut = new HttpMetricsMiddleware(metrics);
+    for (const [route, status] of [
+      [{ path: '/models/*id' }, 200],
+      [undefined, 404],
+    ] as const) {
+      const res = Object.assign(new EventEmitter(), { statusCode: status }) as unknown as Response;
+      const req = { method: 'GET', baseUrl: '/v1', route } as unknown as Request;
+      sut.use(req, res, (() => undefined) as NextFunction);
+      (res as unknown as EventEmitter).emit('finish');
+    }
+    const text = await metrics.render();
+    expect(text).toContain('http_requests_total{method="GET",route="/v1/models/*id",status="200"} 1');
+    expect(text).toContain('http_requests_total{method="GET",route="unmatched",status="404"} 1');
+  });
+});

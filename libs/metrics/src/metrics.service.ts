@@ -1,0 +1,173 @@
+import { Injectable, Optional } from '@nestjs/common';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { EnginePort } from '@app/engine/engine.port';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const POWERS_OF_TWO = (from: number, to: number): number[] => {
+  const buckets: number[] = [];
+  for (let value = from; value <= to; value *= 2) buckets.push(value);
+  return buckets;
+};
+
+/**
+ * The service's Prometheus metrics, on a registry of its own (so several apps in one process, as in
+ * tests, never collide). Services record into it; `/metrics` renders it.
+ */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+
+  readonly httpRequests = new Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request latency by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly tokenizationSeconds = new Histogram({
+    name: 'embedding_tokenization_seconds',
+    help: 'Time to tokenize the inputs of one request',
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly queueSeconds = new Histogram({
+    name: 'embedding_queue_seconds',
+    help: 'Time a request waited before its first forward batch started',
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly inferenceSeconds = new Histogram({
+    name: 'embedding_inference_seconds',
+    help: 'Time from the first forward batch of a request to its last row',
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly requestSeconds = new Histogram({
+    name: 'embedding_request_seconds',
+    help: 'Total time to serve an embeddings request (validation, tokenization, queue, inference)',
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly batchSeconds = new Histogram({
+    name: 'embedding_batch_seconds',
+    help: 'Engine time of one forward batch',
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly batchSequences = new Histogram({
+    name: 'embedding_batch_sequences',
+    help: 'Sequences per forward batch',
+    buckets: POWERS_OF_TWO(1, 4096),
+    registers: [this.registry],
+  });
+  readonly batchTokens = new Histogram({
+    name: 'embedding_batch_tokens',
+    help: 'Tokens per forward batch',
+    buckets: POWERS_OF_TWO(16, 262144),
+    registers: [this.registry],
+  });
+  readonly batches = new Counter({
+    name: 'embedding_batches_total',
+    help: 'Forward batches by outcome (ok, failed, retried)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly queueRequests = new Gauge({
+    name: 'embedding_queue_requests',
+    help: 'Requests admitted and not yet answered',
+    registers: [this.registry],
+  });
+  readonly queueSequences = new Gauge({
+    name: 'embedding_queue_sequences',
+    help: 'Sequences waiting for a forward batch',
+    registers: [this.registry],
+  });
+  readonly queueTokens = new Gauge({
+    name: 'embedding_queue_tokens',
+    help: 'Tokens waiting for a forward batch',
+    registers: [this.registry],
+  });
+  readonly batchesInFlight = new Gauge({
+    name: 'embedding_batches_in_flight',
+    help: 'Forward batches running on the engine',
+    registers: [this.registry],
+  });
+  readonly tokens = new Counter({
+    name: 'embedding_tokens_total',
+    help: 'Tokens embedded (prompt tokens, including the appended end-of-text token)',
+    registers: [this.registry],
+  });
+  readonly inputs = new Counter({
+    name: 'embedding_inputs_total',
+    help: 'Inputs (sequences) embedded',
+    registers: [this.registry],
+  });
+  readonly rejected = new Counter({
+    name: 'embedding_requests_rejected_total',
+    help: 'Embeddings requests refused before inference, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(@Optional() private readonly engine?: EnginePort) {
+    collectDefaultMetrics({ register: this.registry });
+    const devices = () => {
+      try {
+        return this.engine?.info().devices ?? [];
+      } catch {
+        return []; // not loaded yet
+      }
+    };
+    new Gauge({
+      name: 'engine_device_memory_used_bytes',
+      help: 'Device memory held by the engine (weights and caches), per device',
+      labelNames: ['device', 'name', 'replica', 'rank'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const device of devices()) {
+          const labels = {
+            device: String(device.index),
+            name: device.name,
+            replica: device.replica,
+            rank: device.rank,
+          };
+          this.set(labels, device.usedMemoryBytes);
+        }
+      },
+    });
+    new Gauge({
+      name: 'engine_device_memory_total_bytes',
+      help: 'Total memory of each device the engine uses',
+      labelNames: ['device', 'name', 'replica', 'rank'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const device of devices()) {
+          const labels = {
+            device: String(device.index),
+            name: device.name,
+            replica: device.replica,
+            rank: device.rank,
+          };
+          this.set(labels, device.totalMemoryBytes);
+        }
+      },
+    });
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,89 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createApp, RunningApp } from '../../apps/api/src/app.factory';
+
+const ROOT = resolve(__dirname, '../..');
+export const DEMO_MODEL = join(ROOT, 'models/Qwen3-Embedding-tiny');
+export const NATIVE_ADDON = join(ROOT, 'build/native/Release/qwen3_embed.node');
+export const TEST_API_KEY = 'e2e-test-key';
+export const SERVED_MODEL = 'Qwen3-Embedding-tiny';
+
+/**
+ * The end-to-end tests run the real addon on the demo model; without them they fail here, saying what
+ * to build, rather than skip.
+ */
+export function assertPrerequisites(): void {
+  const missing: string[] = [];
+  if (!existsSync(NATIVE_ADDON)) missing.push(`${NATIVE_ADDON} (make native)`);
+  if (!existsSync(join(DEMO_MODEL, 'config.json'))) missing.push(`${DEMO_MODEL} (make demo-model)`);
+  if (missing.length > 0) {
+    throw new Error(`the end-to-end tests need ${missing.join(' and ')}; \`make install-dev\` builds both`);
+  }
+}
+
+export interface StartOptions {
+  /** Load the model (default true): false leaves the app answering 503 "loading". */
+  load?: boolean;
+}
+
+/** Boots the real app in-process on a free loopback port, CPU, demo model, independent of the shell. */
+export async function startTestApp(
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<RunningApp> {
+  assertPrerequisites();
+  const running = await createApp({
+    inheritProcessEnv: false,
+    shutdownHooks: false,
+    load: options.load,
+    env: {
+      MODEL_PATH: DEMO_MODEL,
+      DEVICE: 'cpu',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      API_KEY: TEST_API_KEY,
+      NATIVE_ADDON_PATH: NATIVE_ADDON,
+      LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'silent',
+      ...env,
+    },
+  });
+  if (options.load !== false) {
+    try {
+      await running.ready;
+    } catch (error) {
+      await running.app.close();
+      throw error;
+    }
+  }
+  return running;
+}
+
+/** Reads one sample of a metric from the Prometheus text (0 when absent). */
+export function metricValue(text: string, sample: string): number {
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${sample} `));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i += 1) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+export function norm(a: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i += 1) sum += a[i] * a[i];
+  return Math.sqrt(sum);
+}
+
+/** A response body for assertions (the tests check its shape). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Json = any;
+
+export const readJson = (res: Response): Promise<Json> => res.json() as Promise<Json>;
