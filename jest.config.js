@@ -4,7 +4,7 @@ const { compilerOptions } = require('./tsconfig.json');
 
 module.exports = {
   rootDir: '.',
-  roots: ['<rootDir>/apps', '<rootDir>/libs'],
+  roots: ['<rootDir>/apps', '<rootDir>/libs', '<rootDir>/bench'],
   testRegex: '\\.spec\\.ts$',
   transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
   moduleFileExtensions: ['ts', 'js', 'json'],

@@ -1,0 +1,462 @@
+/**
+ * Parity against the Hugging Face reference: tokenizes the fixture's texts as the server does
+ * (PromptTemplate + TokenizerService: encode without special tokens, append <|endoftext|> once),
+ * checks the ids equal the ones transformers produced, embeds every text through the engine alone and
+ * packed among 63 others at every fixture dimension, and reports the minimum cosine similarity to the
+ * fp32 reference per dimension, plus alone vs packed (a text's embedding must not depend on its
+ * batch).
+ *
+ *   node dist/bench/parity.js --model models/Qwen3-Embedding-tiny --fixture test/fixtures/parity-tiny.json \
+ *     --device cuda --dtype bfloat16 --tp 1 [--threshold 0.999] [--json out.json] [--alone-every-dimension]
+ *
+ * Exit status 0 when every cosine clears the threshold (0.99999 for float32, 0.999 otherwise) and the
+ * token ids match; 1 otherwise. `runParity` is the same check for tests, over any EnginePort.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { EngineDevice, EngineDtype, EngineInfo, EnginePort } from '@app/engine/engine.port';
+import { PromptTemplate } from '@app/embeddings/prompt-template';
+import { TokenizerService } from '@app/embeddings/tokenizer.service';
+import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
+
+export interface ParityFixtureItem {
+  id: string;
+  kind: 'query' | 'document';
+  instruction: string | null;
+  text: string;
+  /** The exact string the reference tokenized (prompt + text). */
+  input: string;
+  tokenIds: number[];
+  /** Dimension -> base64 little-endian float32, truncated then L2-normalised. */
+  embeddings: Record<string, string>;
+}
+
+export interface ParityFixture {
+  format: number;
+  model: { name: string; hiddenSize: number; weightsSha256?: Record<string, string> };
+  reference?: Record<string, unknown>;
+  eosTokenId: number;
+  dimensions: number[];
+  items: ParityFixtureItem[];
+}
+
+export interface ParityOptions {
+  /** A loaded engine. */
+  engine: EnginePort;
+  fixture: ParityFixture;
+  /** Checkpoint directory: tokenizer.json and config_sentence_transformers.json come from it. */
+  modelPath: string;
+  /** Minimum cosine; default 0.99999 for float32 engines, 0.999 otherwise. */
+  threshold?: number;
+  /** Embed each text alone once per dimension (default: once, at the hidden size). */
+  aloneEveryDimension?: boolean;
+  /** Sequences in each packed batch (the text plus this many minus one others). */
+  packedBatchSize?: number;
+  onProgress?: (line: string) => void;
+}
+
+export interface ParityComparison {
+  id: string;
+  dimension: number;
+  alone: number;
+  packed: number;
+  aloneVsPacked: number;
+}
+
+export interface ParityResult {
+  model: string;
+  device: EngineDevice;
+  dtype: EngineDtype;
+  tensorParallelSize: number;
+  threshold: number;
+  passed: boolean;
+  problems: string[];
+  tokenization: { checked: number; mismatches: Array<{ id: string; expected: number[]; actual: number[] }> };
+  inputs: { mismatches: string[] };
+  minCosine: { alone: number; packed: number; aloneVsPacked: number };
+  perDimension: Record<string, { alone: number; packed: number; aloneVsPacked: number }>;
+  /** The ten lowest comparisons. */
+  worst: ParityComparison[];
+  batches: { alone: number; packed: number; packedSequences: number; packedTokens: number };
+  seconds: number;
+}
+
+export const FLOAT32_THRESHOLD = 0.99999;
+export const REDUCED_PRECISION_THRESHOLD = 0.999;
+
+export function decodeEmbedding(base64: string): Float32Array {
+  const bytes = Buffer.from(base64, 'base64');
+  const copy = new Uint8Array(bytes.length);
+  copy.set(bytes);
+  const view = new DataView(copy.buffer);
+  const out = new Float32Array(copy.length / 4);
+  for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+  return out;
+}
+
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new RangeError(`cosine of vectors of ${a.length} and ${b.length} values`);
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : NaN;
+}
+
+interface PackedRequest {
+  sequences: Int32Array[];
+  dimensions: number[];
+}
+
+/** Packs sequences back to back (no padding) and splits the engine's rows back out. */
+async function embedPacked(engine: EnginePort, request: PackedRequest): Promise<Float32Array[]> {
+  const total = request.sequences.reduce((sum, sequence) => sum + sequence.length, 0);
+  const tokenIds = new Int32Array(total);
+  const cuSeqlens = new Int32Array(request.sequences.length + 1);
+  let offset = 0;
+  request.sequences.forEach((sequence, index) => {
+    tokenIds.set(sequence, offset);
+    offset += sequence.length;
+    cuSeqlens[index + 1] = offset;
+  });
+  const dimensions = Int32Array.from(request.dimensions);
+  const rows = await engine.embed({ tokenIds, cuSeqlens, dimensions });
+  const expected = request.dimensions.reduce((sum, d) => sum + d, 0);
+  if (rows.length !== expected)
+    throw new Error(`engine returned ${rows.length} floats, expected ${expected}`);
+  const out: Float32Array[] = [];
+  let at = 0;
+  for (const d of request.dimensions) {
+    out.push(rows.subarray(at, at + d));
+    at += d;
+  }
+  return out;
+}
+
+/** The parity check over a loaded engine. */
+export async function runParity(options: ParityOptions): Promise<ParityResult> {
+  const started = performance.now();
+  const { engine, fixture } = options;
+  const log = options.onProgress ?? (() => undefined);
+  const info: EngineInfo = engine.info();
+  const threshold =
+    options.threshold ?? (info.dtype === 'float32' ? FLOAT32_THRESHOLD : REDUCED_PRECISION_THRESHOLD);
+  const packedBatchSize = options.packedBatchSize ?? 64;
+  const problems: string[] = [];
+  const dims = fixture.dimensions.filter((d) => d <= info.hiddenSize);
+  if (fixture.model.hiddenSize !== info.hiddenSize) {
+    problems.push(
+      `the fixture is for hidden size ${fixture.model.hiddenSize}, the engine has ${info.hiddenSize}`,
+    );
+  }
+
+  // Inputs and token ids, exactly as the server builds them.
+  const prompts = await PromptTemplate.load(options.modelPath);
+  const tokenizer = new TokenizerService();
+  tokenizer.load(join(options.modelPath, 'tokenizer.json'));
+  const inputMismatches: string[] = [];
+  const inputs = fixture.items.map((item) => {
+    const prefix = prompts.prefix({
+      inputType: item.kind,
+      instruction: item.instruction ?? undefined,
+    });
+    const input = prefix + item.text;
+    if (input !== item.input) inputMismatches.push(item.id);
+    return input;
+  });
+  const sequences = await tokenizer.encode(inputs);
+  const mismatches: ParityResult['tokenization']['mismatches'] = [];
+  fixture.items.forEach((item, index) => {
+    const actual = Array.from(sequences[index]);
+    if (actual.length !== item.tokenIds.length || actual.some((id, i) => id !== item.tokenIds[i])) {
+      mismatches.push({ id: item.id, expected: item.tokenIds, actual });
+    }
+  });
+  if (inputMismatches.length > 0)
+    problems.push(`prompt + text differs from the fixture for ${inputMismatches.join(', ')}`);
+  if (mismatches.length > 0)
+    problems.push(`token ids differ from transformers for ${mismatches.map((m) => m.id).join(', ')}`);
+  log(`tokenized ${sequences.length} texts; ${mismatches.length} token-id mismatches`);
+
+  const references = fixture.items.map((item) =>
+    Object.fromEntries(dims.map((d) => [d, decodeEmbedding(item.embeddings[String(d)])])),
+  );
+
+  // Alone: one sequence per batch. The engine's Matryoshka step is truncate-then-normalise, so by
+  // default one forward at the hidden size serves every dimension (the packed batches exercise the
+  // engine's own truncation at every dimension); aloneEveryDimension asks the engine for each.
+  const alone = fixture.items.map(() => new Map<number, Float32Array>());
+  let aloneBatches = 0;
+  for (let i = 0; i < fixture.items.length; i++) {
+    if (options.aloneEveryDimension) {
+      for (const d of dims) {
+        const [row] = await embedPacked(engine, { sequences: [sequences[i]], dimensions: [d] });
+        alone[i].set(d, Float32Array.from(row));
+        aloneBatches += 1;
+      }
+    } else {
+      const [row] = await embedPacked(engine, { sequences: [sequences[i]], dimensions: [info.hiddenSize] });
+      for (const d of dims) alone[i].set(d, truncateAndNormalise(row, d));
+      aloneBatches += 1;
+    }
+  }
+  log(`embedded ${aloneBatches} single-sequence batches`);
+
+  // Packed: batches of `packedBatchSize` sequences cycling through every text, dimensions rotated so
+  // each text meets each dimension; every row in every batch is checked against its reference.
+  const n = fixture.items.length;
+  const packed = fixture.items.map(() => new Map<number, Float32Array[]>());
+  let packedBatches = 0;
+  let packedSequences = 0;
+  let packedTokens = 0;
+  const rounds = Math.max(dims.length, Math.ceil(n / packedBatchSize) * dims.length);
+  for (let round = 0; round < rounds; round++) {
+    const order: number[] = [];
+    const start = (round * 7) % n;
+    for (let k = 0; k < packedBatchSize; k++) order.push((start + k * (round % 2 === 0 ? 1 : n - 1)) % n);
+    // First occurrence: dimension (item + round), so over dims.length rounds each text meets each
+    // dimension; repeats in the same batch take the next one.
+    const dimensions = order.map((item, k) => dims[(item + round + (k >= n ? 1 : 0)) % dims.length]);
+    const rows = await embedPacked(engine, { sequences: order.map((i) => sequences[i]), dimensions });
+    order.forEach((item, k) => {
+      const list = packed[item].get(dimensions[k]) ?? [];
+      list.push(Float32Array.from(rows[k]));
+      packed[item].set(dimensions[k], list);
+    });
+    packedBatches += 1;
+    packedSequences += order.length;
+    packedTokens += order.reduce((sum, i) => sum + sequences[i].length, 0);
+  }
+  log(`embedded ${packedBatches} packed batches (${packedSequences} sequences, ${packedTokens} tokens)`);
+
+  const comparisons: ParityComparison[] = [];
+  const perDimension: ParityResult['perDimension'] = {};
+  for (const d of dims) perDimension[String(d)] = { alone: 1, packed: 1, aloneVsPacked: 1 };
+  fixture.items.forEach((item, i) => {
+    for (const d of dims) {
+      const reference = references[i][d];
+      const single = alone[i].get(d)!;
+      const packedRows = packed[i].get(d) ?? [];
+      const packedCos =
+        packedRows.length > 0 ? Math.min(...packedRows.map((row) => cosine(row, reference))) : NaN;
+      const crossCos =
+        packedRows.length > 0 ? Math.min(...packedRows.map((row) => cosine(row, single))) : NaN;
+      const comparison = {
+        id: item.id,
+        dimension: d,
+        alone: cosine(single, reference),
+        packed: packedCos,
+        aloneVsPacked: crossCos,
+      };
+      comparisons.push(comparison);
+      const slot = perDimension[String(d)];
+      slot.alone = minimum(slot.alone, comparison.alone);
+      slot.packed = minimum(slot.packed, comparison.packed);
+      slot.aloneVsPacked = minimum(slot.aloneVsPacked, comparison.aloneVsPacked);
+    }
+  });
+  const unpacked = comparisons.filter((c) => Number.isNaN(c.packed));
+  if (unpacked.length > 0) problems.push(`${unpacked.length} (text, dimension) pairs never ran packed`);
+  const minCosine = {
+    alone: Math.min(...comparisons.map((c) => c.alone)),
+    packed: Math.min(...comparisons.filter((c) => !Number.isNaN(c.packed)).map((c) => c.packed)),
+    aloneVsPacked: Math.min(
+      ...comparisons.filter((c) => !Number.isNaN(c.aloneVsPacked)).map((c) => c.aloneVsPacked),
+    ),
+  };
+  const score = (c: ParityComparison): number => minimum(minimum(c.alone, c.packed), c.aloneVsPacked);
+  const worst = [...comparisons].sort((a, b) => score(a) - score(b)).slice(0, 10);
+  const failing = comparisons.filter((c) => !(score(c) >= threshold));
+  if (failing.length > 0) {
+    problems.push(
+      `${failing.length} comparisons below ${threshold}, worst ${worst[0].id} at ${worst[0].dimension} dims (${score(worst[0]).toFixed(6)})`,
+    );
+  }
+  return {
+    model: fixture.model.name,
+    device: info.device,
+    dtype: info.dtype,
+    tensorParallelSize: info.tensorParallelSize,
+    threshold,
+    passed: problems.length === 0,
+    problems,
+    tokenization: { checked: fixture.items.length, mismatches },
+    inputs: { mismatches: inputMismatches },
+    minCosine,
+    perDimension,
+    worst,
+    batches: { alone: aloneBatches, packed: packedBatches, packedSequences, packedTokens },
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+export function truncateAndNormalise(row: Float32Array, dimensions: number): Float32Array {
+  let norm = 0;
+  for (let i = 0; i < dimensions; i++) norm += row[i] * row[i];
+  norm = Math.sqrt(norm);
+  const out = new Float32Array(dimensions);
+  for (let i = 0; i < dimensions; i++) out[i] = norm > 0 ? row[i] / norm : row[i];
+  return out;
+}
+
+function minimum(a: number, b: number): number {
+  if (Number.isNaN(a)) return b;
+  if (Number.isNaN(b)) return a;
+  return Math.min(a, b);
+}
+
+export function formatParity(result: ParityResult): string {
+  const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(7) : '   -   ');
+  const lines = [
+    `parity ${result.model}  ${result.device} ${result.dtype} tp${result.tensorParallelSize}  threshold ${result.threshold}`,
+    `tokenization  ${result.tokenization.checked - result.tokenization.mismatches.length}/${result.tokenization.checked} match transformers`,
+    `dims    alone      packed     alone-vs-packed   (min cosine)`,
+    ...Object.entries(result.perDimension).map(
+      ([d, m]) => `${d.padEnd(7)} ${f(m.alone)}  ${f(m.packed)}  ${f(m.aloneVsPacked)}`,
+    ),
+    `worst   ${result.worst
+      .slice(0, 3)
+      .map((c) => `${c.id}@${c.dimension} (${f(Math.min(c.alone, c.packed, c.aloneVsPacked))})`)
+      .join(', ')}`,
+    `batches ${result.batches.alone} alone, ${result.batches.packed} packed (${result.batches.packedSequences} sequences, ${result.batches.packedTokens} tokens) in ${result.seconds.toFixed(1)} s`,
+    ...result.problems.map((problem) => `problem ${problem}`),
+    result.passed ? 'PASS' : 'FAIL',
+  ];
+  return lines.join('\n');
+}
+
+export function readFixture(path: string): ParityFixture {
+  const fixture = JSON.parse(readFileSync(path, 'utf8')) as ParityFixture;
+  if (!Array.isArray(fixture.items) || !Array.isArray(fixture.dimensions)) {
+    throw new Error(`${path} is not a parity fixture (items, dimensions)`);
+  }
+  return fixture;
+}
+
+/** Checks the fixture was made from these weights (sha256 of each safetensors file). */
+export async function weightsMatchFixture(modelPath: string, fixture: ParityFixture): Promise<string[]> {
+  const problems: string[] = [];
+  for (const [file, expected] of Object.entries(fixture.model.weightsSha256 ?? {})) {
+    const path = join(modelPath, file);
+    if (!existsSync(path)) {
+      problems.push(`${file} is missing from ${modelPath}`);
+      continue;
+    }
+    const hash = createHash('sha256');
+    await new Promise<void>((resolve, reject) => {
+      createReadStream(path)
+        .on('data', (chunk) => hash.update(chunk))
+        .on('end', resolve)
+        .on('error', reject);
+    });
+    const actual = hash.digest('hex');
+    if (actual !== expected)
+      problems.push(`${file} has sha256 ${actual}, the fixture was made from ${expected}`);
+  }
+  return problems;
+}
+
+interface CliOptions {
+  model: string;
+  fixture: string;
+  device: EngineDevice;
+  dtype?: EngineDtype;
+  tp: number;
+  deviceIds?: number[];
+  threshold?: number;
+  json?: string;
+  addon?: string;
+  skipHash: boolean;
+  aloneEveryDimension: boolean;
+}
+
+function parseCli(argv: string[]): CliOptions {
+  const values: Record<string, string> = {};
+  const flags = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}`);
+    const [key, inline] = arg.slice(2).split('=', 2);
+    if (key === 'skip-hash' || key === 'help' || key === 'alone-every-dimension') flags.add(key);
+    else values[key] = inline ?? argv[++i];
+  }
+  if (flags.has('help')) {
+    process.stdout.write(
+      'usage: parity --model <dir> --fixture <json> [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--tp n] [--device-ids 0,1] [--threshold x] [--json out.json] [--addon path] [--skip-hash] [--alone-every-dimension]\n',
+    );
+    process.exit(0);
+  }
+  const device = (values.device ?? 'cpu') as EngineDevice;
+  if (device !== 'cpu' && device !== 'cuda') throw new Error('--device must be cpu or cuda');
+  const dtype = values.dtype as EngineDtype | undefined;
+  if (dtype && !['float32', 'bfloat16', 'float16'].includes(dtype))
+    throw new Error('--dtype must be float32, bfloat16 or float16');
+  if (!values.model || !values.fixture) throw new Error('--model and --fixture are required');
+  const tp = Number(values.tp ?? '1');
+  if (!Number.isInteger(tp) || tp < 1) throw new Error('--tp must be a positive integer');
+  return {
+    model: values.model,
+    fixture: values.fixture,
+    device,
+    dtype,
+    tp,
+    deviceIds: values['device-ids']?.split(',').map(Number),
+    threshold: values.threshold !== undefined ? Number(values.threshold) : undefined,
+    json: values.json,
+    addon: values.addon,
+    skipHash: flags.has('skip-hash'),
+    aloneEveryDimension: flags.has('alone-every-dimension'),
+  };
+}
+
+async function main(): Promise<void> {
+  const options = parseCli(process.argv.slice(2));
+  const fixture = readFixture(options.fixture);
+  if (!options.skipHash) {
+    const mismatch = await weightsMatchFixture(options.model, fixture);
+    if (mismatch.length > 0)
+      throw new Error(`the fixture does not belong to this checkpoint: ${mismatch.join('; ')}`);
+  }
+  const engine = new NativeEngine(options.addon ?? process.env.NATIVE_ADDON_PATH ?? defaultAddonPath());
+  const dtype = options.dtype ?? (options.device === 'cpu' ? 'float32' : 'bfloat16');
+  const deviceIds =
+    options.device === 'cuda' ? (options.deviceIds ?? Array.from({ length: options.tp }, (_, i) => i)) : [];
+  const loadStarted = performance.now();
+  await engine.load({
+    modelPath: options.model,
+    device: options.device,
+    dtype,
+    deviceIds,
+    tensorParallelSize: options.tp,
+    onProgress: (line) => process.stderr.write(`  ${line}\n`),
+  });
+  process.stderr.write(`loaded in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s\n`);
+  try {
+    const result = await runParity({
+      engine,
+      fixture,
+      modelPath: options.model,
+      threshold: options.threshold,
+      aloneEveryDimension: options.aloneEveryDimension,
+      onProgress: (line) => process.stderr.write(`${line}\n`),
+    });
+    process.stdout.write(`${formatParity(result)}\n`);
+    if (options.json) writeFileSync(options.json, `${JSON.stringify(result, null, 1)}\n`);
+    if (!result.passed) process.exitCode = 1;
+  } finally {
+    await engine.dispose();
+  }
+}
+
+if (require.main === module) {
+  main().catch((error: Error) => {
+    process.stderr.write(`parity: ${error.message}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Runs on the GPU host, from the repository root, after scripts/device/pack.sh made .device/ here and
+# the device tool carried it there. Steps run in the order given; results land in $OUT:
+#   summary.md          one line per step (status, seconds) plus each step's result table
+#   logs.txt            every step's full output
+#   parity-tiny.json    the HF reference fixture (step fixture)
+#   parity-result.json  the Node parity check(s) (step parity)
+#   bench-results.json  server vs sentence-transformers (step bench)
+#
+#   bash scripts/device/run.sh                      # = gpu build fixture parity
+#   bash scripts/device/run.sh gpu build parity checkgpu model4b bench
+# docs/gpu-host.md has the device-tool invocation and what each step costs.
+#
+# Steps:
+#   gpu       nvidia-smi, torch/CUDA versions (always cheap)
+#   build     compile the addon with CUDA against the host's PyTorch (plain cmake, -j16)
+#   fixture   generate the tiny checkpoint (seed 0) and run scripts/reference/reference.py on it
+#   parity    bench/parity.js: the engine vs the fixture (cuda bf16, cpu fp32, every TP size that fits)
+#   checkgpu  admin check-gpu and admin embed on the tiny checkpoint
+#   model4b   generate the 4b checkpoint (seed 0) into models/Qwen3-Embedding-4B (~8 GB, ~30 s)
+#   bench     the API server + admin bench at several concurrency/batch points, then
+#             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
+# Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
+# BENCH_POINTS ("1x1 16x1 32x8 64x16": concurrency x batch), PARITY_TP (default: 1 and 2 when >= 2
+# GPUs), PARITY_FIXTURE (default: $OUT/parity-tiny.json if the fixture step ran, else
+# test/fixtures/parity-tiny.json), CMAKE_EXTRA_ARGS, TORCH_CUDA_ARCH_LIST (9.0).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/.device-out}
+WORK=${WORK:-/tmp/qwen3-device}
+mkdir -p "$OUT" "$WORK" build
+LOG=$OUT/logs.txt
+SUMMARY=$OUT/summary.md
+: > "$LOG"
+# Never let NCCL or PyTorch use NVLink multicast on the shared hosts.
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+TINY=models/Qwen3-Embedding-tiny
+BIG=models/Qwen3-Embedding-4B
+ADDON=build/native/Release/qwen3_embed.node
+# The unpacked bundle: dist/ + node_modules/ (aliases are compiled to relative paths, so it runs anywhere).
+APP=$ROOT/build/device-app
+export NATIVE_ADDON_PATH=$ROOT/$ADDON
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(gpu build fixture parity)
+
+{
+  echo "# GPU host run $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo
+  echo "steps: ${steps[*]}"
+  echo
+  echo "| step | status | seconds |"
+  echo "| --- | --- | --- |"
+} > "$SUMMARY"
+RESULTS=$WORK/results.md
+: > "$RESULTS"
+
+# ---------------------------------------------------------------------------------------------------
+setup() {
+  mkdir -p build/device-stamps
+  [ -f .device/node.xz ] && [ -f .device/app.tar.xz ] || { echo "no .device bundle: run scripts/device/pack.sh here and carry .device" >&2; return 1; }
+  local node_sum app_sum
+  node_sum=$(md5sum < .device/node.xz | cut -c1-32)
+  if [ ! -x build/device-stamps/node ] || [ "$(cat build/device-stamps/node.md5 2>/dev/null)" != "$node_sum" ]; then
+    xz -dc .device/node.xz > build/device-stamps/node && chmod +x build/device-stamps/node
+    echo "$node_sum" > build/device-stamps/node.md5
+  fi
+  # dist/ and node_modules/ unpack beside the repository's own (never over them), into $APP.
+  app_sum=$(md5sum < .device/app.tar.xz | cut -c1-32)
+  if [ ! -d "$APP/node_modules" ] || [ ! -d "$APP/dist" ] || [ "$(cat build/device-stamps/app.md5 2>/dev/null)" != "$app_sum" ]; then
+    rm -rf "$APP"
+    mkdir -p "$APP"
+    tar -xJf .device/app.tar.xz -C "$APP"
+    echo "$app_sum" > build/device-stamps/app.md5
+  fi
+  export PATH=$ROOT/build/device-stamps:$PATH
+  echo "node $(node --version) ($(command -v node)); bundle: $(head -3 .device/MANIFEST.txt | tr '\n' ' ')"
+}
+
+step_gpu() {
+  nvidia-smi --query-gpu=index,name,memory.total,memory.used,driver_version,pstate --format=csv
+  local count
+  count=$(nvidia-smi --list-gpus | wc -l)
+  [ "$count" -gt 1 ] && nvidia-smi topo -m
+  python3 - <<'PY'
+import torch, platform
+print(f"python {platform.python_version()} torch {torch.__version__} cuda {torch.version.cuda} "
+      f"cudnn {torch.backends.cudnn.version()} devices {torch.cuda.device_count()} "
+      f"nccl {'.'.join(map(str, torch.cuda.nccl.version())) if torch.cuda.is_available() else '-'}")
+try:
+    import transformers, sentence_transformers
+    print(f"transformers {transformers.__version__} sentence-transformers {sentence_transformers.__version__}")
+except Exception as error:  # noqa: BLE001
+    print(f"HF libraries: {error}")
+PY
+  command -v nvcc >/dev/null && nvcc --version | tail -2
+  cmake --version | head -1
+  echo "cores $(nproc), memory $(free -g | awk '/Mem:/ {print $2}') GiB, disk $(df -h . | awk 'NR==2 {print $4}') free"
+  echo "| gpu | $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1) x $count |" >> "$RESULTS"
+}
+
+step_build() {
+  [ -f CMakeLists.txt ] || { echo "no CMakeLists.txt at the repository root" >&2; return 1; }
+  local torch_prefix generator=()
+  torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  # The definitions cmake-js passes (cmake-js print-configure), with the packed header packages.
+  # shellcheck disable=SC2086
+  cmake -S . -B build/native "${generator[@]}" --no-warn-unused-cli \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_JS_VERSION=7.3.1 \
+    -DCMAKE_JS_INC="$APP/node_modules/node-api-headers/include;$APP/node_modules/node-addon-api" \
+    -DCMAKE_JS_SRC= -DCMAKE_JS_LIB= \
+    -DNODE_RUNTIME=node -DNODE_RUNTIMEVERSION="$(node -p process.versions.node)" -DNODE_ARCH=x64 \
+    -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$ROOT/build/native/Release" \
+    -DCMAKE_PREFIX_PATH="$torch_prefix" \
+    ${CMAKE_EXTRA_ARGS:-} || return 1
+  cmake --build build/native -j 16 || return 1
+  [ -f "$ADDON" ] || { echo "$ADDON was not produced" >&2; return 1; }
+  node -e '
+    const addon = require(process.argv[1]);
+    console.log(JSON.stringify({ buildInfo: addon.buildInfo(), cudaDevices: addon.cudaDevices() }));
+  ' "$ROOT/$ADDON" || return 1
+  echo "| addon | $(node -e 'const a=require(process.argv[1]);const b=a.buildInfo();console.log(`torch ${b.torchVersion}, cuda ${b.cuda}, nccl ${b.nccl}, flash ${b.flashAttention}`)' "$ROOT/$ADDON") |" >> "$RESULTS"
+}
+
+admin() { node "$APP/dist/apps/admin/src/main.js" "$@"; }
+
+step_fixture() {
+  admin checkpoint generate --preset tiny --seed 0 --out "$TINY" --force || return 1
+  admin model inspect "$TINY" || return 1
+  python3 scripts/reference/reference.py --model "$TINY" --texts test/fixtures/parity-texts.json \
+    --out "$OUT/parity-tiny.json" --device cuda
+  local status=$?
+  node -e '
+    const f = require(process.argv[1]);
+    const a = f.agreement;
+    console.log(`| fixture | ${f.items.length} texts, dims ${f.dimensions.join("/")}; ST vs AutoModel min cos ${a.sentenceTransformersVsAutoModelMinCosine}; padded batch min cos ${a.leftPaddedBatchVsSingleMinCosine}; tokenizer problems ${a.tokenizerPostProcessorProblems.length}; ok ${a.ok} |`);
+  ' "$OUT/parity-tiny.json" >> "$RESULTS" 2>/dev/null
+  return $status
+}
+
+step_parity() {
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  [ -d "$TINY" ] || admin checkpoint generate --preset tiny --seed 0 --out "$TINY" || return 1
+  local fixture=${PARITY_FIXTURE:-}
+  if [ -z "$fixture" ]; then
+    if [ -f "$OUT/parity-tiny.json" ]; then fixture=$OUT/parity-tiny.json; else fixture=test/fixtures/parity-tiny.json; fi
+  fi
+  [ -f "$fixture" ] || { echo "no fixture: run the fixture step or commit test/fixtures/parity-tiny.json" >&2; return 1; }
+  local gpus tps runs=() status=0
+  gpus=$(nvidia-smi --list-gpus | wc -l)
+  tps=${PARITY_TP:-$([ "$gpus" -ge 2 ] && echo "1 2" || echo "1")}
+  for tp in $tps; do
+    node "$APP/dist/bench/parity.js" --model "$TINY" --fixture "$fixture" --device cuda --dtype bfloat16 --tp "$tp" --alone-every-dimension \
+      --json "$WORK/parity-cuda-tp$tp.json" || status=1
+    runs+=("$WORK/parity-cuda-tp$tp.json")
+  done
+  node "$APP/dist/bench/parity.js" --model "$TINY" --fixture "$fixture" --device cpu --dtype float32 --tp 1 \
+    --json "$WORK/parity-cpu.json" || status=1
+  runs+=("$WORK/parity-cpu.json")
+  node -e '
+    const fs = require("fs");
+    const runs = process.argv.slice(1).filter((p) => fs.existsSync(p)).map((p) => JSON.parse(fs.readFileSync(p, "utf8")));
+    fs.writeFileSync(process.env.OUT + "/parity-result.json", JSON.stringify(runs, null, 1));
+    for (const r of runs) console.log(`| parity ${r.device} ${r.dtype} tp${r.tensorParallelSize} | ${r.passed ? "PASS" : "FAIL"}: min cos alone ${r.minCosine.alone.toFixed(6)}, packed ${r.minCosine.packed.toFixed(6)}, alone vs packed ${r.minCosine.aloneVsPacked.toFixed(6)} (threshold ${r.threshold}) |`);
+  ' "${runs[@]}" >> "$RESULTS"
+  return $status
+}
+
+step_checkgpu() {
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  [ -d "$TINY" ] || admin checkpoint generate --preset tiny --seed 0 --out "$TINY" || return 1
+  admin check-gpu --model-path "$TINY" || return 1
+  admin embed --model-path "$TINY" --device cuda --dimensions 256 --query "what is tensor parallelism?" \
+    "Tensor parallelism splits each weight matrix across GPUs." || return 1
+  echo "| check-gpu | ok (admin check-gpu + embed on $TINY) |" >> "$RESULTS"
+}
+
+step_model4b() {
+  if [ -f "$BIG/config.json" ] && admin model inspect "$BIG" > "$WORK/inspect-4b.txt" 2>&1; then
+    echo "$BIG exists and inspects clean"
+    cat "$WORK/inspect-4b.txt"
+  else
+    admin checkpoint generate --preset 4b --seed 0 --out "$BIG" --force || return 1
+    admin model inspect "$BIG" || return 1
+  fi
+  echo "| model4b | $(du -sh "$BIG" | cut -f1) at $BIG |" >> "$RESULTS"
+}
+
+step_bench() {
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  local model=${BENCH_MODEL:-}
+  [ -n "$model" ] || { if [ -f "$BIG/config.json" ]; then model=$BIG; else model=$TINY; fi; }
+  [ -d "$model" ] || admin checkpoint generate --preset tiny --seed 0 --out "$TINY" || return 1
+  local corpus=$WORK/corpus.jsonl key=bench-key-$$ port=6008 requests=${BENCH_REQUESTS:-400}
+  admin bench --corpus builtin --corpus-size 2000 --write-corpus "$corpus" || return 1
+
+  echo "starting the API server on $model"
+  MODEL_PATH=$model DEVICE=cuda API_KEY=$key PORT=$port LOG_LEVEL=warn \
+    node "$APP/dist/apps/api/src/main.js" > "$WORK/server.log" 2>&1 &
+  local server=$! ready=0
+  for _ in $(seq 1 240); do
+    if curl -sf "http://127.0.0.1:$port/health/ready" > /dev/null; then ready=1; break; fi
+    kill -0 "$server" 2>/dev/null || break
+    sleep 1
+  done
+  if [ "$ready" != 1 ]; then
+    echo "server not ready; its log:" >&2
+    tail -50 "$WORK/server.log" >&2
+    kill "$server" 2>/dev/null
+    return 1
+  fi
+  curl -s "http://127.0.0.1:$port/health" && echo
+  local runs=()
+  for point in ${BENCH_POINTS:-1x1 16x1 32x8 64x16}; do
+    local c=${point%x*} b=${point#*x}
+    echo "bench concurrency $c batch $b"
+    admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency "$c" --batch "$b" \
+      --requests "$requests" --corpus "$corpus" --json > "$WORK/bench-c$c-b$b.json" || true
+    runs+=("$WORK/bench-c$c-b$b.json")
+  done
+  kill "$server"; wait "$server" 2>/dev/null
+  echo "--- server log (tail) ---"; tail -20 "$WORK/server.log"
+
+  python3 scripts/reference/baseline_bench.py --model "$model" --corpus "$corpus" --out "$WORK/baseline.json" \
+    --batch-size 32 --latency-requests 100 || echo "baseline failed" >&2
+  node -e '
+    const fs = require("fs");
+    const [baselinePath, ...runPaths] = process.argv.slice(1);
+    const read = (p) => { try { return JSON.parse(fs.readFileSync(p, "utf8")); } catch { return undefined; } };
+    const server = runPaths.map(read).filter(Boolean);
+    const baseline = read(baselinePath);
+    const best = Math.max(0, ...server.map((r) => r.throughput.embeddingsPerSecond));
+    const st = baseline?.throughputRun?.throughput?.embeddingsPerSecond;
+    const result = { server, baseline, ratio: { bestServerEmbeddingsPerSecondOverSentenceTransformers: st ? best / st : null } };
+    fs.writeFileSync(process.env.OUT + "/bench-results.json", JSON.stringify(result, null, 1));
+    const f = (x, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
+    for (const r of server)
+      console.log(`| bench c${r.concurrency} b${r.batch} | ${r.ok}/${r.requests} ok; ${f(r.throughput.requestsPerSecond)} req/s, ${f(r.throughput.embeddingsPerSecond)} emb/s, ${f(r.throughput.tokensPerSecond, 0)} tok/s; p50 ${f(r.latencyMs.p50)} p90 ${f(r.latencyMs.p90)} p99 ${f(r.latencyMs.p99)} ms |`);
+    if (baseline) {
+      const t = baseline.throughputRun, l = baseline.latencyRun.latencyMs;
+      console.log(`| sentence-transformers | ${f(t.throughput.embeddingsPerSecond)} emb/s, ${f(t.throughput.tokensPerSecond, 0)} tok/s (batch ${t.batchSize}, ${baseline.dtype}, ${baseline.attnImplementation}); batch-${baseline.latencyRun.batch} latency p50 ${f(l.p50)} p90 ${f(l.p90)} p99 ${f(l.p99)} ms |`);
+      console.log(`| ratio | best server emb/s / sentence-transformers emb/s = ${f(result.ratio.bestServerEmbeddingsPerSecondOverSentenceTransformers, 2)} |`);
+    }
+  ' "$WORK/baseline.json" "${runs[@]}" >> "$RESULTS"
+}
+
+# ---------------------------------------------------------------------------------------------------
+run_step() {
+  local name=$1 started status
+  started=$(date +%s)
+  printf '\n===== %s =====\n' "$name" | tee -a "$LOG"
+  "step_$name" 2>&1 | tee -a "$LOG"
+  status=${PIPESTATUS[0]}
+  local seconds=$(($(date +%s) - started))
+  echo "| $name | $([ "$status" = 0 ] && echo ok || echo "FAILED ($status)") | $seconds |" >> "$SUMMARY"
+  printf '===== %s: exit %s after %s s =====\n' "$name" "$status" "$seconds" | tee -a "$LOG"
+  return "$status"
+}
+
+failed=0
+printf '===== setup =====\n' | tee -a "$LOG"
+if ! setup 2>&1 | tee -a "$LOG"; then
+  echo "| setup | FAILED | - |" >> "$SUMMARY"
+  failed=1
+else
+  export PATH=$ROOT/build/device-stamps:$PATH
+  for name in "${steps[@]}"; do
+    if ! declare -F "step_$name" > /dev/null; then
+      echo "unknown step $name" | tee -a "$LOG"
+      echo "| $name | unknown step | - |" >> "$SUMMARY"
+      failed=1
+      continue
+    fi
+    run_step "$name" || failed=1
+  done
+fi
+{
+  echo
+  echo "| result | |"
+  echo "| --- | --- |"
+  cat "$RESULTS"
+} >> "$SUMMARY"
+echo
+cat "$SUMMARY"
+exit "$failed"
