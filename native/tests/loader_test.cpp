@@ -1,6 +1,5 @@
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <functional>
 
 #include "loader/checkpoint.h"
@@ -30,7 +29,7 @@ TensorList ModelTensors(const TinyConfig& config) {
 
 void WriteModel(const std::string& dir, const TinyConfig& config, const TensorList& tensors,
                 const std::string& dtype = "BF16") {
-  std::filesystem::create_directories(dir);
+  testing::MakeDirs(dir);
   testing::WriteFile(dir + "/config.json", testing::ConfigJson(config));
   testing::WriteSafetensors(dir + "/model.safetensors", tensors, dtype);
 }
@@ -136,7 +135,7 @@ TEST(CheckpointTest, NamesMissingWeightFiles) {
   CheckpointSpec spec;
   spec.shards = 3;
   testing::WriteCheckpoint(sharded.path(), spec);
-  std::filesystem::remove(sharded.Join("model-00002-of-00003.safetensors"));
+  testing::RemoveFile(sharded.Join("model-00002-of-00003.safetensors"));
   ExpectError([&] { Checkpoint::Open(sharded.path()); }, ErrorCode::kModelLoadFailed,
               {"missing file", "model-00002-of-00003.safetensors"});
 }
@@ -145,11 +144,11 @@ TEST(CheckpointTest, NamesTheFileAndTensorOfATruncatedFile) {
   TempDir tmp;
   testing::WriteCheckpoint(tmp.path(), CheckpointSpec{});
   const std::string path = tmp.Join("model.safetensors");
-  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 10);
+  testing::ResizeFile(path, testing::FileSize(path) - 10);
   ExpectError([&] { Checkpoint::Open(tmp.path()); }, ErrorCode::kModelLoadFailed,
               {"model.safetensors", "tensor 'norm.weight'", "truncated"});
 
-  std::filesystem::resize_file(path, 4);
+  testing::ResizeFile(path, 4);
   ExpectError([&] { Checkpoint::Open(tmp.path()); }, ErrorCode::kModelLoadFailed,
               {"model.safetensors", "too small"});
 }

@@ -1,27 +1,63 @@
 #include "test_checkpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ftw.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
 namespace qwen3::testing {
 
+namespace {
+
+int RemoveEntry(const char* path, const struct stat* /*st*/, int /*flag*/, struct FTW* /*ftw*/) {
+  return ::remove(path);
+}
+
+}  // namespace
+
 TempDir::TempDir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "qwen3-test-XXXXXX").string();
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/qwen3-test-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   path_ = pattern;
 }
 
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
+TempDir::~TempDir() { ::nftw(path_.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS); }
+
+void MakeDirs(const std::string& path) {
+  for (size_t at = 1; at <= path.size(); ++at) {
+    if (at == path.size() || path[at] == '/') {
+      const std::string prefix = path.substr(0, at);
+      if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+        throw std::runtime_error("cannot create " + prefix);
+      }
+    }
+  }
+}
+
+void RemoveFile(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) throw std::runtime_error("cannot remove " + path);
+}
+
+uint64_t FileSize(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+void ResizeFile(const std::string& path, uint64_t size) {
+  if (::truncate(path.c_str(), static_cast<off_t>(size)) != 0) {
+    throw std::runtime_error("cannot resize " + path);
+  }
 }
 
 std::string ReadFile(const std::string& path) {
@@ -138,7 +174,7 @@ void WriteSafetensors(const std::string& path,
 }
 
 WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& spec) {
-  std::filesystem::create_directories(dir);
+  MakeDirs(dir);
   WriteFile(dir + "/config.json", ConfigJson(spec.config));
 
   at::Generator gen = at::detail::createCPUGenerator(spec.seed);

@@ -69,4 +69,11 @@ void WriteSafetensorsRaw(const std::string& path, const std::string& header_json
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& contents);
 
+// POSIX file helpers. The tests avoid std::filesystem: PyTorch's libtorch.so exports its own copy
+// of some std::filesystem symbols, which interpose on the toolchain's and crash.
+void MakeDirs(const std::string& path);
+void RemoveFile(const std::string& path);
+uint64_t FileSize(const std::string& path);
+void ResizeFile(const std::string& path, uint64_t size);
+
 }  // namespace qwen3::testing

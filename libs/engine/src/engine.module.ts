@@ -1,4 +1,10 @@
-import { type DynamicModule, Module, type ModuleMetadata } from '@nestjs/common';
+import {
+  type DynamicModule,
+  type InjectionToken,
+  Module,
+  type ModuleMetadata,
+  type OptionalFactoryDependency,
+} from '@nestjs/common';
 
 import { EnginePort } from './engine.port';
 import { NativeEngine } from './native-engine';
@@ -9,8 +15,7 @@ export interface EngineModuleOptions {
 }
 
 export interface EngineModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  inject?: any[];
+  inject?: Array<InjectionToken | OptionalFactoryDependency>;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   useFactory: (...args: any[]) => EngineModuleOptions | Promise<EngineModuleOptions>;
   /** Register the module globally. */
