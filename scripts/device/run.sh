@@ -18,6 +18,9 @@
 #   parity    bench/parity.js: the engine vs the fixture (cuda bf16, cpu fp32, every TP size that fits)
 #   checkgpu  admin check-gpu and admin embed on the tiny checkpoint
 #   model4b   generate the 4b checkpoint (seed 0) into models/Qwen3-Embedding-4B (~8 GB, ~30 s)
+#   parity4b  HF fp32 reference on the 4b checkpoint, then the engine in bf16 at every TP size that fits
+#   layouts   the API server per GPU layout (tp1, tp2, dp2, tp4, tp2x2, dp4 as GPUs allow): short-query
+#             latency and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT)
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -247,6 +250,92 @@ step_bench() {
       console.log(`| ratio | best server emb/s / sentence-transformers emb/s = ${f(result.ratio.bestServerEmbeddingsPerSecondOverSentenceTransformers, 2)} |`);
     }
   ' "$WORK/baseline.json" "${runs[@]}" >> "$RESULTS"
+}
+
+step_parity4b() {
+  # The full-size architecture: HF fp32 reference on the GPU, then the engine in bf16 at each TP size.
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  [ -f "$BIG/config.json" ] || { echo "no 4b checkpoint: run the model4b step" >&2; return 1; }
+  python3 scripts/reference/reference.py --model "$BIG" --texts test/fixtures/parity-texts.json \
+    --out "$WORK/parity-4b-reference.json" --device cuda || return 1
+  local gpus tps status=0 runs=()
+  gpus=$(nvidia-smi --list-gpus | wc -l)
+  tps=${PARITY_TP:-$(for t in 1 2 4 8; do [ "$t" -le "$gpus" ] && printf '%s ' "$t"; done)}
+  for tp in $tps; do
+    node "$APP/dist/bench/parity.js" --model "$BIG" --fixture "$WORK/parity-4b-reference.json" --device cuda \
+      --dtype bfloat16 --tp "$tp" --skip-hash --json "$WORK/parity-4b-tp$tp.json" || status=1
+    runs+=("$WORK/parity-4b-tp$tp.json")
+  done
+  node -e '
+    const fs = require("fs");
+    const runs = process.argv.slice(1).filter((p) => fs.existsSync(p)).map((p) => JSON.parse(fs.readFileSync(p, "utf8")));
+    fs.writeFileSync(process.env.OUT + "/parity-4b-result.json", JSON.stringify(runs, null, 1));
+    for (const r of runs) console.log(`| parity 4b ${r.device} ${r.dtype} tp${r.tensorParallelSize} | ${r.passed ? "PASS" : "FAIL"}: min cos alone ${r.minCosine.alone.toFixed(6)}, packed ${r.minCosine.packed.toFixed(6)}, alone vs packed ${r.minCosine.aloneVsPacked.toFixed(6)} (threshold ${r.threshold}) |`);
+  ' "${runs[@]}" >> "$RESULTS"
+  return $status
+}
+
+start_server() { # model visible-gpus tp port key log -> prints pid; waits for readiness
+  local model=$1 visible=$2 tp=$3 port=$4 key=$5 log=$6
+  CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp MODEL_PATH=$model DEVICE=cuda API_KEY=$key PORT=$port \
+    LOG_LEVEL=warn node "$APP/dist/apps/api/src/main.js" > "$log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$port/health/ready" > /dev/null && { echo "$pid"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "server ($visible, tp $tp) not ready; its log:" >&2; tail -40 "$log" >&2
+  kill "$pid" 2>/dev/null; return 1
+}
+
+step_layouts() {
+  # Multi-GPU layouts through HTTP on the same machine, same corpus: single short query latency (1x1 on
+  # short queries) and throughput (BENCH_THROUGHPUT, default 64 concurrent requests of 16 texts).
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  local model=${BENCH_MODEL:-$BIG} key=bench-key-$$ port=6010 gpus
+  gpus=$(nvidia-smi --list-gpus | wc -l)
+  local corpus=$WORK/corpus.jsonl queries=$WORK/queries.txt
+  [ -f "$corpus" ] || admin bench --corpus builtin --corpus-size 2000 --write-corpus "$corpus" || return 1
+  for i in $(seq 1 50); do
+    echo "what is the capital of country number $i and why does it matter"
+  done > "$queries"
+  local layouts=${BENCH_LAYOUTS:-}
+  if [ -z "$layouts" ]; then
+    layouts="tp1:0:1"
+    [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2 dp2:0,1:1"
+    [ "$gpus" -ge 4 ] && layouts="$layouts tp4:0,1,2,3:4 tp2x2:0,1,2,3:2 dp4:0,1,2,3:1"
+  fi
+  local tpoint=${BENCH_THROUGHPUT:-64x16} runs=()
+  for layout in $layouts; do
+    IFS=: read -r name visible tp <<< "$layout"
+    echo "=== layout $name: CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp"
+    local pid
+    pid=$(start_server "$model" "$visible" "$tp" "$port" "$key" "$WORK/server-$name.log") || { runs+=(""); continue; }
+    curl -s "http://127.0.0.1:$port/health" | head -c 600; echo
+    admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency 1 --batch 1 \
+      --requests "${BENCH_LATENCY_REQUESTS:-200}" --corpus "$queries" --json > "$WORK/layout-$name-latency.json" || true
+    admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency "${tpoint%x*}" --batch "${tpoint#*x}" \
+      --requests "${BENCH_REQUESTS:-300}" --corpus "$corpus" --json > "$WORK/layout-$name-throughput.json" || true
+    kill "$pid"; wait "$pid" 2>/dev/null
+    runs+=("$name")
+  done
+  node -e '
+    const fs = require("fs");
+    const work = process.argv[1];
+    const names = process.argv.slice(2).filter(Boolean);
+    const read = (p) => { try { return JSON.parse(fs.readFileSync(p, "utf8")); } catch { return undefined; } };
+    const rows = names.map((n) => ({ layout: n, latency: read(`${work}/layout-${n}-latency.json`), throughput: read(`${work}/layout-${n}-throughput.json`) }));
+    fs.writeFileSync(process.env.OUT + "/layouts.json", JSON.stringify(rows, null, 1));
+    const base = rows.find((r) => r.layout === "tp1");
+    const f = (x, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
+    for (const r of rows) {
+      const p50 = r.latency?.latencyMs?.p50, eps = r.throughput?.throughput?.embeddingsPerSecond;
+      const lr = base && p50 ? p50 / base.latency.latencyMs.p50 : undefined;
+      const tr = base && eps ? eps / base.throughput.throughput.embeddingsPerSecond : undefined;
+      console.log(`| layout ${r.layout} | short query p50 ${f(p50)} ms (p99 ${f(r.latency?.latencyMs?.p99)}; ${f(lr, 2)}x tp1); throughput ${f(eps)} emb/s, ${f(r.throughput?.throughput?.tokensPerSecond, 0)} tok/s (${f(tr, 2)}x tp1); ok ${r.throughput?.ok}/${r.throughput?.requests} |`);
+    }
+  ' "$WORK" "${runs[@]}" >> "$RESULTS"
 }
 
 # ---------------------------------------------------------------------------------------------------
