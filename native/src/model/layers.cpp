@@ -11,6 +11,13 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return normed * weight;
 }
 
+at::Tensor RmsNormTo(const at::Tensor& x, const at::Tensor& weight, double eps,
+                     at::ScalarType out) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+  return (xf * at::rsqrt(variance + eps) * weight.to(at::kFloat)).to(out);
+}
+
 RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, at::Device device) {
   // transformers: 1 / (theta ** (arange(0, dim, 2).float() / dim)), all in fp32.
   at::Tensor exponent =

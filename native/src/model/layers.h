@@ -15,6 +15,11 @@ namespace qwen3 {
 // dtype, then multiply by the weight (which has the compute dtype).
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
+// RMSNorm for the mixed-precision forward: normalises AND applies the weight in fp32, then rounds
+// once to `out`. x may be the fp32 residual stream. With fp32 compute it equals RmsNorm; with bf16
+// it rounds once where Qwen3's bf16 path rounds twice.
+at::Tensor RmsNormTo(const at::Tensor& x, const at::Tensor& weight, double eps, at::ScalarType out);
+
 // Rotary position embedding in the half-split layout (GPT-NeoX "rotate_half"): dimension i of the
 // first half pairs with dimension i of the second half and rotates by position * theta^(-2i/D).
 class RotaryEmbedding {

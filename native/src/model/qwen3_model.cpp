@@ -26,6 +26,12 @@ at::Tensor LoadReplicated(const Checkpoint& c, const std::string& name, const Mo
   return ToDevice(c.Get(name), o);
 }
 
+// Norm weights are tiny and applied in fp32 (RmsNormTo), so they are kept in fp32 whatever the
+// compute dtype.
+at::Tensor LoadNorm(const Checkpoint& c, const std::string& name, const ModelOptions& o) {
+  return c.Get(name).to(o.device).to(at::kFloat).contiguous();
+}
+
 at::Tensor LoadFusedRows(const Checkpoint& c, const std::vector<std::string>& names,
                          const ModelOptions& o) {
   std::vector<at::Tensor> parts;
@@ -64,12 +70,13 @@ DecoderLayer::DecoderLayer(const Checkpoint& c, const ModelConfig& m, const Mode
       kv_heads_(m.num_key_value_heads / o.world),
       head_dim_(m.head_dim),
       intermediate_(m.intermediate_size / o.world),
+      dtype_(o.dtype),
       use_flash_(FlashAttentionSupported(o.device, o.dtype, m.head_dim)) {
   auto name = [index](const char* suffix) { return LayerName(index, suffix); };
-  input_norm_ = LoadReplicated(c, name("input_layernorm.weight"), o);
-  post_attention_norm_ = LoadReplicated(c, name("post_attention_layernorm.weight"), o);
-  q_norm_ = LoadReplicated(c, name("self_attn.q_norm.weight"), o);
-  k_norm_ = LoadReplicated(c, name("self_attn.k_norm.weight"), o);
+  input_norm_ = LoadNorm(c, name("input_layernorm.weight"), o);
+  post_attention_norm_ = LoadNorm(c, name("post_attention_layernorm.weight"), o);
+  q_norm_ = LoadNorm(c, name("self_attn.q_norm.weight"), o);
+  k_norm_ = LoadNorm(c, name("self_attn.k_norm.weight"), o);
   // Heads are contiguous row blocks of q/k/v, so an equal row split gives each rank whole heads,
   // and its query heads are exactly those that read its key/value heads.
   qkv_proj_ = ColumnParallelLinear(
@@ -92,14 +99,17 @@ at::Tensor DecoderLayer::Forward(const at::Tensor& x_in, const PackedInput& in,
   const int64_t q_width = q_heads_ * head_dim_;
   const int64_t kv_width = kv_heads_ * head_dim_;
 
-  at::Tensor h = RmsNorm(x_in, input_norm_, eps_);
+  // x_in is the residual stream, kept in fp32 across all layers: summing 2 x layers sublayer
+  // outputs in bf16 would round the stream at every step (8 mantissa bits), which is what drifts
+  // a bf16 4B forward away from the fp32 reference. Matmuls and attention run in dtype_.
+  at::Tensor h = RmsNormTo(x_in, input_norm_, eps_, dtype_);
   at::Tensor qkv = qkv_proj_.Forward(h);
   at::Tensor q = qkv.narrow(1, 0, q_width).view({tokens, q_heads_, head_dim_});
   at::Tensor k = qkv.narrow(1, q_width, kv_width).view({tokens, kv_heads_, head_dim_});
   at::Tensor v = qkv.narrow(1, q_width + kv_width, kv_width).view({tokens, kv_heads_, head_dim_});
   // Qwen3 normalises each head of q and k before the rotation.
-  q = ApplyRotary(RmsNorm(q, q_norm_, eps_), cos, sin);
-  k = ApplyRotary(RmsNorm(k, k_norm_, eps_), cos, sin);
+  q = ApplyRotary(RmsNormTo(q, q_norm_, eps_, at::kFloat), cos, sin).to(dtype_);
+  k = ApplyRotary(RmsNormTo(k, k_norm_, eps_, at::kFloat), cos, sin).to(dtype_);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   at::Tensor attn = CausalAttention(q, k, v, in, scale, use_flash_).reshape({tokens, q_width});
 
@@ -111,7 +121,7 @@ at::Tensor DecoderLayer::Forward(const at::Tensor& x_in, const PackedInput& in,
   }
   x = x + o_proj_.Forward(attn, comm);
 
-  h = RmsNorm(x, post_attention_norm_, eps_);
+  h = RmsNormTo(x, post_attention_norm_, eps_, dtype_);
   at::Tensor gate_up = gate_up_proj_.Forward(h);
   at::Tensor act = at::silu(gate_up.narrow(1, 0, intermediate_)) *
                    gate_up.narrow(1, intermediate_, intermediate_);
@@ -139,7 +149,7 @@ Qwen3Model::Qwen3Model(const Checkpoint& c, const ModelConfig& m, const ModelOpt
   at::Tensor table = c.Get("embed_tokens.weight");
   embed_tokens_ = o.device.is_cpu() ? table : ToDevice(table, o);
   table.reset();
-  norm_ = LoadReplicated(c, "norm.weight", o);
+  norm_ = LoadNorm(c, "norm.weight", o);
   rotary_ = RotaryEmbedding(m.head_dim, m.rope_theta, o.device);
 
   const std::string who = o.world > 1 ? "rank " + std::to_string(o.rank) + ": " : "";
@@ -159,14 +169,14 @@ Qwen3Model::Qwen3Model(const Checkpoint& c, const ModelConfig& m, const ModelOpt
 
 at::Tensor Qwen3Model::Forward(const PackedInput& in, Communicator& comm,
                                const LayerHook& hook) const {
-  at::Tensor x = embed_tokens_.index_select(0, in.token_ids).to(options_.dtype);
+  at::Tensor x = embed_tokens_.index_select(0, in.token_ids).to(at::kFloat);
   auto [cos, sin] = rotary_.CosSin(in.positions);
   const auto layers = static_cast<int>(layers_.size());
   for (int i = 0; i < layers; ++i) {
     if (hook) hook(i);
     x = layers_[static_cast<size_t>(i)].Forward(x, in, cos, sin, comm, i == layers - 1);
   }
-  return RmsNorm(x, norm_, config_.rms_norm_eps).to(at::kFloat);
+  return RmsNormTo(x, norm_, config_.rms_norm_eps, at::kFloat);
 }
 
 int64_t Qwen3Model::weight_bytes() const {

@@ -36,8 +36,8 @@ class DecoderLayer {
   DecoderLayer(const Checkpoint& checkpoint, const ModelConfig& config, const ModelOptions& options,
                int index);
 
-  // x [T, hidden] -> [T, hidden]; with `last_only`, only each sequence's last token goes on past
-  // attention and the result is [n, hidden].
+  // x [T, hidden] fp32 (the residual stream) -> [T, hidden] fp32; with `last_only`, only each
+  // sequence's last token goes on past attention and the result is [n, hidden].
   at::Tensor Forward(const at::Tensor& x, const PackedInput& in, const at::Tensor& cos,
                      const at::Tensor& sin, Communicator& comm, bool last_only) const;
   int64_t weight_bytes() const;
@@ -48,8 +48,9 @@ class DecoderLayer {
   int64_t kv_heads_;  // on this rank
   int64_t head_dim_;
   int64_t intermediate_;  // on this rank
+  at::ScalarType dtype_;  // compute dtype of matmuls and attention
   bool use_flash_;
-  at::Tensor input_norm_;
+  at::Tensor input_norm_;  // norm weights in fp32
   at::Tensor post_attention_norm_;
   at::Tensor q_norm_;
   at::Tensor k_norm_;
