@@ -31,7 +31,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/.device-out}
-WORK=${WORK:-/tmp/qwen3-device}
+export WORK=${WORK:-/tmp/qwen3-device}
 mkdir -p "$OUT" "$WORK" build
 LOG=$OUT/logs.txt
 SUMMARY=$OUT/summary.md
@@ -257,7 +257,7 @@ step_parity4b() {
   [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
   [ -f "$BIG/config.json" ] || { echo "no 4b checkpoint: run the model4b step" >&2; return 1; }
   python3 scripts/reference/reference.py --model "$BIG" --texts test/fixtures/parity-texts.json \
-    --out "$WORK/parity-4b-reference.json" --device cuda || return 1
+    --out "$WORK/parity-4b-reference.json" --device cuda --bf16-baseline --skip-sentence-transformers || return 1
   local gpus tps status=0 runs=()
   gpus=$(nvidia-smi --list-gpus | wc -l)
   tps=${PARITY_TP:-$(for t in 1 2 4 8; do [ "$t" -le "$gpus" ] && printf '%s ' "$t"; done)}
@@ -270,6 +270,11 @@ step_parity4b() {
     const fs = require("fs");
     const runs = process.argv.slice(1).filter((p) => fs.existsSync(p)).map((p) => JSON.parse(fs.readFileSync(p, "utf8")));
     fs.writeFileSync(process.env.OUT + "/parity-4b-result.json", JSON.stringify(runs, null, 1));
+    try {
+      const ref = JSON.parse(fs.readFileSync(process.env.WORK + "/parity-4b-reference.json", "utf8"));
+      const b = ref.agreement.transformersBfloat16VsFloat32MinCosine;
+      if (b) console.log(`| transformers bf16 vs fp32 (4b) | min cos per size ${Object.entries(b).map(([d, c]) => d + ": " + c.toFixed(6)).join(", ")} |`);
+    } catch {}
     for (const r of runs) console.log(`| parity 4b ${r.device} ${r.dtype} tp${r.tensorParallelSize} | ${r.passed ? "PASS" : "FAIL"}: min cos alone ${r.minCosine.alone.toFixed(6)}, packed ${r.minCosine.packed.toFixed(6)}, alone vs packed ${r.minCosine.aloneVsPacked.toFixed(6)} (threshold ${r.threshold}) |`);
   ' "${runs[@]}" >> "$RESULTS"
   return $status

@@ -51,6 +51,11 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="comma-separated Matryoshka sizes (default: the text file's list plus the hidden size)",
     )
+    parser.add_argument(
+        "--bf16-baseline",
+        action="store_true",
+        help="also run transformers in bfloat16 (sdpa) and record its min cosine to the fp32 vectors per size",
+    )
     parser.add_argument("--skip-sentence-transformers", action="store_true", help="AutoModel only")
     return parser.parse_args()
 
@@ -220,6 +225,25 @@ def main() -> int:
     if device == "cuda":
         torch.cuda.empty_cache()
 
+    # --- optional: how far Hugging Face's own bf16 forward lands from fp32 (context for engine figures) -
+    bf16_min_cosine = None
+    if args.bf16_baseline:
+        started = time.time()
+        model = AutoModel.from_pretrained(str(model_dir), attn_implementation="sdpa", dtype=torch.bfloat16)
+        model.to(device).eval()
+        bf16_min_cosine = {str(d): 1.0 for d in dims}
+        with torch.inference_mode():
+            for item, raw in zip(items, raw_vectors):
+                ids = torch.tensor([item["tokenIds"]], dtype=torch.long, device=device)
+                out = model(input_ids=ids).last_hidden_state[0, -1].float().cpu().numpy()
+                for d in dims:
+                    c = cosine(out[:d], raw[:d])
+                    bf16_min_cosine[str(d)] = min(bf16_min_cosine[str(d)], c)
+        log(f"transformers bf16 vs fp32 min cosine per size {bf16_min_cosine} ({time.time() - started:.1f} s)")
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
     # --- sentence-transformers: the user-facing library, same checkpoint ------------------------------
     st_min_cosine = None
     st_token_mismatches: list[str] = []
@@ -304,6 +328,7 @@ def main() -> int:
         "agreement": {
             "sentenceTransformersVsAutoModelMinCosine": st_min_cosine,
             "leftPaddedBatchVsSingleMinCosine": batch_min_cosine,
+            "transformersBfloat16VsFloat32MinCosine": bf16_min_cosine,
             "threshold": AGREEMENT_MIN_COSINE,
             "tokenizerPostProcessorProblems": problems,
             "sentenceTransformersTokenMismatches": st_token_mismatches,
@@ -327,6 +352,7 @@ def main() -> int:
                 "dims": dims,
                 "stMinCosine": st_min_cosine,
                 "batchMinCosine": batch_min_cosine,
+                "bf16MinCosine": bf16_min_cosine,
                 "tokenizerProblems": len(problems),
                 "stTokenMismatches": len(st_token_mismatches),
                 "unitNorms": norms_ok,
