@@ -54,8 +54,8 @@ class ColumnParallelLinear {
 
 // y = x W^T with W split by columns (input features): rank r holds columns
 // [r * in / world, (r + 1) * in / world) and takes the matching slice of the input, i.e. the output
-// of a ColumnParallelLinear. Each rank's product is a partial sum of y; one all-reduce (sum) over
-// the group makes the full output on every rank.
+// of a ColumnParallelLinear. Each rank's product is a partial sum of y; one all-reduce (sum, in
+// fp32) over the group makes the full output on every rank.
 class RowParallelLinear {
  public:
   RowParallelLinear() = default;
