@@ -22,10 +22,6 @@ at::Tensor ToDevice(at::Tensor t, const ModelOptions& o) {
   return t.to(o.device).to(o.dtype).contiguous();
 }
 
-at::Tensor LoadReplicated(const Checkpoint& c, const std::string& name, const ModelOptions& o) {
-  return ToDevice(c.Get(name), o);
-}
-
 // Norm weights are tiny and applied in fp32 (RmsNormTo), so they are kept in fp32 whatever the
 // compute dtype.
 at::Tensor LoadNorm(const Checkpoint& c, const std::string& name, const ModelOptions& o) {
