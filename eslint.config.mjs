@@ -31,4 +31,18 @@ export default tseslint.config(
     files: ['libs/config/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts', 'apps/admin/**/*.ts', '**/*.spec.ts'],
     rules: { 'no-restricted-properties': 'off' },
   },
+  {
+    files: ['apps/**/*.ts', 'libs/**/*.ts', 'bench/**/*.ts'],
+    ignores: ['**/*.spec.ts', 'libs/*/src/testing/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@app/*/testing', '@app/*/testing/*'], message: 'Test doubles are for specs only.' },
+          ],
+        },
+      ],
+    },
+  },
 );

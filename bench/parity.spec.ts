@@ -7,65 +7,26 @@ import {
   sentenceTransformersConfigJson,
   withEmbeddingPostProcessor,
 } from '@app/checkpoint';
-import type { EngineInfo, EnginePort, PackedBatch } from '@app/engine/engine.port';
-import { decodeEmbedding, ParityFixture, readFixture, runParity } from './parity';
+import { fromBase64 } from '@app/embeddings/embedding-encoding';
+import { FakeEngine } from '@app/engine/testing';
+import { ParityFixture, readFixture, runParity } from './parity';
 
 const FIXTURE = join(__dirname, '..', 'test', 'fixtures', 'parity-tiny.json');
 
 /** Answers every sequence with the fixture's reference row (optionally bent for one text). */
-class ReferenceEngine implements EnginePort {
-  readonly batches: PackedBatch[] = [];
-
-  constructor(
-    private readonly fixture: ParityFixture,
-    private readonly bend?: { id: string; packedOnly: boolean },
-  ) {}
-
-  async load(): Promise<EngineInfo> {
-    return this.info();
-  }
-
-  async embed(batch: PackedBatch): Promise<Float32Array> {
-    this.batches.push(batch);
-    const rows: number[] = [];
-    for (let s = 0; s + 1 < batch.cuSeqlens.length; s++) {
-      const ids = Array.from(batch.tokenIds.subarray(batch.cuSeqlens[s], batch.cuSeqlens[s + 1])).join(',');
-      const item = this.fixture.items.find((candidate) => candidate.tokenIds.join(',') === ids);
+function referenceEngine(fixture: ParityFixture, bend?: { id: string; packedOnly: boolean }): FakeEngine {
+  return new FakeEngine({
+    info: { hiddenSize: fixture.model.hiddenSize },
+    row: (tokenIds, dimensions, batch) => {
+      const ids = Array.from(tokenIds).join(',');
+      const item = fixture.items.find((candidate) => candidate.tokenIds.join(',') === ids);
       if (!item) throw new Error('unknown sequence');
-      const row = Array.from(decodeEmbedding(item.embeddings[String(batch.dimensions[s])]));
+      const row = Array.from(fromBase64(item.embeddings[String(dimensions)]));
       const packed = batch.cuSeqlens.length > 2;
-      if (this.bend?.id === item.id && (packed || !this.bend.packedOnly)) row[0] += 0.5;
-      rows.push(...row);
-    }
-    return Float32Array.from(rows);
-  }
-
-  info(): EngineInfo {
-    return {
-      modelPath: '',
-      modelType: 'qwen3',
-      hiddenSize: this.fixture.model.hiddenSize,
-      numLayers: 3,
-      numAttentionHeads: 16,
-      numKeyValueHeads: 8,
-      headDim: 64,
-      intermediateSize: 2048,
-      vocabSize: 151665,
-      maxPositionEmbeddings: 32768,
-      parameters: 0,
-      device: 'cpu',
-      dtype: 'float32',
-      tensorParallelSize: 1,
-      replicas: 1,
-      devices: [],
-    };
-  }
-
-  health(): { ok: boolean } {
-    return { ok: true };
-  }
-
-  async dispose(): Promise<void> {}
+      if (bend?.id === item.id && (packed || !bend.packedOnly)) row[0] += 0.5;
+      return row;
+    },
+  });
 }
 
 describe(runParity.name, () => {
@@ -87,7 +48,7 @@ describe(runParity.name, () => {
   });
 
   it('passes an engine that reproduces the reference, alone and packed among 63 others', async () => {
-    const engine = new ReferenceEngine(fixture);
+    const engine = referenceEngine(fixture);
 
     const sut = await runParity({ engine, fixture, modelPath });
 
@@ -102,7 +63,7 @@ describe(runParity.name, () => {
   });
 
   it('names the text whose packed embedding drifts from its single one', async () => {
-    const engine = new ReferenceEngine(fixture, { id: 'zh-short', packedOnly: true });
+    const engine = referenceEngine(fixture, { id: 'zh-short', packedOnly: true });
 
     const sut = await runParity({ engine, fixture, modelPath });
 
@@ -116,7 +77,7 @@ describe(runParity.name, () => {
     const bent = JSON.parse(await readFile(FIXTURE, 'utf8')) as ParityFixture;
     bent.items[0].tokenIds = [1, 2, 3];
 
-    const sut = await runParity({ engine: new ReferenceEngine(fixture), fixture: bent, modelPath });
+    const sut = await runParity({ engine: referenceEngine(fixture), fixture: bent, modelPath });
 
     expect(sut.passed).toBe(false);
     expect(sut.tokenization.mismatches.map((m) => m.id)).toEqual([bent.items[0].id]);

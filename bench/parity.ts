@@ -17,6 +17,9 @@ import { createReadStream, existsSync, readFileSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { EngineDevice, EngineDtype, EngineInfo, EnginePort } from '@app/engine/engine.port';
+import { packBatch, splitRows } from '@app/engine/packed-batch';
+import { fromBase64 } from '@app/embeddings/embedding-encoding';
+import { cosine, norm } from '@app/embeddings/embedding-similarity';
 import { PromptTemplate } from '@app/embeddings/prompt-template';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
 import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
@@ -86,29 +89,6 @@ export interface ParityResult {
 export const FLOAT32_THRESHOLD = 0.99999;
 export const REDUCED_PRECISION_THRESHOLD = 0.999;
 
-export function decodeEmbedding(base64: string): Float32Array {
-  const bytes = Buffer.from(base64, 'base64');
-  const copy = new Uint8Array(bytes.length);
-  copy.set(bytes);
-  const view = new DataView(copy.buffer);
-  const out = new Float32Array(copy.length / 4);
-  for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
-  return out;
-}
-
-export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new RangeError(`cosine of vectors of ${a.length} and ${b.length} values`);
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : NaN;
-}
-
 interface PackedRequest {
   sequences: Int32Array[];
   dimensions: number[];
@@ -116,27 +96,13 @@ interface PackedRequest {
 
 /** Packs sequences back to back (no padding) and splits the engine's rows back out. */
 async function embedPacked(engine: EnginePort, request: PackedRequest): Promise<Float32Array[]> {
-  const total = request.sequences.reduce((sum, sequence) => sum + sequence.length, 0);
-  const tokenIds = new Int32Array(total);
-  const cuSeqlens = new Int32Array(request.sequences.length + 1);
-  let offset = 0;
-  request.sequences.forEach((sequence, index) => {
-    tokenIds.set(sequence, offset);
-    offset += sequence.length;
-    cuSeqlens[index + 1] = offset;
-  });
-  const dimensions = Int32Array.from(request.dimensions);
-  const rows = await engine.embed({ tokenIds, cuSeqlens, dimensions });
+  const rows = await engine.embed(
+    packBatch(request.sequences.map((tokens, index) => ({ tokens, dimensions: request.dimensions[index] }))),
+  );
   const expected = request.dimensions.reduce((sum, d) => sum + d, 0);
   if (rows.length !== expected)
     throw new Error(`engine returned ${rows.length} floats, expected ${expected}`);
-  const out: Float32Array[] = [];
-  let at = 0;
-  for (const d of request.dimensions) {
-    out.push(rows.subarray(at, at + d));
-    at += d;
-  }
-  return out;
+  return splitRows(rows, request.dimensions);
 }
 
 /** The parity check over a loaded engine. */
@@ -185,7 +151,7 @@ export async function runParity(options: ParityOptions): Promise<ParityResult> {
   log(`tokenized ${sequences.length} texts; ${mismatches.length} token-id mismatches`);
 
   const references = fixture.items.map((item) =>
-    Object.fromEntries(dims.map((d) => [d, decodeEmbedding(item.embeddings[String(d)])])),
+    Object.fromEntries(dims.map((d) => [d, fromBase64(item.embeddings[String(d)])])),
   );
 
   // Alone: one sequence per batch. The engine's Matryoshka step is truncate-then-normalise, so by
@@ -297,11 +263,9 @@ export async function runParity(options: ParityOptions): Promise<ParityResult> {
 }
 
 export function truncateAndNormalise(row: Float32Array, dimensions: number): Float32Array {
-  let norm = 0;
-  for (let i = 0; i < dimensions; i++) norm += row[i] * row[i];
-  norm = Math.sqrt(norm);
+  const length = norm(row.subarray(0, dimensions));
   const out = new Float32Array(dimensions);
-  for (let i = 0; i < dimensions; i++) out[i] = norm > 0 ? row[i] / norm : row[i];
+  for (let i = 0; i < dimensions; i++) out[i] = length > 0 ? row[i] / length : row[i];
   return out;
 }
 

@@ -1,5 +1,6 @@
 import { Tokenizer } from '@anush008/tokenizers';
 import OpenAI from 'openai';
+import { fromBase64 } from '@app/embeddings/embedding-encoding';
 import type { RunningApp } from '../apps/api/src/app.factory';
 import {
   cosine,
@@ -137,10 +138,7 @@ describe('POST /v1/embeddings (openai SDK, real engine)', () => {
     const [first, last] = await Promise.all(
       [texts[0], texts[2047]].map((t) => embedOne(t, { dimensions: 32 })),
     );
-    const decode = (value: unknown) => {
-      const bytes = Buffer.from(value as string, 'base64');
-      return Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readFloatLE(i * 4));
-    };
+    const decode = (value: unknown) => fromBase64(value as string);
     expect(cosine(decode(data.data[0].embedding), first)).toBeGreaterThan(0.99999);
     expect(cosine(decode(data.data[2047].embedding), last)).toBeGreaterThan(0.99999);
   });

@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createApp, RunningApp } from '../../apps/api/src/app.factory';
 
+export { cosine, norm } from '@app/embeddings/embedding-similarity';
+
 const ROOT = resolve(__dirname, '../..');
 export const DEMO_MODEL = join(ROOT, 'models/Qwen3-Embedding-tiny');
 export const NATIVE_ADDON = join(ROOT, 'build/native/Release/qwen3_embed.node');
@@ -62,24 +64,6 @@ export async function startTestApp(
 export function metricValue(text: string, sample: string): number {
   const line = text.split('\n').find((candidate) => candidate.startsWith(`${sample} `));
   return line ? Number(line.slice(sample.length + 1)) : 0;
-}
-
-export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i += 1) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return dot / Math.sqrt(na * nb);
-}
-
-export function norm(a: ArrayLike<number>): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i += 1) sum += a[i] * a[i];
-  return Math.sqrt(sum);
 }
 
 /** A response body for assertions (the tests check its shape). */

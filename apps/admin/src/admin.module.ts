@@ -1,4 +1,5 @@
-import { Module } from '@nestjs/common';
+import { Module, OnModuleInit } from '@nestjs/common';
+import { InjectCommander } from 'nest-commander';
 import { CheckpointModule } from '@app/checkpoint';
 import { BenchCommand } from './commands/bench.command';
 import { CheckGpuCommand } from './commands/check-gpu.command';
@@ -9,6 +10,9 @@ import { InspectModelCommand, ModelCommand } from './commands/model.command';
 import { EngineSession } from './engine/engine-session';
 import { ApiKeyGenerator } from './keys/api-key-generator';
 import { LoadGenerator } from './bench/load-generator';
+
+/** The program name the help prints: the CLI runs as `npm run admin -- <command>`. */
+export const ADMIN_CLI_NAME = 'admin';
 
 @Module({
   imports: [CheckpointModule],
@@ -27,4 +31,12 @@ import { LoadGenerator } from './bench/load-generator';
     EngineSession,
   ],
 })
-export class AdminModule {}
+export class AdminModule implements OnModuleInit {
+  constructor(@InjectCommander() private readonly program: { name(name: string): unknown }) {}
+
+  // nest-commander uses cliName only to look for plugin config files; left alone, commander names the
+  // program after the script file (`Usage: main`).
+  onModuleInit(): void {
+    this.program.name(ADMIN_CLI_NAME);
+  }
+}

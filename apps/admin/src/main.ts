@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { CommandFactory } from 'nest-commander';
-import { AdminModule } from './admin.module';
+import { ADMIN_CLI_NAME, AdminModule } from './admin.module';
 
 /**
  * The admin CLI: `npm run admin -- <command>`. Commands that need no model (checkpoint, model inspect,
@@ -16,7 +16,7 @@ async function main(): Promise<void> {
     process.exitCode = 1;
   };
   await CommandFactory.run(AdminModule, {
-    cliName: 'admin',
+    cliName: ADMIN_CLI_NAME,
     logger: ['error', 'warn'],
     errorHandler: fail,
     serviceErrorHandler: fail,

@@ -1,7 +1,7 @@
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EngineInfo, EngineLoadOptions, EnginePort, PackedBatch } from '@app/engine/engine.port';
+import { FakeEngine } from '@app/engine/testing';
 import { fromBase64 } from '@app/embeddings/embedding-encoding';
 import { createApp, RunningApp } from './app.factory';
 
@@ -10,63 +10,6 @@ const readJson = (res: Response): Promise<any> => res.json();
 
 const HIDDEN = 64;
 const KEY = 'unit-test-key';
-
-/**
- * Stands in for the addon so the HTTP layer can be tested on its own (the end-to-end tests in test/
- * run the real engine). Row values derive from the token ids, so equal inputs give equal rows.
- */
-class FakeEngine extends EnginePort {
-  readonly batches: PackedBatch[] = [];
-  loadOptions?: EngineLoadOptions;
-
-  load(options: EngineLoadOptions): Promise<EngineInfo> {
-    this.loadOptions = options;
-    return Promise.resolve(this.info());
-  }
-
-  info(): EngineInfo {
-    return {
-      modelPath: '/fake',
-      modelType: 'qwen3',
-      hiddenSize: HIDDEN,
-      numLayers: 1,
-      numAttentionHeads: 2,
-      numKeyValueHeads: 1,
-      headDim: 32,
-      intermediateSize: 128,
-      vocabSize: 151665,
-      maxPositionEmbeddings: 64,
-      parameters: 1,
-      device: 'cpu',
-      dtype: 'float32',
-      tensorParallelSize: 1,
-      replicas: 1,
-      devices: [{ index: -1, name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1, replica: 0, rank: 0 }],
-    };
-  }
-
-  health() {
-    return { ok: true };
-  }
-
-  dispose(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  embed(batch: PackedBatch): Promise<Float32Array> {
-    this.batches.push(batch);
-    const rows: number[] = [];
-    for (let j = 0; j < batch.dimensions.length; j += 1) {
-      const ids = batch.tokenIds.subarray(batch.cuSeqlens[j], batch.cuSeqlens[j + 1]);
-      const row = Array.from({ length: batch.dimensions[j] }, (_, k) =>
-        Math.sin(ids.length + ids[0] * (k + 1)),
-      );
-      const norm = Math.hypot(...row);
-      rows.push(...row.map((value) => value / norm));
-    }
-    return Promise.resolve(Float32Array.from(rows));
-  }
-}
 
 describe(createApp.name, () => {
   let modelDir: string;
@@ -93,7 +36,8 @@ describe(createApp.name, () => {
         default_prompt_name: null,
       }),
     );
-    engine = new FakeEngine();
+    // Rows derive from the token ids, so equal inputs give equal rows.
+    engine = new FakeEngine({ info: { hiddenSize: HIDDEN } });
     sut = await createApp({
       engine,
       inheritProcessEnv: false,

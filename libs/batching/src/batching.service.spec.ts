@@ -1,83 +1,14 @@
 import { Logger } from '@nestjs/common';
 import { QueueFullError, RequestAbortedError, ServiceUnavailableError } from '@app/common';
-import { EngineError, EngineInfo, EngineLoadOptions, EnginePort, PackedBatch } from '@app/engine/engine.port';
+import { EngineError } from '@app/engine/engine.port';
+import { FakeEngine } from '@app/engine/testing';
 import { MetricsService } from '@app/metrics/metrics.service';
 import { BatchingOptions } from './batching.options';
 import { BatchingService } from './batching.service';
 
-interface Call {
-  batch: PackedBatch;
-  resolve: () => void;
-  reject: (error: unknown) => void;
-}
-
-/**
- * An engine whose batches finish when the test says so. Row j of a batch is filled with the first
- * token id of sequence j, so a test can tell which sequence a row came from.
- */
-class FakeEngine extends EnginePort {
-  readonly calls: Call[] = [];
-  running = 0;
-  maxRunning = 0;
-  autoComplete = false;
-  failWhen?: (batch: PackedBatch) => EngineError | undefined;
-
-  constructor(private readonly replicas = 1) {
-    super();
-  }
-
-  load(_options: EngineLoadOptions): Promise<EngineInfo> {
-    return Promise.resolve(this.info());
-  }
-
-  info(): EngineInfo {
-    return { replicas: this.replicas, devices: [] } as unknown as EngineInfo;
-  }
-
-  health() {
-    return { ok: true };
-  }
-
-  dispose(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  embed(batch: PackedBatch): Promise<Float32Array> {
-    this.running += 1;
-    this.maxRunning = Math.max(this.maxRunning, this.running);
-    return new Promise<Float32Array>((resolve, reject) => {
-      const finish = () => {
-        this.running -= 1;
-        const failure = this.failWhen?.(batch);
-        if (failure) {
-          reject(failure);
-          return;
-        }
-        const total = batch.dimensions.reduce((sum, d) => sum + d, 0);
-        const rows = new Float32Array(total);
-        let offset = 0;
-        for (let j = 0; j < batch.dimensions.length; j += 1) {
-          rows.fill(batch.tokenIds[batch.cuSeqlens[j]], offset, offset + batch.dimensions[j]);
-          offset += batch.dimensions[j];
-        }
-        resolve(rows);
-      };
-      const call: Call = { batch, resolve: finish, reject: (error) => ((this.running -= 1), reject(error)) };
-      this.calls.push(call);
-      if (this.autoComplete) setTimeout(finish, 1);
-    });
-  }
-
-  /** Sequences of call `index`, as arrays of token ids. */
-  sequences(index: number): number[][] {
-    const { tokenIds, cuSeqlens } = this.calls[index].batch;
-    const out: number[][] = [];
-    for (let j = 0; j + 1 < cuSeqlens.length; j += 1) {
-      out.push(Array.from(tokenIds.subarray(cuSeqlens[j], cuSeqlens[j + 1])));
-    }
-    return out;
-  }
-}
+/** Fills row j with the first token id of sequence j, so a test can tell which sequence a row came from. */
+const firstIdRow = (tokenIds: Int32Array, dimensions: number): Float32Array =>
+  new Float32Array(dimensions).fill(tokenIds[0]);
 
 /** A sequence of `length` tokens whose first token is `id`. */
 function seq(id: number, length = 3): Int32Array {
@@ -102,7 +33,8 @@ describe(BatchingService.name, () => {
   let sut: BatchingService;
 
   function create(options: Partial<BatchingOptions> = {}, replicas = 1): void {
-    engine = new FakeEngine(replicas);
+    // Batches finish when the test says so.
+    engine = new FakeEngine({ info: { replicas }, row: firstIdRow, completion: 'manual' });
     metrics = new MetricsService();
     sut = new BatchingService(engine, metrics, {
       maxBatchTokens: 1000,
@@ -138,7 +70,7 @@ describe(BatchingService.name, () => {
 
   it('keeps every batch within the token budget and the sequence cap', async () => {
     create({ maxBatchTokens: 10, maxBatchSequences: 3 });
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     const lengths = [4, 4, 4, 2, 2, 2, 2, 9, 1];
     const result = await sut.submit({ sequences: lengths.map((n, i) => seq(i, n)), dimensions: 32 });
     expect(result.embeddings.map((row) => row[0])).toEqual(lengths.map((_, i) => i));
@@ -152,7 +84,7 @@ describe(BatchingService.name, () => {
 
   it('runs a sequence longer than the budget alone', async () => {
     create({ maxBatchTokens: 4 });
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     const result = await sut.submit({ sequences: [seq(1, 2), seq(2, 9), seq(3, 2)], dimensions: 32 });
     expect(result.embeddings.map((row) => row[0])).toEqual([1, 2, 3]);
     expect(engine.calls.map((_, i) => engine.sequences(i).length)).toEqual([2, 1]);
@@ -160,7 +92,7 @@ describe(BatchingService.name, () => {
 
   it('splits a large request over batches and reassembles its rows in input order', async () => {
     create({ maxBatchSequences: 4 });
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     const sequences = Array.from({ length: 23 }, (_, i) => seq(100 + i, 1 + ((i * 7) % 5)));
     const result = await sut.submit({ sequences, dimensions: 48 });
     expect(engine.calls.length).toBe(6);
@@ -179,7 +111,7 @@ describe(BatchingService.name, () => {
     expect(sut.stats()).toMatchObject({ batchesInFlight: 2, queuedSequences: 3, replicas: 2 });
     engine.calls[0].resolve();
     await until(() => engine.calls.length === 3, 'the prepared batch');
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     engine.calls.slice(1).forEach((call) => call.resolve());
     const rows = await Promise.all(results);
     expect(rows.map((r) => r.embeddings[0][0])).toEqual([0, 1, 2, 3, 4]);
@@ -210,14 +142,14 @@ describe(BatchingService.name, () => {
     engine.calls[0].resolve();
     await until(() => engine.calls.length === 2, 'second batch');
     expect(engine.sequences(1).map((s) => s[0])).toEqual([2, 3]);
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     engine.calls[1].resolve();
     await Promise.all([blocking, long, short]);
   });
 
   it('does not starve a long input behind a stream of short ones', async () => {
     create({ maxBatchTokens: 100, agingTokensPerSecond: 20_000 });
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     let stop = false;
     const shortOnes: Promise<unknown>[] = [];
     const feed = async () => {
@@ -246,7 +178,7 @@ describe(BatchingService.name, () => {
     const b = sut.submit({ sequences: [seq(2)], dimensions: 32 });
     await expect(sut.submit({ sequences: [seq(3)], dimensions: 32 })).rejects.toBeInstanceOf(QueueFullError);
     await tick();
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     engine.calls[0].resolve();
     await Promise.all([a, b]);
     await expect(sut.submit({ sequences: [seq(4)], dimensions: 32 })).resolves.toBeDefined();
@@ -260,7 +192,7 @@ describe(BatchingService.name, () => {
     const error = await sut.submit({ sequences: [seq(3, 6)], dimensions: 32 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(QueueFullError);
     expect((error as QueueFullError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     engine.calls[0].resolve();
     await Promise.all([running, waiting]);
     const text = await metrics.render();
@@ -295,7 +227,7 @@ describe(BatchingService.name, () => {
 
   it('fails only the requests of a failed batch', async () => {
     create({ maxBatchSequences: 1 });
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     engine.failWhen = (batch) =>
       batch.tokenIds[0] === 66 ? new EngineError('DEVICE_FAILED', 'GPU 0 fell off the bus') : undefined;
     const bad = sut.submit({ sequences: [seq(66)], dimensions: 32 });
@@ -305,7 +237,7 @@ describe(BatchingService.name, () => {
   });
 
   it('retries a failed batch once in halves so one bad request cannot sink the others', async () => {
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     engine.failWhen = (batch) =>
       batch.tokenIds.includes(99)
         ? new EngineError('INVALID_ARGUMENT', 'token id 99 out of range')
@@ -348,7 +280,7 @@ describe(BatchingService.name, () => {
   });
 
   it('records batch sizes and queue depth for the metrics', async () => {
-    engine.autoComplete = true;
+    engine.completion = 'timer';
     await Promise.all([
       sut.submit({ sequences: [seq(1, 4)], dimensions: 32 }),
       sut.submit({ sequences: [seq(2, 4)], dimensions: 32 }),

@@ -1,7 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
 import { QueueFullError, RequestAbortedError, ServiceUnavailableError } from '@app/common';
-import { EngineError, EngineErrorCode, EnginePort, PackedBatch } from '@app/engine/engine.port';
+import { EngineError, EngineErrorCode, EnginePort } from '@app/engine/engine.port';
+import { packBatch } from '@app/engine/packed-batch';
 import { MetricsService } from '@app/metrics/metrics.service';
 import { BATCHING_OPTIONS, BatchingOptions } from './batching.options';
 import { SequenceQueue } from './sequence-queue';
@@ -104,21 +105,6 @@ function asEngineError(error: unknown): EngineError {
   return error instanceof EngineError
     ? error
     : new EngineError('INTERNAL', String((error as Error)?.message ?? error));
-}
-
-export function packBatch(items: ReadonlyArray<{ tokens: Int32Array; dimensions: number }>): PackedBatch {
-  const total = items.reduce((sum, item) => sum + item.tokens.length, 0);
-  const tokenIds = new Int32Array(total);
-  const cuSeqlens = new Int32Array(items.length + 1);
-  const dimensions = new Int32Array(items.length);
-  let offset = 0;
-  items.forEach((item, index) => {
-    tokenIds.set(item.tokens, offset);
-    offset += item.tokens.length;
-    cuSeqlens[index + 1] = offset;
-    dimensions[index] = item.dimensions;
-  });
-  return { tokenIds, cuSeqlens, dimensions };
 }
 
 /**

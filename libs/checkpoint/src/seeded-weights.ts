@@ -60,27 +60,12 @@ export function chunkStreamState(seed: bigint, tensorName: string, chunkIndex: n
   return state;
 }
 
-function fillHalfWords(out: Uint16Array, table: Uint16Array, state: Uint32Array): void {
-  let s0 = state[0] | 0;
-  let s1 = state[1] | 0;
-  let s2 = state[2] | 0;
-  let s3 = state[3] | 0;
-  const n = out.length;
-  for (let i = 0; i < n; i++) {
-    const x = Math.imul(s1, 5);
-    const r = Math.imul((x << 7) | (x >>> 25), 9);
-    const t = s1 << 9;
-    s2 ^= s0;
-    s3 ^= s1;
-    s1 ^= s2;
-    s0 ^= s3;
-    s2 ^= t;
-    s3 = (s3 << 11) | (s3 >>> 21);
-    out[i] = table[(r & 255) + ((r >>> 8) & 255) + ((r >>> 16) & 255) + (r >>> 24)];
-  }
-}
-
-function fillFloats(out: Float32Array, table: Float32Array, state: Uint32Array): void {
+/**
+ * Fills `out` with table values picked by one xoshiro128** stream. One function serves both element
+ * types: a checkpoint is drawn in a single dtype, so V8 still sees one array type here and keeps the
+ * loop at full speed.
+ */
+function fillFromTable<T extends Uint16Array | Float32Array>(out: T, table: T, state: Uint32Array): void {
   let s0 = state[0] | 0;
   let s1 = state[1] | 0;
   let s2 = state[2] | 0;
@@ -149,10 +134,10 @@ export class SeededWeightSampler {
     const state = chunkStreamState(this.seed, tensorName, chunkIndex);
     if (this.dtype === 'f32') {
       if (!(out instanceof Float32Array)) throw new TypeError('f32 tensors are drawn into a Float32Array');
-      fillFloats(out, this.floatTables.get(role)!, state);
+      fillFromTable(out, this.floatTables.get(role)!, state);
     } else {
       if (!(out instanceof Uint16Array)) throw new TypeError('16-bit tensors are drawn into a Uint16Array');
-      fillHalfWords(out, this.halfTables.get(role)!, state);
+      fillFromTable(out, this.halfTables.get(role)!, state);
     }
   }
 

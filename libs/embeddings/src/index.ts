@@ -1,4 +1,5 @@
 export * from './embedding-encoding';
+export * from './embedding-similarity';
 export * from './embedding-input.validator';
 export * from './embeddings.controller';
 export * from './embeddings.dto';

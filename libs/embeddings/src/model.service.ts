@@ -8,10 +8,10 @@ import {
   OnApplicationShutdown,
   Optional,
 } from '@nestjs/common';
-import { packBatch } from '@app/batching/batching.service';
 import { ModelNotFoundError, ServiceUnavailableError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { EngineInfo, EngineLoadOptions, EnginePort } from '@app/engine/engine.port';
+import { packBatch } from '@app/engine/packed-batch';
 import { PromptTemplate } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
 

@@ -1,4 +1,5 @@
 export * from './engine.port';
+export * from './packed-batch';
 export * from './addon-types';
 export * from './native-engine';
 export * from './engine.module';

@@ -2,8 +2,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { EngineError, type EngineInfo, type PackedBatch } from './engine.port';
+import { cosine, norm } from '@app/embeddings/embedding-similarity';
+import { EngineError, type EngineInfo, type EngineLoadOptions, type PackedBatch } from './engine.port';
 import { NativeEngine, defaultAddonPath, toEngineError } from './native-engine';
+import { splitRows } from './packed-batch';
 
 /**
  * Runs the real addon (build it with `make native`) on tiny Qwen3 checkpoints with seeded random
@@ -138,26 +140,9 @@ function batchOf(sequences: number[][], dims: number[]): PackedBatch {
   };
 }
 
-function rows(out: Float32Array, dims: number[]): Float32Array[] {
-  const result: Float32Array[] = [];
-  let offset = 0;
-  for (const d of dims) {
-    result.push(out.subarray(offset, offset + d));
-    offset += d;
-  }
-  return result;
-}
-
-function norm(v: Float32Array): number {
-  let sum = 0;
-  for (const x of v) sum += x * x;
-  return Math.sqrt(sum);
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  for (let i = 0; i < a.length; i++) dot += a[i] * b[i];
-  return dot / (norm(a) * norm(b));
+/** Load options for the CPU (float32, one rank), with `overrides`. */
+function onCpu(modelPath: string, overrides: Partial<EngineLoadOptions> = {}): EngineLoadOptions {
+  return { modelPath, device: 'cpu', dtype: 'float32', deviceIds: [], tensorParallelSize: 1, ...overrides };
 }
 
 async function expectEngineError(promise: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
@@ -191,11 +176,7 @@ describe('toEngineError', () => {
 
   it('fails load with MODEL_LOAD_FAILED naming the addon when it is not built', async () => {
     const sut = new NativeEngine('/nonexistent/qwen3_embed.node');
-    await expectEngineError(
-      sut.load({ modelPath: '/x', device: 'cpu', dtype: 'float32', deviceIds: [], tensorParallelSize: 1 }),
-      'MODEL_LOAD_FAILED',
-      /\/nonexistent\/qwen3_embed\.node/,
-    );
+    await expectEngineError(sut.load(onCpu('/x')), 'MODEL_LOAD_FAILED', /\/nonexistent\/qwen3_embed\.node/);
   });
 });
 
@@ -210,15 +191,7 @@ describeWithAddon(NativeEngine.name, () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'qwen3-engine-spec-'));
     tinyDir = writeCheckpoint(path.join(root, 'tiny'), TINY);
     sut = new NativeEngine();
-    info = await sut.load({
-      modelPath: tinyDir,
-      device: 'cpu',
-      dtype: 'float32',
-      deviceIds: [],
-      tensorParallelSize: 1,
-      cpuThreads: 1,
-      onProgress: (line) => progress.push(line),
-    });
+    info = await sut.load(onCpu(tinyDir, { cpuThreads: 1, onProgress: (line) => progress.push(line) }));
   });
 
   afterAll(async () => {
@@ -257,7 +230,7 @@ describeWithAddon(NativeEngine.name, () => {
     const out = await sut.embed(batchOf([[1, 2, 3], [4, 5, 6, 7, 8], [9]], dims));
     expect(Object.prototype.toString.call(out)).toBe('[object Float32Array]');
     expect(out.length).toBe(64 + 32 + 48);
-    for (const row of rows(out, dims)) expect(norm(row)).toBeCloseTo(1, 5);
+    for (const row of splitRows(out, dims)) expect(norm(row)).toBeCloseTo(1, 5);
   });
 
   it('gives a text the same embedding whatever shares its batch', async () => {
@@ -272,7 +245,7 @@ describeWithAddon(NativeEngine.name, () => {
         [64, 64, 64],
       ),
     );
-    expect(cosine(alone, rows(packed, [64, 64, 64])[1])).toBeGreaterThan(0.99999);
+    expect(cosine(alone, splitRows(packed, [64, 64, 64])[1])).toBeGreaterThan(0.99999);
   });
 
   it('truncates before normalising (Matryoshka)', async () => {
@@ -351,7 +324,7 @@ describeWithAddon(NativeEngine.name, () => {
     );
     const results = await Promise.all(sequences.map((s) => sut.embed(batchOf([s], [64]))));
     const again = await sut.embed(batchOf(sequences, new Array<number>(sequences.length).fill(64)));
-    rows(again, new Array<number>(sequences.length).fill(64)).forEach((row, i) => {
+    splitRows(again, new Array<number>(sequences.length).fill(64)).forEach((row, i) => {
       expect(cosine(row, results[i])).toBeGreaterThan(0.99999);
     });
   });
@@ -359,14 +332,7 @@ describeWithAddon(NativeEngine.name, () => {
   it('produces the same embeddings with tensor parallelism on the CPU', async () => {
     const tp = new NativeEngine();
     try {
-      await tp.load({
-        modelPath: tinyDir,
-        device: 'cpu',
-        dtype: 'float32',
-        deviceIds: [],
-        tensorParallelSize: 2,
-        cpuThreads: 2,
-      });
+      await tp.load(onCpu(tinyDir, { tensorParallelSize: 2, cpuThreads: 2 }));
       const batch = batchOf(
         [
           [1, 2, 3, 4],
@@ -375,8 +341,8 @@ describeWithAddon(NativeEngine.name, () => {
         [64, 64],
       );
       const [a, b] = await Promise.all([sut.embed(batch), tp.embed(batch)]);
-      rows(a, [64, 64]).forEach((row, i) =>
-        expect(cosine(row, rows(b, [64, 64])[i])).toBeGreaterThan(0.99999),
+      splitRows(a, [64, 64]).forEach((row, i) =>
+        expect(cosine(row, splitRows(b, [64, 64])[i])).toBeGreaterThan(0.99999),
       );
       expect(tp.info().devices.map((d) => d.rank)).toEqual([0, 1]);
     } finally {
@@ -387,14 +353,7 @@ describeWithAddon(NativeEngine.name, () => {
   it('keeps the event loop free during a long batch', async () => {
     const slow = new NativeEngine();
     try {
-      await slow.load({
-        modelPath: writeCheckpoint(path.join(root, 'slow'), SLOW, 1),
-        device: 'cpu',
-        dtype: 'float32',
-        deviceIds: [],
-        tensorParallelSize: 1,
-        cpuThreads: 1,
-      });
+      await slow.load(onCpu(writeCheckpoint(path.join(root, 'slow'), SLOW, 1), { cpuThreads: 1 }));
       const long = Array.from({ length: 4 }, (_, s) =>
         Array.from({ length: 1024 }, (__, t) => (s + t) % 512),
       );
@@ -416,8 +375,7 @@ describeWithAddon(NativeEngine.name, () => {
   }, 60_000);
 
   describe('with a bad model directory', () => {
-    const load = (engine: NativeEngine, modelPath: string) =>
-      engine.load({ modelPath, device: 'cpu', dtype: 'float32', deviceIds: [], tensorParallelSize: 1 });
+    const load = (engine: NativeEngine, modelPath: string) => engine.load(onCpu(modelPath));
 
     it('names the missing config.json', async () => {
       const dir = path.join(root, 'empty');
@@ -467,24 +425,12 @@ describeWithAddon(NativeEngine.name, () => {
   it('rejects bad load options with INVALID_ARGUMENT', async () => {
     const engine = new NativeEngine();
     await expectEngineError(
-      engine.load({
-        modelPath: tinyDir,
-        device: 'cpu',
-        dtype: 'bfloat16',
-        deviceIds: [],
-        tensorParallelSize: 1,
-      }),
+      engine.load(onCpu(tinyDir, { dtype: 'bfloat16' })),
       'INVALID_ARGUMENT',
       /float32/,
     );
     await expectEngineError(
-      engine.load({
-        modelPath: tinyDir,
-        device: 'cpu',
-        dtype: 'float32',
-        deviceIds: [],
-        tensorParallelSize: 3,
-      }),
+      engine.load(onCpu(tinyDir, { tensorParallelSize: 3 })),
       'INVALID_ARGUMENT',
       /tensorParallelSize 3/,
     );
@@ -503,29 +449,14 @@ describeWithAddon(NativeEngine.name, () => {
     expect(() => engine.info()).toThrow(expect.objectContaining({ code: 'ENGINE_NOT_LOADED' }));
     expect(engine.health().ok).toBe(false);
 
-    await engine.load({
-      modelPath: tinyDir,
-      device: 'cpu',
-      dtype: 'float32',
-      deviceIds: [],
-      tensorParallelSize: 1,
-    });
+    await engine.load(onCpu(tinyDir));
     const inFlight = engine.embed(batchOf([[1, 2, 3]], [64]));
     await engine.dispose();
     await expect(inFlight).resolves.toHaveLength(64);
 
     await expectEngineError(engine.embed(batchOf([[1]], [64])), 'ENGINE_DISPOSED');
     expect(() => engine.info()).toThrow(expect.objectContaining({ code: 'ENGINE_DISPOSED' }));
-    await expectEngineError(
-      engine.load({
-        modelPath: tinyDir,
-        device: 'cpu',
-        dtype: 'float32',
-        deviceIds: [],
-        tensorParallelSize: 1,
-      }),
-      'ENGINE_DISPOSED',
-    );
+    await expectEngineError(engine.load(onCpu(tinyDir)), 'ENGINE_DISPOSED');
     expect(engine.health()).toEqual({ ok: false, reason: 'the engine has been disposed' });
     await expect(engine.dispose()).resolves.toBeUndefined();
   });

@@ -1,20 +1,20 @@
 import { EventEmitter } from 'node:events';
 import type { NextFunction, Request, Response } from 'express';
-import { EngineInfo, EnginePort } from '@app/engine/engine.port';
+import { EnginePort } from '@app/engine/engine.port';
+import { FakeEngine } from '@app/engine/testing';
 import { HttpMetricsMiddleware } from './http-metrics.middleware';
 import { MetricsService } from './metrics.service';
 
 describe(MetricsService.name, () => {
   it('reports device memory per device from engine.info()', async () => {
-    const engine = {
-      info: () =>
-        ({
-          devices: [
-            { index: 0, name: 'H100', totalMemoryBytes: 80, usedMemoryBytes: 9, replica: 0, rank: 0 },
-            { index: 1, name: 'H100', totalMemoryBytes: 80, usedMemoryBytes: 8, replica: 0, rank: 1 },
-          ],
-        }) as unknown as EngineInfo,
-    } as EnginePort;
+    const engine = new FakeEngine({
+      info: {
+        devices: [
+          { index: 0, name: 'H100', totalMemoryBytes: 80, usedMemoryBytes: 9, replica: 0, rank: 0 },
+          { index: 1, name: 'H100', totalMemoryBytes: 80, usedMemoryBytes: 8, replica: 0, rank: 1 },
+        ],
+      },
+    });
     const text = await new MetricsService(engine).render();
     expect(text).toContain('engine_device_memory_used_bytes{device="0",name="H100",replica="0",rank="0"} 9');
     expect(text).toContain('engine_device_memory_used_bytes{device="1",name="H100",replica="0",rank="1"} 8');

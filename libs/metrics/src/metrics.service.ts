@@ -1,6 +1,6 @@
 import { Injectable, Optional } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { EnginePort } from '@app/engine/engine.port';
+import { EngineDeviceInfo, EnginePort } from '@app/engine/engine.port';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const POWERS_OF_TWO = (from: number, to: number): number[] => {
@@ -125,42 +125,35 @@ export class MetricsService {
         return []; // not loaded yet
       }
     };
-    new Gauge({
-      name: 'engine_device_memory_used_bytes',
-      help: 'Device memory held by the engine (weights and caches), per device',
-      labelNames: ['device', 'name', 'replica', 'rank'] as const,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const device of devices()) {
-          const labels = {
-            device: String(device.index),
-            name: device.name,
-            replica: device.replica,
-            rank: device.rank,
-          };
-          this.set(labels, device.usedMemoryBytes);
-        }
-      },
-    });
-    new Gauge({
-      name: 'engine_device_memory_total_bytes',
-      help: 'Total memory of each device the engine uses',
-      labelNames: ['device', 'name', 'replica', 'rank'] as const,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const device of devices()) {
-          const labels = {
-            device: String(device.index),
-            name: device.name,
-            replica: device.replica,
-            rank: device.rank,
-          };
-          this.set(labels, device.totalMemoryBytes);
-        }
-      },
-    });
+    const deviceMemoryGauge = (name: string, help: string, bytes: (device: EngineDeviceInfo) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['device', 'name', 'replica', 'rank'] as const,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const device of devices()) {
+            const labels = {
+              device: String(device.index),
+              name: device.name,
+              replica: device.replica,
+              rank: device.rank,
+            };
+            this.set(labels, bytes(device));
+          }
+        },
+      });
+    deviceMemoryGauge(
+      'engine_device_memory_used_bytes',
+      'Device memory held by the engine (weights and caches), per device',
+      (device) => device.usedMemoryBytes,
+    );
+    deviceMemoryGauge(
+      'engine_device_memory_total_bytes',
+      'Total memory of each device the engine uses',
+      (device) => device.totalMemoryBytes,
+    );
   }
 
   render(): Promise<string> {

@@ -1,4 +1,6 @@
 import { Command, CommandRunner, Option } from 'nest-commander';
+import { norm } from '@app/embeddings/embedding-similarity';
+import { packBatch, splitRows } from '@app/engine/packed-batch';
 import { EngineSession } from '../engine/engine-session';
 import { EngineCommandOptions, engineOptionParsers, overridesFrom } from './engine-options';
 import { parseInteger } from './option-parsers';
@@ -39,23 +41,12 @@ export class EmbedCommand extends CommandRunner {
         instruction: options.instruction,
       });
       const sequences = await tokenizer.encode(texts.map((text) => prefix + text));
-      const total = sequences.reduce((sum, sequence) => sum + sequence.length, 0);
-      const tokenIds = new Int32Array(total);
-      const cuSeqlens = new Int32Array(sequences.length + 1);
-      sequences.forEach((sequence, index) => {
-        tokenIds.set(sequence, cuSeqlens[index]);
-        cuSeqlens[index + 1] = cuSeqlens[index] + sequence.length;
-      });
+      const batch = packBatch(sequences.map((tokens) => ({ tokens, dimensions })));
+      const total = batch.tokenIds.length;
       const started = performance.now();
-      const rows = await engine.embed({
-        tokenIds,
-        cuSeqlens,
-        dimensions: new Int32Array(sequences.length).fill(dimensions),
-      });
+      const rows = await engine.embed(batch);
       const ms = performance.now() - started;
-      const vectors = sequences.map((_, index) =>
-        rows.subarray(index * dimensions, (index + 1) * dimensions),
-      );
+      const vectors = splitRows(rows, batch.dimensions);
       if (options.json) {
         process.stdout.write(
           `${JSON.stringify({
@@ -77,10 +68,10 @@ export class EmbedCommand extends CommandRunner {
       );
       texts.forEach((text, index) => {
         const vector = vectors[index];
-        const norm = Math.sqrt(vector.reduce((sum, value) => sum + value * value, 0));
+        const length = norm(vector);
         const shown = options.full ? Array.from(vector) : Array.from(vector.subarray(0, 8));
         process.stdout.write(
-          `[${index}] ${JSON.stringify(text.length > 60 ? `${text.slice(0, 57)}...` : text)} tokens ${sequences[index].length} norm ${norm.toFixed(6)}\n` +
+          `[${index}] ${JSON.stringify(text.length > 60 ? `${text.slice(0, 57)}...` : text)} tokens ${sequences[index].length} norm ${length.toFixed(6)}\n` +
             `    [${shown.map((value) => value.toFixed(6)).join(', ')}${options.full ? '' : ', ...'}]\n`,
         );
       });

@@ -1,0 +1,165 @@
+import { EngineError, EngineInfo, EngineLoadOptions, EnginePort, PackedBatch } from '../engine.port';
+
+/**
+ * When a FakeEngine's embed() calls finish: in the call itself, on a 1 ms timer (so other work can
+ * queue up meanwhile), or only when the test settles them through `calls`.
+ */
+export type FakeEngineCompletion = 'immediate' | 'timer' | 'manual';
+
+/** One embed() call, as the test sees it. */
+export interface FakeEngineCall {
+  batch: PackedBatch;
+  /** Finishes the call: rows for its batch as it is now, or the error `failWhen` picks. */
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export interface FakeEngineOptions {
+  /** Fields over the default description: a float32 CPU model, hidden size 64, one replica. */
+  info?: Partial<EngineInfo>;
+  /** The row of one sequence, `dimensions` floats; default: a unit vector derived from its token ids. */
+  row?: (tokenIds: Int32Array, dimensions: number, batch: PackedBatch) => ArrayLike<number>;
+  /** Default 'immediate'. */
+  completion?: FakeEngineCompletion;
+  /** load() waits for releaseLoad(). */
+  holdLoad?: boolean;
+}
+
+const DEFAULT_INFO: EngineInfo = {
+  modelPath: '/fake',
+  modelType: 'qwen3',
+  hiddenSize: 64,
+  numLayers: 1,
+  numAttentionHeads: 2,
+  numKeyValueHeads: 1,
+  headDim: 32,
+  intermediateSize: 128,
+  vocabSize: 151665,
+  maxPositionEmbeddings: 64,
+  parameters: 1,
+  device: 'cpu',
+  dtype: 'float32',
+  tensorParallelSize: 1,
+  replicas: 1,
+  devices: [{ index: -1, name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1, replica: 0, rank: 0 }],
+};
+
+/** Equal token ids give equal rows, and the row has norm 1, as the engine's do. */
+function unitRowFromIds(tokenIds: Int32Array, dimensions: number): number[] {
+  const row = Array.from({ length: dimensions }, (_, k) => Math.sin(tokenIds.length + tokenIds[0] * (k + 1)));
+  const length = Math.hypot(...row);
+  return row.map((value) => value / length);
+}
+
+/**
+ * Stands in for the addon where a unit test needs the layers above the engine on their own (the
+ * end-to-end tests run the real engine). It records every load and batch, answers with rows made
+ * from the token ids, and lets a test hold loading, hold batches, fail them, or report a lost device.
+ */
+export class FakeEngine extends EnginePort {
+  readonly calls: FakeEngineCall[] = [];
+  loadOptions?: EngineLoadOptions;
+  completion: FakeEngineCompletion;
+  /** Picks the batches that fail, when they finish. */
+  failWhen?: (batch: PackedBatch) => EngineError | undefined;
+  /** Set to make health() report the engine failed, with this reason. */
+  healthFailure?: string;
+  /** Batches started and not finished, now and at most. */
+  running = 0;
+  maxRunning = 0;
+
+  private readonly description: EngineInfo;
+  private readonly row: NonNullable<FakeEngineOptions['row']>;
+  private readonly loadReleased: Promise<void>;
+  private release: () => void = () => undefined;
+
+  constructor(options: FakeEngineOptions = {}) {
+    super();
+    this.description = { ...DEFAULT_INFO, ...options.info };
+    this.row = options.row ?? unitRowFromIds;
+    this.completion = options.completion ?? 'immediate';
+    this.loadReleased = options.holdLoad
+      ? new Promise<void>((resolve) => (this.release = resolve))
+      : Promise.resolve();
+  }
+
+  /** Every batch embed() was called with, in order. */
+  get batches(): PackedBatch[] {
+    return this.calls.map((call) => call.batch);
+  }
+
+  /** Lets a held load() finish. */
+  releaseLoad(): void {
+    this.release();
+  }
+
+  load(options: EngineLoadOptions): Promise<EngineInfo> {
+    this.loadOptions = options;
+    return this.loadReleased.then(() => this.info());
+  }
+
+  info(): EngineInfo {
+    return structuredClone(this.description);
+  }
+
+  health(): { ok: boolean; reason?: string } {
+    return this.healthFailure === undefined ? { ok: true } : { ok: false, reason: this.healthFailure };
+  }
+
+  dispose(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  embed(batch: PackedBatch): Promise<Float32Array> {
+    this.running += 1;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    return new Promise<Float32Array>((resolve, reject) => {
+      const fail = (error: unknown): void => {
+        this.running -= 1;
+        reject(error);
+      };
+      const finish = (): void => {
+        let rows: Float32Array;
+        try {
+          const failure = this.failWhen?.(batch);
+          if (failure) {
+            fail(failure);
+            return;
+          }
+          rows = this.rowsFor(batch);
+        } catch (error) {
+          fail(error);
+          return;
+        }
+        this.running -= 1;
+        resolve(rows);
+      };
+      this.calls.push({ batch, resolve: finish, reject: fail });
+      if (this.completion === 'immediate') finish();
+      else if (this.completion === 'timer') setTimeout(finish, 1);
+    });
+  }
+
+  /** Sequences of call `index`, as arrays of token ids. */
+  sequences(index: number): number[][] {
+    return sequencesOf(this.calls[index].batch).map((tokens) => Array.from(tokens));
+  }
+
+  private rowsFor(batch: PackedBatch): Float32Array {
+    const rows = new Float32Array(batch.dimensions.reduce((sum, d) => sum + d, 0));
+    let offset = 0;
+    sequencesOf(batch).forEach((tokens, j) => {
+      rows.set(this.row(tokens, batch.dimensions[j], batch), offset);
+      offset += batch.dimensions[j];
+    });
+    return rows;
+  }
+}
+
+function sequencesOf(batch: PackedBatch): Int32Array[] {
+  const out: Int32Array[] = [];
+  for (let j = 0; j + 1 < batch.cuSeqlens.length; j += 1) {
+    out.push(batch.tokenIds.subarray(batch.cuSeqlens[j], batch.cuSeqlens[j + 1]));
+  }
+  return out;
+}

@@ -1,0 +1,2 @@
+/** Test doubles for unit tests; production code never imports this folder. */
+export * from './fake-engine';
