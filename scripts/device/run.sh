@@ -338,7 +338,7 @@ step_layouts() {
       const p50 = r.latency?.latencyMs?.p50, eps = r.throughput?.throughput?.embeddingsPerSecond;
       const lr = base && p50 ? p50 / base.latency.latencyMs.p50 : undefined;
       const tr = base && eps ? eps / base.throughput.throughput.embeddingsPerSecond : undefined;
-      console.log(`| layout ${r.layout} | short query p50 ${f(p50)} ms (p99 ${f(r.latency?.latencyMs?.p99)}; ${f(lr, 2)}x tp1); throughput ${f(eps)} emb/s, ${f(r.throughput?.throughput?.tokensPerSecond, 0)} tok/s (${f(tr, 2)}x tp1); ok ${r.throughput?.ok}/${r.throughput?.requests} |`);
+      console.log(`| layout ${r.layout} | short query p50 ${f(p50)} ms (p99 ${f(r.latency?.latencyMs?.p99)}; ${f(lr, 2)}x tp1; server inference p50 ${f(r.latency?.serverMs?.inference?.p50, 2)} ms); throughput ${f(eps)} emb/s, ${f(r.throughput?.throughput?.tokensPerSecond, 0)} tok/s (${f(tr, 2)}x tp1); ok ${r.throughput?.ok}/${r.throughput?.requests} |`);
     }
   ' "$WORK" "${runs[@]}" >> "$RESULTS"
 }

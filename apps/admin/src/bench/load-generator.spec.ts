@@ -55,6 +55,36 @@ describe(LoadGenerator.name, () => {
     expect(result.throughput.embeddingsPerSecond).toBeCloseTo(60 / result.durationSeconds, 6);
   });
 
+  it('summarises the server timing headers of successful requests, and leaves them out when absent', async () => {
+    let call = 0;
+    const fakeFetch = (async (url: string) => {
+      if (url.endsWith('/v1/models')) return new Response(JSON.stringify({ data: [{ id: 'm' }] }));
+      call += 1;
+      return new Response(JSON.stringify({ data: [{}], usage: { prompt_tokens: 1 } }), {
+        status: 200,
+        headers: {
+          'x-tokenization-time-ms': '0.5',
+          'x-queue-time-ms': String(call % 2),
+          'x-inference-time-ms': String(10 + (call % 3)),
+        },
+      });
+    }) as unknown as typeof fetch;
+
+    const result = await sut.run(options({ warmupRequests: 0, requests: 9, concurrency: 1 }), fakeFetch);
+
+    expect(result.serverMs?.tokenization).toMatchObject({ count: 9, p50: 0.5 });
+    expect(result.serverMs?.queue.max).toBe(1);
+    expect(result.serverMs?.inference).toMatchObject({ count: 9, min: 10, max: 12 });
+
+    const bare = (async (url: string) =>
+      url.endsWith('/v1/models')
+        ? new Response(JSON.stringify({ data: [{ id: 'm' }] }))
+        : new Response(
+            JSON.stringify({ data: [{}], usage: { prompt_tokens: 1 } }),
+          )) as unknown as typeof fetch;
+    expect((await sut.run(options({ warmupRequests: 0, requests: 3 }), bare)).serverMs).toBeUndefined();
+  });
+
   it('counts failures by status and keeps the first error', async () => {
     let calls = 0;
     const fakeFetch = (async (url: string) => {

@@ -39,6 +39,36 @@ export interface LoadRunResult {
   tokens: number;
   throughput: Throughput;
   latencyMs: LatencySummary;
+  /**
+   * Where the time went, from the server's timing headers of the successful requests (absent when the
+   * server sends none): tokenization, waiting for a forward batch, and the forward batches themselves.
+   * What the client latency has beyond their sum is HTTP, JSON and batching overhead.
+   */
+  serverMs?: ServerTimings;
+}
+
+/** Percentiles of each server-reported stage, in milliseconds. */
+export interface ServerTimings {
+  tokenization: LatencySummary;
+  queue: LatencySummary;
+  inference: LatencySummary;
+}
+
+const SERVER_TIMING_HEADERS = {
+  tokenization: 'x-tokenization-time-ms',
+  queue: 'x-queue-time-ms',
+  inference: 'x-inference-time-ms',
+} as const;
+
+type StageTimes = Partial<Record<keyof ServerTimings, number>>;
+
+function readStageTimes(headers: Headers): StageTimes {
+  const stages: StageTimes = {};
+  for (const [stage, header] of Object.entries(SERVER_TIMING_HEADERS) as [keyof ServerTimings, string][]) {
+    const value = Number(headers.get(header));
+    if (headers.has(header) && Number.isFinite(value)) stages[stage] = value;
+  }
+  return stages;
 }
 
 interface EmbeddingsResponse {
@@ -76,6 +106,7 @@ export class LoadGenerator {
       status: string;
       embeddings: number;
       tokens: number;
+      stages?: StageTimes;
       error?: string;
     }> => {
       const body: Record<string, unknown> = { input: nextInputs(), encoding_format: options.encodingFormat };
@@ -109,6 +140,7 @@ export class LoadGenerator {
           status: String(response.status),
           embeddings: parsed.data?.length ?? 0,
           tokens: parsed.usage?.prompt_tokens ?? parsed.usage?.total_tokens ?? 0,
+          stages: readStageTimes(response.headers),
         };
       } catch (error) {
         const name = (error as Error).name;
@@ -128,6 +160,7 @@ export class LoadGenerator {
     await this.pool(Math.min(options.concurrency, Math.max(warmups, 1)), warmups, () => send());
 
     const latencies: number[] = [];
+    const stageTimes: Record<keyof ServerTimings, number[]> = { tokenization: [], queue: [], inference: [] };
     const failures: Record<string, number> = {};
     let firstError: string | undefined;
     let embeddings = 0;
@@ -139,6 +172,9 @@ export class LoadGenerator {
       done += 1;
       if (outcome.ok) {
         latencies.push(outcome.ms);
+        for (const [stage, ms] of Object.entries(outcome.stages ?? {}) as [keyof ServerTimings, number][]) {
+          stageTimes[stage].push(ms);
+        }
         embeddings += outcome.embeddings;
         tokens += outcome.tokens;
       } else {
@@ -166,6 +202,15 @@ export class LoadGenerator {
       tokens,
       throughput: throughput(durationSeconds, { requests: ok, embeddings, tokens }),
       latencyMs: summariseLatencies(latencies),
+      ...(stageTimes.inference.length > 0
+        ? {
+            serverMs: {
+              tokenization: summariseLatencies(stageTimes.tokenization),
+              queue: summariseLatencies(stageTimes.queue),
+              inference: summariseLatencies(stageTimes.inference),
+            },
+          }
+        : {}),
     };
   }
 
@@ -216,6 +261,11 @@ export function formatLoadRun(result: LoadRunResult): string {
     `requests   ${result.ok} ok, ${result.failed} failed${failures ? ` (${failures})` : ''} in ${f(result.durationSeconds, 2)} s`,
     `throughput ${f(result.throughput.requestsPerSecond)} req/s  ${f(result.throughput.embeddingsPerSecond)} embeddings/s  ${f(result.throughput.tokensPerSecond, 0)} tokens/s`,
     `latency    p50 ${f(l.p50)} ms  p90 ${f(l.p90)} ms  p99 ${f(l.p99)} ms  mean ${f(l.mean)} ms  max ${f(l.max)} ms`,
+    ...(result.serverMs
+      ? [
+          `server p50 tokenization ${f(result.serverMs.tokenization.p50, 2)} ms  queue ${f(result.serverMs.queue.p50, 2)} ms  inference ${f(result.serverMs.inference.p50, 2)} ms`,
+        ]
+      : []),
     ...(result.firstError ? [`first error ${result.firstError}`] : []),
   ].join('\n');
 }
