@@ -4,20 +4,9 @@
  * through the real app, tokenizer, batcher and native engine on the CPU.
  */
 import request from 'supertest';
+import { mulberry32 } from '@app/common/seeded-random';
 import type { RunningApp } from '../apps/api/src/app.factory';
 import { startTestApp, TEST_API_KEY } from './support/test-app';
-
-/** mulberry32: a small seeded generator so a failure reproduces. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const STRINGS = [
   '',
@@ -129,7 +118,7 @@ describe('hostile input (raw HTTP, real engine)', () => {
 
   it('answers 300 seeded malformed requests with 200 or a 4xx envelope, then still serves', async () => {
     const server = running.app.getHttpServer();
-    const random = seeded(20261127);
+    const random = mulberry32(20261127);
     const statuses = new Map<number, number>();
     for (let i = 0; i < 300; i++) {
       const body = random() < 0.5 ? nearValidBody(random) : hostileBody(random);

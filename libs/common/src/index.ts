@@ -5,3 +5,4 @@ export * from './openai-error';
 export * from './openai-error.dto';
 export * from './request-id';
 export * from './validation.pipe';
+export * from './seeded-random';

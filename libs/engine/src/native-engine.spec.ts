@@ -1,3 +1,4 @@
+import { mulberry32 } from '@app/common/seeded-random';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -45,17 +46,6 @@ const SLOW: TinyConfig = {
   vocab: 512,
   maxPositions: 4096,
 };
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Writes config.json + model.safetensors (BF16, no "model." prefix) and returns the directory. */
 function writeCheckpoint(dir: string, c: TinyConfig, seed = 0): string {

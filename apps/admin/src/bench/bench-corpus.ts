@@ -1,3 +1,4 @@
+import { mulberry32 } from '@app/common/seeded-random';
 import { readFile, writeFile } from 'node:fs/promises';
 
 /**
@@ -50,18 +51,6 @@ const WORDS = (
   'image text code file files example information development international national university science ' +
   'people country century region population area building design software hardware computer program version'
 ).split(' ');
-
-/** mulberry32: a tiny seeded PRNG, so the builtin corpus is the same everywhere. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * `size` texts: 50% short queries (6-20 words), 35% passages (60-200 words), 15% long documents
