@@ -49,7 +49,7 @@ serve: install
 	MODEL_PATH=$(DEMO_MODEL) DEVICE=cpu node dist/apps/api/src/main.js --demo
 
 dev: install
-	MODEL_PATH=$(DEMO_MODEL) DEVICE=cpu npx nest start api --watch
+	MODEL_PATH=$(DEMO_MODEL) DEVICE=cpu npx nest start api --watch -- --demo
 
 lint: node-deps
 	$(NPM) run --silent lint
