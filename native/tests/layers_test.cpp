@@ -23,17 +23,18 @@ using testing::ExpectError;
 TEST(RmsNormTest, MatchesTheFormula) {
   at::Tensor x = at::randn({5, 3, 16});
   at::Tensor w = at::randn({16});
-  at::Tensor got = RmsNorm(x, w, 1e-6);
+  at::Tensor got = RmsNormTo(x, w, 1e-6, at::kFloat);
+  EXPECT_EQ(got.scalar_type(), at::kFloat);
   EXPECT_TRUE(at::allclose(got.to(at::kDouble), testing::NaiveRmsNorm(x, w, 1e-6), 1e-5, 1e-6));
 }
 
-TEST(RmsNormTest, CastsBackToTheInputDtypeBeforeTheWeight) {
-  // Qwen3: weight * normed.to(input_dtype), normalisation in fp32.
-  at::Tensor x = at::randn({4, 32}).to(at::kBFloat16);
+TEST(RmsNormTest, AppliesTheWeightInFp32AndRoundsOnceToTheOutputDtype) {
+  // The fp32 residual stream in, bf16 weight, bf16 out for the next GEMM: one rounding at the end.
+  at::Tensor x = at::randn({4, 32});
   at::Tensor w = at::randn({32}).to(at::kBFloat16);
-  at::Tensor xf = x.to(at::kFloat);
-  at::Tensor expected = w * (xf * at::rsqrt(xf.pow(2).mean(-1, true) + 1e-6)).to(at::kBFloat16);
-  at::Tensor got = RmsNorm(x, w, 1e-6);
+  at::Tensor expected =
+      (x * at::rsqrt(x.pow(2).mean(-1, true) + 1e-6) * w.to(at::kFloat)).to(at::kBFloat16);
+  at::Tensor got = RmsNormTo(x, w, 1e-6, at::kBFloat16);
   EXPECT_EQ(got.scalar_type(), at::kBFloat16);
   EXPECT_TRUE(at::equal(got, expected));
 }

@@ -4,13 +4,6 @@
 
 namespace qwen3 {
 
-at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  at::Tensor xf = x.to(at::kFloat);
-  at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
-  at::Tensor normed = (xf * at::rsqrt(variance + eps)).to(x.scalar_type());
-  return normed * weight;
-}
-
 at::Tensor RmsNormTo(const at::Tensor& x, const at::Tensor& weight, double eps,
                      at::ScalarType out) {
   at::Tensor xf = x.to(at::kFloat);

@@ -11,13 +11,9 @@
 
 namespace qwen3 {
 
-// RMSNorm over the last dimension, as Qwen3 computes it: normalise in fp32, cast back to the input
-// dtype, then multiply by the weight (which has the compute dtype).
-at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
-
-// RMSNorm for the mixed-precision forward: normalises AND applies the weight in fp32, then rounds
-// once to `out`. x may be the fp32 residual stream. With fp32 compute it equals RmsNorm; with bf16
-// it rounds once where Qwen3's bf16 path rounds twice.
+// RMSNorm over the last dimension: normalises AND applies the weight in fp32, then rounds once to
+// `out`. x may be the fp32 residual stream. With fp32 compute this is exactly Qwen3's formula; with
+// bf16 it rounds once where transformers' bf16 path (cast back, then multiply) rounds twice.
 at::Tensor RmsNormTo(const at::Tensor& x, const at::Tensor& weight, double eps, at::ScalarType out);
 
 // Rotary position embedding in the half-split layout (GPT-NeoX "rotate_half"): dimension i of the
