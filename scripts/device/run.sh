@@ -203,20 +203,7 @@ step_bench() {
   admin bench --corpus builtin --corpus-size 2000 --write-corpus "$corpus" || return 1
 
   echo "starting the API server on $model"
-  MODEL_PATH=$model DEVICE=cuda API_KEY=$key PORT=$port LOG_LEVEL=warn \
-    node "$APP/dist/apps/api/src/main.js" > "$WORK/server.log" 2>&1 &
-  local server=$! ready=0
-  for _ in $(seq 1 240); do
-    if curl -sf "http://127.0.0.1:$port/health/ready" > /dev/null; then ready=1; break; fi
-    kill -0 "$server" 2>/dev/null || break
-    sleep 1
-  done
-  if [ "$ready" != 1 ]; then
-    echo "server not ready; its log:" >&2
-    tail -50 "$WORK/server.log" >&2
-    kill "$server" 2>/dev/null
-    return 1
-  fi
+  start_server "$model" "" "" "$port" "$key" "$WORK/server.log" || return 1
   curl -s "http://127.0.0.1:$port/health" && echo
   local runs=()
   for point in ${BENCH_POINTS:-1x1 16x1 32x8 64x16}; do
@@ -226,7 +213,7 @@ step_bench() {
       --requests "$requests" --corpus "$corpus" --json > "$WORK/bench-c$c-b$b.json" || true
     runs+=("$WORK/bench-c$c-b$b.json")
   done
-  kill "$server"; wait "$server" 2>/dev/null
+  stop_server
   echo "--- server log (tail) ---"; tail -20 "$WORK/server.log"
 
   python3 scripts/reference/baseline_bench.py --model "$model" --corpus "$corpus" --out "$WORK/baseline.json" \
@@ -280,18 +267,29 @@ step_parity4b() {
   return $status
 }
 
-start_server() { # model visible-gpus tp port key log -> prints pid; waits for readiness
-  local model=$1 visible=$2 tp=$3 port=$4 key=$5 log=$6
-  CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp MODEL_PATH=$model DEVICE=cuda API_KEY=$key PORT=$port \
-    LOG_LEVEL=warn node "$APP/dist/apps/api/src/main.js" > "$log" 2>&1 &
-  local pid=$!
+# Starts the API server in the background (SERVER_PID) and waits until it is ready. visible-gpus and tp
+# may be empty: the server then inherits CUDA_VISIBLE_DEVICES and takes its default layout.
+start_server() { # model visible-gpus tp port key log
+  local model=$1 visible=$2 tp=$3 port=$4 key=$5 log=$6 layout=()
+  [ -n "$visible" ] && layout+=("CUDA_VISIBLE_DEVICES=$visible")
+  [ -n "$tp" ] && layout+=("TENSOR_PARALLEL_SIZE=$tp")
+  env "${layout[@]}" MODEL_PATH="$model" DEVICE=cuda API_KEY="$key" PORT="$port" LOG_LEVEL=warn \
+    node "$APP/dist/apps/api/src/main.js" > "$log" 2>&1 &
+  SERVER_PID=$!
   for _ in $(seq 1 300); do
-    curl -sf "http://127.0.0.1:$port/health/ready" > /dev/null && { echo "$pid"; return 0; }
-    kill -0 "$pid" 2>/dev/null || break
+    curl -sf "http://127.0.0.1:$port/health/ready" > /dev/null && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.5
   done
-  echo "server ($visible, tp $tp) not ready; its log:" >&2; tail -40 "$log" >&2
-  kill "$pid" 2>/dev/null; return 1
+  echo "server (${visible:-all GPUs}, tp ${tp:-default}) not ready; its log:" >&2; tail -40 "$log" >&2
+  stop_server; return 1
+}
+
+# SIGTERM, then wait until the process is gone (it drains and frees its GPUs and port first).
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null
+  for _ in $(seq 1 120); do kill -0 "$SERVER_PID" 2>/dev/null || return 0; sleep 0.5; done
+  kill -9 "$SERVER_PID" 2>/dev/null; return 0
 }
 
 step_layouts() {
@@ -315,14 +313,13 @@ step_layouts() {
   for layout in $layouts; do
     IFS=: read -r name visible tp <<< "$layout"
     echo "=== layout $name: CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp"
-    local pid
-    pid=$(start_server "$model" "$visible" "$tp" "$port" "$key" "$WORK/server-$name.log") || { runs+=(""); continue; }
+    start_server "$model" "$visible" "$tp" "$port" "$key" "$WORK/server-$name.log" || { runs+=(""); continue; }
     curl -s "http://127.0.0.1:$port/health" | head -c 600; echo
     admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency 1 --batch 1 \
       --requests "${BENCH_LATENCY_REQUESTS:-200}" --corpus "$queries" --json > "$WORK/layout-$name-latency.json" || true
     admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency "${tpoint%x*}" --batch "${tpoint#*x}" \
       --requests "${BENCH_REQUESTS:-300}" --corpus "$corpus" --json > "$WORK/layout-$name-throughput.json" || true
-    kill "$pid"; wait "$pid" 2>/dev/null
+    stop_server
     runs+=("$name")
   done
   node -e '
