@@ -56,11 +56,11 @@ lint: node-deps
 
 format: node-deps
 	$(NPM) run --silent format
-	find native -name '*.cpp' -o -name '*.h' | xargs clang-format -i
+	find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' | xargs clang-format -i
 
 format-check: node-deps
 	$(NPM) run --silent format:check
-	find native -name '*.cpp' -o -name '*.h' | xargs clang-format --dry-run --Werror
+	find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' | xargs clang-format --dry-run --Werror
 
 typecheck: node-deps
 	$(NPM) run --silent typecheck

@@ -75,6 +75,7 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/model/pooling.cpp
   ${QWEN3_NATIVE_DIR}/src/model/layers.cpp
   ${QWEN3_NATIVE_DIR}/src/model/attention.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/fused_ops.cpp
   ${QWEN3_NATIVE_DIR}/src/model/qwen3_model.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/in_process_communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/nccl_communicator.cpp
@@ -95,6 +96,37 @@ if(QWEN3_WITH_CUDA)
   if(TARGET CUDA::cudart)
     target_link_libraries(qwen3_core PUBLIC CUDA::cudart)
   endif()
+  # The fused kernels (kernels/*.cu) need nvcc; they include no libtorch header, so they build as
+  # their own library with none of torch's compile flags. Architectures follow TORCH_CUDA_ARCH_LIST
+  # ("8.0;9.0" -> 80;90), default 9.0 (H100/H200).
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(NOT CMAKE_CUDA_COMPILER)
+    message(FATAL_ERROR "qwen3: libtorch has CUDA but no CUDA compiler was found (set CUDACXX)")
+  endif()
+  enable_language(CUDA)
+  set(_qwen3_arch_list "$ENV{TORCH_CUDA_ARCH_LIST}")
+  if(NOT _qwen3_arch_list)
+    set(_qwen3_arch_list "9.0")
+  endif()
+  string(REPLACE " " ";" _qwen3_arch_list "${_qwen3_arch_list}")
+  set(QWEN3_CUDA_ARCHITECTURES "")
+  foreach(_arch IN LISTS _qwen3_arch_list)
+    string(REPLACE "+PTX" "" _arch "${_arch}")
+    string(REPLACE "." "" _arch "${_arch}")
+    if(_arch)
+      list(APPEND QWEN3_CUDA_ARCHITECTURES "${_arch}")
+    endif()
+  endforeach()
+  message(STATUS "qwen3: fused kernels for CUDA architectures ${QWEN3_CUDA_ARCHITECTURES}")
+  add_library(qwen3_kernels STATIC ${QWEN3_NATIVE_DIR}/src/kernels/fused_kernels.cu)
+  target_include_directories(qwen3_kernels PRIVATE ${QWEN3_NATIVE_DIR}/src)
+  set_target_properties(qwen3_kernels PROPERTIES
+    CUDA_ARCHITECTURES "${QWEN3_CUDA_ARCHITECTURES}"
+    CUDA_STANDARD 17
+    CUDA_RUNTIME_LIBRARY Shared
+    POSITION_INDEPENDENT_CODE ON)
+  target_link_libraries(qwen3_core PUBLIC qwen3_kernels)
 endif()
 if(QWEN3_WITH_NCCL)
   target_compile_definitions(qwen3_core PUBLIC QWEN3_WITH_NCCL)

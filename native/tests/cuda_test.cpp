@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "model/attention.h"
+#include "model/fused_ops.h"
 #include "reference_model.h"
 #include "runtime/engine.h"
 #include "test_checkpoint.h"
@@ -114,6 +115,62 @@ TEST_F(CudaTest, FlashAttentionMatchesTheMathPath) {
           .min()
           .item<double>();
   EXPECT_GE(cosine, 0.999);
+#endif
+}
+
+// Largest |a - b| relative to the largest |b|.
+double RelativeError(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor af = a.to(at::kFloat);
+  at::Tensor bf = b.to(at::kFloat);
+  return (af - bf).abs().max().item<double>() / std::max(bf.abs().max().item<double>(), 1e-30);
+}
+
+TEST(FusedKernelTest, MatchTheCompositeOps) {
+  REQUIRE_GPUS(1);
+#ifdef QWEN3_WITH_CUDA
+  const at::Device device(at::kCUDA, 0);
+  ASSERT_TRUE(FusedKernelsAvailable(device));
+  at::manual_seed(7);
+  auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    // bf16 keeps 8 bits: one rounding apart is 2^-8 of the value.
+    const double tolerance = dtype == at::kFloat ? 1e-5 : 1e-2;
+    auto opts = f32.dtype(dtype);
+
+    // Residual add + RMSNorm, with and without a delta, for an odd width.
+    at::Tensor residual = at::randn({37, 333}, f32) * 3;
+    at::Tensor delta = at::randn({37, 333}, opts);
+    at::Tensor weight = at::rand({333}, f32) + 0.5;
+    at::Tensor r_kernel = residual.clone();
+    at::Tensor r_composite = residual.clone();
+    at::Tensor out_kernel = AddRmsNorm(r_kernel, delta, weight, 1e-6, dtype);
+    at::Tensor out_composite = composite::AddRmsNorm(r_composite, delta, weight, 1e-6, dtype);
+    EXPECT_TRUE(at::equal(r_kernel, r_composite));
+    EXPECT_LT(RelativeError(out_kernel, out_composite), tolerance);
+    at::Tensor plain = AddRmsNorm(r_kernel, at::Tensor(), weight, 1e-6, at::kFloat);
+    EXPECT_LT(RelativeError(plain, composite::AddRmsNorm(r_composite, at::Tensor(), weight, 1e-6,
+                                                         at::kFloat)),
+              1e-5);
+
+    // q/k norm + rotary + the v copy, 4 query and 2 key/value heads of 64, positions up to 30k.
+    const int64_t tokens = 21;
+    at::Tensor qkv = at::randn({tokens, 8 * 64}, opts);
+    at::Tensor q_norm = at::rand({64}, f32) + 0.5;
+    at::Tensor k_norm = at::rand({64}, f32) + 0.5;
+    RotaryInputs rotary;
+    rotary.positions = at::randint(0, 30000, {tokens}, f32.dtype(at::kInt));
+    rotary.inv_freq = at::pow(1e6, at::arange(0, 64, 2, f32) / 64.0).reciprocal();
+    auto [q, k, v] = QkNormRope(qkv, 4, 2, 64, q_norm, k_norm, rotary, 1e-6);
+    auto [q_ref, k_ref, v_ref] = composite::QkNormRope(qkv, 4, 2, 64, q_norm, k_norm, rotary, 1e-6);
+    EXPECT_LT(RelativeError(q, q_ref), tolerance);
+    EXPECT_LT(RelativeError(k, k_ref), tolerance);
+    EXPECT_TRUE(at::equal(v, v_ref));
+    EXPECT_TRUE(q.is_contiguous() && k.is_contiguous() && v.is_contiguous());
+
+    at::Tensor gate_up = at::randn({13, 2 * 300}, opts) * 4;
+    EXPECT_LT(RelativeError(SiluMul(gate_up), composite::SiluMul(gate_up)), tolerance);
+  }
 #endif
 }
 

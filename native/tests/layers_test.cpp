@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "model/attention.h"
+#include "model/fused_ops.h"
 #include "model/layers.h"
 #include "model/packed_batch.h"
 #include "model/packed_input.h"
@@ -37,6 +38,46 @@ TEST(RmsNormTest, AppliesTheWeightInFp32AndRoundsOnceToTheOutputDtype) {
   at::Tensor got = RmsNormTo(x, w, 1e-6, at::kBFloat16);
   EXPECT_EQ(got.scalar_type(), at::kBFloat16);
   EXPECT_TRUE(at::equal(got, expected));
+}
+
+TEST(FusedOpsTest, AddRmsNormAddsInPlaceThenNormalises) {
+  at::Tensor residual = at::randn({4, 32});
+  at::Tensor delta = at::randn({4, 32});
+  at::Tensor w = at::randn({32});
+  at::Tensor expected_residual = residual + delta;
+  at::Tensor expected = RmsNormTo(expected_residual, w, 1e-6, at::kFloat);
+  at::Tensor handle = residual;
+  at::Tensor got = AddRmsNorm(handle, delta, w, 1e-6, at::kFloat);
+  EXPECT_TRUE(at::equal(residual, expected_residual));  // the caller's stream, updated in place
+  EXPECT_TRUE(at::allclose(got, expected));
+  // Without a delta it is the plain norm.
+  EXPECT_TRUE(at::allclose(AddRmsNorm(handle, at::Tensor(), w, 1e-6, at::kFloat), expected));
+}
+
+TEST(FusedOpsTest, QkNormRopeNormalisesAndRotatesQAndKAndCopiesV) {
+  const int64_t tokens = 7;
+  const int64_t dim = 16;
+  at::Tensor qkv = at::randn({tokens, (4 + 2 * 2) * dim});
+  at::Tensor q_norm = at::randn({dim});
+  at::Tensor k_norm = at::randn({dim});
+  RotaryEmbedding rope(dim, 1e6, at::kCPU);
+  RotaryInputs rotary;
+  rotary.positions = at::arange(tokens, at::kInt);
+  rotary.inv_freq = rope.inv_freq();
+  auto [q, k, v] = QkNormRope(qkv, 4, 2, dim, q_norm, k_norm, rotary, 1e-6);
+  auto [cos, sin] = rope.CosSin(rotary.positions);
+  at::Tensor q_in = qkv.narrow(1, 0, 4 * dim).reshape({tokens, 4, dim});
+  at::Tensor k_in = qkv.narrow(1, 4 * dim, 2 * dim).reshape({tokens, 2, dim});
+  EXPECT_TRUE(at::allclose(q, ApplyRotary(RmsNormTo(q_in, q_norm, 1e-6, at::kFloat), cos, sin)));
+  EXPECT_TRUE(at::allclose(k, ApplyRotary(RmsNormTo(k_in, k_norm, 1e-6, at::kFloat), cos, sin)));
+  EXPECT_TRUE(at::equal(v, qkv.narrow(1, 6 * dim, 2 * dim).reshape({tokens, 2, dim})));
+}
+
+TEST(FusedOpsTest, SiluMulGatesTheUpHalf) {
+  at::Tensor gate_up = at::randn({3, 10});
+  at::Tensor gate = gate_up.narrow(1, 0, 5);
+  at::Tensor up = gate_up.narrow(1, 5, 5);
+  EXPECT_TRUE(at::allclose(SiluMul(gate_up), gate / (1 + at::exp(-gate)) * up, 1e-5, 1e-6));
 }
 
 TEST(RotaryTest, MatchesRotateHalfByTheFormula) {

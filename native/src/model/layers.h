@@ -25,6 +25,7 @@ class RotaryEmbedding {
 
   // cos and sin of position * inv_freq, [T, 1, head_dim / 2] in fp32, for integer positions [T].
   std::pair<at::Tensor, at::Tensor> CosSin(const at::Tensor& positions) const;
+  const at::Tensor& inv_freq() const { return inv_freq_; }
 
  private:
   at::Tensor inv_freq_;  // [head_dim / 2] fp32, computed as transformers does

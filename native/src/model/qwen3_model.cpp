@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <tuple>
 
 #include "common/error.h"
 #include "model/attention.h"
@@ -88,40 +89,29 @@ DecoderLayer::DecoderLayer(const Checkpoint& c, const ModelConfig& m, const Mode
       RowParallelLinear(ToDevice(c.GetShard(name("mlp.down_proj.weight"), 1, o.rank, o.world), o));
 }
 
-at::Tensor DecoderLayer::Forward(const at::Tensor& x_in, const PackedInput& in,
-                                 const at::Tensor& cos, const at::Tensor& sin, Communicator& comm,
+at::Tensor DecoderLayer::Forward(at::Tensor& x, const at::Tensor& delta, const PackedInput& in,
+                                 const RotaryInputs& rotary, Communicator& comm,
                                  bool last_only) const {
-  const int64_t tokens = x_in.size(0);
+  const int64_t tokens = x.size(0);
   const int64_t q_width = q_heads_ * head_dim_;
-  const int64_t kv_width = kv_heads_ * head_dim_;
 
-  // x_in is the residual stream, kept in fp32 across all layers: summing 2 x layers sublayer
+  // x is the residual stream, kept in fp32 across all layers: summing 2 x layers sublayer
   // outputs in bf16 would round the stream at every step (8 mantissa bits), which is what drifts
-  // a bf16 4B forward away from the fp32 reference. Matmuls and attention run in dtype_.
-  at::Tensor h = RmsNormTo(x_in, input_norm_, eps_, dtype_);
-  at::Tensor qkv = qkv_proj_.Forward(h);
-  at::Tensor q = qkv.narrow(1, 0, q_width).view({tokens, q_heads_, head_dim_});
-  at::Tensor k = qkv.narrow(1, q_width, kv_width).view({tokens, kv_heads_, head_dim_});
-  at::Tensor v = qkv.narrow(1, q_width + kv_width, kv_width).view({tokens, kv_heads_, head_dim_});
-  // Qwen3 normalises each head of q and k before the rotation.
-  q = ApplyRotary(RmsNormTo(q, q_norm_, eps_, at::kFloat), cos, sin).to(dtype_);
-  k = ApplyRotary(RmsNormTo(k, k_norm_, eps_, at::kFloat), cos, sin).to(dtype_);
+  // a bf16 4B forward away from the fp32 reference. Matmuls and attention run in dtype_. Each
+  // residual add is fused into the norm that reads its result.
+  at::Tensor h = AddRmsNorm(x, delta, input_norm_, eps_, dtype_);
+  auto [q, k, v] = QkNormRope(qkv_proj_.Forward(h), q_heads_, kv_heads_, head_dim_, q_norm_,
+                              k_norm_, rotary, eps_);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   at::Tensor attn = CausalAttention(q, k, v, in, scale, use_flash_).reshape({tokens, q_width});
 
-  at::Tensor x = x_in;
   if (last_only) {
     // Only the last token of each sequence is pooled; the rest need no o_proj or MLP here.
     attn = attn.index_select(0, in.last_token);
     x = x.index_select(0, in.last_token);
   }
-  x = x + o_proj_.Forward(attn, comm);
-
-  h = RmsNormTo(x, post_attention_norm_, eps_, dtype_);
-  at::Tensor gate_up = gate_up_proj_.Forward(h);
-  at::Tensor act = at::silu(gate_up.narrow(1, 0, intermediate_)) *
-                   gate_up.narrow(1, intermediate_, intermediate_);
-  return x + down_proj_.Forward(act, comm);
+  h = AddRmsNorm(x, o_proj_.Forward(attn, comm), post_attention_norm_, eps_, dtype_);
+  return down_proj_.Forward(SiluMul(gate_up_proj_.Forward(h)), comm);
 }
 
 int64_t DecoderLayer::weight_bytes() const {
@@ -165,14 +155,21 @@ Qwen3Model::Qwen3Model(const Checkpoint& c, const ModelConfig& m, const ModelOpt
 
 at::Tensor Qwen3Model::Forward(const PackedInput& in, Communicator& comm,
                                const LayerHook& hook) const {
+  // index_select makes a new tensor, so the residual stream may be updated in place.
   at::Tensor x = embed_tokens_.index_select(0, in.token_ids).to(at::kFloat);
-  auto [cos, sin] = rotary_.CosSin(in.positions);
+  RotaryInputs rotary;
+  rotary.positions = in.positions;
+  rotary.inv_freq = rotary_.inv_freq();
+  if (!FusedKernelsAvailable(options_.device)) {
+    std::tie(rotary.cos, rotary.sin) = rotary_.CosSin(in.positions);
+  }
+  at::Tensor delta;
   const auto layers = static_cast<int>(layers_.size());
   for (int i = 0; i < layers; ++i) {
     if (hook) hook(i);
-    x = layers_[static_cast<size_t>(i)].Forward(x, in, cos, sin, comm, i == layers - 1);
+    delta = layers_[static_cast<size_t>(i)].Forward(x, delta, in, rotary, comm, i == layers - 1);
   }
-  return RmsNormTo(x, norm_, config_.rms_norm_eps, at::kFloat);
+  return AddRmsNorm(x, delta, norm_, config_.rms_norm_eps, at::kFloat);
 }
 
 int64_t Qwen3Model::weight_bytes() const {

@@ -11,6 +11,7 @@
 
 #include "loader/checkpoint.h"
 #include "model/config.h"
+#include "model/fused_ops.h"
 #include "model/layers.h"
 #include "model/packed_input.h"
 #include "parallel/communicator.h"
@@ -36,10 +37,12 @@ class DecoderLayer {
   DecoderLayer(const Checkpoint& checkpoint, const ModelConfig& config, const ModelOptions& options,
                int index);
 
-  // x [T, hidden] fp32 (the residual stream) -> [T, hidden] fp32; with `last_only`, only each
-  // sequence's last token goes on past attention and the result is [n, hidden].
-  at::Tensor Forward(const at::Tensor& x, const PackedInput& in, const at::Tensor& cos,
-                     const at::Tensor& sin, Communicator& comm, bool last_only) const;
+  // x is the residual stream, fp32 [T, hidden], updated in place; `delta` is the previous layer's
+  // MLP output, not yet added to it (undefined before the first layer). Returns this layer's MLP
+  // output, which the next norm adds. With `last_only`, only each sequence's last token goes on
+  // past attention: x is replaced by those rows and the result is [n, hidden].
+  at::Tensor Forward(at::Tensor& x, const at::Tensor& delta, const PackedInput& in,
+                     const RotaryInputs& rotary, Communicator& comm, bool last_only) const;
   int64_t weight_bytes() const;
 
  private:

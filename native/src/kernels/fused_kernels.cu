@@ -1,0 +1,202 @@
+// See fused_kernels.h. Every kernel computes in fp32 and rounds once on the way out, which is the
+// rounding the composite (ATen) path of model/fused_ops.cpp does too. No fast-math: the rotary
+// angles go through the accurate cosf/sinf, as in PyTorch.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "kernels/fused_kernels.h"
+
+namespace qwen3::kernels {
+namespace {
+
+__device__ __forceinline__ float ToFloat(float v) { return v; }
+__device__ __forceinline__ float ToFloat(__half v) { return __half2float(v); }
+__device__ __forceinline__ float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ __forceinline__ T FromFloat(float v);
+template <>
+__device__ __forceinline__ float FromFloat<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __half FromFloat<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Sum over the block; blockDim.x is a multiple of 32 (at most 1024). Every thread of the block
+// must call it, once per kernel.
+__device__ float BlockSum(float v) {
+  __shared__ float partial[32];
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int warp = static_cast<int>(threadIdx.x) >> 5;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    const int warps = static_cast<int>(blockDim.x) >> 5;
+    v = lane < warps ? partial[lane] : 0.0f;
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    if (lane == 0) partial[0] = v;
+  }
+  __syncthreads();
+  return partial[0];
+}
+
+int RoundUpToWarps(int threads) { return std::min(1024, (threads + 31) / 32 * 32); }
+
+template <typename TDelta, typename TOut>
+__global__ void AddRmsNormKernel(float* __restrict__ residual, const TDelta* __restrict__ delta,
+                                 const float* __restrict__ weight, float eps,
+                                 TOut* __restrict__ out, int64_t width) {
+  const int64_t row = blockIdx.x;
+  float* r = residual + row * width;
+  float sum = 0.0f;
+  if (delta != nullptr) {
+    const TDelta* d = delta + row * width;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+      const float value = r[i] + ToFloat(d[i]);
+      r[i] = value;
+      sum += value * value;
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) sum += r[i] * r[i];
+  }
+  const float scale = rsqrtf(BlockSum(sum) / static_cast<float>(width) + eps);
+  TOut* o = out + row * width;
+  // Each thread reads back only the elements it wrote above.
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+    o[i] = FromFloat<TOut>(r[i] * scale * weight[i]);
+  }
+}
+
+template <typename T>
+__global__ void QkNormRopeKernel(const T* __restrict__ qkv, const float* __restrict__ q_norm,
+                                 const float* __restrict__ k_norm,
+                                 const int32_t* __restrict__ positions,
+                                 const float* __restrict__ inv_freq, float eps, T* __restrict__ q,
+                                 T* __restrict__ k, T* __restrict__ v, int q_heads, int kv_heads,
+                                 int head_dim) {
+  const int64_t t = blockIdx.x;
+  const int h = static_cast<int>(blockIdx.y);
+  const int half = head_dim / 2;
+  const int i = static_cast<int>(threadIdx.x);
+  const int heads = q_heads + 2 * kv_heads;
+  const T* src = qkv + (t * heads + h) * head_dim;
+  if (h >= q_heads + kv_heads) {  // a value head: the whole block takes this branch
+    T* dst = v + (t * kv_heads + (h - q_heads - kv_heads)) * head_dim;
+    if (i < half) {
+      dst[i] = src[i];
+      dst[i + half] = src[i + half];
+    }
+    return;
+  }
+  float x1 = 0.0f;
+  float x2 = 0.0f;
+  if (i < half) {
+    x1 = ToFloat(src[i]);
+    x2 = ToFloat(src[i + half]);
+  }
+  const float scale = rsqrtf(BlockSum(x1 * x1 + x2 * x2) / static_cast<float>(head_dim) + eps);
+  if (i >= half) return;
+  const bool is_query = h < q_heads;
+  const float* w = is_query ? q_norm : k_norm;
+  const float a = x1 * scale * w[i];
+  const float b = x2 * scale * w[i + half];
+  const float angle = static_cast<float>(positions[t]) * inv_freq[i];
+  const float c = cosf(angle);
+  const float s = sinf(angle);
+  T* dst =
+      is_query ? q + (t * q_heads + h) * head_dim : k + (t * kv_heads + (h - q_heads)) * head_dim;
+  dst[i] = FromFloat<T>(a * c - b * s);
+  dst[i + half] = FromFloat<T>(b * c + a * s);
+}
+
+template <typename T>
+__global__ void SiluMulKernel(const T* __restrict__ gate_up, T* __restrict__ out, int64_t rows,
+                              int64_t width) {
+  const int64_t n = rows * width;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n;
+       idx += stride) {
+    const int64_t r = idx / width;
+    const int64_t c = idx - r * width;
+    const float g = ToFloat(gate_up[r * 2 * width + c]);
+    const float u = ToFloat(gate_up[r * 2 * width + width + c]);
+    out[idx] = FromFloat<T>(g / (1.0f + expf(-g)) * u);
+  }
+}
+
+// Calls f with a null pointer of the C++ type for `type`.
+template <typename F>
+cudaError_t Dispatch(ElementType type, F&& f) {
+  switch (type) {
+    case ElementType::kFloat32:
+      return f(static_cast<float*>(nullptr));
+    case ElementType::kFloat16:
+      return f(static_cast<__half*>(nullptr));
+    case ElementType::kBFloat16:
+      return f(static_cast<__nv_bfloat16*>(nullptr));
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+cudaError_t AddRmsNorm(float* residual, const void* delta, ElementType delta_type,
+                       const float* weight, float eps, void* out, ElementType out_type,
+                       int64_t rows, int64_t width, cudaStream_t stream) {
+  if (rows <= 0 || width <= 0) return cudaSuccess;
+  const int threads = RoundUpToWarps(static_cast<int>(std::min<int64_t>(width, 1024)));
+  return Dispatch(delta_type, [&](auto* delta_tag) {
+    using TDelta = std::remove_pointer_t<decltype(delta_tag)>;
+    return Dispatch(out_type, [&](auto* out_tag) {
+      using TOut = std::remove_pointer_t<decltype(out_tag)>;
+      AddRmsNormKernel<TDelta, TOut><<<static_cast<unsigned>(rows), threads, 0, stream>>>(
+          residual, static_cast<const TDelta*>(delta), weight, eps, static_cast<TOut*>(out), width);
+      return cudaGetLastError();
+    });
+  });
+}
+
+cudaError_t QkNormRope(const void* qkv, ElementType type, const float* q_norm, const float* k_norm,
+                       const int32_t* positions, const float* inv_freq, float eps, void* q, void* k,
+                       void* v, int64_t tokens, int q_heads, int kv_heads, int head_dim,
+                       cudaStream_t stream) {
+  if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 1024 || q_heads <= 0 || kv_heads <= 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (tokens <= 0) return cudaSuccess;
+  const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(q_heads + 2 * kv_heads));
+  const int threads = RoundUpToWarps(head_dim / 2);
+  return Dispatch(type, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    QkNormRopeKernel<T><<<grid, threads, 0, stream>>>(
+        static_cast<const T*>(qkv), q_norm, k_norm, positions, inv_freq, eps, static_cast<T*>(q),
+        static_cast<T*>(k), static_cast<T*>(v), q_heads, kv_heads, head_dim);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t SiluMul(const void* gate_up, ElementType type, void* out, int64_t rows, int64_t width,
+                    cudaStream_t stream) {
+  if (rows <= 0 || width <= 0) return cudaSuccess;
+  constexpr int kThreads = 256;
+  const int64_t blocks = std::min<int64_t>((rows * width + kThreads - 1) / kThreads, 1 << 20);
+  return Dispatch(type, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    SiluMulKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+        static_cast<const T*>(gate_up), static_cast<T*>(out), rows, width);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace qwen3::kernels
