@@ -76,6 +76,7 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/model/layers.cpp
   ${QWEN3_NATIVE_DIR}/src/model/attention.cpp
   ${QWEN3_NATIVE_DIR}/src/model/fused_ops.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/cuda_graphs.cpp
   ${QWEN3_NATIVE_DIR}/src/model/qwen3_model.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/in_process_communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/nccl_communicator.cpp

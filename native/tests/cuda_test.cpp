@@ -174,6 +174,37 @@ TEST(FusedKernelTest, MatchTheCompositeOps) {
 #endif
 }
 
+TEST_F(CudaTest, GraphReplayMatchesTheEagerPath) {
+  REQUIRE_GPUS(1);
+  EngineOptions eager_options = Options(DeviceKind::kCuda, DType::kBFloat16, {0}, 1);
+  eager_options.cuda_graph_max_tokens = 0;
+  auto eager = Engine::Load(eager_options);
+  EXPECT_EQ(eager->Info().cuda_graph_max_tokens, 0);
+  auto graphed = Engine::Load(Options(DeviceKind::kCuda, DType::kBFloat16, {0}, 1));
+#ifdef QWEN3_WITH_CUDA
+  EXPECT_EQ(graphed->Info().cuda_graph_max_tokens, 512);
+#endif
+  // Shapes: one short text, a bucket filled exactly, several texts, the largest bucket, more
+  // texts than a graph takes, and more tokens than the largest bucket (the last two run eagerly).
+  const std::vector<std::vector<int>> shapes = {
+      {5}, {16}, {3, 9, 1, 30}, {500, 12}, std::vector<int>(65, 2), {700}};
+  for (const auto& lengths : shapes) {
+    PackedBatch batch;
+    batch.cu_seqlens = {0};
+    for (int length : lengths) {
+      for (int t = 0; t < length; ++t) batch.token_ids.push_back((t * 13 + length) % 256);
+      batch.cu_seqlens.push_back(static_cast<int32_t>(batch.token_ids.size()));
+      batch.dimensions.push_back(128);
+    }
+    SCOPED_TRACE(::testing::Message()
+                 << lengths.size() << " texts, " << batch.token_ids.size() << " tokens");
+    const std::vector<float> expected = eager->Embed(batch);
+    EXPECT_GE(MinCosine(graphed->Embed(batch), expected, 128), 0.999);
+    // A replay leaves nothing behind that changes the next one.
+    EXPECT_GE(MinCosine(graphed->Embed(batch), expected, 128), 0.999);
+  }
+}
+
 TEST_F(CudaTest, OutOfMemoryRejectsTheBatchAndKeepsServing) {
   REQUIRE_GPUS(1);
 #ifdef QWEN3_WITH_CUDA
@@ -214,6 +245,8 @@ TEST_F(CudaTest, TensorParallelOverNcclMatchesOneGpu) {
   const std::vector<float> expected = one->Embed(Batch());
   one.reset();
   auto tp = Engine::Load(Options(DeviceKind::kCuda, DType::kBFloat16, {0, 1}, 2));
+  // Tensor-parallel ranks run eagerly (see model/cuda_graphs.h).
+  EXPECT_EQ(tp->Info().cuda_graph_max_tokens, 0);
   EXPECT_GE(MinCosine(tp->Embed(Batch()), expected, 128), 0.999);
 
   // A rank failing mid-forward aborts the NCCL communicators; the group is rebuilt.

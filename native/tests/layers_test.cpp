@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "model/attention.h"
+#include "model/cuda_graphs.h"
 #include "model/fused_ops.h"
 #include "model/layers.h"
 #include "model/packed_batch.h"
@@ -78,6 +79,13 @@ TEST(FusedOpsTest, SiluMulGatesTheUpHalf) {
   at::Tensor gate = gate_up.narrow(1, 0, 5);
   at::Tensor up = gate_up.narrow(1, 5, 5);
   EXPECT_TRUE(at::allclose(SiluMul(gate_up), gate / (1 + at::exp(-gate)) * up, 1e-5, 1e-6));
+}
+
+TEST(CudaGraphTest, BucketsGrowByHalvesOfPowersOfTwoUpToTheLimit) {
+  EXPECT_EQ(GraphBuckets(512), (std::vector<int64_t>{16, 32, 48, 64, 96, 128, 192, 256, 384, 512}));
+  EXPECT_EQ(GraphBuckets(100), (std::vector<int64_t>{16, 32, 48, 64, 96, 100}));
+  EXPECT_EQ(GraphBuckets(8), (std::vector<int64_t>{8}));
+  EXPECT_TRUE(GraphBuckets(0).empty());
 }
 
 TEST(RotaryTest, MatchesRotateHalfByTheFormula) {

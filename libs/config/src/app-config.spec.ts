@@ -16,6 +16,7 @@ describe(loadAppConfig.name, () => {
       device: 'cuda',
       dtype: 'bfloat16',
       cpuThreads: 0,
+      cudaGraphMaxTokens: 512,
       warmup: true,
     });
     expect(sut.model.visibleCudaDevices).toBeUndefined();
@@ -43,8 +44,10 @@ describe(loadAppConfig.name, () => {
       LOG_LEVEL: 'DEBUG',
       CUDA_VISIBLE_DEVICES: '2,3,-1,4',
       TENSOR_PARALLEL_SIZE: '2',
+      CUDA_GRAPH_MAX_TOKENS: '0',
     });
     expect(sut.server.port).toBe(7000);
+    expect(sut.model.cudaGraphMaxTokens).toBe(0);
     expect(sut.limits.autoTruncate).toBe(true);
     expect(sut.model.warmup).toBe(false);
     expect(sut.auth.keys).toEqual(['k', 'a', 'b', 'c']);
@@ -73,6 +76,7 @@ describe(loadAppConfig.name, () => {
     [{ BODY_LIMIT: 'lots' }, 'BODY_LIMIT: must be a size'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL: must be one of'],
     [{ NCCL_IB_DISABLE: 'yes' }, 'NCCL_IB_DISABLE: must be 0 or 1'],
+    [{ CUDA_GRAPH_MAX_TOKENS: '9000' }, 'CUDA_GRAPH_MAX_TOKENS: must be at most 8192'],
     [
       { MAX_QUEUE_TOKENS: '10', MAX_REQUEST_TOKENS: '20' },
       'MAX_QUEUE_TOKENS: must be at least MAX_REQUEST_TOKENS',

@@ -40,6 +40,8 @@ export interface ModelConfig {
   visibleCudaDevices?: number;
   /** OMP_NUM_THREADS, 0 = libtorch default. */
   cpuThreads: number;
+  /** CUDA_GRAPH_MAX_TOKENS: CUDA graphs for batches up to this many tokens; 0 = off. */
+  cudaGraphMaxTokens: number;
   nativeAddonPath?: string;
   warmup: boolean;
 }
@@ -201,6 +203,7 @@ export function loadAppConfig(
       tensorParallelSize: dto.TENSOR_PARALLEL_SIZE,
       visibleCudaDevices,
       cpuThreads: dto.OMP_NUM_THREADS ?? 0,
+      cudaGraphMaxTokens: dto.CUDA_GRAPH_MAX_TOKENS ?? 512,
       nativeAddonPath: dto.NATIVE_ADDON_PATH,
       warmup: dto.WARMUP ?? true,
     },

@@ -130,6 +130,12 @@ export class EnvDto {
   @IsInt({ message: INT })
   @Transform(toInt)
   OMP_NUM_THREADS?: number;
+  @IsOptional()
+  @Min(0, { message: 'must be at least 0' })
+  @Max(8192, { message: 'must be at most 8192' })
+  @IsInt({ message: INT })
+  @Transform(toInt)
+  CUDA_GRAPH_MAX_TOKENS?: number;
 
   @IsOptional()
   @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {

@@ -197,6 +197,7 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
       deviceIds,
       tensorParallelSize,
       cpuThreads: model.cpuThreads,
+      cudaGraphMaxTokens: model.cudaGraphMaxTokens,
       onProgress: (message) => this.logger.log(message),
     };
   }

@@ -15,6 +15,8 @@ export interface AddonLoadOptions {
   tensorParallelSize: number;
   /** 0 = libtorch default. */
   cpuThreads: number;
+  /** CUDA graphs for batches up to this many tokens; 0 = off. */
+  cudaGraphMaxTokens: number;
 }
 
 /** Same fields as EngineInfo. */

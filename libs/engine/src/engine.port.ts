@@ -22,6 +22,11 @@ export interface EngineLoadOptions {
   tensorParallelSize: number;
   /** Intra-op threads for CPU compute (0 = libtorch default). */
   cpuThreads?: number;
+  /**
+   * CUDA graphs for batches of up to this many tokens (and 64 texts), captured at load; 0 turns
+   * them off. Default 512. Used on CUDA with bf16/fp16 only.
+   */
+  cudaGraphMaxTokens?: number;
   /** Called with human-readable progress lines while loading (per shard, per rank). */
   onProgress?: (message: string) => void;
 }
@@ -66,6 +71,8 @@ export interface EngineInfo {
   dtype: EngineDtype;
   tensorParallelSize: number;
   replicas: number;
+  /** The largest batch (tokens) served by CUDA graph replay; 0 when graphs are not in use. */
+  cudaGraphMaxTokens: number;
   devices: EngineDeviceInfo[];
 }
 

@@ -205,6 +205,7 @@ describeWithAddon(NativeEngine.name, () => {
       dtype: 'float32',
       tensorParallelSize: 1,
       replicas: 1,
+      cudaGraphMaxTokens: 0, // graphs are CUDA-only
     });
     expect(info.parameters).toBeGreaterThan(0);
     expect(info.devices).toHaveLength(1);

@@ -97,6 +97,7 @@ export class NativeEngine extends EnginePort implements OnApplicationShutdown {
       deviceIds: options.deviceIds,
       tensorParallelSize: options.tensorParallelSize,
       cpuThreads: options.cpuThreads ?? 0,
+      cudaGraphMaxTokens: options.cudaGraphMaxTokens ?? 512,
     };
     try {
       // After a failed load the same native engine may try again.

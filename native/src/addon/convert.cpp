@@ -122,6 +122,7 @@ EngineOptions ToEngineOptions(const Napi::Value& value) {
     options.device_ids = ToDeviceIds(ids, "options.deviceIds");
   options.tensor_parallel_size = OptionalInt(env, o, "tensorParallelSize", 1, 1);
   options.cpu_threads = OptionalInt(env, o, "cpuThreads", 0, 0);
+  options.cuda_graph_max_tokens = OptionalInt(env, o, "cudaGraphMaxTokens", 512, 0);
   return options;
 }
 
@@ -142,6 +143,7 @@ Napi::Object ToJs(Napi::Env env, const EngineInfo& info) {
   o.Set("dtype", DTypeName(info.dtype));
   o.Set("tensorParallelSize", info.tensor_parallel_size);
   o.Set("replicas", info.replicas);
+  o.Set("cudaGraphMaxTokens", static_cast<double>(info.cuda_graph_max_tokens));
   Napi::Array devices = Napi::Array::New(env, info.devices.size());
   for (size_t i = 0; i < info.devices.size(); ++i) {
     const DeviceInfo& d = info.devices[i];

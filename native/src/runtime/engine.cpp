@@ -26,6 +26,7 @@
 
 #include "loader/checkpoint.h"
 #include "model/config.h"
+#include "model/cuda_graphs.h"
 #include "model/packed_input.h"
 #include "model/pooling.h"
 #include "model/qwen3_model.h"
@@ -137,6 +138,7 @@ struct Rank {
   at::Device device = at::kCPU;
   int cpu_threads = 0;
   std::unique_ptr<Qwen3Model> model;
+  std::unique_ptr<ForwardGraphs> graphs;  // CUDA graphs of small batches, when in use
   int64_t weight_bytes = 0;
   std::thread thread;
   std::exception_ptr load_error;  // written before the load barrier, read after it
@@ -314,6 +316,7 @@ class Engine::Impl {
   void ValidateOptions() const;
   void RankMain(Replica& replica, Rank& rank);
   void ExecuteJob(Replica& replica, Rank& rank, Job& job);
+  void CaptureGraphs(Replica& replica, Rank& rank);
   void Settle(Replica& replica, Job& job, std::vector<float> rows);
   void MarkFailed(Replica& replica, const std::string& reason);
   void Report(const std::string& line) const {
@@ -336,6 +339,7 @@ class Engine::Impl {
   int healthy_replicas_ = 0;
   std::vector<std::string> failures_;
   std::shared_ptr<LayerTestHook> hook_;
+  int64_t graph_max_tokens_ = 0;  // as captured at load (for Info)
 
   std::mutex shutdown_mu_;
   bool shut_down_ = false;
@@ -459,6 +463,10 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
         if (!first_error && rank->load_error) first_error = rank->load_error;
       }
       if (!first_error && replica->warmup_error) first_error = replica->warmup_error;
+      const Rank& lead = *replica->ranks.front();
+      if (lead.graphs && lead.graphs->captured()) {
+        graph_max_tokens_ = std::max(graph_max_tokens_, lead.graphs->max_tokens());
+      }
     }
     phase_ = first_error ? Phase::kStopping : Phase::kServing;
     cv_.notify_all();
@@ -507,6 +515,13 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
       };
     }
     ExecuteJob(replica, rank, warmup);
+    // Every rank's job_error was written before the job's barrier.
+    bool warmed_up = true;
+    for (const auto& r : replica.ranks) warmed_up = warmed_up && !r->job_error;
+    if (warmed_up && world == 1 && options_.cuda_graph_max_tokens > 0 &&
+        ForwardGraphs::Supported(*rank.model)) {
+      CaptureGraphs(replica, rank);
+    }
   }
 
   bool serve = false;
@@ -533,8 +548,9 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
     }
   }
 
-  // Free the weights on the thread that owns the device.
+  // Free the graphs, then the weights, on the thread that owns the device.
   try {
+    rank.graphs.reset();
     rank.model.reset();
     ReleaseCachedMemory(rank.device);
   } catch (...) {
@@ -551,12 +567,17 @@ void Engine::Impl::ExecuteJob(Replica& replica, Rank& rank, Job& job) {
   std::vector<float> rows;
   std::exception_ptr error;
   try {
-    const PackedInput in = PackedInput::Make(job.batch, rank.device);
-    LayerHook layer_hook;
-    if (hook && *hook) {
-      layer_hook = [&](int layer) { (*hook)(replica.index, rank.index, layer); };
+    const bool hooked = hook && *hook;
+    at::Tensor pooled;
+    // Test hooks run between layers, which only the eager path has.
+    if (rank.graphs && !hooked && rank.graphs->Fits(job.batch)) {
+      pooled = rank.graphs->Run(job.batch);
+    } else {
+      const PackedInput in = PackedInput::Make(job.batch, rank.device);
+      LayerHook layer_hook;
+      if (hooked) layer_hook = [&](int layer) { (*hook)(replica.index, rank.index, layer); };
+      pooled = rank.model->Forward(in, group.rank(rank.index), layer_hook);
     }
-    at::Tensor pooled = rank.model->Forward(in, group.rank(rank.index), layer_hook);
     if (rank.index == 0) {
       at::Tensor host = pooled;
       if (!pooled.device().is_cpu()) {
@@ -584,6 +605,28 @@ void Engine::Impl::ExecuteJob(Replica& replica, Rank& rank, Job& job) {
   rank.job_error = error;
   replica.barrier.ArriveAndWait();  // every rank is out of its collectives
   if (rank.index == 0) Settle(replica, job, std::move(rows));
+}
+
+// Captures the graphs of a single-rank replica after its warm-up. A failed capture is not fatal:
+// the replica serves eagerly and says why.
+void Engine::Impl::CaptureGraphs(Replica& replica, Rank& rank) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::string who = "replica " + std::to_string(replica.index) + ": ";
+  try {
+    GraphOptions graph_options;
+    graph_options.max_tokens = options_.cuda_graph_max_tokens;
+    rank.graphs = std::make_unique<ForwardGraphs>(*rank.model, graph_options);
+    rank.graphs->Capture(replica.comm->rank(rank.index));
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+    Report(who + "captured CUDA graphs for " + std::to_string(rank.graphs->buckets()) +
+           " batch sizes up to " + std::to_string(rank.graphs->max_tokens()) + " tokens in " +
+           std::to_string(ms) + " ms");
+  } catch (...) {
+    rank.graphs.reset();
+    Report(who + "CUDA graphs are off: " + Classify(std::current_exception()).what());
+  }
 }
 
 void Engine::Impl::Settle(Replica& replica, Job& job, std::vector<float> rows) {
@@ -678,6 +721,10 @@ EngineInfo Engine::Impl::Info() const {
   info.dtype = options_.dtype;
   info.tensor_parallel_size = options_.tensor_parallel_size;
   info.replicas = static_cast<int>(replicas_.size());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    info.cuda_graph_max_tokens = graph_max_tokens_;
+  }
   for (const auto& replica : replicas_) {
     for (const auto& rank : replica->ranks) {
       DeviceInfo d;

@@ -38,6 +38,9 @@ struct EngineOptions {
   std::vector<int> device_ids;  // CUDA ordinals; ignored on the CPU
   int tensor_parallel_size = 1;
   int cpu_threads = 0;  // intra-op threads for CPU compute in total (0 = libtorch default)
+  // CUDA graphs for batches of up to this many tokens (and 64 sequences); 0 turns them off. Used
+  // only on CUDA with flash attention (bf16/fp16). See docs/engine.md.
+  int cuda_graph_max_tokens = 512;
 };
 
 struct DeviceInfo {
@@ -65,6 +68,8 @@ struct EngineInfo {
   DType dtype = DType::kFloat32;
   int tensor_parallel_size = 1;
   int replicas = 1;
+  // The largest batch (in tokens) the captured CUDA graphs take; 0 when no graph is in use.
+  int64_t cuda_graph_max_tokens = 0;
   std::vector<DeviceInfo> devices;
 };
 

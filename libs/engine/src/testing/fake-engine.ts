@@ -41,6 +41,7 @@ const DEFAULT_INFO: EngineInfo = {
   dtype: 'float32',
   tensorParallelSize: 1,
   replicas: 1,
+  cudaGraphMaxTokens: 0,
   devices: [{ index: -1, name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1, replica: 0, rank: 0 }],
 };
 
