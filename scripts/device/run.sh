@@ -14,11 +14,14 @@
 # Steps:
 #   gpu       nvidia-smi, torch/CUDA versions (always cheap)
 #   build     compile the addon with CUDA against the host's PyTorch (plain cmake, -j16)
+#   nativetests  the GoogleTest suite built against the host's PyTorch (CUDA kernels, graphs, NCCL TP)
 #   fixture   generate the tiny checkpoint (seed 0) and run scripts/reference/reference.py on it
 #   parity    bench/parity.js: the engine vs the fixture (cuda bf16, cpu fp32, every TP size that fits)
 #   checkgpu  admin check-gpu and admin embed on the tiny checkpoint
 #   model4b   generate the 4b checkpoint (seed 0) into models/Qwen3-Embedding-4B (~8 GB, ~30 s)
 #   parity4b  HF fp32 reference on the 4b checkpoint, then the engine in bf16 at every TP size that fits
+#   enginelat engine-only latency (no HTTP) per layout and batch shape, CUDA graphs on and off
+#             (ENGINE_LAYOUTS, ENGINE_SHAPES, ENGINE_RUNS) -> engine-latency.json
 #   layouts   the API server per GPU layout (tp1, tp2, dp2, tp4, tp2x2, dp4 as GPUs allow): short-query
 #             latency and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT)
 #   bench     the API server + admin bench at several concurrency/batch points, then
@@ -131,6 +134,59 @@ step_build() {
 }
 
 admin() { node "$APP/dist/apps/admin/src/main.js" "$@"; }
+
+step_nativetests() {
+  local torch_prefix generator=()
+  torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  # shellcheck disable=SC2086
+  cmake -S native/tests -B build/native-tests "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$torch_prefix" ${CMAKE_EXTRA_ARGS:-} > "$WORK/cfg-tests.log" 2>&1 \
+    || { tail -40 "$WORK/cfg-tests.log"; return 1; }
+  grep -E "qwen3:" "$WORK/cfg-tests.log"
+  cmake --build build/native-tests -j 16 > "$WORK/build-tests.log" 2>&1 \
+    || { grep -E -A5 "error" "$WORK/build-tests.log" | head -80; return 1; }
+  # One process per test, each under a time limit, output streamed: a hang names its test and
+  # leaves a backtrace (gdb when the host has it) instead of eating the whole call.
+  local status=0 passed=0 failed=() test pid
+  local filter=${NATIVE_TEST_FILTER:-CudaTest.*:FusedKernelTest.*:BuildTest.*}
+  for test in $(build/native-tests/native_tests --gtest_filter="$filter" --gtest_list_tests |
+      awk '/^[^ ]/ {suite=$1} /^  / {print suite $1}'); do
+    build/native-tests/native_tests --gtest_filter="$test" > "$WORK/test.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 "${NATIVE_TEST_TIMEOUT:-90}"); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "TIMEOUT $test"
+      command -v gdb > /dev/null && timeout 60 gdb -p "$pid" -batch -ex 'thread apply all bt 12' 2>/dev/null | grep -E '^(Thread|#)' | head -120
+      kill -9 "$pid"; wait "$pid" 2>/dev/null
+      failed+=("$test (timeout)"); status=1
+    elif wait "$pid"; then
+      passed=$((passed + 1))
+      grep -E "^\[ *(OK|SKIPPED) *\]" "$WORK/test.log" | head -1
+    else
+      failed+=("$test"); status=1
+      grep -v "^\[ *RUN" "$WORK/test.log" | tail -40
+    fi
+  done
+  echo "| native tests ($filter) | $passed passed; failed: ${failed[*]:-none} |" >> "$RESULTS"
+  return $status
+}
+
+step_enginelat() {
+  # The engine alone (no HTTP, no tokenizer): sequential embed() of fixed batches, per layout.
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  local model=${BENCH_MODEL:-$BIG} gpus layouts
+  gpus=$(nvidia-smi --list-gpus | wc -l)
+  layouts="tp1:0:1:512 tp1-eager:0:1:0"
+  [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2:512 tp2-eager:0,1:2:0"
+  layouts=${ENGINE_LAYOUTS:-$layouts}
+  local status=0
+  timeout "${ENGINE_TIMEOUT:-300}" node "$APP/dist/bench/engine-latency.js" --model "$model" --device cuda \
+    --layouts "$layouts" --shapes "${ENGINE_SHAPES:-1x16,8x16,4x128,32x128}" --runs "${ENGINE_RUNS:-200}" \
+    --json "$OUT/engine-latency.json" | tee "$WORK/enginelat.txt" || status=1
+  tr '\t' ' ' < "$WORK/enginelat.txt" | sed 's/^/| engine latency | /; s/$/ |/' >> "$RESULTS"
+  return $status
+}
 
 step_fixture() {
   admin checkpoint generate --preset tiny --seed 0 --out "$TINY" --force || return 1

@@ -1,0 +1,39 @@
+import { packBatch } from '@app/engine/packed-batch';
+import { parseLayouts, parseShapes, percentile, shapeBatch } from './engine-latency';
+
+describe('engine-latency', () => {
+  it('reads layouts as name:deviceIds:tp:cudaGraphMaxTokens', () => {
+    expect(parseLayouts('tp1:0:1:512  tp2-eager:0,1:2:0 cpu:::0')).toEqual([
+      { name: 'tp1', deviceIds: [0], tensorParallelSize: 1, cudaGraphMaxTokens: 512 },
+      { name: 'tp2-eager', deviceIds: [0, 1], tensorParallelSize: 2, cudaGraphMaxTokens: 0 },
+      { name: 'cpu', deviceIds: [], tensorParallelSize: 1, cudaGraphMaxTokens: 0 },
+    ]);
+    expect(() => parseLayouts('tp0:0:0:512')).toThrow(/tensor parallel/);
+    expect(() => parseLayouts('x:0:1:-1')).toThrow(/cudaGraphMaxTokens/);
+  });
+
+  it('reads shapes as textsxtokens and builds the same valid batch every time', () => {
+    expect(parseShapes('1x16,8x128')).toEqual([
+      { texts: 1, tokens: 16 },
+      { texts: 8, tokens: 128 },
+    ]);
+    expect(() => parseShapes('0x16')).toThrow(/bad shape/);
+    const batch = shapeBatch({ texts: 3, tokens: 5 }, 64);
+    expect(Array.from(batch.cuSeqlens)).toEqual([0, 5, 10, 15]);
+    expect(Array.from(batch.dimensions)).toEqual([64, 64, 64]);
+    expect(batch.tokenIds.every((id) => id >= 0 && id < 151_665)).toBe(true);
+    expect(shapeBatch({ texts: 3, tokens: 5 }, 64)).toEqual(batch);
+    // The same layout packBatch produces for three 5-token texts.
+    const packed = packBatch(
+      [0, 1, 2].map((s) => ({ tokens: batch.tokenIds.slice(s * 5, s * 5 + 5), dimensions: 64 })),
+    );
+    expect(packed).toEqual(batch);
+  });
+
+  it('takes percentiles from sorted samples', () => {
+    const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(sorted, 0.5)).toBe(51);
+    expect(percentile(sorted, 0.9)).toBe(91);
+    expect(percentile([3], 0.99)).toBe(3);
+  });
+});
