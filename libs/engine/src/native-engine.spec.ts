@@ -425,6 +425,11 @@ describeWithAddon(NativeEngine.name, () => {
       'INVALID_ARGUMENT',
       /tensorParallelSize 3/,
     );
+    await expectEngineError(
+      engine.load(onCpu(tinyDir, { cudaGraphMaxTokens: 100_000 })),
+      'INVALID_ARGUMENT',
+      /cudaGraphMaxTokens must be between 0 and 8192/,
+    );
     await engine.dispose();
   });
 

@@ -56,6 +56,8 @@ namespace {
 // How long a rank waits for its GPU work to drain after its group was aborted before it declares
 // the device failed.
 constexpr std::chrono::seconds kDrainTimeout{30};
+// Graphs hold static buffers and activations of their largest bucket; beyond this eager is as fast.
+constexpr int kMaxGraphTokens = 8192;
 
 struct Job {
   PackedBatch batch;
@@ -350,6 +352,10 @@ void Engine::Impl::ValidateOptions() const {
   if (o.model_path.empty()) ThrowInvalidArgument("modelPath is empty");
   if (o.tensor_parallel_size < 1) ThrowInvalidArgument("tensorParallelSize must be >= 1");
   if (o.cpu_threads < 0) ThrowInvalidArgument("cpuThreads must be >= 0");
+  if (o.cuda_graph_max_tokens < 0 || o.cuda_graph_max_tokens > kMaxGraphTokens) {
+    ThrowInvalidArgument("cudaGraphMaxTokens must be between 0 and " +
+                         std::to_string(kMaxGraphTokens));
+  }
   if (o.device == DeviceKind::kCpu) {
     if (o.dtype != DType::kFloat32) {
       ThrowInvalidArgument(std::string("dtype ") + DTypeName(o.dtype) +
