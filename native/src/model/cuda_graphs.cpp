@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 #include <utility>
 
@@ -104,17 +103,9 @@ void ForwardGraphs::Stage(Bucket& b, const PackedBatch& batch) {
   int32_t* cu = positions + total;
   int32_t* last = cu + slots + 1;
 
-  std::memcpy(ids, batch.token_ids.data(), static_cast<size_t>(tokens) * sizeof(int32_t));
+  WritePackedIndices(batch, ids, positions, cu, last);  // cu[n] == tokens
   std::fill(ids + tokens, ids + total, 0);
-  for (int64_t s = 0; s < n; ++s) {
-    const int32_t begin = batch.cu_seqlens[static_cast<size_t>(s)];
-    const int32_t end = batch.cu_seqlens[static_cast<size_t>(s) + 1];
-    for (int32_t t = begin; t < end; ++t) positions[t] = t - begin;
-    cu[s] = begin;
-    last[s] = end - 1;
-  }
   int64_t used = n;
-  cu[used] = static_cast<int32_t>(tokens);
   if (tokens < total) {
     // The padding tokens form one more sequence, attended like any other and never pooled.
     for (int64_t t = tokens; t < total; ++t) positions[t] = static_cast<int32_t>(t - tokens);

@@ -7,6 +7,22 @@
 
 namespace qwen3 {
 
+int64_t WritePackedIndices(const PackedBatch& batch, int32_t* ids, int32_t* positions, int32_t* cu,
+                           int32_t* last) {
+  const size_t n = batch.num_sequences();
+  std::memcpy(ids, batch.token_ids.data(), batch.token_ids.size() * sizeof(int32_t));
+  std::memcpy(cu, batch.cu_seqlens.data(), (n + 1) * sizeof(int32_t));
+  int64_t longest = 0;
+  for (size_t s = 0; s < n; ++s) {
+    const int32_t begin = cu[s];
+    const int32_t end = cu[s + 1];
+    for (int32_t t = begin; t < end; ++t) positions[t] = t - begin;
+    last[s] = end - 1;
+    longest = std::max<int64_t>(longest, end - begin);
+  }
+  return longest;
+}
+
 PackedInput PackedInput::Make(const PackedBatch& batch, at::Device device) {
   const auto tokens = static_cast<int64_t>(batch.token_ids.size());
   const auto n = static_cast<int64_t>(batch.num_sequences());
@@ -19,17 +35,8 @@ PackedInput PackedInput::Make(const PackedBatch& batch, at::Device device) {
   int32_t* positions = ids + tokens;
   int32_t* cu = positions + tokens;
   int32_t* last = cu + n + 1;
-  std::memcpy(ids, batch.token_ids.data(), static_cast<size_t>(tokens) * sizeof(int32_t));
-  std::memcpy(cu, batch.cu_seqlens.data(), static_cast<size_t>(n + 1) * sizeof(int32_t));
-
   PackedInput in;
-  for (int64_t s = 0; s < n; ++s) {
-    const int32_t begin = cu[s];
-    const int32_t end = cu[s + 1];
-    for (int32_t t = begin; t < end; ++t) positions[t] = t - begin;
-    last[s] = end - 1;
-    in.max_seqlen = std::max<int64_t>(in.max_seqlen, end - begin);
-  }
+  in.max_seqlen = WritePackedIndices(batch, ids, positions, cu, last);
   in.cu_seqlens_host.assign(cu, cu + n + 1);
 
   at::Tensor dev = staged ? host.to(device, at::kInt, /*non_blocking=*/true) : host;

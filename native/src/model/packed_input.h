@@ -10,6 +10,11 @@
 
 namespace qwen3 {
 
+// Writes a validated batch's int32 indices: token ids [T], positions [T] (restarting at 0 for every
+// sequence), cu_seqlens [n + 1] and each sequence's last token [n]. Returns the longest sequence.
+int64_t WritePackedIndices(const PackedBatch& batch, int32_t* ids, int32_t* positions, int32_t* cu,
+                           int32_t* last);
+
 struct PackedInput {
   at::Tensor token_ids;   // int64 [T]
   at::Tensor positions;   // int32 [T]: restart at 0 for every sequence
