@@ -17,12 +17,10 @@ namespace qwen3 {
 
 namespace {
 
-// cos and sin of position * inv_freq as [T, 1, D / 2] fp32, computed as transformers does.
+// The tables the caller built once per forward, else built here.
 std::pair<at::Tensor, at::Tensor> CosSin(const RotaryInputs& rotary) {
   if (rotary.cos.defined() && rotary.sin.defined()) return {rotary.cos, rotary.sin};
-  at::Tensor freqs =
-      (rotary.positions.to(at::kFloat).unsqueeze(1) * rotary.inv_freq.unsqueeze(0)).unsqueeze(1);
-  return {freqs.cos(), freqs.sin()};
+  return RotaryCosSin(rotary.positions, rotary.inv_freq);
 }
 
 #ifdef QWEN3_WITH_CUDA

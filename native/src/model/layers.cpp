@@ -20,10 +20,15 @@ RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, at::Device devi
   inv_freq_ = inv_freq.to(device);
 }
 
-std::pair<at::Tensor, at::Tensor> RotaryEmbedding::CosSin(const at::Tensor& positions) const {
-  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq_.unsqueeze(0);  // [T, D/2]
-  freqs = freqs.unsqueeze(1);                                                         // [T, 1, D/2]
+std::pair<at::Tensor, at::Tensor> RotaryCosSin(const at::Tensor& positions,
+                                               const at::Tensor& inv_freq) {
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);  // [T, D/2]
+  freqs = freqs.unsqueeze(1);                                                        // [T, 1, D/2]
   return {freqs.cos(), freqs.sin()};
+}
+
+std::pair<at::Tensor, at::Tensor> RotaryEmbedding::CosSin(const at::Tensor& positions) const {
+  return RotaryCosSin(positions, inv_freq_);
 }
 
 at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {

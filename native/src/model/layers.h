@@ -16,6 +16,11 @@ namespace qwen3 {
 // bf16 it rounds once where transformers' bf16 path (cast back, then multiply) rounds twice.
 at::Tensor RmsNormTo(const at::Tensor& x, const at::Tensor& weight, double eps, at::ScalarType out);
 
+// cos and sin of position * inv_freq, [T, 1, D / 2] in fp32, for integer positions [T] and
+// inv_freq [D / 2] (fp32), computed as transformers does.
+std::pair<at::Tensor, at::Tensor> RotaryCosSin(const at::Tensor& positions,
+                                               const at::Tensor& inv_freq);
+
 // Rotary position embedding in the half-split layout (GPT-NeoX "rotate_half"): dimension i of the
 // first half pairs with dimension i of the second half and rotates by position * theta^(-2i/D).
 class RotaryEmbedding {
