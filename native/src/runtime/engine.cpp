@@ -521,10 +521,8 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
       };
     }
     ExecuteJob(replica, rank, warmup);
-    // Every rank's job_error was written before the job's barrier.
-    bool warmed_up = true;
-    for (const auto& r : replica.ranks) warmed_up = warmed_up && !r->job_error;
-    if (warmed_up && world == 1 && options_.cuda_graph_max_tokens > 0 &&
+    // Graphs are for single-rank replicas only (model/cuda_graphs.h), after a clean warm-up.
+    if (world == 1 && !rank.job_error && options_.cuda_graph_max_tokens > 0 &&
         ForwardGraphs::Supported(*rank.model)) {
       CaptureGraphs(replica, rank);
     }
