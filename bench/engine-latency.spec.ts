@@ -1,5 +1,5 @@
 import { packBatch } from '@app/engine/packed-batch';
-import { parseLayouts, parseShapes, percentile, shapeBatch } from './engine-latency';
+import { parseLayouts, parseShapes, shapeBatch } from './engine-latency';
 
 describe('engine-latency', () => {
   it('reads layouts as name:deviceIds:tp:cudaGraphMaxTokens', () => {
@@ -28,12 +28,5 @@ describe('engine-latency', () => {
       [0, 1, 2].map((s) => ({ tokens: batch.tokenIds.slice(s * 5, s * 5 + 5), dimensions: 64 })),
     );
     expect(packed).toEqual(batch);
-  });
-
-  it('takes percentiles from sorted samples', () => {
-    const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
-    expect(percentile(sorted, 0.5)).toBe(51);
-    expect(percentile(sorted, 0.9)).toBe(91);
-    expect(percentile([3], 0.99)).toBe(3);
   });
 });

@@ -15,6 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { EngineDevice, EngineDtype, PackedBatch } from '@app/engine/engine.port';
 import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
+import { LatencySummary, summariseLatencies } from '../apps/admin/src/bench/latency-summary';
 
 export interface LatencyLayout {
   name: string;
@@ -32,7 +33,8 @@ export interface LatencyRow {
   layout: string;
   shape: string;
   runs: number;
-  ms: { p50: number; p90: number; min: number; mean: number };
+  /** Percentiles as `admin bench` and the Python baseline compute them. */
+  ms: LatencySummary;
 }
 
 export function parseLayouts(spec: string): LatencyLayout[] {
@@ -73,10 +75,6 @@ export function shapeBatch(shape: LatencyShape, hiddenSize: number): PackedBatch
   const cuSeqlens = Int32Array.from({ length: shape.texts + 1 }, (_, s) => s * shape.tokens);
   const dimensions = new Int32Array(shape.texts).fill(hiddenSize);
   return { tokenIds, cuSeqlens, dimensions };
-}
-
-export function percentile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 interface Cli {
@@ -135,17 +133,11 @@ async function main(): Promise<void> {
           await engine.embed(batch);
           times.push(performance.now() - started);
         }
-        times.sort((a, b) => a - b);
         const row: LatencyRow = {
           layout: layout.name,
           shape: `${shape.texts}x${shape.tokens}`,
           runs: cli.runs,
-          ms: {
-            p50: percentile(times, 0.5),
-            p90: percentile(times, 0.9),
-            min: times[0],
-            mean: times.reduce((a, b) => a + b, 0) / times.length,
-          },
+          ms: summariseLatencies(times),
         };
         rows.push(row);
         process.stdout.write(
