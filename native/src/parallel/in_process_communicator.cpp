@@ -3,11 +3,8 @@
 // bit-identical sums.
 #include <ATen/ATen.h>
 
-#include <condition_variable>
-#include <cstdint>
-#include <mutex>
-
 #include "common/error.h"
+#include "common/sync.h"
 #include "parallel/communicator.h"
 
 namespace qwen3 {
@@ -32,53 +29,6 @@ class SoloGroup final : public CommunicatorGroup {
 
  private:
   SoloCommunicator comm_;
-};
-
-// A reusable barrier that Abort() breaks: waiters and later arrivals throw CommAbortedError.
-class AbortableBarrier {
- public:
-  explicit AbortableBarrier(int parties) : parties_(parties) {}
-
-  void ArriveAndWait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (aborted_) throw CommAbortedError("collective aborted: another rank failed");
-    const uint64_t generation = generation_;
-    if (++arrived_ == parties_) {
-      arrived_ = 0;
-      ++generation_;
-      cv_.notify_all();
-      return;
-    }
-    cv_.wait(lock, [&] { return generation_ != generation || aborted_; });
-    if (generation_ == generation)
-      throw CommAbortedError("collective aborted: another rank failed");
-  }
-
-  void Abort() noexcept {
-    std::lock_guard<std::mutex> lock(mu_);
-    aborted_ = true;
-    cv_.notify_all();
-  }
-
-  bool aborted() const noexcept {
-    std::lock_guard<std::mutex> lock(mu_);
-    return aborted_;
-  }
-
-  void Reset() {
-    std::lock_guard<std::mutex> lock(mu_);
-    aborted_ = false;
-    arrived_ = 0;
-    ++generation_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  const int parties_;
-  int arrived_ = 0;
-  uint64_t generation_ = 0;
-  bool aborted_ = false;
 };
 
 class InProcessGroup;
@@ -115,7 +65,7 @@ class InProcessGroup final : public CommunicatorGroup {
  private:
   friend class InProcessCommunicator;
   const int world_;
-  AbortableBarrier barrier_;
+  qwen3::Barrier barrier_;  // qualified: InProcessCommunicator has a Barrier() method
   std::vector<InProcessCommunicator> comms_;
   // Written by each rank for its own slot (and rank 0 for scratch_) before the first barrier of a
   // collective, read by all after it.

@@ -15,9 +15,9 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include "common/sync.h"
 #include "parallel/communicator.h"
 #include "runtime/engine.h"
-#include "runtime/sync.h"
 
 namespace qwen3 {
 

@@ -24,6 +24,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "common/sync.h"
 #include "loader/checkpoint.h"
 #include "model/config.h"
 #include "model/cuda_graphs.h"
@@ -31,7 +32,6 @@
 #include "model/pooling.h"
 #include "model/qwen3_model.h"
 #include "parallel/communicator.h"
-#include "runtime/sync.h"
 
 namespace qwen3 {
 
