@@ -31,7 +31,7 @@ node-deps: node_modules/.package-lock.json
 install-dev: system-deps node-deps native build demo-model
 install: install-dev
 
-$(NATIVE_ADDON): $(shell find native -name '*.cpp' -o -name '*.h' -o -name '*.cmake' -o -name 'CMakeLists.txt' 2>/dev/null) CMakeLists.txt
+$(NATIVE_ADDON): $(shell find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cmake' -o -name 'CMakeLists.txt' 2>/dev/null) CMakeLists.txt
 	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) npx cmake-js compile --out build/native
 	@touch $@
 

@@ -2,14 +2,28 @@ import { packBatch } from '@app/engine/packed-batch';
 import { parseLayouts, parseShapes, shapeBatch } from './engine-latency';
 
 describe('engine-latency', () => {
-  it('reads layouts as name:deviceIds:tp:cudaGraphMaxTokens', () => {
-    expect(parseLayouts('tp1:0:1:512  tp2-eager:0,1:2:0 cpu:::0')).toEqual([
-      { name: 'tp1', deviceIds: [0], tensorParallelSize: 1, cudaGraphMaxTokens: 512 },
-      { name: 'tp2-eager', deviceIds: [0, 1], tensorParallelSize: 2, cudaGraphMaxTokens: 0 },
-      { name: 'cpu', deviceIds: [], tensorParallelSize: 1, cudaGraphMaxTokens: 0 },
+  it('reads layouts as name:deviceIds:tp:cudaGraphMaxTokens[:nccl]', () => {
+    expect(parseLayouts('tp1:0:1:512  tp2-eager:0,1:2:0 cpu:::0 tp2-nccl:0,1:2:0:nccl')).toEqual([
+      { name: 'tp1', deviceIds: [0], tensorParallelSize: 1, cudaGraphMaxTokens: 512, peerAllReduce: true },
+      {
+        name: 'tp2-eager',
+        deviceIds: [0, 1],
+        tensorParallelSize: 2,
+        cudaGraphMaxTokens: 0,
+        peerAllReduce: true,
+      },
+      { name: 'cpu', deviceIds: [], tensorParallelSize: 1, cudaGraphMaxTokens: 0, peerAllReduce: true },
+      {
+        name: 'tp2-nccl',
+        deviceIds: [0, 1],
+        tensorParallelSize: 2,
+        cudaGraphMaxTokens: 0,
+        peerAllReduce: false,
+      },
     ]);
     expect(() => parseLayouts('tp0:0:0:512')).toThrow(/tensor parallel/);
     expect(() => parseLayouts('x:0:1:-1')).toThrow(/cudaGraphMaxTokens/);
+    expect(() => parseLayouts('x:0:1:0:gloo')).toThrow(/nccl/);
   });
 
   it('reads shapes as textsxtokens and builds the same valid batch every time', () => {

@@ -5,11 +5,12 @@
  * sizes) and CUDA graphs on/off in one process on one card.
  *
  *   node dist/bench/engine-latency.js --model models/Qwen3-Embedding-4B --device cuda \
- *     --layouts "tp1:0:1:512 tp1-eager:0:1:0 tp2:0,1:2:512" [--shapes 1x16,8x16,4x128] \
- *     [--runs 200] [--json out.json]
+ *     --layouts "tp1:0:1:512 tp1-eager:0:1:0 tp2:0,1:2:512 tp2-nccl:0,1:2:0:nccl" \
+ *     [--shapes 1x16,8x16,4x128] [--runs 200] [--json out.json]
  *
- * A layout is name:deviceIds:tensorParallelSize:cudaGraphMaxTokens. A shape is textsxtokens (all texts
- * the same length; token ids are fixed, so every layout embeds the same batch).
+ * A layout is name:deviceIds:tensorParallelSize:cudaGraphMaxTokens[:nccl]; `nccl` turns the peer
+ * all-reduce off (every all-reduce through NCCL). A shape is textsxtokens (all texts the same
+ * length; token ids are fixed, so every layout embeds the same batch).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -22,6 +23,7 @@ export interface LatencyLayout {
   deviceIds: number[];
   tensorParallelSize: number;
   cudaGraphMaxTokens: number;
+  peerAllReduce: boolean;
 }
 
 export interface LatencyShape {
@@ -42,15 +44,18 @@ export function parseLayouts(spec: string): LatencyLayout[] {
     .trim()
     .split(/\s+/)
     .map((item) => {
-      const [name, ids, tp, graph] = item.split(':');
+      const [name, ids, tp, graph, allReduce, ...rest] = item.split(':');
       const layout = {
         name,
         deviceIds: ids ? ids.split(',').map(Number) : [],
         tensorParallelSize: Number(tp || '1'),
         cudaGraphMaxTokens: Number(graph || '512'),
+        peerAllReduce: allReduce !== 'nccl',
       };
       if (!name || layout.deviceIds.some((d) => !Number.isInteger(d) || d < 0))
-        throw new Error(`bad layout ${item}: name:deviceIds:tp:cudaGraphMaxTokens`);
+        throw new Error(`bad layout ${item}: name:deviceIds:tp:cudaGraphMaxTokens[:nccl]`);
+      if ((allReduce !== undefined && allReduce !== 'nccl') || rest.length > 0)
+        throw new Error(`bad layout ${item}: the fifth field can only be nccl`);
       if (!Number.isInteger(layout.tensorParallelSize) || layout.tensorParallelSize < 1)
         throw new Error(`bad tensor parallel size in ${item}`);
       if (!Number.isInteger(layout.cudaGraphMaxTokens) || layout.cudaGraphMaxTokens < 0)
@@ -122,6 +127,7 @@ async function main(): Promise<void> {
       deviceIds: cli.device === 'cuda' ? layout.deviceIds : [],
       tensorParallelSize: layout.tensorParallelSize,
       cudaGraphMaxTokens: layout.cudaGraphMaxTokens,
+      peerAllReduce: layout.peerAllReduce,
     });
     try {
       for (const shape of cli.shapes) {
@@ -142,7 +148,7 @@ async function main(): Promise<void> {
         rows.push(row);
         process.stdout.write(
           `${row.layout}\t${row.shape}\tp50 ${row.ms.p50.toFixed(2)} ms\tp90 ${row.ms.p90.toFixed(2)} ms\tmin ${row.ms.min.toFixed(2)} ms` +
-            `\t(graphs up to ${info.cudaGraphMaxTokens} tokens)\n`,
+            `\t(graphs up to ${info.cudaGraphMaxTokens} tokens${info.peerAllReduce ? ', peer all-reduce' : ''})\n`,
         );
       }
     } finally {

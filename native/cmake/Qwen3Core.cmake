@@ -78,7 +78,9 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/model/fused_ops.cpp
   ${QWEN3_NATIVE_DIR}/src/model/cuda_graphs.cpp
   ${QWEN3_NATIVE_DIR}/src/model/qwen3_model.cpp
+  ${QWEN3_NATIVE_DIR}/src/parallel/communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/in_process_communicator.cpp
+  ${QWEN3_NATIVE_DIR}/src/parallel/peer_all_reduce.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/nccl_communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/runtime/engine.cpp
   ${QWEN3_NATIVE_DIR}/src/runtime/devices.cpp
@@ -97,7 +99,7 @@ if(QWEN3_WITH_CUDA)
   if(TARGET CUDA::cudart)
     target_link_libraries(qwen3_core PUBLIC CUDA::cudart)
   endif()
-  # The fused kernels (kernels/*.cu) need nvcc; they include no libtorch header, so they build as
+  # The CUDA kernels (kernels/*.cu) need nvcc; they include no libtorch header, so they build as
   # their own library with none of torch's compile flags. Architectures follow TORCH_CUDA_ARCH_LIST
   # ("8.0;9.0" -> 80;90), default 9.0 (H100/H200).
   include(CheckLanguage)
@@ -120,7 +122,9 @@ if(QWEN3_WITH_CUDA)
     endif()
   endforeach()
   message(STATUS "qwen3: fused kernels for CUDA architectures ${QWEN3_CUDA_ARCHITECTURES}")
-  add_library(qwen3_kernels STATIC ${QWEN3_NATIVE_DIR}/src/kernels/fused_kernels.cu)
+  add_library(qwen3_kernels STATIC
+    ${QWEN3_NATIVE_DIR}/src/kernels/fused_kernels.cu
+    ${QWEN3_NATIVE_DIR}/src/kernels/peer_all_reduce.cu)
   target_include_directories(qwen3_kernels PRIVATE ${QWEN3_NATIVE_DIR}/src)
   set_target_properties(qwen3_kernels PROPERTIES
     CUDA_ARCHITECTURES "${QWEN3_CUDA_ARCHITECTURES}"

@@ -4,13 +4,18 @@
 #ifdef QWEN3_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 #include "model/attention.h"
 #include "model/fused_ops.h"
+#include "parallel/communicator.h"
 #include "reference_model.h"
 #include "runtime/engine.h"
 #include "test_checkpoint.h"
@@ -118,12 +123,14 @@ TEST_F(CudaTest, FlashAttentionMatchesTheMathPath) {
 #endif
 }
 
+#ifdef QWEN3_WITH_CUDA
 // Largest |a - b| relative to the largest |b|.
 double RelativeError(const at::Tensor& a, const at::Tensor& b) {
   at::Tensor af = a.to(at::kFloat);
   at::Tensor bf = b.to(at::kFloat);
   return (af - bf).abs().max().item<double>() / std::max(bf.abs().max().item<double>(), 1e-30);
 }
+#endif
 
 TEST(FusedKernelTest, MatchTheCompositeOps) {
   REQUIRE_GPUS(1);
@@ -241,23 +248,150 @@ TEST_F(CudaTest, OutOfMemoryRejectsTheBatchAndKeepsServing) {
 
 TEST_F(CudaTest, TensorParallelOverNcclMatchesOneGpu) {
   REQUIRE_GPUS(2);
-  auto one = Engine::Load(Options(DeviceKind::kCuda, DType::kBFloat16, {0}, 1));
+  EngineOptions eager_options = Options(DeviceKind::kCuda, DType::kBFloat16, {0}, 1);
+  eager_options.cuda_graph_max_tokens = 0;
+  auto one = Engine::Load(eager_options);
   const std::vector<float> expected = one->Embed(Batch());
   one.reset();
-  auto tp = Engine::Load(Options(DeviceKind::kCuda, DType::kBFloat16, {0, 1}, 2));
-  // Tensor-parallel ranks run eagerly (see model/cuda_graphs.h).
-  EXPECT_EQ(tp->Info().cuda_graph_max_tokens, 0);
-  EXPECT_GE(MinCosine(tp->Embed(Batch()), expected, 128), 0.999);
+  // NCCL alone (no peer kernel): every all-reduce through NCCL, and no graphs.
+  EngineOptions nccl_options = Options(DeviceKind::kCuda, DType::kBFloat16, {0, 1}, 2);
+  nccl_options.peer_all_reduce = false;
+  auto nccl = Engine::Load(nccl_options);
+  EXPECT_FALSE(nccl->Info().peer_all_reduce);
+  EXPECT_EQ(nccl->Info().cuda_graph_max_tokens, 0);
+  EXPECT_GE(MinCosine(nccl->Embed(Batch()), expected, 128), 0.999);
+  nccl.reset();
 
-  // A rank failing mid-forward aborts the NCCL communicators; the group is rebuilt.
+  // The default: small all-reduces through the peer kernel, captured in the ranks' graphs.
+  auto tp = Engine::Load(Options(DeviceKind::kCuda, DType::kBFloat16, {0, 1}, 2));
+#ifdef QWEN3_WITH_CUDA
+  EXPECT_TRUE(tp->Info().peer_all_reduce);
+  EXPECT_EQ(tp->Info().cuda_graph_max_tokens, 512);
+#endif
+  EXPECT_GE(MinCosine(tp->Embed(Batch()), expected, 128), 0.999);
+  // A short text (a graph replay) twice, then a batch past the largest bucket (eager, NCCL).
+  PackedBatch shortText;
+  shortText.cu_seqlens = {0, 7};
+  for (int t = 0; t < 7; ++t) shortText.token_ids.push_back(t + 3);
+  shortText.dimensions = {128};
+  PackedBatch longText;
+  longText.cu_seqlens = {0, 900};
+  for (int t = 0; t < 900; ++t) longText.token_ids.push_back((t * 5) % 256);
+  longText.dimensions = {128};
+  auto solo = Engine::Load(eager_options);
+  for (const PackedBatch* batch : {&shortText, &shortText, &longText}) {
+    EXPECT_GE(MinCosine(tp->Embed(*batch), solo->Embed(*batch), 128), 0.999);
+  }
+  solo.reset();
+
+  // A rank failing mid-forward releases its peer (waiting in the peer kernel) and aborts the NCCL
+  // communicators; the group is rebuilt, graphs included.
   std::atomic<bool> armed{true};
   tp->SetLayerTestHook([&](int, int rank, int layer) {
     if (rank == 1 && layer == 1 && armed.exchange(false)) throw std::runtime_error("injected");
   });
   ExpectError([&] { tp->Embed(Batch()); }, ErrorCode::kInternal, {"injected"});
   EXPECT_GE(MinCosine(tp->Embed(Batch()), expected, 128), 0.999);
+  tp->SetLayerTestHook(nullptr);
+  EXPECT_GE(MinCosine(tp->Embed(Batch()), expected, 128), 0.999);
   EXPECT_TRUE(tp->Health().ok);
 }
+
+#ifdef QWEN3_WITH_NCCL
+// Runs fn(rank) on one thread per rank, each on its GPU and a stream of its own, and waits for the
+// streams.
+template <typename F>
+void OnEveryRank(int world, F&& fn) {
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(r));
+        c10::cuda::CUDAStreamGuard stream(
+            c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(r)));
+        fn(r);
+        c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(r)).synchronize();
+      } catch (...) {
+        errors[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+TEST(PeerAllReduceTest, SumsLikeTheCpuOnEveryRankAndFallsBackToNccl) {
+  REQUIRE_GPUS(2);
+  const int world = std::min(CudaDeviceCount(), 4);
+  std::vector<int> ids;
+  for (int r = 0; r < world; ++r) ids.push_back(r);
+  std::string note;
+  auto group = MakeNcclGroup(ids, true, &note);
+  ASSERT_GT(group->rank(0).capturable_bytes(), 0) << note;
+  const int64_t staging_elements = group->rank(0).capturable_bytes() / 2;
+  // Counts: tiny, a short query's [16, 2560], a large graph bucket's, one past the staging buffer
+  // (NCCL) and one that is not a whole number of 16-byte vectors (NCCL).
+  const std::vector<int64_t> counts = {8, 16 * 2560, 512 * 2560, staging_elements + 8, 1001};
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf, at::kFloat}) {
+    for (int64_t count : counts) {
+      SCOPED_TRACE(::testing::Message() << c10::toString(dtype) << " x " << count);
+      std::vector<at::Tensor> inputs;
+      at::Tensor expected = at::zeros({count}, at::kFloat);
+      for (int r = 0; r < world; ++r) {
+        at::Tensor x = (at::randn({count}, at::kFloat) * 8).to(dtype);
+        inputs.push_back(x);
+        expected = expected + x.to(at::kFloat);
+      }
+      std::vector<at::Tensor> sums(static_cast<size_t>(world));
+      OnEveryRank(world, [&](int r) {
+        const at::Tensor input = inputs[static_cast<size_t>(r)].to(at::Device(at::kCUDA, r));
+        sums[static_cast<size_t>(r)] = group->rank(r).AllReduceSumAsFloat(input);
+      });
+      for (int r = 0; r < world; ++r) {
+        at::Tensor sum = sums[static_cast<size_t>(r)].cpu();
+        ASSERT_EQ(sum.scalar_type(), at::kFloat);
+        // fp32 sums in rank order: the CPU's bits (NCCL's order may differ past two ranks).
+        EXPECT_LE((sum - expected).abs().max().item<double>(),
+                  world == 2 ? 0.0 : 1e-5 * expected.abs().max().item<double>());
+        EXPECT_TRUE(at::equal(sum, sums[0].cpu()));
+      }
+    }
+  }
+}
+
+TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForItsPeers) {
+  REQUIRE_GPUS(2);
+  auto group = MakeNcclGroup({0, 1}, true, nullptr);
+  ASSERT_GT(group->rank(0).capturable_bytes(), 0);
+  // Rank 0 enters an all-reduce that rank 1 never joins; the abort must release it.
+  c10::cuda::CUDAGuard guard(0);
+  auto stream = c10::cuda::getStreamFromPool(false, 0);
+  c10::cuda::CUDAStreamGuard stream_guard(stream);
+  at::Tensor x = at::ones({4096}, at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16));
+  (void)group->rank(0).AllReduceSumAsFloat(x);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(cudaStreamQuery(stream.stream()), cudaErrorNotReady);
+  const auto started = std::chrono::steady_clock::now();
+  group->Abort();
+  stream.synchronize();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  EXPECT_THROW((void)group->rank(0).AllReduceSumAsFloat(x), CommAbortedError);
+  group->rank(0).ThrowIfCollectivesFailed();  // a release, not a timeout
+  // Rebuilt, both ranks sum again.
+  group->Rebuild();
+  std::vector<at::Tensor> sums(2);
+  OnEveryRank(2, [&](int r) {
+    at::Tensor input =
+        at::full({4096}, r + 1.0, at::TensorOptions().device(at::kCUDA, r).dtype(at::kBFloat16));
+    sums[static_cast<size_t>(r)] = group->rank(r).AllReduceSumAsFloat(input);
+  });
+  EXPECT_TRUE(at::equal(sums[0].cpu(), at::full({4096}, 3.0f)));
+  EXPECT_TRUE(at::equal(sums[1].cpu(), at::full({4096}, 3.0f)));
+}
+#endif  // QWEN3_WITH_NCCL
 
 TEST_F(CudaTest, TwoReplicasServeTogether) {
   REQUIRE_GPUS(2);

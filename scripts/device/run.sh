@@ -23,7 +23,8 @@
 #   enginelat engine-only latency (no HTTP) per layout and batch shape, CUDA graphs on and off
 #             (ENGINE_LAYOUTS, ENGINE_SHAPES, ENGINE_RUNS) -> engine-latency.json
 #   layouts   the API server per GPU layout (tp1, tp2, dp2, tp4, tp2x2, dp4 as GPUs allow): short-query
-#             latency and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT)
+#             latency and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT;
+#             a layout is name:visibleGpus:tp[:nccl], nccl = TP_PEER_ALL_REDUCE=false)
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -149,7 +150,7 @@ step_nativetests() {
   # One process per test, each under a time limit, output streamed: a hang names its test and
   # leaves a backtrace (gdb when the host has it) instead of eating the whole call.
   local status=0 passed=0 failed=() test pid
-  local filter=${NATIVE_TEST_FILTER:-CudaTest.*:FusedKernelTest.*:BuildTest.*}
+  local filter=${NATIVE_TEST_FILTER:-CudaTest.*:FusedKernelTest.*:PeerAllReduceTest.*:BuildTest.*}
   for test in $(build/native-tests/native_tests --gtest_filter="$filter" --gtest_list_tests |
       awk '/^[^ ]/ {suite=$1} /^  / {print suite $1}'); do
     build/native-tests/native_tests --gtest_filter="$test" > "$WORK/test.log" 2>&1 &
@@ -178,7 +179,7 @@ step_enginelat() {
   local model=${BENCH_MODEL:-$BIG} gpus layouts
   gpus=$(nvidia-smi --list-gpus | wc -l)
   layouts="tp1:0:1:512 tp1-eager:0:1:0"
-  [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2:512 tp2-eager:0,1:2:0"
+  [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2:512 tp2-eager:0,1:2:0 tp2-nccl:0,1:2:0:nccl"
   layouts=${ENGINE_LAYOUTS:-$layouts}
   local status=0
   timeout "${ENGINE_TIMEOUT:-300}" node "$APP/dist/bench/engine-latency.js" --model "$model" --device cuda \
@@ -325,10 +326,11 @@ step_parity4b() {
 
 # Starts the API server in the background (SERVER_PID) and waits until it is ready. visible-gpus and tp
 # may be empty: the server then inherits CUDA_VISIBLE_DEVICES and takes its default layout.
-start_server() { # model visible-gpus tp port key log
-  local model=$1 visible=$2 tp=$3 port=$4 key=$5 log=$6 layout=()
+start_server() { # model visible-gpus tp port key log [all-reduce]
+  local model=$1 visible=$2 tp=$3 port=$4 key=$5 log=$6 allreduce=${7:-} layout=()
   [ -n "$visible" ] && layout+=("CUDA_VISIBLE_DEVICES=$visible")
   [ -n "$tp" ] && layout+=("TENSOR_PARALLEL_SIZE=$tp")
+  [ "$allreduce" = nccl ] && layout+=("TP_PEER_ALL_REDUCE=false")
   env "${layout[@]}" MODEL_PATH="$model" DEVICE=cuda API_KEY="$key" PORT="$port" LOG_LEVEL=warn \
     node "$APP/dist/apps/api/src/main.js" > "$log" 2>&1 &
   SERVER_PID=$!
@@ -367,9 +369,9 @@ step_layouts() {
   fi
   local tpoint=${BENCH_THROUGHPUT:-64x16} runs=()
   for layout in $layouts; do
-    IFS=: read -r name visible tp <<< "$layout"
-    echo "=== layout $name: CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp"
-    start_server "$model" "$visible" "$tp" "$port" "$key" "$WORK/server-$name.log" || { runs+=(""); continue; }
+    IFS=: read -r name visible tp allreduce <<< "$layout"
+    echo "=== layout $name: CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp ${allreduce:+(all-reduce: $allreduce)}"
+    start_server "$model" "$visible" "$tp" "$port" "$key" "$WORK/server-$name.log" "$allreduce" || { runs+=(""); continue; }
     curl -s "http://127.0.0.1:$port/health" | head -c 600; echo
     admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency 1 --batch 1 \
       --requests "${BENCH_LATENCY_REQUESTS:-200}" --corpus "$queries" --json > "$WORK/layout-$name-latency.json" || true

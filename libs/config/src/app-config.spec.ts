@@ -17,6 +17,7 @@ describe(loadAppConfig.name, () => {
       dtype: 'bfloat16',
       cpuThreads: 0,
       cudaGraphMaxTokens: 512,
+      peerAllReduce: true,
       warmup: true,
     });
     expect(sut.model.visibleCudaDevices).toBeUndefined();
@@ -45,9 +46,11 @@ describe(loadAppConfig.name, () => {
       CUDA_VISIBLE_DEVICES: '2,3,-1,4',
       TENSOR_PARALLEL_SIZE: '2',
       CUDA_GRAPH_MAX_TOKENS: '0',
+      TP_PEER_ALL_REDUCE: 'false',
     });
     expect(sut.server.port).toBe(7000);
     expect(sut.model.cudaGraphMaxTokens).toBe(0);
+    expect(sut.model.peerAllReduce).toBe(false);
     expect(sut.limits.autoTruncate).toBe(true);
     expect(sut.model.warmup).toBe(false);
     expect(sut.auth.keys).toEqual(['k', 'a', 'b', 'c']);

@@ -42,6 +42,8 @@ export interface ModelConfig {
   cpuThreads: number;
   /** CUDA_GRAPH_MAX_TOKENS: CUDA graphs for batches up to this many tokens; 0 = off. */
   cudaGraphMaxTokens: number;
+  /** TP_PEER_ALL_REDUCE: small tensor-parallel all-reduces over peer access instead of NCCL. */
+  peerAllReduce: boolean;
   nativeAddonPath?: string;
   warmup: boolean;
 }
@@ -204,6 +206,7 @@ export function loadAppConfig(
       visibleCudaDevices,
       cpuThreads: dto.OMP_NUM_THREADS ?? 0,
       cudaGraphMaxTokens: dto.CUDA_GRAPH_MAX_TOKENS ?? 512,
+      peerAllReduce: dto.TP_PEER_ALL_REDUCE ?? true,
       nativeAddonPath: dto.NATIVE_ADDON_PATH,
       warmup: dto.WARMUP ?? true,
     },

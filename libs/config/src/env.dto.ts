@@ -136,6 +136,7 @@ export class EnvDto {
   @IsInt({ message: INT })
   @Transform(toInt)
   CUDA_GRAPH_MAX_TOKENS?: number;
+  @IsOptional() @IsBoolean({ message: BOOL }) @Transform(toBool) TP_PEER_ALL_REDUCE?: boolean;
 
   @IsOptional()
   @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {

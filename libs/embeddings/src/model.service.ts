@@ -198,6 +198,7 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
       tensorParallelSize,
       cpuThreads: model.cpuThreads,
       cudaGraphMaxTokens: model.cudaGraphMaxTokens,
+      peerAllReduce: model.peerAllReduce,
       onProgress: (message) => this.logger.log(message),
     };
   }

@@ -17,6 +17,8 @@ export interface AddonLoadOptions {
   cpuThreads: number;
   /** CUDA graphs for batches up to this many tokens; 0 = off. */
   cudaGraphMaxTokens: number;
+  /** Small tensor-parallel all-reduces through the peer (NVLink) kernel instead of NCCL. */
+  peerAllReduce: boolean;
 }
 
 /** Same fields as EngineInfo. */

@@ -27,6 +27,12 @@ export interface EngineLoadOptions {
    * them off. Default 512. Used on CUDA with bf16/fp16 only.
    */
   cudaGraphMaxTokens?: number;
+  /**
+   * Tensor-parallel groups send small all-reduces through a one-shot kernel over peer access
+   * (NVLink) instead of NCCL, which also lets their forward be captured in CUDA graphs. Used only
+   * when every pair of a group's GPUs has peer access. Default true.
+   */
+  peerAllReduce?: boolean;
   /** Called with human-readable progress lines while loading (per shard, per rank). */
   onProgress?: (message: string) => void;
 }
@@ -73,6 +79,8 @@ export interface EngineInfo {
   replicas: number;
   /** The largest batch (tokens) served by CUDA graph replay; 0 when graphs are not in use. */
   cudaGraphMaxTokens: number;
+  /** Whether the tensor-parallel groups send small all-reduces through the peer kernel. */
+  peerAllReduce: boolean;
   devices: EngineDeviceInfo[];
 }
 

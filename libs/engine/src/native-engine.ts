@@ -98,6 +98,7 @@ export class NativeEngine extends EnginePort implements OnApplicationShutdown {
       tensorParallelSize: options.tensorParallelSize,
       cpuThreads: options.cpuThreads ?? 0,
       cudaGraphMaxTokens: options.cudaGraphMaxTokens ?? 512,
+      peerAllReduce: options.peerAllReduce ?? true,
     };
     try {
       // After a failed load the same native engine may try again.

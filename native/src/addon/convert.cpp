@@ -38,6 +38,14 @@ int OptionalInt(Napi::Env env, const Napi::Object& o, const char* key, int fallb
   return static_cast<int>(d);
 }
 
+bool OptionalBool(Napi::Env env, const Napi::Object& o, const char* key, bool fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsBoolean())
+    throw MakeTypeError(env, std::string("options.") + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
 }  // namespace
 
 Napi::Error MakeError(Napi::Env env, ErrorCode code, const std::string& message) {
@@ -123,6 +131,7 @@ EngineOptions ToEngineOptions(const Napi::Value& value) {
   options.tensor_parallel_size = OptionalInt(env, o, "tensorParallelSize", 1, 1);
   options.cpu_threads = OptionalInt(env, o, "cpuThreads", 0, 0);
   options.cuda_graph_max_tokens = OptionalInt(env, o, "cudaGraphMaxTokens", 512, 0);
+  options.peer_all_reduce = OptionalBool(env, o, "peerAllReduce", true);
   return options;
 }
 
@@ -144,6 +153,7 @@ Napi::Object ToJs(Napi::Env env, const EngineInfo& info) {
   o.Set("tensorParallelSize", info.tensor_parallel_size);
   o.Set("replicas", info.replicas);
   o.Set("cudaGraphMaxTokens", static_cast<double>(info.cuda_graph_max_tokens));
+  o.Set("peerAllReduce", info.peer_all_reduce);
   Napi::Array devices = Napi::Array::New(env, info.devices.size());
   for (size_t i = 0; i < info.devices.size(); ++i) {
     const DeviceInfo& d = info.devices[i];

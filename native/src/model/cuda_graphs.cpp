@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -43,12 +44,21 @@ struct ForwardGraphs::Bucket {
 #endif
 };
 
-bool ForwardGraphs::Supported(const Qwen3Model& model) {
+int64_t ForwardGraphs::TokenLimit(const Qwen3Model& model, const Communicator& comm) {
+  if (comm.world_size() == 1) return std::numeric_limits<int64_t>::max();
+  // Each all-reduce carries [tokens, hidden] partial sums in the model's dtype.
+  const int64_t row_bytes =
+      model.config().hidden_size * static_cast<int64_t>(c10::elementSize(model.options().dtype));
+  return row_bytes > 0 ? comm.capturable_bytes() / row_bytes : 0;
+}
+
+bool ForwardGraphs::Supported(const Qwen3Model& model, const Communicator& comm) {
 #ifdef QWEN3_WITH_CUDA
-  return model.options().device.is_cuda() && model.options().world == 1 &&
-         model.uses_flash_attention();
+  return model.options().device.is_cuda() && model.uses_flash_attention() &&
+         TokenLimit(model, comm) >= GraphBuckets(1).front();  // the smallest bucket
 #else
   (void)model;
+  (void)comm;
   return false;
 #endif
 }

@@ -5,11 +5,12 @@
 // is well defined and none reaches a real sequence (attention is within sequences, everything
 // else is per token).
 //
-// Only single-GPU ranks (tensor parallel size 1) are captured. NCCL can capture its all-reduces,
-// but ncclCommAbort then blocks until every graph that captured the communicator is destroyed,
-// which deadlocks the engine's failure protocol (a failing rank aborts the group to release its
-// peers while they still hold their graphs); and on H200 a captured TP=2 forward measured no faster
-// than a TP=1 one (docs/benchmarks.md). The graphs live only in CUDA builds.
+// Tensor-parallel ranks are captured only when their communicator can put every all-reduce of the
+// largest bucket into the graph (Communicator::capturable_bytes: the peer kernel of
+// parallel/peer_all_reduce.h), never NCCL: ncclCommAbort blocks until every graph that captured
+// the communicator is destroyed, which deadlocks the engine's failure protocol (a failing rank
+// aborts the group to release its peers while they still hold their graphs). Every rank of a
+// group captures the same buckets and replays the same one for a batch. CUDA builds only.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -35,9 +36,12 @@ std::vector<int64_t> GraphBuckets(int64_t max_tokens);
 
 class ForwardGraphs {
  public:
-  // True when this build and model can use graphs: CUDA, one rank, flash attention (the math
-  // path reads the sequence layout on the host, which a graph would freeze).
-  static bool Supported(const Qwen3Model& model);
+  // True when this build and model can use graphs: CUDA, flash attention (the math path reads the
+  // sequence layout on the host, which a graph would freeze), and a communicator that can capture
+  // the all-reduces of at least the smallest bucket.
+  static bool Supported(const Qwen3Model& model, const Communicator& comm);
+  // The most tokens a captured batch may have for `comm` to capture its all-reduces.
+  static int64_t TokenLimit(const Qwen3Model& model, const Communicator& comm);
 
   ForwardGraphs(const Qwen3Model& model, GraphOptions options);
   ~ForwardGraphs();

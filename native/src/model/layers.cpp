@@ -45,12 +45,10 @@ at::Tensor ColumnParallelLinear::Forward(const at::Tensor& x) const {
 
 at::Tensor RowParallelLinear::Forward(const at::Tensor& x, Communicator& comm) const {
   at::Tensor y = at::linear(x, weight_);
+  if (comm.world_size() == 1) return y;
   // Each rank holds a partial sum. Summing the partials in fp32 rounds once less than a bf16
   // all-reduce, and the caller adds the result to the fp32 residual stream anyway.
-  if (comm.world_size() > 1 && y.scalar_type() != at::kFloat) y = y.to(at::kFloat);
-  if (!y.is_contiguous()) y = y.contiguous();
-  comm.AllReduceSum(y);
-  return y;
+  return comm.AllReduceSumAsFloat(y.is_contiguous() ? y : y.contiguous());
 }
 
 }  // namespace qwen3

@@ -9,7 +9,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace qwen3 {
@@ -23,8 +25,19 @@ class Communicator {
   // be contiguous and live on this rank's device. On CUDA the reduction is enqueued on the current
   // stream and the call returns before it completes.
   virtual void AllReduceSum(at::Tensor& tensor) = 0;
+  // Sums `partial` (contiguous, any floating dtype) over all ranks and returns the sum in fp32, so
+  // bf16 partials round once (on the caller's side, when it rounds the sum). The default converts
+  // to fp32 and calls AllReduceSum; a communicator may do both in one step. An fp32 `partial` may
+  // be summed in place: the caller must not read it afterwards.
+  virtual at::Tensor AllReduceSumAsFloat(const at::Tensor& partial);
   // Returns once every rank has called Barrier (on CUDA: once this rank's stream got there).
   virtual void Barrier() = 0;
+  // The largest all-reduce, in bytes of the tensor passed in, that may be captured into a CUDA
+  // graph: every rank's graph then replays with no host step between the ranks (0: none).
+  virtual int64_t capturable_bytes() const noexcept { return 0; }
+  // Throws if a collective that ran on the device before the caller's last synchronisation
+  // failed there (a peer never arrived). For errors that only the device sees.
+  virtual void ThrowIfCollectivesFailed() {}
 };
 
 class CommunicatorGroup {
@@ -47,8 +60,12 @@ std::unique_ptr<CommunicatorGroup> MakeInProcessGroup(int world_size);
 
 #ifdef QWEN3_WITH_NCCL
 // One NCCL communicator per CUDA device, created together by this process (ncclCommInitAll) and
-// driven by one thread per device.
-std::unique_ptr<CommunicatorGroup> MakeNcclGroup(const std::vector<int>& device_ids);
+// driven by one thread per device. With `peer_all_reduce`, and when every pair of the devices has
+// peer access, small all-reduces use the one-shot peer kernel (parallel/peer_all_reduce.h) and may
+// be captured into CUDA graphs. *note (if given) says which path all-reduces take, and why.
+std::unique_ptr<CommunicatorGroup> MakeNcclGroup(const std::vector<int>& device_ids,
+                                                 bool peer_all_reduce = true,
+                                                 std::string* note = nullptr);
 #endif
 
 }  // namespace qwen3

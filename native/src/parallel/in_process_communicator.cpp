@@ -3,6 +3,8 @@
 // bit-identical sums.
 #include <ATen/ATen.h>
 
+#include <limits>
+
 #include "common/error.h"
 #include "common/sync.h"
 #include "parallel/communicator.h"
@@ -16,7 +18,12 @@ class SoloCommunicator final : public Communicator {
   int rank() const noexcept override { return 0; }
   int world_size() const noexcept override { return 1; }
   void AllReduceSum(at::Tensor& /*tensor*/) override {}
+  at::Tensor AllReduceSumAsFloat(const at::Tensor& partial) override {
+    return partial.to(at::kFloat);
+  }
   void Barrier() override {}
+  // Nothing to synchronise with: a graph may hold any forward.
+  int64_t capturable_bytes() const noexcept override { return std::numeric_limits<int64_t>::max(); }
 };
 
 class SoloGroup final : public CommunicatorGroup {

@@ -1,8 +1,11 @@
 // NCCL collectives for the GPUs of one tensor-parallel group, all driven by this process: the
 // communicators are created together (ncclCommInitAll) and each is then used only by its rank's
-// thread, on that thread's current stream. Abort() may come from any thread (the rank that
-// failed): it aborts every communicator, which cancels collectives still waiting on the GPU, and
-// makes later calls throw CommAbortedError until Rebuild().
+// thread, on that thread's current stream. Messages that fit the peer all-reduce's staging buffer
+// (every message of a short query) go through that one kernel instead (parallel/peer_all_reduce.h),
+// which a CUDA graph may capture; NCCL takes the rest and is never captured. Abort() may come from
+// any thread (the rank that failed): it releases peer kernels still waiting, aborts every NCCL
+// communicator, which cancels collectives still waiting on the GPU, and makes later calls throw
+// CommAbortedError until Rebuild().
 #ifdef QWEN3_WITH_NCCL
 
 #include <ATen/ATen.h>
@@ -16,6 +19,7 @@
 
 #include "common/error.h"
 #include "parallel/communicator.h"
+#include "parallel/peer_all_reduce.h"
 
 namespace qwen3 {
 
@@ -41,23 +45,60 @@ ncclDataType_t ToNcclType(at::ScalarType type) {
   }
 }
 
+kernels::ElementType ToElementType(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+      return kernels::ElementType::kFloat32;
+    case at::kHalf:
+      return kernels::ElementType::kFloat16;
+    case at::kBFloat16:
+      return kernels::ElementType::kBFloat16;
+    default:
+      throw Error(ErrorCode::kInternal, "all-reduce of an unsupported dtype");
+  }
+}
+
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(int rank, int world, int device) : rank_(rank), world_(world), device_(device) {}
+  NcclCommunicator(int rank, int world, int device, const PeerAllReduce* peer)
+      : rank_(rank), world_(world), device_(device), peer_(peer) {}
 
   int rank() const noexcept override { return rank_; }
   int world_size() const noexcept override { return world_; }
 
   void AllReduceSum(at::Tensor& tensor) override {
-    TORCH_CHECK(tensor.is_cuda() && tensor.device().index() == device_ && tensor.is_contiguous(),
-                "NCCL all-reduce needs a contiguous tensor on cuda:", device_);
-    const ncclDataType_t type = ToNcclType(tensor.scalar_type());
+    CheckTensor(tensor);
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_).stream();
+    if (TryPeer(tensor, tensor, stream)) return;
+    const ncclDataType_t type = ToNcclType(tensor.scalar_type());
+    RefuseCapture(stream);
     std::lock_guard<std::mutex> lock(mu_);
     if (comm_ == nullptr) throw CommAbortedError("NCCL communicator aborted: another rank failed");
     CheckNccl(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(),
                             static_cast<size_t>(tensor.numel()), type, ncclSum, comm_, stream),
               "all-reduce");
+  }
+
+  at::Tensor AllReduceSumAsFloat(const at::Tensor& partial) override {
+    CheckTensor(partial);
+    if (peer_ != nullptr) {
+      at::Tensor sum = at::empty(partial.sizes(), partial.options().dtype(at::kFloat));
+      if (TryPeer(partial, sum, c10::cuda::getCurrentCUDAStream(device_).stream())) return sum;
+    }
+    return Communicator::AllReduceSumAsFloat(partial);
+  }
+
+  int64_t capturable_bytes() const noexcept override {
+    return peer_ != nullptr ? peer_->half_bytes() : 0;
+  }
+
+  void ThrowIfCollectivesFailed() override {
+    if (peer_ != nullptr && peer_->timed_out()) {
+      throw Error(ErrorCode::kDeviceFailed,
+                  "an all-reduce on cuda:" + std::to_string(device_) + " waited more than " +
+                      std::to_string(kernels::kPeerTimeoutNs / 1000000000) +
+                      " s for a peer GPU that never arrived");
+    }
   }
 
   void Barrier() override {
@@ -67,6 +108,43 @@ class NcclCommunicator final : public Communicator {
                           .device(at::kCUDA, static_cast<c10::DeviceIndex>(device_)));
     AllReduceSum(token);
     c10::cuda::getCurrentCUDAStream(device_).synchronize();
+  }
+
+  void CheckTensor(const at::Tensor& tensor) const {
+    TORCH_CHECK(tensor.is_cuda() && tensor.device().index() == device_ && tensor.is_contiguous(),
+                "all-reduce needs a contiguous tensor on cuda:", device_);
+  }
+
+  // Sums `input` into `out` (fp32) with the peer kernel when the message fits; false leaves it to
+  // NCCL. The two decide by size and alignment alone, so every rank takes the same path.
+  bool TryPeer(const at::Tensor& input, at::Tensor& out, cudaStream_t stream) {
+    if (peer_ == nullptr) return false;
+    const kernels::ElementType type = ToElementType(input.scalar_type());
+    const kernels::PeerGroup& group = peer_->group(rank_);
+    if (!kernels::PeerAllReduceFits(group, input.data_ptr(), type, input.numel())) return false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (comm_ == nullptr) throw CommAbortedError("all-reduce aborted: another rank failed");
+    }
+    const cudaError_t result = kernels::PeerAllReduceToFloat(
+        group, input.data_ptr(), type, out.data_ptr<float>(), input.numel(), stream);
+    if (result != cudaSuccess) {
+      throw Error(ErrorCode::kDeviceFailed,
+                  std::string("peer all-reduce launch failed: ") + cudaGetErrorString(result));
+    }
+    return true;
+  }
+
+  // NCCL inside a CUDA graph would make ncclCommAbort wait for the graph's destruction, which the
+  // failure protocol cannot wait for (model/cuda_graphs.h): a capture must not reach NCCL.
+  static void RefuseCapture(cudaStream_t stream) {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &status) == cudaSuccess &&
+        status == cudaStreamCaptureStatusNone) {
+      return;
+    }
+    throw Error(ErrorCode::kInternal,
+                "an all-reduce too large for the peer kernel was captured into a CUDA graph");
   }
 
   void Set(ncclComm_t comm) {
@@ -86,16 +164,23 @@ class NcclCommunicator final : public Communicator {
   const int rank_;
   const int world_;
   const int device_;
+  const PeerAllReduce* const peer_;  // owned by the group; null when NCCL carries everything
   std::mutex mu_;
   ncclComm_t comm_ = nullptr;
 };
 
 class NcclGroup final : public CommunicatorGroup {
  public:
-  explicit NcclGroup(std::vector<int> devices) : devices_(std::move(devices)) {
+  NcclGroup(std::vector<int> devices, bool peer, std::string* note) : devices_(std::move(devices)) {
     const int world = static_cast<int>(devices_.size());
+    std::string why = "turned off";
+    if (peer) peer_ = PeerAllReduce::Create(devices_, kPeerHalfBytes, &why);
+    if (note != nullptr) {
+      *note = peer_ ? "small all-reduces go through the peer kernel, larger ones through NCCL"
+                    : "every all-reduce goes through NCCL (peer kernel: " + why + ")";
+    }
     for (int r = 0; r < world; ++r) {
-      comms_.push_back(std::make_unique<NcclCommunicator>(r, world, devices_[r]));
+      comms_.push_back(std::make_unique<NcclCommunicator>(r, world, devices_[r], peer_.get()));
     }
     Create();
   }
@@ -122,6 +207,7 @@ class NcclGroup final : public CommunicatorGroup {
   void Abort() noexcept override {
     std::lock_guard<std::mutex> lock(abort_mu_);
     if (aborted_.exchange(true)) return;
+    if (peer_) peer_->Abort();
     for (auto& c : comms_) {
       ncclComm_t comm = c->Take();
       if (comm != nullptr) ncclCommAbort(comm);
@@ -137,6 +223,7 @@ class NcclGroup final : public CommunicatorGroup {
       if (comm != nullptr) ncclCommAbort(comm);
     }
     Create();
+    if (peer_) peer_->Reset();
     aborted_.store(false);
   }
 
@@ -192,7 +279,12 @@ class NcclGroup final : public CommunicatorGroup {
     }
   }
 
+  // Staging per rank for one message: 8 MiB holds the partial sums of 1638 tokens of a bf16
+  // 4B model (hidden 2560), more than the largest CUDA graph bucket.
+  static constexpr int64_t kPeerHalfBytes = int64_t{8} << 20;
+
   std::vector<int> devices_;
+  std::unique_ptr<PeerAllReduce> peer_;  // before comms_, which point into it
   std::vector<std::unique_ptr<NcclCommunicator>> comms_;
   std::mutex abort_mu_;
   std::atomic<bool> aborted_{false};
@@ -200,8 +292,9 @@ class NcclGroup final : public CommunicatorGroup {
 
 }  // namespace
 
-std::unique_ptr<CommunicatorGroup> MakeNcclGroup(const std::vector<int>& device_ids) {
-  return std::make_unique<NcclGroup>(device_ids);
+std::unique_ptr<CommunicatorGroup> MakeNcclGroup(const std::vector<int>& device_ids,
+                                                 bool peer_all_reduce, std::string* note) {
+  return std::make_unique<NcclGroup>(device_ids, peer_all_reduce, note);
 }
 
 }  // namespace qwen3

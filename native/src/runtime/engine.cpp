@@ -62,6 +62,10 @@ constexpr int kMaxGraphTokens = 8192;
 struct Job {
   PackedBatch batch;
   EmbedCallback done;
+  // Decided by rank 0 before its peers see the job, so that every rank of a group takes the same
+  // path (a graph replay and an eager forward differ in their all-reduces).
+  std::shared_ptr<LayerTestHook> hook;
+  bool graphed = false;
 };
 using JobPtr = std::shared_ptr<Job>;
 
@@ -143,8 +147,9 @@ struct Rank {
   std::unique_ptr<ForwardGraphs> graphs;  // CUDA graphs of small batches, when in use
   int64_t weight_bytes = 0;
   std::thread thread;
-  std::exception_ptr load_error;  // written before the load barrier, read after it
-  std::exception_ptr job_error;   // written before the job barrier, read by rank 0 after it
+  std::exception_ptr load_error;   // written before the load barrier, read after it
+  std::exception_ptr job_error;    // written before the job barrier, read by rank 0 after it
+  std::exception_ptr graph_error;  // written before the capture barrier, read by all after it
 };
 
 struct Replica {
@@ -317,6 +322,7 @@ class Engine::Impl {
 
   void ValidateOptions() const;
   void RankMain(Replica& replica, Rank& rank);
+  void Plan(const Rank& lead, Job& job) const;
   void ExecuteJob(Replica& replica, Rank& rank, Job& job);
   void CaptureGraphs(Replica& replica, Rank& rank);
   void Settle(Replica& replica, Job& job, std::vector<float> rows);
@@ -342,6 +348,7 @@ class Engine::Impl {
   std::vector<std::string> failures_;
   std::shared_ptr<LayerTestHook> hook_;
   int64_t graph_max_tokens_ = 0;  // as captured at load (for Info)
+  bool peer_all_reduce_ = false;  // the groups' small all-reduces use the peer kernel (for Info)
 
   std::mutex shutdown_mu_;
   bool shut_down_ = false;
@@ -442,7 +449,10 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
     } else {
 #ifdef QWEN3_WITH_NCCL
       Report("replica " + std::to_string(r) + ": creating NCCL communicators");
-      replica->comm = MakeNcclGroup(ids);
+      std::string note;
+      replica->comm = MakeNcclGroup(ids, options_.peer_all_reduce, &note);
+      peer_all_reduce_ = replica->comm->rank(0).capturable_bytes() > 0;
+      Report("replica " + std::to_string(r) + ": " + note);
 #endif
     }
     replicas_.push_back(std::move(replica));
@@ -514,16 +524,20 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
   bool all_loaded = true;
   for (const auto& r : replica.ranks) all_loaded = all_loaded && !r->load_error;
   if (all_loaded) {
-    Job warmup{WarmupBatch(config_), nullptr};
+    Job warmup;  // eager, no hook
+    warmup.batch = WarmupBatch(config_);
     if (rank.index == 0) {
       warmup.done = [&replica](std::vector<float> /*rows*/, const Error* error) {
         if (error != nullptr) replica.warmup_error = std::make_exception_ptr(*error);
       };
     }
     ExecuteJob(replica, rank, warmup);
-    // Graphs are for single-rank replicas only (model/cuda_graphs.h), after a clean warm-up.
-    if (world == 1 && !rank.job_error && options_.cuda_graph_max_tokens > 0 &&
-        ForwardGraphs::Supported(*rank.model)) {
+    // Every rank's warm-up outcome is visible after ExecuteJob's barrier, so all ranks of the
+    // group make the same decision.
+    bool warm = true;
+    for (const auto& r : replica.ranks) warm = warm && !r->job_error;
+    if (warm && options_.cuda_graph_max_tokens > 0 &&
+        ForwardGraphs::Supported(*rank.model, replica.comm->rank(rank.index))) {
       CaptureGraphs(replica, rank);
     }
   }
@@ -543,6 +557,7 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
       JobPtr job;
       if (rank.index == 0) {
         job = replica.healthy.load() ? queue_.Pop() : nullptr;
+        if (job) Plan(rank, *job);
         replica.slot.Publish(job);
       } else {
         job = replica.slot.Wait(&seen);
@@ -561,26 +576,31 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
   }
 }
 
-void Engine::Impl::ExecuteJob(Replica& replica, Rank& rank, Job& job) {
-  std::shared_ptr<LayerTestHook> hook;
+void Engine::Impl::Plan(const Rank& lead, Job& job) const {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    hook = hook_;
+    if (hook_ && *hook_) job.hook = hook_;
   }
+  // Test hooks run between layers, which only the eager path has.
+  job.graphed = lead.graphs && !job.hook && lead.graphs->Fits(job.batch);
+}
+
+void Engine::Impl::ExecuteJob(Replica& replica, Rank& rank, Job& job) {
   CommunicatorGroup& group = *replica.comm;
+  Communicator& comm = group.rank(rank.index);
   std::vector<float> rows;
   std::exception_ptr error;
   try {
-    const bool hooked = hook && *hook;
     at::Tensor pooled;
-    // Test hooks run between layers, which only the eager path has.
-    if (rank.graphs && !hooked && rank.graphs->Fits(job.batch)) {
+    if (job.graphed) {
       pooled = rank.graphs->Run(job.batch);
     } else {
       const PackedInput in = PackedInput::Make(job.batch, rank.device);
       LayerHook layer_hook;
-      if (hooked) layer_hook = [&](int layer) { (*hook)(replica.index, rank.index, layer); };
-      pooled = rank.model->Forward(in, group.rank(rank.index), layer_hook);
+      if (job.hook) {
+        layer_hook = [&](int layer) { (*job.hook)(replica.index, rank.index, layer); };
+      }
+      pooled = rank.model->Forward(in, comm, layer_hook);
     }
     if (rank.index == 0) {
       at::Tensor host = pooled;
@@ -589,12 +609,14 @@ void Engine::Impl::ExecuteJob(Replica& replica, Rank& rank, Job& job) {
         host.copy_(pooled, /*non_blocking=*/true);
       }
       WaitForDevice(rank.device, group);
+      comm.ThrowIfCollectivesFailed();
       host = host.contiguous();
       rows = TruncateAndNormalize(host.data_ptr<float>(), host.size(0), host.size(1),
                                   job.batch.dimensions);
     } else {
       // Surface asynchronous errors now and leave the stream idle for the next job.
       WaitForDevice(rank.device, group);
+      comm.ThrowIfCollectivesFailed();
     }
   } catch (...) {
     error = std::current_exception();
@@ -611,26 +633,54 @@ void Engine::Impl::ExecuteJob(Replica& replica, Rank& rank, Job& job) {
   if (rank.index == 0) Settle(replica, job, std::move(rows));
 }
 
-// Captures the graphs of a single-rank replica after its warm-up. A failed capture is not fatal:
-// the replica serves eagerly and says why.
+// Captures the graphs of one rank after its replica's warm-up; every rank of the replica calls it
+// at the same point. A failed capture is not fatal: the replica serves eagerly and says why. A rank
+// whose capture fails aborts the group (its peers may be waiting for it in an all-reduce of the
+// capture's eager runs); then no rank keeps its graphs and rank 0 rebuilds the communicators.
 void Engine::Impl::CaptureGraphs(Replica& replica, Rank& rank) {
   const auto started = std::chrono::steady_clock::now();
   const std::string who = "replica " + std::to_string(replica.index) + ": ";
+  Communicator& comm = replica.comm->rank(rank.index);
   try {
     GraphOptions graph_options;
-    graph_options.max_tokens = options_.cuda_graph_max_tokens;
+    graph_options.max_tokens = std::min<int64_t>(options_.cuda_graph_max_tokens,
+                                                 ForwardGraphs::TokenLimit(*rank.model, comm));
     rank.graphs = std::make_unique<ForwardGraphs>(*rank.model, graph_options);
-    rank.graphs->Capture(replica.comm->rank(rank.index));
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - started)
-                        .count();
-    Report(who + "captured CUDA graphs for " + std::to_string(rank.graphs->buckets()) +
-           " batch sizes up to " + std::to_string(rank.graphs->max_tokens()) + " tokens in " +
-           std::to_string(ms) + " ms");
+    rank.graphs->Capture(comm);
   } catch (...) {
+    rank.graph_error = std::current_exception();
     rank.graphs.reset();
-    Report(who + "CUDA graphs are off: " + Classify(std::current_exception()).what());
+    replica.comm->Abort();
   }
+  replica.barrier.ArriveAndWait();
+  std::exception_ptr failure;
+  for (const auto& r : replica.ranks) {
+    if (!failure && r->graph_error && !IsCommAborted(r->graph_error)) failure = r->graph_error;
+  }
+  for (const auto& r : replica.ranks) {
+    if (!failure && r->graph_error) failure = r->graph_error;
+  }
+  if (failure) rank.graphs.reset();
+  if (rank.index == 0) {
+    if (failure) {
+      Report(who + "CUDA graphs are off: " + Classify(failure).what());
+      if (replica.comm->aborted()) {
+        try {
+          replica.comm->Rebuild();
+        } catch (...) {
+          replica.warmup_error = std::current_exception();
+        }
+      }
+    } else {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+      Report(who + "captured CUDA graphs for " + std::to_string(rank.graphs->buckets()) +
+             " batch sizes up to " + std::to_string(rank.graphs->max_tokens()) + " tokens in " +
+             std::to_string(ms) + " ms");
+    }
+  }
+  replica.barrier.ArriveAndWait();  // the group is usable again before any rank goes on
 }
 
 void Engine::Impl::Settle(Replica& replica, Job& job, std::vector<float> rows) {
@@ -729,6 +779,7 @@ EngineInfo Engine::Impl::Info() const {
     std::lock_guard<std::mutex> lock(mu_);
     info.cuda_graph_max_tokens = graph_max_tokens_;
   }
+  info.peer_all_reduce = peer_all_reduce_;
   for (const auto& replica : replicas_) {
     for (const auto& rank : replica->ranks) {
       DeviceInfo d;

@@ -41,6 +41,10 @@ struct EngineOptions {
   // CUDA graphs for batches of up to this many tokens (and 64 sequences); 0 turns them off. Used
   // only on CUDA with flash attention (bf16/fp16). See docs/engine.md.
   int cuda_graph_max_tokens = 512;
+  // Tensor-parallel groups on CUDA send small all-reduces through a one-shot kernel over peer
+  // access (NVLink) instead of NCCL, which also lets their forward be captured in CUDA graphs.
+  // Used only when every pair of the group's GPUs has peer access.
+  bool peer_all_reduce = true;
 };
 
 struct DeviceInfo {
@@ -70,6 +74,8 @@ struct EngineInfo {
   int replicas = 1;
   // The largest batch (in tokens) the captured CUDA graphs take; 0 when no graph is in use.
   int64_t cuda_graph_max_tokens = 0;
+  // Whether the tensor-parallel groups send small all-reduces through the peer kernel.
+  bool peer_all_reduce = false;
   std::vector<DeviceInfo> devices;
 };
 

@@ -42,6 +42,7 @@ const DEFAULT_INFO: EngineInfo = {
   tensorParallelSize: 1,
   replicas: 1,
   cudaGraphMaxTokens: 0,
+  peerAllReduce: false,
   devices: [{ index: -1, name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1, replica: 0, rank: 0 }],
 };
 

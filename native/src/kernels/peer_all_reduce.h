@@ -1,0 +1,55 @@
+// A one-shot all-reduce over NVLink (or PCIe peer access) for the small messages of a short
+// query, for the GPUs of one tensor-parallel group driven by one process. NCCL spends ~10 us on
+// each of a forward's 72 all-reduces at these sizes; this kernel is one launch that copies the
+// rank's partial sums into its staging buffer, meets its peers on flags in each other's memory, and
+// sums every rank's buffer straight over peer loads, in fp32 and in rank order, so every rank gets
+// the same bits. It also takes the bf16/fp16 partials and writes fp32, which saves the cast kernel.
+//
+// The kernel is safe to capture in a CUDA graph: the flag values (epochs) live in device memory and
+// each launch advances them itself. It never waits forever: it gives up when the host sets the
+// group's abort word (a peer failed), or after kPeerTimeoutNs, when it sets the timed-out word.
+// Either way the result is undefined and the epochs are out of step, so the host resets the
+// signals (zeroes them) before the next use. Like fused_kernels.h this header is plain C++.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/fused_kernels.h"
+
+namespace qwen3::kernels {
+
+constexpr int kPeerMaxRanks = 8;
+// Every launch uses this many blocks, so each block's epoch counter and its slice of the message
+// stay the same from launch to launch (what makes two staging halves enough; see the .cu file).
+constexpr int kPeerBlocks = 24;
+constexpr uint64_t kPeerTimeoutNs = uint64_t{30} * 1000 * 1000 * 1000;
+
+// One per rank, in that rank's device memory, zeroed before first use.
+struct PeerSignals {
+  uint32_t flags[kPeerBlocks][kPeerMaxRanks];  // flags[b][r]: rank r's block b reached this epoch
+  uint32_t epochs[kPeerBlocks];                // the last epoch of this rank's block b
+};
+
+struct PeerGroup {
+  int rank = 0;
+  int world = 0;
+  void* staging[kPeerMaxRanks] = {};  // each rank's staging buffer: two halves of half_bytes
+  int64_t half_bytes = 0;
+  PeerSignals* signals[kPeerMaxRanks] = {};
+  const volatile int32_t* abort_word = nullptr;  // host-mapped; non-zero: stop waiting
+  volatile int32_t* timed_out_word = nullptr;    // host-mapped; set to 1 on a timeout
+};
+
+// Whether a message of `count` elements of `type` at `input` can go through the kernel: the
+// count is a multiple of 16 bytes, the input 16-byte aligned, and it fits one staging half.
+bool PeerAllReduceFits(const PeerGroup& group, const void* input, ElementType type, int64_t count);
+
+// out[i] = sum over ranks r (in order 0..world-1) of rank r's input[i], in fp32. Every rank of the
+// group must launch it with the same count and type, in the same order as its other all-reduces.
+// `out` may alias `input` when the type is fp32.
+cudaError_t PeerAllReduceToFloat(const PeerGroup& group, const void* input, ElementType type,
+                                 float* out, int64_t count, cudaStream_t stream);
+
+}  // namespace qwen3::kernels

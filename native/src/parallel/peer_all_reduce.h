@@ -1,0 +1,54 @@
+// The host side of the one-shot peer all-reduce (kernels/peer_all_reduce.h) for the GPUs of one
+// tensor-parallel group: peer access between every pair, each rank's staging buffer and signals,
+// and the host-mapped abort and timed-out words. The NCCL group owns one and sends the messages
+// that fit through it; NCCL takes the rest. CUDA builds only.
+#pragma once
+
+#ifdef QWEN3_WITH_CUDA
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/peer_all_reduce.h"
+
+namespace qwen3 {
+
+class PeerAllReduce {
+ public:
+  // Enables peer access between every pair of `devices` and allocates each rank's buffers
+  // (2 x half_bytes of staging). Returns nullptr and says why in *why when some pair of devices
+  // cannot reach each other's memory (then NCCL carries every all-reduce). Throws on CUDA errors.
+  static std::unique_ptr<PeerAllReduce> Create(const std::vector<int>& devices, int64_t half_bytes,
+                                               std::string* why);
+  ~PeerAllReduce();
+  PeerAllReduce(const PeerAllReduce&) = delete;
+  PeerAllReduce& operator=(const PeerAllReduce&) = delete;
+
+  const kernels::PeerGroup& group(int rank) const { return groups_.at(static_cast<size_t>(rank)); }
+  int64_t half_bytes() const noexcept { return half_bytes_; }
+
+  // Makes every waiting and later launch give up (results undefined) until Reset(). Thread-safe.
+  void Abort() noexcept;
+  // Whether a launch gave up after waiting kernels::kPeerTimeoutNs for a peer.
+  bool timed_out() const noexcept;
+  // Zeroes every rank's signals and clears the abort and timed-out words. Call only while no
+  // launch is in flight on any rank (after an abort, once every rank's stream has drained).
+  void Reset();
+
+ private:
+  PeerAllReduce() = default;
+  void Free() noexcept;
+
+  std::vector<int> devices_;
+  int64_t half_bytes_ = 0;
+  std::vector<void*> staging_;
+  std::vector<kernels::PeerSignals*> signals_;
+  int32_t* words_ = nullptr;  // host-mapped: [0] abort, [1] timed out
+  std::vector<kernels::PeerGroup> groups_;
+};
+
+}  // namespace qwen3
+
+#endif  // QWEN3_WITH_CUDA
