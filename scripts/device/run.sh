@@ -24,7 +24,8 @@
 #             (ENGINE_LAYOUTS, ENGINE_SHAPES, ENGINE_RUNS) -> engine-latency.json
 #   layouts   the API server per GPU layout (tp1, tp2, dp2, tp4, tp2x2, dp4 as GPUs allow): short-query
 #             latency and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT;
-#             a layout is name:visibleGpus:tp[:nccl], nccl = TP_PEER_ALL_REDUCE=false)
+#             a layout is name:visibleGpus:tp[:nccl], nccl = TP_PEER_ALL_REDUCE=false; BENCH_SERVER_PROBE=1
+#             preloads scripts/device/server-probe.js: the server's own time per request)
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -331,6 +332,7 @@ start_server() { # model visible-gpus tp port key log [all-reduce]
   [ -n "$visible" ] && layout+=("CUDA_VISIBLE_DEVICES=$visible")
   [ -n "$tp" ] && layout+=("TENSOR_PARALLEL_SIZE=$tp")
   [ "$allreduce" = nccl ] && layout+=("TP_PEER_ALL_REDUCE=false")
+  [ "${BENCH_SERVER_PROBE:-0}" = 1 ] && layout+=("NODE_OPTIONS=--require $ROOT/scripts/device/server-probe.js")
   env "${layout[@]}" MODEL_PATH="$model" DEVICE=cuda API_KEY="$key" PORT="$port" LOG_LEVEL=warn \
     node "$APP/dist/apps/api/src/main.js" > "$log" 2>&1 &
   SERVER_PID=$!
@@ -375,6 +377,7 @@ step_layouts() {
     curl -s "http://127.0.0.1:$port/health" | head -c 600; echo
     admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency 1 --batch 1 \
       --requests "${BENCH_LATENCY_REQUESTS:-200}" --corpus "$queries" --json > "$WORK/layout-$name-latency.json" || true
+    grep -h "server-probe" "$WORK/server-$name.log" | tail -1 | sed "s/^/| layout $name short queries | /; s/$/ |/" >> "$RESULTS"
     admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency "${tpoint%x*}" --batch "${tpoint#*x}" \
       --requests "${BENCH_REQUESTS:-300}" --corpus "$corpus" --json > "$WORK/layout-$name-throughput.json" || true
     stop_server
