@@ -16,6 +16,7 @@
 #include "model/attention.h"
 #include "model/fused_ops.h"
 #include "parallel/communicator.h"
+#include "parallel/peer_all_reduce.h"
 #include "reference_model.h"
 #include "runtime/engine.h"
 #include "test_checkpoint.h"
@@ -388,6 +389,43 @@ TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForItsPeers) {
         at::full({4096}, r + 1.0, at::TensorOptions().device(at::kCUDA, r).dtype(at::kBFloat16));
     sums[static_cast<size_t>(r)] = group->rank(r).AllReduceSumAsFloat(input);
   });
+  EXPECT_TRUE(at::equal(sums[0].cpu(), at::full({4096}, 3.0f)));
+  EXPECT_TRUE(at::equal(sums[1].cpu(), at::full({4096}, 3.0f)));
+}
+
+TEST(PeerAllReduceTest, ARankWhosePeerNeverComesTimesOutAndTheGroupRecovers) {
+  REQUIRE_GPUS(2);
+  std::string why;
+  auto peer = PeerAllReduce::Create({0, 1}, int64_t{1} << 20, &why, /*timeout_ns=*/200'000'000);
+  ASSERT_NE(peer, nullptr) << why;
+  c10::cuda::CUDAGuard guard(0);
+  auto stream = c10::cuda::getStreamFromPool(false, 0);
+  at::Tensor x = at::ones({4096}, at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16));
+  at::Tensor out = at::empty({4096}, x.options().dtype(at::kFloat));
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_EQ(
+      kernels::PeerAllReduceToFloat(peer->group(0), x.data_ptr(), kernels::ElementType::kBFloat16,
+                                    out.data_ptr<float>(), x.numel(), stream.stream()),
+      cudaSuccess);
+  stream.synchronize();
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, std::chrono::milliseconds(150));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+  EXPECT_TRUE(peer->timed_out());
+  peer->Reset();
+  EXPECT_FALSE(peer->timed_out());
+  // Both ranks come: the sum is right again.
+  std::vector<at::Tensor> sums(2);
+  OnEveryRank(2, [&](int r) {
+    at::Tensor input = at::full({4096}, r + 1.0, x.options().device(at::Device(at::kCUDA, r)));
+    at::Tensor sum = at::empty({4096}, input.options().dtype(at::kFloat));
+    const cudaError_t result = kernels::PeerAllReduceToFloat(
+        peer->group(r), input.data_ptr(), kernels::ElementType::kBFloat16, sum.data_ptr<float>(),
+        input.numel(), c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(r)).stream());
+    if (result != cudaSuccess) throw std::runtime_error(cudaGetErrorString(result));
+    sums[static_cast<size_t>(r)] = sum;
+  });
+  EXPECT_FALSE(peer->timed_out());
   EXPECT_TRUE(at::equal(sums[0].cpu(), at::full({4096}, 3.0f)));
   EXPECT_TRUE(at::equal(sums[1].cpu(), at::full({4096}, 3.0f)));
 }

@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kThreads)
       const uint64_t now = GlobalTimerNs();
       if (started == 0) {
         started = now;
-      } else if (now - started > kPeerTimeoutNs) {
+      } else if (now - started > group.timeout_ns) {
         *group.timed_out_word = 1;
         break;
       }

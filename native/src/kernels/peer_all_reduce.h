@@ -7,9 +7,10 @@
 //
 // The kernel is safe to capture in a CUDA graph: the flag values (epochs) live in device memory and
 // each launch advances them itself. It never waits forever: it gives up when the host sets the
-// group's abort word (a peer failed), or after kPeerTimeoutNs, when it sets the timed-out word.
-// Either way the result is undefined and the epochs are out of step, so the host resets the
-// signals (zeroes them) before the next use. Like fused_kernels.h this header is plain C++.
+// group's abort word (a peer failed), or after timeout_ns (default kPeerTimeoutNs), when it sets
+// the timed-out word. Either way the result is undefined and the epochs are out of step, so the
+// host resets the signals (zeroes them) before the next use. Like fused_kernels.h this header is
+// plain C++.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -40,6 +41,7 @@ struct PeerGroup {
   PeerSignals* signals[kPeerMaxRanks] = {};
   const volatile int32_t* abort_word = nullptr;  // host-mapped; non-zero: stop waiting
   volatile int32_t* timed_out_word = nullptr;    // host-mapped; set to 1 on a timeout
+  uint64_t timeout_ns = kPeerTimeoutNs;          // how long a block waits for a peer
 };
 
 // Whether a message of `count` elements of `type` at `input` can go through the kernel: the

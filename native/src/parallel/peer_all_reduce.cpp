@@ -36,7 +36,8 @@ class DeviceRestorer {
 }  // namespace
 
 std::unique_ptr<PeerAllReduce> PeerAllReduce::Create(const std::vector<int>& devices,
-                                                     int64_t half_bytes, std::string* why) {
+                                                     int64_t half_bytes, std::string* why,
+                                                     uint64_t timeout_ns) {
   const int world = static_cast<int>(devices.size());
   if (world < 2 || world > kernels::kPeerMaxRanks) {
     *why = "the kernel takes 2 to " + std::to_string(kernels::kPeerMaxRanks) + " GPUs";
@@ -87,6 +88,7 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::Create(const std::vector<int>& dev
       g.rank = r;
       g.world = world;
       g.half_bytes = half_bytes;
+      g.timeout_ns = timeout_ns;
       for (int k = 0; k < world; ++k) {
         g.staging[k] = self->staging_[static_cast<size_t>(k)];
         g.signals[k] = self->signals_[static_cast<size_t>(k)];

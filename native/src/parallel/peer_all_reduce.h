@@ -20,8 +20,10 @@ class PeerAllReduce {
   // Enables peer access between every pair of `devices` and allocates each rank's buffers
   // (2 x half_bytes of staging). Returns nullptr and says why in *why when some pair of devices
   // cannot reach each other's memory (then NCCL carries every all-reduce). Throws on CUDA errors.
+  // timeout_ns: how long a launch waits for a peer before it gives up (tests shorten it).
   static std::unique_ptr<PeerAllReduce> Create(const std::vector<int>& devices, int64_t half_bytes,
-                                               std::string* why);
+                                               std::string* why,
+                                               uint64_t timeout_ns = kernels::kPeerTimeoutNs);
   ~PeerAllReduce();
   PeerAllReduce(const PeerAllReduce&) = delete;
   PeerAllReduce& operator=(const PeerAllReduce&) = delete;
@@ -31,7 +33,7 @@ class PeerAllReduce {
 
   // Makes every waiting and later launch give up (results undefined) until Reset(). Thread-safe.
   void Abort() noexcept;
-  // Whether a launch gave up after waiting kernels::kPeerTimeoutNs for a peer.
+  // Whether a launch gave up after waiting its timeout for a peer.
   bool timed_out() const noexcept;
   // Zeroes every rank's signals and clears the abort and timed-out words. Call only while no
   // launch is in flight on any rank (after an abort, once every rank's stream has drained).
