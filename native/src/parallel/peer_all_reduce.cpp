@@ -137,6 +137,12 @@ bool PeerAllReduce::timed_out() const noexcept {
 
 void PeerAllReduce::Reset() {
   DeviceRestorer restore;
+  // Launches released by an abort may still be finishing (they write their epochs on the way
+  // out), on streams that do not wait for the memset's stream: let every device drain first.
+  for (size_t i = 0; i < signals_.size(); ++i) {
+    CheckCuda(cudaSetDevice(devices_[i]), "cudaSetDevice");
+    CheckCuda(cudaDeviceSynchronize(), "draining before zeroing the signals");
+  }
   for (size_t i = 0; i < signals_.size(); ++i) {
     CheckCuda(cudaSetDevice(devices_[i]), "cudaSetDevice");
     CheckCuda(cudaMemset(signals_[i], 0, sizeof(kernels::PeerSignals)), "zeroing the signals");
