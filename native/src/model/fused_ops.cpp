@@ -7,7 +7,7 @@
 #ifdef QWEN3_WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
 
-#include "kernels/fused_kernels.h"
+#include "kernels/aten_types.h"
 #endif
 
 #include "common/error.h"
@@ -24,20 +24,6 @@ std::pair<at::Tensor, at::Tensor> CosSin(const RotaryInputs& rotary) {
 }
 
 #ifdef QWEN3_WITH_CUDA
-kernels::ElementType ToElementType(at::ScalarType type) {
-  switch (type) {
-    case at::kFloat:
-      return kernels::ElementType::kFloat32;
-    case at::kHalf:
-      return kernels::ElementType::kFloat16;
-    case at::kBFloat16:
-      return kernels::ElementType::kBFloat16;
-    default:
-      throw Error(ErrorCode::kInternal,
-                  std::string("fused kernel on an unsupported dtype ") + c10::toString(type));
-  }
-}
-
 bool Supported(at::ScalarType type) {
   return type == at::kFloat || type == at::kHalf || type == at::kBFloat16;
 }
@@ -76,9 +62,9 @@ at::Tensor AddRmsNorm(at::Tensor& residual, const at::Tensor& delta, const at::T
     at::Tensor result = at::empty(residual.sizes(), residual.options().dtype(out));
     Check(kernels::AddRmsNorm(
               residual.data_ptr<float>(), delta.defined() ? delta.data_ptr() : nullptr,
-              ToElementType(delta.defined() ? delta.scalar_type() : at::kFloat),
+              kernels::ElementTypeOf(delta.defined() ? delta.scalar_type() : at::kFloat),
               weight.data_ptr<float>(), static_cast<float>(eps), result.data_ptr(),
-              ToElementType(out), residual.size(0), residual.size(1), StreamOf(residual)),
+              kernels::ElementTypeOf(out), residual.size(0), residual.size(1), StreamOf(residual)),
           "AddRmsNorm");
     return result;
   }
@@ -102,7 +88,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> QkNormRope(const at::Tensor& qkv,
     at::Tensor k = at::empty({tokens, kv_heads, head_dim}, qkv.options());
     at::Tensor v = at::empty({tokens, kv_heads, head_dim}, qkv.options());
     Check(kernels::QkNormRope(
-              qkv.data_ptr(), ToElementType(qkv.scalar_type()), q_norm.data_ptr<float>(),
+              qkv.data_ptr(), kernels::ElementTypeOf(qkv.scalar_type()), q_norm.data_ptr<float>(),
               k_norm.data_ptr<float>(), rotary.positions.data_ptr<int32_t>(),
               rotary.inv_freq.data_ptr<float>(), static_cast<float>(eps), q.data_ptr(),
               k.data_ptr(), v.data_ptr(), tokens, static_cast<int>(q_heads),
@@ -120,8 +106,8 @@ at::Tensor SiluMul(const at::Tensor& gate_up) {
       Supported(gate_up.scalar_type()) && gate_up.size(1) % 2 == 0) {
     const int64_t width = gate_up.size(1) / 2;
     at::Tensor out = at::empty({gate_up.size(0), width}, gate_up.options());
-    Check(kernels::SiluMul(gate_up.data_ptr(), ToElementType(gate_up.scalar_type()), out.data_ptr(),
-                           gate_up.size(0), width, StreamOf(gate_up)),
+    Check(kernels::SiluMul(gate_up.data_ptr(), kernels::ElementTypeOf(gate_up.scalar_type()),
+                           out.data_ptr(), gate_up.size(0), width, StreamOf(gate_up)),
           "SiluMul");
     return out;
   }

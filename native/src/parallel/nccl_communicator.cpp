@@ -18,6 +18,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "kernels/aten_types.h"
 #include "parallel/communicator.h"
 #include "parallel/peer_all_reduce.h"
 
@@ -40,19 +41,6 @@ ncclDataType_t ToNcclType(at::ScalarType type) {
       return ncclFloat16;
     case at::kBFloat16:
       return ncclBfloat16;
-    default:
-      throw Error(ErrorCode::kInternal, "all-reduce of an unsupported dtype");
-  }
-}
-
-kernels::ElementType ToElementType(at::ScalarType type) {
-  switch (type) {
-    case at::kFloat:
-      return kernels::ElementType::kFloat32;
-    case at::kHalf:
-      return kernels::ElementType::kFloat16;
-    case at::kBFloat16:
-      return kernels::ElementType::kBFloat16;
     default:
       throw Error(ErrorCode::kInternal, "all-reduce of an unsupported dtype");
   }
@@ -119,7 +107,7 @@ class NcclCommunicator final : public Communicator {
   // NCCL. The two decide by size and alignment alone, so every rank takes the same path.
   bool TryPeer(const at::Tensor& input, at::Tensor& out, cudaStream_t stream) {
     if (peer_ == nullptr) return false;
-    const kernels::ElementType type = ToElementType(input.scalar_type());
+    const kernels::ElementType type = kernels::ElementTypeOf(input.scalar_type());
     const kernels::PeerGroup& group = peer_->group(rank_);
     if (!kernels::PeerAllReduceFits(group, input.data_ptr(), type, input.numel())) return false;
     {
