@@ -53,6 +53,23 @@ describe(ModelService.name, () => {
       dtype: 'bfloat16',
       deviceIds: [0, 1, 2, 3],
       tensorParallelSize: 4,
+      cudaGraphMaxTokens: 512,
+      peerAllReduce: true,
+    });
+  });
+
+  it('passes CUDA_GRAPH_MAX_TOKENS and TP_PEER_ALL_REDUCE to the engine', async () => {
+    const { engine, sut } = create({
+      CUDA_VISIBLE_DEVICES: '0,1',
+      CUDA_GRAPH_MAX_TOKENS: '256',
+      TP_PEER_ALL_REDUCE: 'false',
+    });
+    engine.releaseLoad();
+    await sut.load();
+    expect(engine.loadOptions).toMatchObject({
+      tensorParallelSize: 2,
+      cudaGraphMaxTokens: 256,
+      peerAllReduce: false,
     });
   });
 
