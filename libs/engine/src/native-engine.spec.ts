@@ -206,6 +206,7 @@ describeWithAddon(NativeEngine.name, () => {
       tensorParallelSize: 1,
       replicas: 1,
       cudaGraphMaxTokens: 0, // graphs are CUDA-only
+      peerAllReduce: false, // a CUDA tensor-parallel path
     });
     expect(info.parameters).toBeGreaterThan(0);
     expect(info.devices).toHaveLength(1);
@@ -429,6 +430,11 @@ describeWithAddon(NativeEngine.name, () => {
       engine.load(onCpu(tinyDir, { cudaGraphMaxTokens: 100_000 })),
       'INVALID_ARGUMENT',
       /cudaGraphMaxTokens must be between 0 and 8192/,
+    );
+    await expectEngineError(
+      engine.load(onCpu(tinyDir, { peerAllReduce: 'yes' as unknown as boolean })),
+      'INVALID_ARGUMENT',
+      /peerAllReduce must be a boolean/,
     );
     await engine.dispose();
   });
