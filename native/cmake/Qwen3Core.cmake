@@ -65,6 +65,7 @@ message(STATUS "qwen3: CUDA ${QWEN3_WITH_CUDA}, NCCL ${QWEN3_WITH_NCCL}")
 
 set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/common/error.cpp
+  ${QWEN3_NATIVE_DIR}/src/common/json_floats.cpp
   ${QWEN3_NATIVE_DIR}/src/loader/json.cpp
   ${QWEN3_NATIVE_DIR}/src/loader/mapped_file.cpp
   ${QWEN3_NATIVE_DIR}/src/loader/safetensors.cpp
