@@ -1,4 +1,4 @@
-import { fromBase64, toBase64 } from './embedding-encoding';
+import { embeddingsResponseJson, fromBase64, toBase64 } from './embedding-encoding';
 
 describe(toBase64.name, () => {
   it('writes little-endian float32 bytes', () => {
@@ -16,5 +16,40 @@ describe(toBase64.name, () => {
   it('round-trips exactly', () => {
     const row = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i) / 7);
     expect(fromBase64(toBase64(row))).toEqual(row);
+  });
+});
+
+describe(embeddingsResponseJson.name, () => {
+  const rows = [Float32Array.from([0.5, -0.25]), Float32Array.from([Math.fround(0.1), 3])];
+  const parts = { rows, encoding: 'float' as const, model: 'qwen3 "embedding"', promptTokens: 7 };
+
+  it('writes the OpenAI response shape, with JSON.stringify when there is no native formatter', () => {
+    expect(JSON.parse(embeddingsResponseJson(parts, () => undefined))).toEqual({
+      object: 'list',
+      data: [
+        { object: 'embedding', index: 0, embedding: [0.5, -0.25] },
+        { object: 'embedding', index: 1, embedding: [Math.fround(0.1), 3] },
+      ],
+      model: 'qwen3 "embedding"',
+      usage: { prompt_tokens: 7, total_tokens: 7 },
+    });
+  });
+
+  it('puts the formatter text in place of each float row', () => {
+    const body = embeddingsResponseJson(parts, (row) => `[${row.length}]`);
+    expect(JSON.parse(body).data.map((d: { embedding: number[] }) => d.embedding)).toEqual([[2], [2]]);
+  });
+
+  it('writes base64 rows as strings and never calls the float formatter for them', () => {
+    const floatJson = jest.fn(() => '[]');
+    const parsed = JSON.parse(embeddingsResponseJson({ ...parts, encoding: 'base64' }, floatJson));
+    expect(floatJson).not.toHaveBeenCalled();
+    expect(parsed.data.map((d: { embedding: string }) => Array.from(fromBase64(d.embedding)))).toEqual(
+      rows.map((row) => Array.from(row)),
+    );
+  });
+
+  it('writes an empty data list', () => {
+    expect(JSON.parse(embeddingsResponseJson({ ...parts, rows: [] }, () => undefined)).data).toEqual([]);
   });
 });

@@ -38,13 +38,15 @@ export class EmbeddingsController {
   async create(
     @Body() body: EmbeddingsRequestDto,
     @Res({ passthrough: true }) res: Response,
-  ): Promise<EmbeddingsResponseDto> {
+  ): Promise<string> {
     // A client that disconnects has its queued work dropped.
     const abort = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
     });
-    const { response, timings } = await this.embeddings.embed(body, abort.signal);
+    const { body: json, timings } = await this.embeddings.embed(body, abort.signal);
+    // The service writes the JSON itself (embedding-encoding.ts); Express sends a string as is.
+    res.type('application/json');
     res.set({
       'x-tokenization-time-ms': ms(timings.tokenizationMs),
       'x-queue-time-ms': ms(timings.queueMs),
@@ -52,6 +54,6 @@ export class EmbeddingsController {
       'x-total-tokens': String(timings.totalTokens),
       'x-forward-batches': String(timings.batches),
     });
-    return response;
+    return json;
   }
 }

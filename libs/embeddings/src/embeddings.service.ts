@@ -4,8 +4,8 @@ import { InvalidRequestError, RequestTooLargeError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { BatchingService } from '@app/batching/batching.service';
 import { MetricsService } from '@app/metrics/metrics.service';
-import { toBase64 } from './embedding-encoding';
-import { EmbeddingsRequestDto, EmbeddingsResponseDto } from './embeddings.dto';
+import { embeddingsResponseJson } from './embedding-encoding';
+import { EmbeddingsRequestDto } from './embeddings.dto';
 import { ModelService } from './model.service';
 import { TokenizerService } from './tokenizer.service';
 
@@ -18,7 +18,8 @@ export interface EmbeddingTimings {
 }
 
 export interface EmbeddingsResult {
-  response: EmbeddingsResponseDto;
+  /** The response body: the JSON text of an EmbeddingsResponseDto. */
+  body: string;
   timings: EmbeddingTimings;
 }
 
@@ -61,20 +62,18 @@ export class EmbeddingsService {
     this.metrics.tokens.inc(totalTokens);
     this.metrics.inputs.inc(sequences.length);
 
-    const base64 = request.encoding_format === 'base64';
-    const response: EmbeddingsResponseDto = {
-      object: 'list',
-      data: result.embeddings.map((row, index) => ({
-        object: 'embedding',
-        index,
-        embedding: base64 ? toBase64(row) : Array.from(row),
-      })),
-      model: modelId,
-      usage: { prompt_tokens: totalTokens, total_tokens: totalTokens },
-    };
+    const body = embeddingsResponseJson(
+      {
+        rows: result.embeddings,
+        encoding: request.encoding_format === 'base64' ? 'base64' : 'float',
+        model: modelId,
+        promptTokens: totalTokens,
+      },
+      (row) => this.model.floatArrayJson(row),
+    );
     this.metrics.requestSeconds.observe((performance.now() - started) / 1000);
     return {
-      response,
+      body,
       timings: {
         tokenizationMs,
         queueMs: result.queueTimeMs,

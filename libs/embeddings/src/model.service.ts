@@ -131,6 +131,11 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
     throw new ServiceUnavailableError('The model is loading; retry shortly.', 'model_not_ready', 5);
   }
 
+  /** A row as JSON text from the engine's native formatter; undefined when it has none. */
+  floatArrayJson(row: Float32Array): string | undefined {
+    return this.engine.floatArrayJson(row);
+  }
+
   /** Loads the engine and tokenizer, then warms up; resolves once ready. Safe to call twice. */
   load(): Promise<void> {
     this.loading ??= this.loadOnce().catch((error: unknown) => {

@@ -67,6 +67,8 @@ export interface AddonBinding {
   cudaDevices(): AddonCudaDevice[];
   /** One NCCL all-reduce over the GPUs, checked; rejects with code DEVICE_FAILED. */
   allReduceCheck(deviceIds: number[]): Promise<AddonAllReduceCheck>;
+  /** "[v0,v1,...]" with the shortest float32 round-trip digits; non-finite values as null. */
+  floatArrayJson(values: Float32Array): string;
 }
 
 /**

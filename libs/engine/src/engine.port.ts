@@ -116,4 +116,13 @@ export abstract class EnginePort {
   /** ok=false once a device failed; the reason says why. */
   abstract health(): { ok: boolean; reason?: string };
   abstract dispose(): Promise<void>;
+  /**
+   * The JSON text of a row with the shortest digits that read back as the same float32
+   * ("0.0023064255", as OpenAI writes embeddings); null and NaN/Infinity become `null`. Engines
+   * without a native formatter return undefined, and callers fall back to JSON.stringify.
+   */
+  floatArrayJson(values: Float32Array): string | undefined {
+    void values;
+    return undefined;
+  }
 }

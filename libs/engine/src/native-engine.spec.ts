@@ -439,6 +439,24 @@ describeWithAddon(NativeEngine.name, () => {
     await engine.dispose();
   });
 
+  it('formats a row as JSON with the shortest digits that read back as the same float32', () => {
+    const values = Float32Array.from({ length: 4096 }, (_, i) => Math.sin(i * 1.3) / (1 + (i % 97)));
+    values[0] = 0;
+    values[1] = Math.fround(0.0023064255);
+    values[2] = 1e-40; // subnormal
+    const text = sut.floatArrayJson(values);
+    const parsed = JSON.parse(text) as number[];
+    expect(parsed).toHaveLength(values.length);
+    parsed.forEach((value, i) => expect(Math.fround(value)).toBe(values[i]));
+    expect(text.startsWith('[0,0.0023064255,')).toBe(true);
+    expect(text.length).toBeLessThan(JSON.stringify(Array.from(values)).length * 0.7);
+    expect(sut.floatArrayJson(new Float32Array(0))).toBe('[]');
+    expect(JSON.parse(sut.floatArrayJson(Float32Array.from([NaN, Infinity, 1])))).toEqual([null, null, 1]);
+    expect(() => sut.floatArrayJson([1, 2] as unknown as Float32Array)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+    );
+  });
+
   it('reports build facts and no CUDA devices on a CPU build', () => {
     const build = sut.buildInfo();
     expect(typeof build.torchVersion).toBe('string');

@@ -178,6 +178,15 @@ export class NativeEngine extends EnginePort implements OnApplicationShutdown {
     }
   }
 
+  /** The row as JSON text, formatted natively (see EnginePort.floatArrayJson). */
+  override floatArrayJson(values: Float32Array): string {
+    try {
+      return this.loadBinding().floatArrayJson(values);
+    } catch (error) {
+      throw toEngineError(error);
+    }
+  }
+
   private loadBinding(): AddonBinding {
     if (!this.binding) {
       try {
