@@ -85,6 +85,8 @@ describe(createApp.name, () => {
       expect(res.headers.get(header)).toMatch(/^\d+(\.\d+)?$/);
     }
     expect(res.headers.get('x-request-id')).toBeTruthy();
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(res.headers.get('etag')).toBeNull(); // no hash of every body
     const body = await readJson(res);
     expect(body).toMatchObject({
       object: 'list',
