@@ -1,11 +1,13 @@
 /**
  * The cost of writing an embeddings response body, which runs on the server's one JS thread: the
  * engine's native float formatter (shortest float32 digits) against the JSON.stringify fallback, for
- * responses of 1 and 64 rows of 2560 floats, and the client's JSON.parse of each body. No server,
- * no GPU: `embeddingsResponseJson` itself with the real addon.
+ * responses of 1 and 64 rows of 2560 floats, the client's JSON.parse of each body, and the SHA-1 of
+ * the body that Express's ETag (now off) computed for every response. No server, no GPU:
+ * `embeddingsResponseJson` itself with the real addon.
  *
  *   node dist/bench/response-json.js [--runs 300]
  */
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { embeddingsResponseJson, FloatArrayJson } from '@app/embeddings/embedding-encoding';
 import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
@@ -17,6 +19,8 @@ export interface ResponseJsonRow {
   writeMs: number;
   /** Median milliseconds for JSON.parse of that body. */
   parseMs: number;
+  /** Median milliseconds for the SHA-1 of that body (Express's ETag). */
+  sha1Ms: number;
   bytes: number;
 }
 
@@ -54,15 +58,19 @@ export function measureResponseJson(
   let body = '';
   const write: number[] = [];
   const parse: number[] = [];
+  const sha1: number[] = [];
   for (let i = 0; i < runs + 20; i += 1) {
     const started = performance.now();
     body = embeddingsResponseJson(parts, floatJson);
     const written = performance.now();
     JSON.parse(body);
     const parsed = performance.now();
+    createHash('sha1').update(body, 'utf8').digest('base64');
+    const hashed = performance.now();
     if (i >= 20) {
       write.push(written - started);
       parse.push(parsed - written);
+      sha1.push(hashed - parsed);
     }
   }
   return {
@@ -70,6 +78,7 @@ export function measureResponseJson(
     formatter,
     writeMs: median(write),
     parseMs: median(parse),
+    sha1Ms: median(sha1),
     bytes: body.length,
   };
 }
@@ -87,7 +96,7 @@ function main(): void {
     for (const r of [js, nat]) {
       process.stdout.write(
         `${String(r.rows).padStart(2)} row(s)  ${r.formatter.padEnd(14)}  write ${r.writeMs.toFixed(3)} ms  ` +
-          `parse ${r.parseMs.toFixed(3)} ms  ${r.bytes} bytes\n`,
+          `parse ${r.parseMs.toFixed(3)} ms  sha1 ${r.sha1Ms.toFixed(3)} ms  ${r.bytes} bytes\n`,
       );
     }
     process.stdout.write(
