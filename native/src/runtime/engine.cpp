@@ -173,6 +173,19 @@ bool IsCommAborted(const std::exception_ptr& error) {
   }
 }
 
+// The root cause among the ranks' errors in `field` (one step's errors): the first that is not a
+// consequence of the group being aborted, else the first; null when every rank succeeded.
+std::exception_ptr RootCause(const Replica& replica, std::exception_ptr Rank::*field) {
+  for (const auto& r : replica.ranks) {
+    const std::exception_ptr& error = (*r).*field;
+    if (error && !IsCommAborted(error)) return error;
+  }
+  for (const auto& r : replica.ranks) {
+    if ((*r).*field) return (*r).*field;
+  }
+  return nullptr;
+}
+
 bool Contains(const std::string& s, const char* needle) {
   return s.find(needle) != std::string::npos;
 }
@@ -521,9 +534,7 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
 
   // Every rank of the replica learns whether all loaded, so they warm up together or not at all.
   replica.barrier.ArriveAndWait();
-  bool all_loaded = true;
-  for (const auto& r : replica.ranks) all_loaded = all_loaded && !r->load_error;
-  if (all_loaded) {
+  if (!RootCause(replica, &Rank::load_error)) {
     Job warmup;  // eager, no hook
     warmup.batch = WarmupBatch(config_);
     if (rank.index == 0) {
@@ -534,9 +545,7 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
     ExecuteJob(replica, rank, warmup);
     // Every rank's warm-up outcome is visible after ExecuteJob's barrier, so all ranks of the
     // group make the same decision.
-    bool warm = true;
-    for (const auto& r : replica.ranks) warm = warm && !r->job_error;
-    if (warm && options_.cuda_graph_max_tokens > 0 &&
+    if (!RootCause(replica, &Rank::job_error) && options_.cuda_graph_max_tokens > 0 &&
         ForwardGraphs::Supported(*rank.model, replica.comm->rank(rank.index))) {
       CaptureGraphs(replica, rank);
     }
@@ -653,13 +662,7 @@ void Engine::Impl::CaptureGraphs(Replica& replica, Rank& rank) {
     replica.comm->Abort();
   }
   replica.barrier.ArriveAndWait();
-  std::exception_ptr failure;
-  for (const auto& r : replica.ranks) {
-    if (!failure && r->graph_error && !IsCommAborted(r->graph_error)) failure = r->graph_error;
-  }
-  for (const auto& r : replica.ranks) {
-    if (!failure && r->graph_error) failure = r->graph_error;
-  }
+  const std::exception_ptr failure = RootCause(replica, &Rank::graph_error);
   if (failure) rank.graphs.reset();
   if (rank.index == 0) {
     if (failure) {
@@ -684,22 +687,7 @@ void Engine::Impl::CaptureGraphs(Replica& replica, Rank& rank) {
 }
 
 void Engine::Impl::Settle(Replica& replica, Job& job, std::vector<float> rows) {
-  // The root cause is the first error that is not a consequence of the group being aborted.
-  std::exception_ptr root;
-  for (const auto& r : replica.ranks) {
-    if (r->job_error && !IsCommAborted(r->job_error)) {
-      root = r->job_error;
-      break;
-    }
-  }
-  if (!root) {
-    for (const auto& r : replica.ranks) {
-      if (r->job_error) {
-        root = r->job_error;
-        break;
-      }
-    }
-  }
+  const std::exception_ptr root = RootCause(replica, &Rank::job_error);
   if (!root) {
     if (job.done) job.done(std::move(rows), nullptr);
     return;
