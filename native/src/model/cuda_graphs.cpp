@@ -55,7 +55,7 @@ int64_t ForwardGraphs::TokenLimit(const Qwen3Model& model, const Communicator& c
 bool ForwardGraphs::Supported(const Qwen3Model& model, const Communicator& comm) {
 #ifdef QWEN3_WITH_CUDA
   return model.options().device.is_cuda() && model.uses_flash_attention() &&
-         TokenLimit(model, comm) >= GraphBuckets(1).front();  // the smallest bucket
+         TokenLimit(model, comm) > 0;
 #else
   (void)model;
   (void)comm;

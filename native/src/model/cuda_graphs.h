@@ -38,7 +38,7 @@ class ForwardGraphs {
  public:
   // True when this build and model can use graphs: CUDA, flash attention (the math path reads the
   // sequence layout on the host, which a graph would freeze), and a communicator that can capture
-  // the all-reduces of at least the smallest bucket.
+  // the all-reduces of a batch (the buckets then stop at TokenLimit).
   static bool Supported(const Qwen3Model& model, const Communicator& comm);
   // The most tokens a captured batch may have for `comm` to capture its all-reduces.
   static int64_t TokenLimit(const Qwen3Model& model, const Communicator& comm);

@@ -57,7 +57,11 @@ class NcclCommunicator final : public Communicator {
   void AllReduceSum(at::Tensor& tensor) override {
     CheckTensor(tensor);
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_).stream();
-    if (TryPeer(tensor, tensor, stream)) return;
+    // The peer kernel writes fp32, so only an fp32 tensor can be summed by it in place.
+    if (tensor.scalar_type() == at::kFloat && PeerTakes(tensor)) {
+      LaunchPeer(tensor, tensor, stream);
+      return;
+    }
     const ncclDataType_t type = ToNcclType(tensor.scalar_type());
     RefuseCapture(stream);
     std::lock_guard<std::mutex> lock(mu_);
@@ -69,11 +73,10 @@ class NcclCommunicator final : public Communicator {
 
   at::Tensor AllReduceSumAsFloat(const at::Tensor& partial) override {
     CheckTensor(partial);
-    if (peer_ != nullptr) {
-      at::Tensor sum = at::empty(partial.sizes(), partial.options().dtype(at::kFloat));
-      if (TryPeer(partial, sum, c10::cuda::getCurrentCUDAStream(device_).stream())) return sum;
-    }
-    return Communicator::AllReduceSumAsFloat(partial);
+    if (!PeerTakes(partial)) return Communicator::AllReduceSumAsFloat(partial);
+    at::Tensor sum = at::empty(partial.sizes(), partial.options().dtype(at::kFloat));
+    LaunchPeer(partial, sum, c10::cuda::getCurrentCUDAStream(device_).stream());
+    return sum;
   }
 
   int64_t capturable_bytes() const noexcept override {
@@ -84,7 +87,7 @@ class NcclCommunicator final : public Communicator {
     if (peer_ != nullptr && peer_->timed_out()) {
       throw Error(ErrorCode::kDeviceFailed,
                   "an all-reduce on cuda:" + std::to_string(device_) + " waited more than " +
-                      std::to_string(kernels::kPeerTimeoutNs / 1000000000) +
+                      std::to_string(peer_->group(rank_).timeout_ns / 1000000000) +
                       " s for a peer GPU that never arrived");
     }
   }
@@ -103,24 +106,28 @@ class NcclCommunicator final : public Communicator {
                 "all-reduce needs a contiguous tensor on cuda:", device_);
   }
 
-  // Sums `input` into `out` (fp32) with the peer kernel when the message fits; false leaves it to
-  // NCCL. The two decide by size and alignment alone, so every rank takes the same path.
-  bool TryPeer(const at::Tensor& input, at::Tensor& out, cudaStream_t stream) {
-    if (peer_ == nullptr) return false;
-    const kernels::ElementType type = kernels::ElementTypeOf(input.scalar_type());
-    const kernels::PeerGroup& group = peer_->group(rank_);
-    if (!kernels::PeerAllReduceFits(group, input.data_ptr(), type, input.numel())) return false;
+  // Whether the peer kernel takes `input`: it exists, and the message fits a staging half and is
+  // 16-byte aligned. Otherwise NCCL takes it. The decision depends on size and alignment alone, so
+  // every rank takes the same path.
+  bool PeerTakes(const at::Tensor& input) const {
+    return peer_ != nullptr &&
+           kernels::PeerAllReduceFits(peer_->group(rank_), input.data_ptr(),
+                                      kernels::ElementTypeOf(input.scalar_type()), input.numel());
+  }
+
+  // Sums `input` into `out` (fp32) with the peer kernel; PeerTakes(input) must hold.
+  void LaunchPeer(const at::Tensor& input, at::Tensor& out, cudaStream_t stream) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (comm_ == nullptr) throw CommAbortedError("all-reduce aborted: another rank failed");
     }
     const cudaError_t result = kernels::PeerAllReduceToFloat(
-        group, input.data_ptr(), type, out.data_ptr<float>(), input.numel(), stream);
+        peer_->group(rank_), input.data_ptr(), kernels::ElementTypeOf(input.scalar_type()),
+        out.data_ptr<float>(), input.numel(), stream);
     if (result != cudaSuccess) {
       throw Error(ErrorCode::kDeviceFailed,
                   std::string("peer all-reduce launch failed: ") + cudaGetErrorString(result));
     }
-    return true;
   }
 
   // NCCL inside a CUDA graph would make ncclCommAbort wait for the graph's destruction, which the

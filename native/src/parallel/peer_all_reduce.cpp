@@ -83,6 +83,8 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::Create(const std::vector<int>& dev
         cudaHostAlloc(&words, 2 * sizeof(int32_t), cudaHostAllocMapped | cudaHostAllocPortable),
         "host-mapped words");
     self->words_ = static_cast<int32_t*>(words);
+    void* device_words = nullptr;
+    CheckCuda(cudaHostGetDevicePointer(&device_words, words, 0), "host-mapped words");
     for (int r = 0; r < world; ++r) {
       kernels::PeerGroup g;
       g.rank = r;
@@ -93,8 +95,6 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::Create(const std::vector<int>& dev
         g.staging[k] = self->staging_[static_cast<size_t>(k)];
         g.signals[k] = self->signals_[static_cast<size_t>(k)];
       }
-      void* device_words = nullptr;
-      CheckCuda(cudaHostGetDevicePointer(&device_words, words, 0), "host-mapped words");
       g.abort_word = static_cast<const volatile int32_t*>(device_words);
       g.timed_out_word = static_cast<volatile int32_t*>(device_words) + 1;
       self->groups_.push_back(g);
