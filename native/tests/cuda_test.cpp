@@ -63,16 +63,26 @@ class CudaTest : public ::testing::Test {
     return o;
   }
 
-  static PackedBatch Batch() {
+  // bf16 with CUDA graphs off: the reference the graph and TP tests compare with.
+  static EngineOptions EagerOptions(std::vector<int> ids, int tp) {
+    EngineOptions o = Options(DeviceKind::kCuda, DType::kBFloat16, std::move(ids), tp);
+    o.cuda_graph_max_tokens = 0;
+    return o;
+  }
+
+  // One text per length, token ids (t * stride + length) % 256, every row at 128 dimensions.
+  static PackedBatch Texts(const std::vector<int>& lengths, int stride) {
     PackedBatch b;
     b.cu_seqlens = {0};
-    for (int length : {1, 9, 200, 33}) {
-      for (int t = 0; t < length; ++t) b.token_ids.push_back((t * 7 + length) % 256);
+    for (int length : lengths) {
+      for (int t = 0; t < length; ++t) b.token_ids.push_back((t * stride + length) % 256);
       b.cu_seqlens.push_back(static_cast<int32_t>(b.token_ids.size()));
       b.dimensions.push_back(128);
     }
     return b;
   }
+
+  static PackedBatch Batch() { return Texts({1, 9, 200, 33}, 7); }
 
   static double MinCosine(const std::vector<float>& a, const std::vector<float>& b, int dims) {
     double worst = 1;
@@ -184,9 +194,7 @@ TEST(FusedKernelTest, MatchTheCompositeOps) {
 
 TEST_F(CudaTest, GraphReplayMatchesTheEagerPath) {
   REQUIRE_GPUS(1);
-  EngineOptions eager_options = Options(DeviceKind::kCuda, DType::kBFloat16, {0}, 1);
-  eager_options.cuda_graph_max_tokens = 0;
-  auto eager = Engine::Load(eager_options);
+  auto eager = Engine::Load(EagerOptions({0}, 1));
   EXPECT_EQ(eager->Info().cuda_graph_max_tokens, 0);
   auto graphed = Engine::Load(Options(DeviceKind::kCuda, DType::kBFloat16, {0}, 1));
 #ifdef QWEN3_WITH_CUDA
@@ -197,13 +205,7 @@ TEST_F(CudaTest, GraphReplayMatchesTheEagerPath) {
   const std::vector<std::vector<int>> shapes = {
       {5}, {16}, {3, 9, 1, 30}, {500, 12}, std::vector<int>(65, 2), {700}};
   for (const auto& lengths : shapes) {
-    PackedBatch batch;
-    batch.cu_seqlens = {0};
-    for (int length : lengths) {
-      for (int t = 0; t < length; ++t) batch.token_ids.push_back((t * 13 + length) % 256);
-      batch.cu_seqlens.push_back(static_cast<int32_t>(batch.token_ids.size()));
-      batch.dimensions.push_back(128);
-    }
+    const PackedBatch batch = Texts(lengths, 13);
     SCOPED_TRACE(::testing::Message()
                  << lengths.size() << " texts, " << batch.token_ids.size() << " tokens");
     const std::vector<float> expected = eager->Embed(batch);
@@ -249,9 +251,7 @@ TEST_F(CudaTest, OutOfMemoryRejectsTheBatchAndKeepsServing) {
 
 TEST_F(CudaTest, TensorParallelOverNcclMatchesOneGpu) {
   REQUIRE_GPUS(2);
-  EngineOptions eager_options = Options(DeviceKind::kCuda, DType::kBFloat16, {0}, 1);
-  eager_options.cuda_graph_max_tokens = 0;
-  auto one = Engine::Load(eager_options);
+  auto one = Engine::Load(EagerOptions({0}, 1));
   const std::vector<float> expected = one->Embed(Batch());
   one.reset();
   // NCCL alone (no peer kernel): every all-reduce through NCCL, and no graphs.
@@ -271,15 +271,9 @@ TEST_F(CudaTest, TensorParallelOverNcclMatchesOneGpu) {
 #endif
   EXPECT_GE(MinCosine(tp->Embed(Batch()), expected, 128), 0.999);
   // A short text (a graph replay) twice, then a batch past the largest bucket (eager, NCCL).
-  PackedBatch shortText;
-  shortText.cu_seqlens = {0, 7};
-  for (int t = 0; t < 7; ++t) shortText.token_ids.push_back(t + 3);
-  shortText.dimensions = {128};
-  PackedBatch longText;
-  longText.cu_seqlens = {0, 900};
-  for (int t = 0; t < 900; ++t) longText.token_ids.push_back((t * 5) % 256);
-  longText.dimensions = {128};
-  auto solo = Engine::Load(eager_options);
+  const PackedBatch shortText = Texts({7}, 1);
+  const PackedBatch longText = Texts({900}, 5);
+  auto solo = Engine::Load(EagerOptions({0}, 1));
   for (const PackedBatch* batch : {&shortText, &shortText, &longText}) {
     EXPECT_GE(MinCosine(tp->Embed(*batch), solo->Embed(*batch), 128), 0.999);
   }
