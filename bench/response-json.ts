@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { embeddingsResponseJson, FloatArrayJson } from '@app/embeddings/embedding-encoding';
 import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
+import { percentile } from '../apps/admin/src/bench/latency-summary';
 
 export interface ResponseJsonRow {
   rows: number;
@@ -24,9 +25,11 @@ export interface ResponseJsonRow {
   bytes: number;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
+function median(values: readonly number[]): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    0.5,
+  );
 }
 
 /** Unit rows of 2560 seeded values shaped like embeddings (small, both signs). */
