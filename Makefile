@@ -56,11 +56,11 @@ lint: node-deps
 
 format: node-deps
 	$(NPM) run --silent format
-	find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' | xargs clang-format -i
+	find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
 
 format-check: node-deps
 	$(NPM) run --silent format:check
-	find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' | xargs clang-format --dry-run --Werror
+	find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format --dry-run --Werror
 
 typecheck: node-deps
 	$(NPM) run --silent typecheck
@@ -72,7 +72,7 @@ test-native: system-deps
 
 test-native-asan: system-deps
 	cmake -S native/tests -B build/native-tests-asan -DCMAKE_BUILD_TYPE=Debug -DQWEN3_SANITIZE=ON >/dev/null
-	cmake --build build/native-tests-asan -j $(JOBS)
+	cmake --build build/native-tests-asan -j $(JOBS) --target native_tests
 	ASAN_OPTIONS=detect_leaks=0 build/native-tests-asan/native_tests
 
 test-unit: install-dev

@@ -26,6 +26,8 @@
 #             latency and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT;
 #             a layout is name:visibleGpus:tp[:nccl], nccl = TP_PEER_ALL_REDUCE=false; BENCH_SERVER_PROBE=1
 #             preloads scripts/device/server-probe.js: the server's own time per request)
+#   profile   forward_profile per layout (PROFILE_LAYOUTS name:gpus:tp:graphMax[:nccl], PROFILE_SHAPE
+#             textsxtokens, default 1x16): Embed() latency and the forward's kernels by kind -> profile.md
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -187,6 +189,28 @@ step_enginelat() {
     --layouts "$layouts" --shapes "${ENGINE_SHAPES:-1x16,8x16,4x128,32x128}" --runs "${ENGINE_RUNS:-200}" \
     --json "$OUT/engine-latency.json" | tee "$WORK/enginelat.txt" || status=1
   tr '\t' ' ' < "$WORK/enginelat.txt" | sed 's/^/| engine latency | /; s/$/ |/' >> "$RESULTS"
+  return $status
+}
+
+step_profile() {
+  # Where one forward's GPU time goes, per layout: forward_profile (built by the nativetests step)
+  # times Embed() and writes a Kineto trace; bench/trace-summary sorts its kernels -> profile.md.
+  local bin=build/native-tests/forward_profile model=${BENCH_MODEL:-$BIG} gpus layouts status=0
+  [ -x "$bin" ] || { echo "no $bin: run the nativetests step" >&2; return 1; }
+  gpus=$(nvidia-smi --list-gpus | wc -l)
+  layouts="tp1:0:1:512"
+  [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2:512"
+  local shape=${PROFILE_SHAPE:-1x16} layout name ids tp graph nccl line
+  for layout in ${PROFILE_LAYOUTS:-$layouts}; do
+    IFS=: read -r name ids tp graph nccl <<< "$layout"
+    line=$(timeout 180 "$bin" --model="$model" --gpus="$ids" --tp="$tp" --graph-max="$graph" \
+      --peer="$([ "$nccl" = nccl ] && echo 0 || echo 1)" --texts="${shape%x*}" --tokens="${shape#*x}" \
+      --trace="$WORK/trace-$name.json") || { status=1; continue; }
+    echo "$line"
+    echo "| profile $name $shape | $line |" >> "$RESULTS"
+    { node "$APP/dist/bench/trace-summary.js" "$WORK/trace-$name.json" --label "$name, $shape: $line"
+      echo; } | tee -a "$OUT/profile.md" || status=1
+  done
   return $status
 }
 
