@@ -357,6 +357,73 @@ TEST(PeerAllReduceTest, SumsLikeTheCpuOnEveryRankAndFallsBackToNccl) {
   }
 }
 
+TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
+  REQUIRE_GPUS(2);
+  const int world = std::min(CudaDeviceCount(), 4);
+  std::vector<int> ids;
+  for (int r = 0; r < world; ++r) ids.push_back(r);
+  auto group = MakeNcclGroup(ids, true, nullptr);
+  ASSERT_GT(group->rank(0).capturable_bytes(), 0);
+  const double eps = 1e-6;
+  // Rows: one, a short query, more than a block takes at once (24 blocks x 16 warps = 384).
+  for (int64_t rows : {1, 16, 37, 700}) {
+    for (at::ScalarType out_dtype : {at::kBFloat16, at::kFloat}) {
+      const int64_t width = 2560;
+      SCOPED_TRACE(::testing::Message() << rows << " rows -> " << c10::toString(out_dtype));
+      const at::Tensor residual = at::randn({rows, width}, at::kFloat) * 4;
+      const at::Tensor weight = at::rand({width}, at::kFloat) + 0.5;
+      std::vector<at::Tensor> partials;
+      at::Tensor sum = at::zeros({rows, width}, at::kFloat);
+      for (int r = 0; r < world; ++r) {
+        partials.push_back((at::randn({rows, width}, at::kFloat) * 2).to(at::kBFloat16));
+        sum = sum + partials.back().to(at::kFloat);
+      }
+      const at::Tensor expected_residual = residual + sum;
+      const at::Tensor expected =
+          (expected_residual * at::rsqrt(expected_residual.pow(2).mean(-1, true) + eps) * weight)
+              .to(out_dtype)
+              .to(at::kFloat);
+      std::vector<at::Tensor> outs(static_cast<size_t>(world));
+      std::vector<at::Tensor> residuals(static_cast<size_t>(world));
+      OnEveryRank(world, [&](int r) {
+        const at::Device device(at::kCUDA, r);
+        at::Tensor res = residual.to(device);
+        // A plain all-reduce before it: the two kernels share the blocks' epochs.
+        (void)group->rank(r).AllReduceSumAsFloat(partials[static_cast<size_t>(r)].to(device));
+        outs[static_cast<size_t>(r)] = group->rank(r).AllReduceAddRmsNorm(
+            partials[static_cast<size_t>(r)].to(device), res, weight.to(device), eps, out_dtype);
+        residuals[static_cast<size_t>(r)] = res;
+      });
+      for (int r = 0; r < world; ++r) {
+        ASSERT_TRUE(outs[static_cast<size_t>(r)].defined());
+        const at::Tensor out = outs[static_cast<size_t>(r)].cpu();
+        ASSERT_EQ(out.scalar_type(), out_dtype);
+        // The residual is the CPU's fp32 sum in rank order, bit for bit; the norm differs from
+        // the CPU's only in the order of its sum of squares.
+        EXPECT_TRUE(at::equal(residuals[static_cast<size_t>(r)].cpu(), expected_residual));
+        const double tolerance = out_dtype == at::kFloat ? 1e-5 : 1e-2;
+        EXPECT_LE((out.to(at::kFloat) - expected).abs().max().item<double>(),
+                  tolerance * expected.abs().max().item<double>());
+        EXPECT_TRUE(at::equal(out, outs[0].cpu()));
+      }
+    }
+  }
+  // What the kernel does not take comes back undefined, with the residual untouched: rows past
+  // the staging buffer, and a row that is not a whole number of 16-byte vectors.
+  const int64_t too_many = group->rank(0).capturable_bytes() / (2 * 2560) + 1;
+  for (auto [rows, width] : {std::pair<int64_t, int64_t>{too_many, 2560}, {4, 12}}) {
+    const at::TensorOptions on0 = at::TensorOptions().device(at::kCUDA, 0);
+    at::Tensor res = at::ones({rows, width}, on0.dtype(at::kFloat));
+    c10::cuda::CUDAGuard guard(0);
+    EXPECT_FALSE(group->rank(0)
+                     .AllReduceAddRmsNorm(at::ones({rows, width}, on0.dtype(at::kBFloat16)), res,
+                                          at::ones({width}, on0.dtype(at::kFloat)), eps,
+                                          at::kBFloat16)
+                     .defined());
+    EXPECT_TRUE(at::equal(res.cpu(), at::ones({rows, width})));
+  }
+}
+
 TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForItsPeers) {
   REQUIRE_GPUS(2);
   auto group = MakeNcclGroup({0, 1}, true, nullptr);

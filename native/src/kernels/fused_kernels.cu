@@ -8,29 +8,11 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/element_math.cuh"
 #include "kernels/fused_kernels.h"
 
 namespace qwen3::kernels {
 namespace {
-
-__device__ __forceinline__ float ToFloat(float v) { return v; }
-__device__ __forceinline__ float ToFloat(__half v) { return __half2float(v); }
-__device__ __forceinline__ float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
-__device__ __forceinline__ T FromFloat(float v);
-template <>
-__device__ __forceinline__ float FromFloat<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half FromFloat<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
 // Sum over the block; blockDim.x is a multiple of 32 (at most 1024). Every thread of the block
 // must call it, once per kernel.
@@ -133,20 +115,6 @@ __global__ void SiluMulKernel(const T* __restrict__ gate_up, T* __restrict__ out
     const float u = ToFloat(gate_up[r * 2 * width + width + c]);
     out[idx] = FromFloat<T>(g / (1.0f + expf(-g)) * u);
   }
-}
-
-// Calls f with a null pointer of the C++ type for `type`.
-template <typename F>
-cudaError_t Dispatch(ElementType type, F&& f) {
-  switch (type) {
-    case ElementType::kFloat32:
-      return f(static_cast<float*>(nullptr));
-    case ElementType::kFloat16:
-      return f(static_cast<__half*>(nullptr));
-    case ElementType::kBFloat16:
-      return f(static_cast<__nv_bfloat16*>(nullptr));
-  }
-  return cudaErrorInvalidValue;
 }
 
 }  // namespace

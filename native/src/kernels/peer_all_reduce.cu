@@ -8,19 +8,24 @@
 // Why two halves suffice without a second barrier: rank r writes half (e & 1) again at epoch e + 2,
 // after its barrier of epoch e + 1, which every peer's block b joined from its launch e + 1; a
 // stream runs its launches in order, so every peer's launch e (all its reads of that half) had
-// finished. This needs every launch to use the same blocks, hence the fixed grid.
+// finished. This needs every launch to use the same blocks, hence the fixed grid. It does not need
+// the launches to split the message the same way: PeerAllReduceAddRmsNormKernel stages and sums
+// whole rows (block b takes rows b, b + kPeerBlocks, ...), the plain kernel 16-byte vectors; each
+// only needs block b of every rank to read what block b of every rank staged in the same launch.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <type_traits>
 
+#include "kernels/element_math.cuh"
 #include "kernels/peer_all_reduce.h"
 
 namespace qwen3::kernels {
 namespace {
 
 constexpr int kThreads = 512;
+constexpr int kWarps = kThreads / 32;
 constexpr int kVectorBytes = 16;
 // How many spins between two looks at the host-mapped abort word and the clock.
 constexpr uint32_t kSpinsPerCheck = 64;
@@ -52,35 +57,17 @@ __device__ __forceinline__ void Accumulate(const uint4& v, float* acc) {
   } else {
     const T* values = reinterpret_cast<const T*>(&v);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      if constexpr (std::is_same_v<T, __half>) {
-        acc[i] += __half2float(values[i]);
-      } else {
-        acc[i] += __bfloat162float(values[i]);
-      }
-    }
+    for (int i = 0; i < 8; ++i) acc[i] += ToFloat(values[i]);
   }
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    PeerAllReduceKernel(PeerGroup group, const T* input, float* out, int64_t vectors) {
-  constexpr int kPerVector = kVectorBytes / static_cast<int>(sizeof(T));
-  const int b = static_cast<int>(blockIdx.x);
-  PeerSignals* self = group.signals[group.rank];
-  const uint32_t epoch = self->epochs[b] + 1;
-  const int64_t half_vectors = group.half_bytes / kVectorBytes;
-  const int64_t offset = static_cast<int64_t>(epoch & 1u) * half_vectors;
-  const int64_t first = static_cast<int64_t>(b) * kThreads + threadIdx.x;
-  const int64_t stride = static_cast<int64_t>(kPeerBlocks) * kThreads;
-
-  // 1. Stage this block's slice.
-  uint4* mine = static_cast<uint4*>(group.staging[group.rank]) + offset;
-  const uint4* in = reinterpret_cast<const uint4*>(input);
-  for (int64_t i = first; i < vectors; i += stride) mine[i] = in[i];
+// Block b's side of the meeting of epoch `epoch`: thread p stores the epoch into flags[b][rank] of
+// rank p (a release at system scope) and waits until rank p's block b stored it into ours (an
+// acquire), or until the abort word is set or the timeout passes (then it sets the timed-out word).
+// Every thread of the block calls it; it returns after a __syncthreads.
+__device__ __forceinline__ void MeetPeers(const PeerGroup& group, PeerSignals* self, int b,
+                                          uint32_t epoch) {
   __syncthreads();
-
-  // 2. Meet every peer's block b.
   if (threadIdx.x < static_cast<unsigned>(group.world)) {
     const int peer = static_cast<int>(threadIdx.x);
     __threadfence_system();
@@ -101,6 +88,27 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   __syncthreads();
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    PeerAllReduceKernel(PeerGroup group, const T* input, float* out, int64_t vectors) {
+  constexpr int kPerVector = kVectorBytes / static_cast<int>(sizeof(T));
+  const int b = static_cast<int>(blockIdx.x);
+  PeerSignals* self = group.signals[group.rank];
+  const uint32_t epoch = self->epochs[b] + 1;
+  const int64_t half_vectors = group.half_bytes / kVectorBytes;
+  const int64_t offset = static_cast<int64_t>(epoch & 1u) * half_vectors;
+  const int64_t first = static_cast<int64_t>(b) * kThreads + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(kPeerBlocks) * kThreads;
+
+  // 1. Stage this block's slice.
+  uint4* mine = static_cast<uint4*>(group.staging[group.rank]) + offset;
+  const uint4* in = reinterpret_cast<const uint4*>(input);
+  for (int64_t i = first; i < vectors; i += stride) mine[i] = in[i];
+
+  // 2. Meet every peer's block b.
+  MeetPeers(group, self, b, epoch);
 
   // 3. Sum the slice over the ranks, in rank order (the same bits on every rank).
   for (int64_t i = first; i < vectors; i += stride) {
@@ -113,6 +121,80 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int k = 0; k < kPerVector / 4; ++k) {
       o[k] = make_float4(acc[4 * k], acc[4 * k + 1], acc[4 * k + 2], acc[4 * k + 3]);
+    }
+  }
+  if (threadIdx.x == 0) self->epochs[b] = epoch;
+}
+
+// residual += the sum over ranks of input, then out = RMSNorm(residual) * weight, row by row: block
+// b stages and sums rows b, b + kPeerBlocks, ...; each warp takes one row at a time. The sum runs
+// in rank order and the residual update and the norm in the order AddRmsNormKernel uses, except the
+// sum of squares (lane-strided, then across the warp), so every rank writes the same bits.
+template <typename T, typename TOut>
+__global__ void __launch_bounds__(kThreads)
+    PeerAllReduceAddRmsNormKernel(PeerGroup group, const T* input, float* residual,
+                                  const float* weight, float eps, TOut* out, int64_t rows,
+                                  int64_t width) {
+  constexpr int kPerVector = kVectorBytes / static_cast<int>(sizeof(T));
+  const int b = static_cast<int>(blockIdx.x);
+  PeerSignals* self = group.signals[group.rank];
+  const uint32_t epoch = self->epochs[b] + 1;
+  const int64_t offset = static_cast<int64_t>(epoch & 1u) * (group.half_bytes / kVectorBytes);
+  const int64_t row_vectors = width / kPerVector;
+
+  // 1. Stage this block's rows.
+  uint4* mine = static_cast<uint4*>(group.staging[group.rank]) + offset;
+  const uint4* in = reinterpret_cast<const uint4*>(input);
+  for (int64_t row = b; row < rows; row += kPeerBlocks) {
+    for (int64_t i = threadIdx.x; i < row_vectors; i += kThreads) {
+      mine[row * row_vectors + i] = in[row * row_vectors + i];
+    }
+  }
+
+  // 2. Meet every peer's block b.
+  MeetPeers(group, self, b, epoch);
+
+  // 3. Sum, add and normalise, a warp per row.
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int warp = static_cast<int>(threadIdx.x) >> 5;
+  for (int64_t row = b + static_cast<int64_t>(warp) * kPeerBlocks; row < rows;
+       row += static_cast<int64_t>(kPeerBlocks) * kWarps) {
+    float4* r = reinterpret_cast<float4*>(residual + row * width);
+    float sum_sq = 0.0f;
+    for (int64_t i = lane; i < row_vectors; i += 32) {
+      float acc[kPerVector] = {};
+      for (int p = 0; p < group.world; ++p) {
+        const uint4 v =
+            __ldcg(static_cast<const uint4*>(group.staging[p]) + offset + row * row_vectors + i);
+        Accumulate<T>(v, acc);
+      }
+#pragma unroll
+      for (int k = 0; k < kPerVector / 4; ++k) {
+        float4 x = r[i * (kPerVector / 4) + k];
+        x.x += acc[4 * k];
+        x.y += acc[4 * k + 1];
+        x.z += acc[4 * k + 2];
+        x.w += acc[4 * k + 3];
+        r[i * (kPerVector / 4) + k] = x;
+        sum_sq += x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w;
+      }
+    }
+    for (int o = 16; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
+    const float scale = rsqrtf(sum_sq / static_cast<float>(width) + eps);
+    TOut* o_row = out + row * width;
+    const float4* w = reinterpret_cast<const float4*>(weight);
+    // Each lane reads back only the residual it wrote above.
+    for (int64_t i = lane; i < row_vectors; i += 32) {
+#pragma unroll
+      for (int k = 0; k < kPerVector / 4; ++k) {
+        const int64_t j = i * (kPerVector / 4) + k;
+        const float4 x = r[j];
+        const float4 g = w[j];
+        o_row[4 * j] = FromFloat<TOut>(x.x * scale * g.x);
+        o_row[4 * j + 1] = FromFloat<TOut>(x.y * scale * g.y);
+        o_row[4 * j + 2] = FromFloat<TOut>(x.z * scale * g.z);
+        o_row[4 * j + 3] = FromFloat<TOut>(x.w * scale * g.w);
+      }
     }
   }
   if (threadIdx.x == 0) self->epochs[b] = epoch;
@@ -151,6 +233,36 @@ cudaError_t PeerAllReduceToFloat(const PeerGroup& group, const void* input, Elem
       break;
   }
   return cudaGetLastError();
+}
+
+bool PeerAllReduceAddRmsNormFits(const PeerGroup& group, const void* input, ElementType type,
+                                 const float* residual, const float* weight, int64_t rows,
+                                 int64_t width) {
+  const auto aligned = [](const void* p) {
+    return reinterpret_cast<uintptr_t>(p) % kVectorBytes == 0;
+  };
+  return rows > 0 && width > 0 && (width * ElementBytes(type)) % kVectorBytes == 0 &&
+         PeerAllReduceFits(group, input, type, rows * width) && aligned(residual) &&
+         aligned(weight);
+}
+
+cudaError_t PeerAllReduceAddRmsNorm(const PeerGroup& group, const void* input, ElementType type,
+                                    float* residual, const float* weight, float eps, void* out,
+                                    ElementType out_type, int64_t rows, int64_t width,
+                                    cudaStream_t stream) {
+  if (!PeerAllReduceAddRmsNormFits(group, input, type, residual, weight, rows, width)) {
+    return cudaErrorInvalidValue;
+  }
+  return Dispatch(type, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    return Dispatch(out_type, [&](auto* out_tag) {
+      using TOut = std::remove_pointer_t<decltype(out_tag)>;
+      PeerAllReduceAddRmsNormKernel<T, TOut>
+          <<<kPeerBlocks, kThreads, 0, stream>>>(group, static_cast<const T*>(input), residual,
+                                                 weight, eps, static_cast<TOut*>(out), rows, width);
+      return cudaGetLastError();
+    });
+  });
 }
 
 }  // namespace qwen3::kernels

@@ -54,4 +54,20 @@ bool PeerAllReduceFits(const PeerGroup& group, const void* input, ElementType ty
 cudaError_t PeerAllReduceToFloat(const PeerGroup& group, const void* input, ElementType type,
                                  float* out, int64_t count, cudaStream_t stream);
 
+// Whether PeerAllReduceAddRmsNorm takes these: the message fits (PeerAllReduceFits), a row is a
+// whole number of 16-byte vectors, and residual and weight are 16-byte aligned.
+bool PeerAllReduceAddRmsNormFits(const PeerGroup& group, const void* input, ElementType type,
+                                 const float* residual, const float* weight, int64_t rows,
+                                 int64_t width);
+
+// The all-reduce and the AddRmsNorm after it (fused_kernels.h) in one launch: residual [rows,
+// width] fp32 += the sum over ranks of input [rows, width] (in fp32, in rank order), then out =
+// RMSNorm(residual) * weight (fp32 [width]), rounded once to out_type. Every rank ends with the
+// same residual and out. Same launch rules as PeerAllReduceToFloat, and the two may interleave on
+// a stream. cudaErrorInvalidValue when !PeerAllReduceAddRmsNormFits.
+cudaError_t PeerAllReduceAddRmsNorm(const PeerGroup& group, const void* input, ElementType type,
+                                    float* residual, const float* weight, float eps, void* out,
+                                    ElementType out_type, int64_t rows, int64_t width,
+                                    cudaStream_t stream);
+
 }  // namespace qwen3::kernels

@@ -56,17 +56,25 @@ class ColumnParallelLinear {
 
 // y = x W^T with W split by columns (input features): rank r holds columns
 // [r * in / world, (r + 1) * in / world) and takes the matching slice of the input, i.e. the output
-// of a ColumnParallelLinear. Each rank's product is a partial sum of y; one all-reduce (sum, in
-// fp32) over the group makes the full output on every rank.
+// of a ColumnParallelLinear. Each rank's product is a partial sum of y, which Forward returns; one
+// all-reduce (sum, in fp32) over the group makes the full output on every rank, and
+// ReduceAddRmsNorm does it together with the residual add and norm that read y.
 class RowParallelLinear {
  public:
   RowParallelLinear() = default;
   explicit RowParallelLinear(at::Tensor weight_shard) : weight_(std::move(weight_shard)) {}
-  at::Tensor Forward(const at::Tensor& x, Communicator& comm) const;
+  at::Tensor Forward(const at::Tensor& x) const;
   const at::Tensor& weight() const { return weight_; }
 
  private:
   at::Tensor weight_;  // [out, in / world]
 };
+
+// AddRmsNorm(residual, delta, weight, eps, out) where delta is the sum over the group of every
+// rank's `partial` (a RowParallelLinear output; undefined: no delta): one fused step where the
+// communicator offers it (the peer kernel), else an fp32 all-reduce and then AddRmsNorm. With one
+// rank, `partial` is the delta itself.
+at::Tensor ReduceAddRmsNorm(Communicator& comm, at::Tensor& residual, const at::Tensor& partial,
+                            const at::Tensor& weight, double eps, at::ScalarType out);
 
 }  // namespace qwen3

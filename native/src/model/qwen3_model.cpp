@@ -99,7 +99,7 @@ at::Tensor DecoderLayer::Forward(at::Tensor& x, const at::Tensor& delta, const P
   // outputs in bf16 would round the stream at every step (8 mantissa bits), which is what drifts
   // a bf16 4B forward away from the fp32 reference. Matmuls and attention run in dtype_. Each
   // residual add is fused into the norm that reads its result.
-  at::Tensor h = AddRmsNorm(x, delta, input_norm_, eps_, dtype_);
+  at::Tensor h = ReduceAddRmsNorm(comm, x, delta, input_norm_, eps_, dtype_);
   auto [q, k, v] = QkNormRope(qkv_proj_.Forward(h), q_heads_, kv_heads_, head_dim_, q_norm_,
                               k_norm_, rotary, eps_);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
@@ -110,8 +110,9 @@ at::Tensor DecoderLayer::Forward(at::Tensor& x, const at::Tensor& delta, const P
     attn = attn.index_select(0, in.last_token);
     x = x.index_select(0, in.last_token);
   }
-  h = AddRmsNorm(x, o_proj_.Forward(attn, comm), post_attention_norm_, eps_, dtype_);
-  return down_proj_.Forward(SiluMul(gate_up_proj_.Forward(h)), comm);
+  h = ReduceAddRmsNorm(comm, x, o_proj_.Forward(attn), post_attention_norm_, eps_, dtype_);
+  // This rank's partial sum of the MLP output: the next norm all-reduces it.
+  return down_proj_.Forward(SiluMul(gate_up_proj_.Forward(h)));
 }
 
 int64_t DecoderLayer::weight_bytes() const {
@@ -169,7 +170,7 @@ at::Tensor Qwen3Model::Forward(const PackedInput& in, Communicator& comm,
     if (hook) hook(i);
     delta = layers_[static_cast<size_t>(i)].Forward(x, delta, in, rotary, comm, i == layers - 1);
   }
-  return AddRmsNorm(x, delta, norm_, config_.rms_norm_eps, at::kFloat);
+  return ReduceAddRmsNorm(comm, x, delta, norm_, config_.rms_norm_eps, at::kFloat);
 }
 
 int64_t Qwen3Model::weight_bytes() const {

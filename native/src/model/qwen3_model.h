@@ -37,9 +37,10 @@ class DecoderLayer {
   DecoderLayer(const Checkpoint& checkpoint, const ModelConfig& config, const ModelOptions& options,
                int index);
 
-  // x is the residual stream, fp32 [T, hidden], updated in place; `delta` is the previous layer's
-  // MLP output, not yet added to it (undefined before the first layer). Returns this layer's MLP
-  // output, which the next norm adds. With `last_only`, only each sequence's last token goes on
+  // x is the residual stream, fp32 [T, hidden], updated in place; `delta` is this rank's partial
+  // sum of the previous layer's MLP output, not yet all-reduced nor added to x (undefined before
+  // the first layer). Returns this layer's partial MLP output, which the next norm all-reduces and
+  // adds (ReduceAddRmsNorm). With `last_only`, only each sequence's last token goes on
   // past attention: x is replaced by those rows and the result is [n, hidden].
   at::Tensor Forward(at::Tensor& x, const at::Tensor& delta, const PackedInput& in,
                      const RotaryInputs& rotary, Communicator& comm, bool last_only) const;

@@ -11,4 +11,10 @@ at::Tensor Communicator::AllReduceSumAsFloat(const at::Tensor& partial) {
   return sum;
 }
 
+at::Tensor Communicator::AllReduceAddRmsNorm(const at::Tensor& /*partial*/,
+                                             at::Tensor& /*residual*/, const at::Tensor& /*weight*/,
+                                             double /*eps*/, at::ScalarType /*out*/) {
+  return {};
+}
+
 }  // namespace qwen3

@@ -30,6 +30,14 @@ class Communicator {
   // to fp32 and calls AllReduceSum; a communicator may do both in one step. An fp32 `partial` may
   // be summed in place: the caller must not read it afterwards.
   virtual at::Tensor AllReduceSumAsFloat(const at::Tensor& partial);
+  // The all-reduce of a row-parallel layer's partial sums fused with the residual add and RMSNorm
+  // after it: residual (fp32 [rows, width], contiguous) += the sum of every rank's `partial`
+  // ([rows, width], contiguous), and the result is RMSNorm(residual) * weight (fp32 [width]) in
+  // `out`, as AddRmsNorm(residual, AllReduceSumAsFloat(partial), weight, eps, out) computes it.
+  // Returns an undefined tensor, having done nothing, where this communicator does not fuse them
+  // (the default); every rank then gets the same answer for the same shapes.
+  virtual at::Tensor AllReduceAddRmsNorm(const at::Tensor& partial, at::Tensor& residual,
+                                         const at::Tensor& weight, double eps, at::ScalarType out);
   // Returns once every rank has called Barrier (on CUDA: once this rank's stream got there).
   virtual void Barrier() = 0;
   // The largest all-reduce, in bytes of the tensor passed in, that may be captured into a CUDA

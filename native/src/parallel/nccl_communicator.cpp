@@ -117,13 +117,45 @@ class NcclCommunicator final : public Communicator {
 
   // Sums `input` into `out` (fp32) with the peer kernel; PeerTakes(input) must hold.
   void LaunchPeer(const at::Tensor& input, at::Tensor& out, cudaStream_t stream) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (comm_ == nullptr) throw CommAbortedError("all-reduce aborted: another rank failed");
+    ThrowIfAborted();
+    CheckLaunch(kernels::PeerAllReduceToFloat(peer_->group(rank_), input.data_ptr(),
+                                              kernels::ElementTypeOf(input.scalar_type()),
+                                              out.data_ptr<float>(), input.numel(), stream));
+  }
+
+  at::Tensor AllReduceAddRmsNorm(const at::Tensor& partial, at::Tensor& residual,
+                                 const at::Tensor& weight, double eps,
+                                 at::ScalarType out_dtype) override {
+    CheckTensor(partial);
+    if (peer_ == nullptr || partial.dim() != 2 || !residual.is_contiguous() ||
+        residual.scalar_type() != at::kFloat || residual.sizes() != partial.sizes() ||
+        residual.device() != partial.device() || weight.scalar_type() != at::kFloat ||
+        !weight.is_contiguous() || weight.device() != partial.device() ||
+        weight.numel() != partial.size(1)) {
+      return {};
     }
-    const cudaError_t result = kernels::PeerAllReduceToFloat(
-        peer_->group(rank_), input.data_ptr(), kernels::ElementTypeOf(input.scalar_type()),
-        out.data_ptr<float>(), input.numel(), stream);
+    const kernels::ElementType type = kernels::ElementTypeOf(partial.scalar_type());
+    const kernels::PeerGroup& group = peer_->group(rank_);
+    if (!kernels::PeerAllReduceAddRmsNormFits(group, partial.data_ptr(), type,
+                                              residual.data_ptr<float>(), weight.data_ptr<float>(),
+                                              partial.size(0), partial.size(1))) {
+      return {};
+    }
+    at::Tensor out = at::empty(partial.sizes(), partial.options().dtype(out_dtype));
+    ThrowIfAborted();
+    CheckLaunch(kernels::PeerAllReduceAddRmsNorm(
+        group, partial.data_ptr(), type, residual.data_ptr<float>(), weight.data_ptr<float>(),
+        static_cast<float>(eps), out.data_ptr(), kernels::ElementTypeOf(out_dtype), partial.size(0),
+        partial.size(1), c10::cuda::getCurrentCUDAStream(device_).stream()));
+    return out;
+  }
+
+  void ThrowIfAborted() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (comm_ == nullptr) throw CommAbortedError("all-reduce aborted: another rank failed");
+  }
+
+  static void CheckLaunch(cudaError_t result) {
     if (result != cudaSuccess) {
       throw Error(ErrorCode::kDeviceFailed,
                   std::string("peer all-reduce launch failed: ") + cudaGetErrorString(result));
