@@ -3,10 +3,12 @@ import {
   formatQuantiles,
   InstantEngine,
   parseArgs,
+  parsePoints,
   parseServerSpec,
   POINTS,
   quantiles,
   requestBody,
+  rotate,
   SHORT_TEXTS,
   unitRow,
 } from './server-overhead';
@@ -46,6 +48,7 @@ describe('server-overhead bench', () => {
 
   it('reads its options, one server being itself unless others are named', () => {
     expect(parseArgs([], '/self.js', '/addon.node')).toEqual({
+      points: POINTS,
       requests: 2000,
       warmup: 300,
       rounds: 5,
@@ -62,8 +65,20 @@ describe('server-overhead bench', () => {
       { label: 'before', script: '/a.js' },
       { label: 'server1', script: '/b.js' },
     ]);
+    expect(parseArgs(['--points', '1xbase64, 8xfloat'], '/self.js').points).toEqual([
+      { texts: 1, encoding: 'base64' },
+      { texts: 8, encoding: 'float' },
+    ]);
+    expect(() => parsePoints('9xfloat')).toThrow('--points');
+    expect(() => parsePoints('1xhex')).toThrow('--points');
     expect(parseServerSpec('x.js', 3)).toEqual({ label: 'server3', script: 'x.js' });
     expect(() => parseArgs(['--requests', 'many'], '/self.js')).toThrow('--requests must be a whole number');
+  });
+
+  it('starts each round with the next server', () => {
+    expect(rotate(['a', 'b', 'c'], 0)).toEqual(['a', 'b', 'c']);
+    expect(rotate(['a', 'b', 'c'], 4)).toEqual(['b', 'c', 'a']);
+    expect(rotate([], 3)).toEqual([]);
   });
 
   it('summarises interpolated percentiles and the ratio to a baseline', () => {

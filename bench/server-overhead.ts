@@ -12,7 +12,8 @@
  * the queue wait. With several `--server label=path` (a built server-overhead.js of another checkout),
  * each is run in turn, round by round, in this one run, and compared with the first.
  *
- *   node dist/bench/server-overhead.js [--requests 2000] [--warmup 300] [--rounds 5]
+ *   node dist/bench/server-overhead.js [--points 1xfloat,1xbase64,8xfloat,8xbase64]
+ *        [--requests 2000] [--warmup 300] [--rounds 5]
  *        [--server label=path ...] [--addon build/native/Release/qwen3_embed.node] [--json out.json]
  */
 import { ChildProcess, fork } from 'node:child_process';
@@ -186,12 +187,27 @@ export interface ServerSpec {
 }
 
 export interface BenchOptions {
+  points: BenchPoint[];
   requests: number;
   warmup: number;
   rounds: number;
   servers: ServerSpec[];
   addon?: string;
   json?: string;
+}
+
+/** `1xfloat,8xbase64`: the points to run (default all). */
+export function parsePoints(value: string): BenchPoint[] {
+  return value.split(',').map((item) => {
+    const match = /^(\d+)x(float|base64)$/.exec(item.trim());
+    const texts = Number(match?.[1]);
+    if (!match || texts < 1 || texts > SHORT_TEXTS.length) {
+      throw new Error(
+        `--points: expected e.g. 1xfloat,8xbase64 (1..${SHORT_TEXTS.length} texts), got ${item}`,
+      );
+    }
+    return { texts, encoding: match[2] as BenchPoint['encoding'] };
+  });
 }
 
 /** `label=path` or a bare path (labelled by its position). */
@@ -218,7 +234,9 @@ export function parseArgs(argv: readonly string[], self: string, defaultAddon?: 
     .map((arg, index) => (arg === '--server' ? argv[index + 1] : undefined))
     .filter((spec): spec is string => spec !== undefined)
     .map((spec, index) => parseServerSpec(spec, index));
+  const points = value('--points');
   const options: BenchOptions = {
+    points: points === undefined ? [...POINTS] : parsePoints(points),
     requests: count('--requests', 2000),
     warmup: count('--warmup', 300),
     rounds: Math.max(1, count('--rounds', 5)),
@@ -421,13 +439,19 @@ async function drive(server: ServerProcess, point: BenchPoint, count: number): P
   return latencies;
 }
 
+/** The items starting at `by` (mod length), wrapping around. */
+export function rotate<T>(items: readonly T[], by: number): T[] {
+  const start = items.length === 0 ? 0 : by % items.length;
+  return [...items.slice(start), ...items.slice(0, start)];
+}
+
 async function run(options: BenchOptions): Promise<PointResult[]> {
   const servers: ServerProcess[] = [];
   try {
     for (const spec of options.servers) servers.push(await ServerProcess.start(spec, options.addon));
     const results: PointResult[] = [];
     const perRound = Math.ceil(options.requests / options.rounds);
-    for (const point of POINTS) {
+    for (const point of options.points) {
       const client = new Map<ServerProcess, number[]>(servers.map((server) => [server, []]));
       const stages = new Map<ServerProcess, ServerStages>(
         servers.map((server) => [server, { server: [], tokenization: [], queue: [] }]),
@@ -436,9 +460,10 @@ async function run(options: BenchOptions): Promise<PointResult[]> {
         await drive(server, point, options.warmup);
         await server.collect();
       }
-      // Round by round, so a slow spell of the machine falls on every server alike.
+      // Round by round, each round starting with the next server, so a slow spell of the machine
+      // (or the first requests after a switch) falls on every server alike.
       for (let round = 0; round < options.rounds; round += 1) {
-        for (const server of servers) {
+        for (const server of rotate(servers, round)) {
           client.get(server)!.push(...(await drive(server, point, perRound)));
           const measured = await server.collect();
           const kept = stages.get(server)!;
