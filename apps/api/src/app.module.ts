@@ -4,7 +4,7 @@ import { LoggerModule } from 'nestjs-pino';
 import { AuthModule } from '@app/auth';
 import { createLoggerParams, createValidationPipe, GlobalExceptionFilter } from '@app/common';
 import { AppConfig, AppConfigModule, AppConfigModuleOptions } from '@app/config';
-import { EmbeddingsModule } from '@app/embeddings';
+import { acceptEmbeddingsRequest, EmbeddingsModule, EmbeddingsRequestDto } from '@app/embeddings';
 import { EnginePort } from '@app/engine/engine.port';
 import { HealthModule } from '@app/health';
 import { MetricsModule } from '@app/metrics';
@@ -35,7 +35,11 @@ export class AppModule {
       ],
       providers: [
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
-        { provide: APP_PIPE, useFactory: createValidationPipe },
+        {
+          provide: APP_PIPE,
+          useFactory: () =>
+            createValidationPipe([{ type: EmbeddingsRequestDto, accept: acceptEmbeddingsRequest }]),
+        },
       ],
     };
   }

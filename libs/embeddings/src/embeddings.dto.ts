@@ -1,9 +1,37 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsBoolean, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, MaxLength, Min } from 'class-validator';
-import { EmbeddingInput, IsEmbeddingInput, MAX_INPUTS } from './embedding-input.validator';
+import {
+  getMetadataStorage,
+  IsBoolean,
+  isBoolean,
+  IsIn,
+  isIn,
+  IsInt,
+  isInt,
+  IsNotEmpty,
+  isNotEmpty,
+  IsOptional,
+  IsString,
+  isString,
+  MaxLength,
+  maxLength,
+  Min,
+  min,
+} from 'class-validator';
+import {
+  EmbeddingInput,
+  embeddingInputProblem,
+  IsEmbeddingInput,
+  MAX_INPUTS,
+} from './embedding-input.validator';
 import type { InputType } from './prompt-template';
 
 export type EncodingFormat = 'float' | 'base64';
+
+const ENCODING_FORMATS: EncodingFormat[] = ['float', 'base64'];
+const INPUT_TYPES: InputType[] = ['query', 'document'];
+const MIN_DIMENSIONS = 32;
+const MAX_USER_LENGTH = 256;
+const MAX_INSTRUCTION_LENGTH = 4096;
 
 /** POST /v1/embeddings: OpenAI's request, plus input_type / prompt_name, instruction and truncate. */
 export class EmbeddingsRequestDto {
@@ -39,7 +67,7 @@ export class EmbeddingsRequestDto {
     description: 'float: arrays of numbers; base64: little-endian float32 bytes, base64-encoded.',
   })
   @IsOptional()
-  @IsIn(['float', 'base64'], { message: "encoding_format must be 'float' or 'base64'" })
+  @IsIn(ENCODING_FORMATS, { message: "encoding_format must be 'float' or 'base64'" })
   encoding_format?: EncodingFormat;
 
   @ApiPropertyOptional({
@@ -49,13 +77,13 @@ export class EmbeddingsRequestDto {
   })
   @IsOptional()
   @IsInt({ message: 'dimensions must be an integer' })
-  @Min(32, { message: 'dimensions must be at least 32' })
+  @Min(MIN_DIMENSIONS, { message: 'dimensions must be at least 32' })
   dimensions?: number;
 
   @ApiPropertyOptional({ description: 'An end-user id; accepted for compatibility, not stored.' })
   @IsOptional()
   @IsString({ message: 'user must be a string' })
-  @MaxLength(256, { message: 'user must be at most 256 characters' })
+  @MaxLength(MAX_USER_LENGTH, { message: 'user must be at most 256 characters' })
   user?: string;
 
   @ApiPropertyOptional({
@@ -64,7 +92,7 @@ export class EmbeddingsRequestDto {
       'Extension. query: prefixed with the instruction prompt (`Instruct: {task}\\nQuery:`); document: embedded as is (default).',
   })
   @IsOptional()
-  @IsIn(['query', 'document'], { message: "input_type must be 'query' or 'document'" })
+  @IsIn(INPUT_TYPES, { message: "input_type must be 'query' or 'document'" })
   input_type?: InputType;
 
   @ApiPropertyOptional({
@@ -72,7 +100,7 @@ export class EmbeddingsRequestDto {
     description: "Extension: sentence-transformers' name for input_type.",
   })
   @IsOptional()
-  @IsIn(['query', 'document'], { message: "prompt_name must be 'query' or 'document'" })
+  @IsIn(INPUT_TYPES, { message: "prompt_name must be 'query' or 'document'" })
   prompt_name?: InputType;
 
   @ApiPropertyOptional({
@@ -83,7 +111,7 @@ export class EmbeddingsRequestDto {
   @IsOptional()
   @IsString({ message: 'instruction must be a string' })
   @IsNotEmpty({ message: 'instruction must not be empty' })
-  @MaxLength(4096, { message: 'instruction must be at most 4096 characters' })
+  @MaxLength(MAX_INSTRUCTION_LENGTH, { message: 'instruction must be at most 4096 characters' })
   instruction?: string;
 
   @ApiPropertyOptional({
@@ -93,6 +121,45 @@ export class EmbeddingsRequestDto {
   @IsOptional()
   @IsBoolean({ message: 'truncate must be a boolean' })
   truncate?: boolean;
+}
+
+/** The fields the validation pipe keeps (whitelist): those with a class-validator decorator. */
+const REQUEST_FIELDS: ReadonlySet<string> = new Set(
+  getMetadataStorage()
+    .getTargetValidationMetadatas(EmbeddingsRequestDto, '', true, false)
+    .map((metadata) => metadata.propertyName),
+);
+
+/**
+ * EmbeddingsRequestDto's validation shortcut (`ValidationShortcut` in @app/common): a plain object
+ * with known fields only, each absent or meeting its decorators above (the same class-validator
+ * functions and limits), is the DTO the validation pipe would make of it. Anything else (a null or
+ * unknown field, a broken rule) is undefined and goes through the pipe in full, which names the error.
+ */
+export function acceptEmbeddingsRequest(value: unknown): EmbeddingsRequestDto | undefined {
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) {
+    return undefined;
+  }
+  const body = value as Record<string, unknown>;
+  for (const field of Object.keys(body)) {
+    if (!REQUEST_FIELDS.has(field)) return undefined;
+  }
+  const optional = (field: string, rule: (item: unknown) => boolean): boolean =>
+    body[field] === undefined || rule(body[field]);
+  const valid =
+    embeddingInputProblem(body.input) === undefined &&
+    optional('model', isString) &&
+    optional('encoding_format', (item) => isIn(item, ENCODING_FORMATS)) &&
+    optional('dimensions', (item) => isInt(item) && min(item, MIN_DIMENSIONS)) &&
+    optional('user', (item) => isString(item) && maxLength(item, MAX_USER_LENGTH)) &&
+    optional('input_type', (item) => isIn(item, INPUT_TYPES)) &&
+    optional('prompt_name', (item) => isIn(item, INPUT_TYPES)) &&
+    optional(
+      'instruction',
+      (item) => isString(item) && isNotEmpty(item) && maxLength(item, MAX_INSTRUCTION_LENGTH),
+    ) &&
+    optional('truncate', isBoolean);
+  return valid ? Object.assign(new EmbeddingsRequestDto(), body) : undefined;
 }
 
 export class EmbeddingDto {
