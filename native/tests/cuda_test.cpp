@@ -365,8 +365,8 @@ TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
   auto group = MakeNcclGroup(ids, true, nullptr);
   ASSERT_GT(group->rank(0).capturable_bytes(), 0);
   const double eps = 1e-6;
-  // Rows: one, a short query, more than a block takes at once (24 blocks x 16 warps = 384).
-  for (int64_t rows : {1, 16, 37, 700}) {
+  // Rows: one, a short query, two rows for some blocks (24 blocks), the most the kernel takes.
+  for (int64_t rows : {int64_t{1}, int64_t{16}, int64_t{37}, kernels::kPeerFusedMaxRows}) {
     for (at::ScalarType out_dtype : {at::kBFloat16, at::kFloat}) {
       const int64_t width = 2560;
       SCOPED_TRACE(::testing::Message() << rows << " rows -> " << c10::toString(out_dtype));
@@ -408,10 +408,10 @@ TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
       }
     }
   }
-  // What the kernel does not take comes back undefined, with the residual untouched: rows past
-  // the staging buffer, and a row that is not a whole number of 16-byte vectors.
-  const int64_t too_many = group->rank(0).capturable_bytes() / (2 * 2560) + 1;
-  for (auto [rows, width] : {std::pair<int64_t, int64_t>{too_many, 2560}, {4, 12}}) {
+  // What the kernel does not take comes back undefined, with the residual untouched: more rows
+  // than it takes, and a row that is not a whole number of 16-byte vectors.
+  for (auto [rows, width] :
+       {std::pair<int64_t, int64_t>{kernels::kPeerFusedMaxRows + 1, 2560}, {4, 12}}) {
     const at::TensorOptions on0 = at::TensorOptions().device(at::kCUDA, 0);
     at::Tensor res = at::ones({rows, width}, on0.dtype(at::kFloat));
     c10::cuda::CUDAGuard guard(0);

@@ -61,6 +61,21 @@ __device__ __forceinline__ void Accumulate(const uint4& v, float* acc) {
   }
 }
 
+// acc += vector `index` of every rank's staging buffer, in rank order. Every load is issued before
+// the first add, so a thread waits for one peer load, not one per rank in turn.
+template <typename T>
+__device__ __forceinline__ void SumOverRanks(const PeerGroup& group, int64_t index, float* acc) {
+  uint4 v[kPeerMaxRanks];
+#pragma unroll
+  for (int p = 0; p < kPeerMaxRanks; ++p) {
+    if (p < group.world) v[p] = __ldcg(static_cast<const uint4*>(group.staging[p]) + index);
+  }
+#pragma unroll
+  for (int p = 0; p < kPeerMaxRanks; ++p) {
+    if (p < group.world) Accumulate<T>(v[p], acc);
+  }
+}
+
 // Block b's side of the meeting of epoch `epoch`: thread p stores the epoch into flags[b][rank] of
 // rank p (a release at system scope) and waits until rank p's block b stored it into ours (an
 // acquire), or until the abort word is set or the timeout passes (then it sets the timed-out word).
@@ -113,10 +128,7 @@ __global__ void __launch_bounds__(kThreads)
   // 3. Sum the slice over the ranks, in rank order (the same bits on every rank).
   for (int64_t i = first; i < vectors; i += stride) {
     float acc[kPerVector] = {};
-    for (int r = 0; r < group.world; ++r) {
-      const uint4 v = __ldcg(static_cast<const uint4*>(group.staging[r]) + offset + i);
-      Accumulate<T>(v, acc);
-    }
+    SumOverRanks<T>(group, offset + i, acc);
     float4* o = reinterpret_cast<float4*>(out + i * kPerVector);
 #pragma unroll
     for (int k = 0; k < kPerVector / 4; ++k) {
@@ -126,10 +138,26 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) self->epochs[b] = epoch;
 }
 
-// residual += the sum over ranks of input, then out = RMSNorm(residual) * weight, row by row: block
-// b stages and sums rows b, b + kPeerBlocks, ...; each warp takes one row at a time. The sum runs
-// in rank order and the residual update and the norm in the order AddRmsNormKernel uses, except the
-// sum of squares (lane-strided, then across the warp), so every rank writes the same bits.
+// Sum over the block of 512 threads; every thread gets it. Safe to call once per row in a loop.
+__device__ float BlockSum(float v) {
+  __shared__ float partial[kWarps];
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int warp = static_cast<int>(threadIdx.x) >> 5;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  float total = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) total += partial[w];
+  __syncthreads();  // every thread has read partial before the next call writes it
+  return total;
+}
+
+// residual += the sum over ranks of input, then out = RMSNorm(residual) * weight: block b stages
+// and sums rows b, b + kPeerBlocks, ..., the whole block on one row at a time (a thread per 16-byte
+// vector: one peer load each, as in the plain kernel, where a warp per row would wait for one
+// after another). The sum runs in rank order and the residual update and norm in AddRmsNormKernel's
+// order, except the sum of squares, so every rank writes the same bits.
 template <typename T, typename TOut>
 __global__ void __launch_bounds__(kThreads)
     PeerAllReduceAddRmsNormKernel(PeerGroup group, const T* input, float* residual,
@@ -154,20 +182,14 @@ __global__ void __launch_bounds__(kThreads)
   // 2. Meet every peer's block b.
   MeetPeers(group, self, b, epoch);
 
-  // 3. Sum, add and normalise, a warp per row.
-  const int lane = static_cast<int>(threadIdx.x) & 31;
-  const int warp = static_cast<int>(threadIdx.x) >> 5;
-  for (int64_t row = b + static_cast<int64_t>(warp) * kPeerBlocks; row < rows;
-       row += static_cast<int64_t>(kPeerBlocks) * kWarps) {
+  // 3. Sum, add and normalise each row.
+  const float4* w = reinterpret_cast<const float4*>(weight);
+  for (int64_t row = b; row < rows; row += kPeerBlocks) {
     float4* r = reinterpret_cast<float4*>(residual + row * width);
     float sum_sq = 0.0f;
-    for (int64_t i = lane; i < row_vectors; i += 32) {
+    for (int64_t i = threadIdx.x; i < row_vectors; i += kThreads) {
       float acc[kPerVector] = {};
-      for (int p = 0; p < group.world; ++p) {
-        const uint4 v =
-            __ldcg(static_cast<const uint4*>(group.staging[p]) + offset + row * row_vectors + i);
-        Accumulate<T>(v, acc);
-      }
+      SumOverRanks<T>(group, offset + row * row_vectors + i, acc);
 #pragma unroll
       for (int k = 0; k < kPerVector / 4; ++k) {
         float4 x = r[i * (kPerVector / 4) + k];
@@ -179,21 +201,19 @@ __global__ void __launch_bounds__(kThreads)
         sum_sq += x.x * x.x + x.y * x.y + x.z * x.z + x.w * x.w;
       }
     }
-    for (int o = 16; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
-    const float scale = rsqrtf(sum_sq / static_cast<float>(width) + eps);
-    TOut* o_row = out + row * width;
-    const float4* w = reinterpret_cast<const float4*>(weight);
-    // Each lane reads back only the residual it wrote above.
-    for (int64_t i = lane; i < row_vectors; i += 32) {
+    const float scale = rsqrtf(BlockSum(sum_sq) / static_cast<float>(width) + eps);
+    TOut* o = out + row * width;
+    // Each thread reads back only the residual it wrote above.
+    for (int64_t i = threadIdx.x; i < row_vectors; i += kThreads) {
 #pragma unroll
       for (int k = 0; k < kPerVector / 4; ++k) {
         const int64_t j = i * (kPerVector / 4) + k;
         const float4 x = r[j];
         const float4 g = w[j];
-        o_row[4 * j] = FromFloat<TOut>(x.x * scale * g.x);
-        o_row[4 * j + 1] = FromFloat<TOut>(x.y * scale * g.y);
-        o_row[4 * j + 2] = FromFloat<TOut>(x.z * scale * g.z);
-        o_row[4 * j + 3] = FromFloat<TOut>(x.w * scale * g.w);
+        o[4 * j] = FromFloat<TOut>(x.x * scale * g.x);
+        o[4 * j + 1] = FromFloat<TOut>(x.y * scale * g.y);
+        o[4 * j + 2] = FromFloat<TOut>(x.z * scale * g.z);
+        o[4 * j + 3] = FromFloat<TOut>(x.w * scale * g.w);
       }
     }
   }
@@ -241,7 +261,8 @@ bool PeerAllReduceAddRmsNormFits(const PeerGroup& group, const void* input, Elem
   const auto aligned = [](const void* p) {
     return reinterpret_cast<uintptr_t>(p) % kVectorBytes == 0;
   };
-  return rows > 0 && width > 0 && (width * ElementBytes(type)) % kVectorBytes == 0 &&
+  return rows > 0 && rows <= kPeerFusedMaxRows && width > 0 &&
+         (width * ElementBytes(type)) % kVectorBytes == 0 &&
          PeerAllReduceFits(group, input, type, rows * width) && aligned(residual) &&
          aligned(weight);
 }

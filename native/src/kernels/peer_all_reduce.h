@@ -25,6 +25,10 @@ constexpr int kPeerMaxRanks = 8;
 // Every launch uses this many blocks, so each block's epoch counter and its slice of the message
 // stay the same from launch to launch (what makes two staging halves enough; see the .cu file).
 constexpr int kPeerBlocks = 24;
+// The fused all-reduce + norm takes at most this many rows: a block sums one row at a time, so
+// past two rows per block the plain kernel (all blocks on every row) and a separate norm are
+// faster.
+constexpr int64_t kPeerFusedMaxRows = 2 * kPeerBlocks;
 constexpr uint64_t kPeerTimeoutNs = uint64_t{30} * 1000 * 1000 * 1000;
 
 // One per rank, in that rank's device memory, zeroed before first use.
@@ -54,8 +58,9 @@ bool PeerAllReduceFits(const PeerGroup& group, const void* input, ElementType ty
 cudaError_t PeerAllReduceToFloat(const PeerGroup& group, const void* input, ElementType type,
                                  float* out, int64_t count, cudaStream_t stream);
 
-// Whether PeerAllReduceAddRmsNorm takes these: the message fits (PeerAllReduceFits), a row is a
-// whole number of 16-byte vectors, and residual and weight are 16-byte aligned.
+// Whether PeerAllReduceAddRmsNorm takes these: at most kPeerFusedMaxRows rows, the message fits
+// (PeerAllReduceFits), a row is a whole number of 16-byte vectors, and residual and weight are
+// 16-byte aligned.
 bool PeerAllReduceAddRmsNormFits(const PeerGroup& group, const void* input, ElementType type,
                                  const float* residual, const float* weight, int64_t rows,
                                  int64_t width);
