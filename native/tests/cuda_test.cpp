@@ -134,6 +134,51 @@ TEST_F(CudaTest, FlashAttentionMatchesTheMathPath) {
 #endif
 }
 
+TEST_F(CudaTest, ShortAttentionMatchesTheMathPath) {
+  REQUIRE_GPUS(1);
+#ifdef QWEN3_WITH_CUDA
+  const at::Device device(at::kCUDA, 0);
+  at::manual_seed(11);
+  // Every length up to the kernel's longest, one of them twice; 8 query heads over 2 KV heads.
+  const PackedInput in = PackedInput::Make(Texts({1, 5, 16, 32, 7, 32, 2}, 3), device);
+  ASSERT_EQ(in.max_seqlen, 32);
+  const int64_t tokens = in.num_tokens();
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (int64_t head_dim : {64, 128, 256}) {
+      SCOPED_TRACE(::testing::Message() << c10::toString(dtype) << " head_dim " << head_dim);
+      auto opts = at::TensorOptions().device(device).dtype(dtype);
+      at::Tensor q = at::randn({tokens, 8, head_dim}, opts);
+      at::Tensor k = at::randn({tokens, 2, head_dim}, opts);
+      at::Tensor v = at::randn({tokens, 2, head_dim}, opts);
+      const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+      at::Tensor fast = ShortCausalAttention(q, k, v, in, scale);
+      ASSERT_TRUE(fast.defined());
+      at::Tensor math = CausalAttentionMath(q, k, v, in, scale);
+      EXPECT_TRUE(at::equal(CausalAttention(q, k, v, in, scale, /*use_flash=*/true), fast));
+      const double cosine = at::cosine_similarity(fast.to(at::kFloat).reshape({tokens, -1}),
+                                                  math.to(at::kFloat).reshape({tokens, -1}), 1)
+                                .min()
+                                .item<double>();
+      EXPECT_GE(cosine, 0.9999);
+      EXPECT_LE((fast.to(at::kFloat) - math.to(at::kFloat)).abs().max().item<double>(), 2e-2);
+    }
+  }
+  // Longer sequences, fp32 and odd head sizes stay with flash attention or the math path.
+  auto bf16 = at::TensorOptions().device(device).dtype(at::kBFloat16);
+  const PackedInput longer = PackedInput::Make(Texts({33}, 3), device);
+  at::Tensor q = at::randn({33, 8, 128}, bf16);
+  at::Tensor kv = at::randn({33, 2, 128}, bf16);
+  EXPECT_FALSE(ShortCausalAttention(q, kv, kv, longer, 0.1).defined());
+  const PackedInput short_in = PackedInput::Make(Texts({9}, 3), device);
+  at::Tensor q32 = at::randn({9, 8, 128}, bf16.dtype(at::kFloat));
+  at::Tensor kv32 = at::randn({9, 2, 128}, bf16.dtype(at::kFloat));
+  EXPECT_FALSE(ShortCausalAttention(q32, kv32, kv32, short_in, 0.1).defined());
+  at::Tensor q96 = at::randn({9, 8, 96}, bf16);
+  at::Tensor kv96 = at::randn({9, 2, 96}, bf16);
+  EXPECT_FALSE(ShortCausalAttention(q96, kv96, kv96, short_in, 0.1).defined());
+#endif
+}
+
 #ifdef QWEN3_WITH_CUDA
 // Largest |a - b| relative to the largest |b|.
 double RelativeError(const at::Tensor& a, const at::Tensor& b) {

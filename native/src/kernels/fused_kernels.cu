@@ -117,6 +117,84 @@ __global__ void SiluMulKernel(const T* __restrict__ gate_up, T* __restrict__ out
   }
 }
 
+// See ShortCausalAttention in the header. Lane l of a warp holds dims [l * kPerLane, (l + 1) *
+// kPerLane) of one query row; keys are taken four at a time so their four dot-product reductions
+// overlap; the softmax is the online one (running max and sum), all in fp32.
+template <typename T, int kPerLane>
+__global__ void __launch_bounds__(256)
+    ShortCausalAttentionKernel(const T* __restrict__ q, const T* __restrict__ k,
+                               const T* __restrict__ v, const int32_t* __restrict__ cu_seqlens,
+                               int q_heads, int kv_heads, float scale, T* __restrict__ out) {
+  constexpr int kDim = 32 * kPerLane;
+  constexpr int kWarps = 8;
+  constexpr int kKeysAtOnce = 4;
+  __shared__ T keys[kShortAttentionMaxLen][kDim];
+  __shared__ T values[kShortAttentionMaxLen][kDim];
+  const int s = static_cast<int>(blockIdx.x);
+  const int h = static_cast<int>(blockIdx.y);
+  const int begin = cu_seqlens[s];
+  const int length = min(cu_seqlens[s + 1] - begin, kShortAttentionMaxLen);
+  if (length <= 0) return;
+  const int kv = h / (q_heads / kv_heads);
+  for (int idx = static_cast<int>(threadIdx.x); idx < length * kDim;
+       idx += static_cast<int>(blockDim.x)) {
+    const int row = idx / kDim;
+    const int d = idx - row * kDim;
+    const int64_t at = (static_cast<int64_t>(begin + row) * kv_heads + kv) * kDim + d;
+    keys[row][d] = k[at];
+    values[row][d] = v[at];
+  }
+  __syncthreads();
+
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int warp = static_cast<int>(threadIdx.x) >> 5;
+  const int first = lane * kPerLane;
+  for (int i = warp; i < length; i += kWarps) {
+    const int64_t row = (static_cast<int64_t>(begin + i) * q_heads + h) * kDim + first;
+    float query[kPerLane];
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) query[e] = ToFloat(q[row + e]);
+    float running_max = -INFINITY;
+    float sum = 0.0f;
+    float acc[kPerLane] = {};
+    for (int j0 = 0; j0 <= i; j0 += kKeysAtOnce) {
+      float dots[kKeysAtOnce];
+#pragma unroll
+      for (int c = 0; c < kKeysAtOnce; ++c) {
+        dots[c] = 0.0f;
+        if (j0 + c <= i) {
+#pragma unroll
+          for (int e = 0; e < kPerLane; ++e) dots[c] += query[e] * ToFloat(keys[j0 + c][first + e]);
+        }
+      }
+#pragma unroll
+      for (int offset = 16; offset > 0; offset >>= 1) {
+#pragma unroll
+        for (int c = 0; c < kKeysAtOnce; ++c) {
+          dots[c] += __shfl_xor_sync(0xffffffffu, dots[c], offset);
+        }
+      }
+#pragma unroll
+      for (int c = 0; c < kKeysAtOnce; ++c) {
+        if (j0 + c > i) break;
+        const float score = dots[c] * scale;
+        const float new_max = fmaxf(running_max, score);
+        const float correction = expf(running_max - new_max);
+        const float p = expf(score - new_max);
+        sum = sum * correction + p;
+#pragma unroll
+        for (int e = 0; e < kPerLane; ++e) {
+          acc[e] = acc[e] * correction + p * ToFloat(values[j0 + c][first + e]);
+        }
+        running_max = new_max;
+      }
+    }
+    const float inverse = 1.0f / sum;
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) out[row + e] = FromFloat<T>(acc[e] * inverse);
+  }
+}
+
 }  // namespace
 
 cudaError_t AddRmsNorm(float* residual, const void* delta, ElementType delta_type,
@@ -164,6 +242,34 @@ cudaError_t SiluMul(const void* gate_up, ElementType type, void* out, int64_t ro
     SiluMulKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
         static_cast<const T*>(gate_up), static_cast<T*>(out), rows, width);
     return cudaGetLastError();
+  });
+}
+
+cudaError_t ShortCausalAttention(const void* q, const void* k, const void* v, ElementType type,
+                                 const int32_t* cu_seqlens, int64_t sequences, int q_heads,
+                                 int kv_heads, int head_dim, float scale, void* out,
+                                 cudaStream_t stream) {
+  if (q_heads <= 0 || kv_heads <= 0 || q_heads % kv_heads != 0 || sequences > 65535 ||
+      (head_dim != 64 && head_dim != 128 && head_dim != 256)) {
+    return cudaErrorInvalidValue;
+  }
+  if (sequences <= 0) return cudaSuccess;
+  const dim3 grid(static_cast<unsigned>(sequences), static_cast<unsigned>(q_heads));
+  return Dispatch(type, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    if constexpr (std::is_same_v<T, float>) {
+      return cudaErrorInvalidValue;  // flash attention's dtypes only (fp32 keys would not fit)
+    } else {
+      const auto launch = [&](auto kernel) {
+        kernel<<<grid, 256, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k),
+                                         static_cast<const T*>(v), cu_seqlens, q_heads, kv_heads,
+                                         scale, static_cast<T*>(out));
+        return cudaGetLastError();
+      };
+      if (head_dim == 64) return launch(ShortCausalAttentionKernel<T, 2>);
+      if (head_dim == 128) return launch(ShortCausalAttentionKernel<T, 4>);
+      return launch(ShortCausalAttentionKernel<T, 8>);
+    }
   });
 }
 

@@ -35,4 +35,20 @@ cudaError_t QkNormRope(const void* qkv, ElementType type, const float* q_norm, c
 cudaError_t SiluMul(const void* gate_up, ElementType type, void* out, int64_t rows, int64_t width,
                     cudaStream_t stream);
 
+// The longest sequence ShortCausalAttention takes.
+constexpr int kShortAttentionMaxLen = 32;
+
+// Causal self-attention for packed batches of short sequences: q [T, q_heads, head_dim], k and v
+// [T, kv_heads, head_dim] (contiguous, in `type`), sequence s the rows cu_seqlens[s] ..
+// cu_seqlens[s + 1] (int32, on the device, `sequences` + 1 entries), each at most
+// kShortAttentionMaxLen long (longer ones are cut there: the caller must not pass them). Query head
+// h reads key/value head h / (q_heads / kv_heads). out [T, q_heads, head_dim] = softmax(scale
+// q.k^T) v, in fp32, rounded once to `type`. A block per (sequence, query head) holds its keys and
+// values; flash attention's tiles of 128 queries spend ~9 us on a 16-token text. `type` must be
+// fp16 or bf16 (flash attention's), head_dim 64, 128 or 256.
+cudaError_t ShortCausalAttention(const void* q, const void* k, const void* v, ElementType type,
+                                 const int32_t* cu_seqlens, int64_t sequences, int q_heads,
+                                 int kv_heads, int head_dim, float scale, void* out,
+                                 cudaStream_t stream);
+
 }  // namespace qwen3::kernels

@@ -11,6 +11,7 @@
 #endif
 
 #include "common/error.h"
+#include "model/fused_ops.h"
 
 namespace qwen3 {
 
@@ -85,6 +86,9 @@ at::Tensor CausalAttentionMath(const at::Tensor& q, const at::Tensor& k, const a
 at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const PackedInput& in, double scale, bool use_flash) {
   if (!use_flash) return CausalAttentionMath(q, k, v, in, scale);
+  // Short sequences (a query, a graph bucket of up to 32 tokens): flash attention's fixed cost per
+  // launch is most of the work there.
+  if (at::Tensor out = ShortCausalAttention(q, k, v, in, scale); out.defined()) return out;
 #ifdef QWEN3_WITH_CUDA
   // Varlen flash attention: cu_seqlens (int32) delimit the sequences, causal within each; GQA is
   // handled by the kernel from the head counts. Returns (out, logsumexp, rng state, ...).

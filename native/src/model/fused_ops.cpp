@@ -115,6 +115,36 @@ at::Tensor SiluMul(const at::Tensor& gate_up) {
   return composite::SiluMul(gate_up);
 }
 
+at::Tensor ShortCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const PackedInput& in, double scale) {
+#ifdef QWEN3_WITH_CUDA
+  const int64_t head_dim = q.dim() == 3 ? q.size(2) : 0;
+  if (q.is_cuda() && (q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16) &&
+      in.max_seqlen <= kernels::kShortAttentionMaxLen &&
+      (head_dim == 64 || head_dim == 128 || head_dim == 256) && k.dim() == 3 && v.dim() == 3 &&
+      k.sizes() == v.sizes() && k.size(2) == head_dim && k.size(0) == q.size(0) &&
+      k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type() &&
+      q.size(1) % k.size(1) == 0 && q.is_contiguous() && k.is_contiguous() && v.is_contiguous() &&
+      in.cu_seqlens.scalar_type() == at::kInt && in.cu_seqlens.device() == q.device()) {
+    at::Tensor out = at::empty_like(q);
+    Check(kernels::ShortCausalAttention(
+              q.data_ptr(), k.data_ptr(), v.data_ptr(), kernels::ElementTypeOf(q.scalar_type()),
+              in.cu_seqlens.data_ptr<int32_t>(), in.cu_seqlens.size(0) - 1,
+              static_cast<int>(q.size(1)), static_cast<int>(k.size(1)), static_cast<int>(head_dim),
+              static_cast<float>(scale), out.data_ptr(), StreamOf(q)),
+          "ShortCausalAttention");
+    return out;
+  }
+#else
+  (void)q;
+  (void)k;
+  (void)v;
+  (void)in;
+  (void)scale;
+#endif
+  return {};
+}
+
 namespace composite {
 
 at::Tensor AddRmsNorm(at::Tensor& residual, const at::Tensor& delta, const at::Tensor& weight,

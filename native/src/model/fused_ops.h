@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <tuple>
 
+#include "model/packed_input.h"
+
 namespace qwen3 {
 
 // What the rotary step needs: on the fused path the positions and inverse frequencies, on the
@@ -39,6 +41,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> QkNormRope(const at::Tensor& qkv,
 
 // gate_up [rows, 2 * width] -> silu(gate) * up [rows, width], in gate_up's dtype.
 at::Tensor SiluMul(const at::Tensor& gate_up);
+
+// Causal attention (as CausalAttention in model/attention.h) by the short-sequence kernel, where it
+// applies: CUDA, fp16/bf16 contiguous q/k/v, head_dim 64, 128 or 256, and in.max_seqlen at most 32
+// (kernels::kShortAttentionMaxLen). Otherwise returns an undefined tensor and does nothing.
+at::Tensor ShortCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const PackedInput& in, double scale);
 
 // The ATen composites, on any device (the CPU path, and the tests' reference for the kernels).
 namespace composite {
