@@ -216,6 +216,30 @@ describe(createApp.name, () => {
     });
   });
 
+  it('takes the key as access_token in the body or query string too, but not in two places', async () => {
+    const bare = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+      fetch(`${sut.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      });
+    expect((await bare(`/v1/embeddings?access_token=${KEY}`, { input: 'x' })).status).toBe(200);
+    expect((await bare('/v1/embeddings', { input: 'x', access_token: KEY })).status).toBe(200);
+    const twice = await bare(
+      `/v1/embeddings?access_token=${KEY}`,
+      { input: 'x' },
+      { authorization: `Bearer ${KEY}` },
+    );
+    expect(twice.status).toBe(401);
+    expect((await readJson(twice)).error).toMatchObject({
+      code: 'invalid_api_key',
+      message: 'Incorrect API key provided.',
+    });
+    const wrong = await bare('/v1/embeddings?access_token=nope', { input: 'x' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.headers.get('www-authenticate')).toBe('Bearer');
+  });
+
   it('refuses missing and wrong keys with 401 invalid_api_key', async () => {
     for (const headers of [
       { authorization: '' },

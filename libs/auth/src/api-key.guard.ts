@@ -1,26 +1,28 @@
-import { ExecutionContext, Injectable } from '@nestjs/common';
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { AuthGuard } from '@nestjs/passport';
 import type { Request } from 'express';
 import { AuthenticationError } from '@app/common';
 import { AppConfig } from '@app/config';
+import { ApiKeyPrincipal, BearerStrategy } from './bearer.strategy';
 import { IS_PUBLIC_KEY } from './public.decorator';
 
 const MISSING_KEY =
   "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
 const WRONG_KEY = 'Incorrect API key provided.';
 
-/** The global guard: every route needs a key unless marked @Public() or AUTH_DISABLED=true. */
+/**
+ * The global guard: every route needs a key unless marked @Public() or AUTH_DISABLED=true. The
+ * principal is left on `request.user`, where passport would put it.
+ */
 @Injectable()
-export class ApiKeyGuard extends AuthGuard('bearer') {
+export class ApiKeyGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly config: AppConfig,
-  ) {
-    super();
-  }
+    private readonly bearer: BearerStrategy,
+  ) {}
 
-  override canActivate(context: ExecutionContext): boolean | Promise<boolean> {
+  canActivate(context: ExecutionContext): boolean {
     const isPublic = this.reflector.getAllAndOverride<boolean>(IS_PUBLIC_KEY, [
       context.getHandler(),
       context.getClass(),
@@ -28,10 +30,12 @@ export class ApiKeyGuard extends AuthGuard('bearer') {
     if (isPublic || this.config.auth.disabled) {
       return true;
     }
-    return super.canActivate(context) as Promise<boolean>;
+    const request = context.switchToHttp().getRequest<Request & { user?: ApiKeyPrincipal }>();
+    request.user = this.handleRequest(null, this.bearer.authenticate(request), undefined, context);
+    return true;
   }
 
-  override handleRequest<TUser>(
+  handleRequest<TUser>(
     error: unknown,
     user: TUser | false,
     _info: unknown,

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { PassportStrategy } from '@nestjs/passport';
+import type { Request } from 'express';
 import { Strategy } from 'passport-http-bearer';
 import { ApiKeyService } from './api-key.service';
 
@@ -7,14 +7,49 @@ export interface ApiKeyPrincipal {
   kind: 'api-key';
 }
 
-/** `Authorization: Bearer <key>`, as the OpenAI SDKs send it. */
+/** The actions passport gives a strategy for one request; exactly one of them is called. */
+interface StrategyActions {
+  success(user: ApiKeyPrincipal): void;
+  fail(): void;
+  error(error: unknown): void;
+}
+
+type Outcome = { user: ApiKeyPrincipal | false } | { error: unknown };
+
+/**
+ * `Authorization: Bearer <key>` (as the OpenAI SDKs send it), or `access_token` in the body or query
+ * string: passport-http-bearer's strategy reads the key (RFC 6750; a key in two places is refused) and
+ * ApiKeyService checks it. The strategy runs as passport runs one, on a copy given the success, fail
+ * and error actions, but here and synchronously: with one strategy, no session and a synchronous
+ * check, passport's middleware and @nestjs/passport's promises around it only cost time (~25 µs a
+ * request, bench/server-overhead.ts).
+ */
 @Injectable()
-export class BearerStrategy extends PassportStrategy(Strategy, 'bearer') {
-  constructor(private readonly keys: ApiKeyService) {
-    super();
-  }
+export class BearerStrategy {
+  private readonly strategy = new Strategy((token, done) => done(null, this.validate(token)));
+
+  constructor(private readonly keys: ApiKeyService) {}
 
   validate(token: string): ApiKeyPrincipal | false {
     return this.keys.verify(token) ? { kind: 'api-key' } : false;
+  }
+
+  /** The principal of the request's key; false when it has none or a wrong one. */
+  authenticate(request: Request): ApiKeyPrincipal | false {
+    let outcome: Outcome | undefined;
+    const actions: StrategyActions = {
+      success: (user) => (outcome = { user }),
+      fail: () => (outcome = { user: false }),
+      error: (error) => (outcome = { error }),
+    };
+    const attempt = Object.assign(Object.create(this.strategy) as typeof this.strategy, actions);
+    attempt.authenticate(request);
+    if (outcome === undefined) {
+      throw new Error('the bearer strategy decided nothing');
+    }
+    if ('error' in outcome) {
+      throw outcome.error;
+    }
+    return outcome.user;
   }
 }
