@@ -1,8 +1,13 @@
-import { DynamicModule, Module } from '@nestjs/common';
+import { DynamicModule, MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import { AuthModule } from '@app/auth';
-import { createLoggerParams, createValidationPipe, GlobalExceptionFilter } from '@app/common';
+import {
+  AccessLogMiddleware,
+  createLoggerParams,
+  createValidationPipe,
+  GlobalExceptionFilter,
+} from '@app/common';
 import { AppConfig, AppConfigModule, AppConfigModuleOptions } from '@app/config';
 import { acceptEmbeddingsRequest, EmbeddingsModule, EmbeddingsRequestDto } from '@app/embeddings';
 import { EnginePort } from '@app/engine/engine.port';
@@ -17,7 +22,7 @@ export interface AppModuleOptions extends AppConfigModuleOptions {
 
 /** The HTTP service: composes the libs; the behaviour lives in them. */
 @Module({})
-export class AppModule {
+export class AppModule implements NestModule {
   static forRoot(options: AppModuleOptions = {}): DynamicModule {
     return {
       module: AppModule,
@@ -42,5 +47,10 @@ export class AppModule {
         },
       ],
     };
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    // As nestjs-pino routes its own: every path, seen whole (the quiet paths are told by req.url).
+    consumer.apply(AccessLogMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
   }
 }

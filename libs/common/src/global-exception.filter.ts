@@ -22,7 +22,8 @@ export class GlobalExceptionFilter implements ExceptionFilter {
     const mapped = toOpenAIError(exception);
     if (mapped.internal) {
       this.logger.error(
-        { err: exception, method: request.method, path: request.path },
+        // `req` through the logger's serializer: the request's id, method and path.
+        { err: exception, req: request, method: request.method, path: request.path },
         'unhandled error while serving a request',
       );
     }

@@ -1,0 +1,76 @@
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import type { Options } from 'pino-http';
+import { AccessLogMiddleware, createLoggerParams } from './logging.config';
+
+describe(AccessLogMiddleware.name, () => {
+  let server: Server;
+  let url: string;
+  const lines: Record<string, unknown>[] = [];
+
+  beforeAll(async () => {
+    const params = createLoggerParams('info');
+    const [options] = params.pinoHttp as [Options, unknown];
+    const capture = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>);
+        done();
+      },
+    });
+    // A second one from the same params: pino-http rewrites the options it is given.
+    new AccessLogMiddleware({ pinoHttp: [options, capture] });
+    const middleware = new AccessLogMiddleware({ pinoHttp: [options, capture] });
+    server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      middleware.use(req, res, () => undefined);
+      req.log.info({ authorization: req.headers.authorization }, 'a stray header');
+      res.statusCode = req.url?.startsWith('/missing') ? 404 : 200;
+      res.setHeader('set-cookie', 'secret=1');
+      res.end('{}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  beforeEach(() => {
+    lines.length = 0;
+  });
+
+  const finished = () => lines.find((line) => line.msg === 'request completed');
+
+  it('logs method, path, status and timing with the request id, never headers or the query string', async () => {
+    const res = await fetch(`${url}/v1/embeddings?access_token=sk-secret`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-secret', 'x-request-id': 'req-42', cookie: 'c=1' },
+      body: '{"input":"private text"}',
+    });
+    expect(res.headers.get('x-request-id')).toBe('req-42');
+    await res.text();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(finished()).toMatchObject({
+      level: 30,
+      req: { id: 'req-42', method: 'POST', path: '/v1/embeddings' },
+      res: { statusCode: 200 },
+      responseTime: expect.any(Number),
+    });
+    expect(Object.keys(finished()!.req as object).sort()).toEqual(['id', 'method', 'path', 'remoteAddress']);
+    expect(Object.keys(finished()!.res as object)).toEqual(['statusCode']);
+    const written = JSON.stringify(lines);
+    for (const secret of ['sk-secret', 'access_token', 'cookie', 'private text', 'headers']) {
+      expect(written).not.toContain(secret);
+    }
+  });
+
+  it('warns on client errors and stays quiet for health and metrics', async () => {
+    await (await fetch(`${url}/missing`)).text();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(finished()).toMatchObject({ level: 40, res: { statusCode: 404 } });
+    lines.length = 0;
+    await (await fetch(`${url}/health/ready`)).text();
+    await (await fetch(`${url}/metrics`)).text();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(finished()).toBeUndefined();
+  });
+});
