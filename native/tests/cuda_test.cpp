@@ -558,6 +558,13 @@ TEST_F(CudaTest, AllReduceCheckSumsOverEveryGpu) {
   AllReduceCheckResult result = RunAllReduceCheck(ids);
   EXPECT_TRUE(result.ok);
   EXPECT_GT(result.bytes, 0);
+  // The short query's message: the peer kernel where the GPUs reach each other's memory.
+  EXPECT_EQ(result.small_bytes, 16 * 2560 * 2);
+  EXPECT_GT(result.small_us, 0);
+  EXPECT_TRUE(result.small_path == "peer" || result.small_path == "nccl") << result.small_path;
+  AllReduceCheckResult nccl = RunAllReduceCheck(ids, /*peer_all_reduce=*/false);
+  EXPECT_TRUE(nccl.ok);
+  EXPECT_EQ(nccl.small_path, "nccl");
 }
 
 TEST(BuildTest, ReportsWhatWasCompiledIn) {

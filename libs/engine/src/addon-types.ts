@@ -56,8 +56,15 @@ export interface AddonCudaDevice {
 
 export interface AddonAllReduceCheck {
   ok: boolean;
+  /** One fp32 all-reduce of `bytes` (32 MiB, NCCL), on the slowest rank. */
   ms: number;
   bytes: number;
+  /** The path a short query's all-reduce takes in serving: the peer kernel or NCCL. */
+  smallPath: 'peer' | 'nccl';
+  /** That message: [16, 2560] bf16 partial sums. */
+  smallBytes: number;
+  /** Mean microseconds per all-reduce of it, 200 back to back, on the slowest rank. */
+  smallUs: number;
 }
 
 export interface AddonBinding {
@@ -65,8 +72,11 @@ export interface AddonBinding {
   buildInfo(): AddonBuildInfo;
   /** Empty in a build without CUDA. */
   cudaDevices(): AddonCudaDevice[];
-  /** One NCCL all-reduce over the GPUs, checked; rejects with code DEVICE_FAILED. */
-  allReduceCheck(deviceIds: number[]): Promise<AddonAllReduceCheck>;
+  /**
+   * Checked all-reduces over the GPUs, as the engine's group runs them (peerAllReduce defaults to
+   * true); rejects with code DEVICE_FAILED.
+   */
+  allReduceCheck(deviceIds: number[], options?: { peerAllReduce?: boolean }): Promise<AddonAllReduceCheck>;
   /** "[v0,v1,...]" with the shortest float32 round-trip digits; non-finite values as null. */
   floatArrayJson(values: Float32Array): string;
 }

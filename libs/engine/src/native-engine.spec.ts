@@ -457,10 +457,16 @@ describeWithAddon(NativeEngine.name, () => {
     );
   });
 
-  it('reports build facts and no CUDA devices on a CPU build', () => {
+  it('reports build facts and no CUDA devices on a CPU build', async () => {
     const build = sut.buildInfo();
     expect(typeof build.torchVersion).toBe('string');
     if (!build.cuda) expect(sut.cudaDevices()).toEqual([]);
+    if (!build.nccl) await expectEngineError(sut.allReduceCheck([0]), 'DEVICE_FAILED', /no NCCL/);
+    await expectEngineError(
+      sut.allReduceCheck([0], 'yes' as unknown as boolean),
+      'INVALID_ARGUMENT',
+      /peerAllReduce must be a boolean/,
+    );
   });
 
   it('fails every call cleanly before load and after dispose', async () => {

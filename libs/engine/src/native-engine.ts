@@ -169,10 +169,10 @@ export class NativeEngine extends EnginePort implements OnApplicationShutdown {
     }
   }
 
-  /** Runs one checked NCCL all-reduce over the GPUs (DEVICE_FAILED without NCCL). */
-  async allReduceCheck(deviceIds: number[]): Promise<AddonAllReduceCheck> {
+  /** Runs checked all-reduces over the GPUs, large and short-query sized (DEVICE_FAILED without NCCL). */
+  async allReduceCheck(deviceIds: number[], peerAllReduce = true): Promise<AddonAllReduceCheck> {
     try {
-      return await this.loadBinding().allReduceCheck(deviceIds);
+      return await this.loadBinding().allReduceCheck(deviceIds, { peerAllReduce });
     } catch (error) {
       throw toEngineError(error);
     }

@@ -31,17 +31,18 @@ Napi::Value CudaDevicesJs(const Napi::CallbackInfo& info) {
 // Runs the NCCL check on the libuv thread pool (it takes well under a second once NCCL is up).
 class AllReduceCheckWorker : public Napi::AsyncWorker {
  public:
-  AllReduceCheckWorker(Napi::Env env, std::vector<int> device_ids)
+  AllReduceCheckWorker(Napi::Env env, std::vector<int> device_ids, bool peer_all_reduce)
       : Napi::AsyncWorker(env, "qwen3.allReduceCheck"),
         deferred_(Napi::Promise::Deferred::New(env)),
-        device_ids_(std::move(device_ids)) {}
+        device_ids_(std::move(device_ids)),
+        peer_all_reduce_(peer_all_reduce) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
     try {
-      result_ = RunAllReduceCheck(device_ids_);
+      result_ = RunAllReduceCheck(device_ids_, peer_all_reduce_);
     } catch (const Error& e) {
       error_ = e;
     } catch (const std::exception& e) {
@@ -63,6 +64,7 @@ class AllReduceCheckWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::vector<int> device_ids_;
+  bool peer_all_reduce_;
   AllReduceCheckResult result_;
   std::optional<Error> error_;
 };
@@ -70,14 +72,16 @@ class AllReduceCheckWorker : public Napi::AsyncWorker {
 Napi::Value AllReduceCheckJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<int> ids;
+  bool peer = true;
   try {
     ids = ToDeviceIds(info[0], "deviceIds");
+    peer = ToAllReduceCheckPeer(info[1]);
   } catch (const Napi::Error& e) {
     auto deferred = Napi::Promise::Deferred::New(env);
     deferred.Reject(e.Value());
     return deferred.Promise();
   }
-  auto* worker = new AllReduceCheckWorker(env, std::move(ids));
+  auto* worker = new AllReduceCheckWorker(env, std::move(ids), peer);
   Napi::Promise promise = worker->Promise();
   worker->Queue();  // the worker deletes itself when done
   return promise;

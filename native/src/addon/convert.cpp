@@ -199,11 +199,21 @@ Napi::Array ToJs(Napi::Env env, const std::vector<CudaDeviceInfo>& devices) {
   return array;
 }
 
+bool ToAllReduceCheckPeer(const Napi::Value& value) {
+  Napi::Env env = value.Env();
+  if (value.IsUndefined()) return true;
+  if (!value.IsObject()) throw MakeTypeError(env, "options must be an object");
+  return OptionalBool(env, value.As<Napi::Object>(), "peerAllReduce", true);
+}
+
 Napi::Object ToJs(Napi::Env env, const AllReduceCheckResult& result) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("ok", result.ok);
   o.Set("ms", result.ms);
   o.Set("bytes", static_cast<double>(result.bytes));
+  o.Set("smallPath", result.small_path);
+  o.Set("smallBytes", static_cast<double>(result.small_bytes));
+  o.Set("smallUs", result.small_us);
   return o;
 }
 

@@ -25,6 +25,8 @@ std::vector<int32_t> ToInt32Vector(const Napi::Value& value, const char* name);
 // An array of non-negative integer device ordinals.
 std::vector<int> ToDeviceIds(const Napi::Value& value, const char* name);
 EngineOptions ToEngineOptions(const Napi::Value& value);
+// allReduceCheck's options, { peerAllReduce?: boolean } or undefined: its peerAllReduce (true).
+bool ToAllReduceCheckPeer(const Napi::Value& value);
 
 Napi::Object ToJs(Napi::Env env, const EngineInfo& info);
 Napi::Object ToJs(Napi::Env env, const HealthStatus& health);

@@ -58,7 +58,7 @@ std::vector<CudaDeviceInfo> ListCudaDevices() {
   return devices;
 }
 
-AllReduceCheckResult RunAllReduceCheck(const std::vector<int>& device_ids) {
+AllReduceCheckResult RunAllReduceCheck(const std::vector<int>& device_ids, bool peer_all_reduce) {
 #ifdef QWEN3_WITH_NCCL
   if (device_ids.empty()) ThrowInvalidArgument("deviceIds is empty");
   const int count = c10::cuda::device_count();
@@ -71,61 +71,94 @@ AllReduceCheckResult RunAllReduceCheck(const std::vector<int>& device_ids) {
     if (!unique.insert(id).second) ThrowInvalidArgument("deviceIds has duplicates");
   }
   constexpr int64_t kElements = int64_t{8} << 20;  // 32 MiB of fp32 per device
+  constexpr int64_t kSmallRows = 16;               // a short query's partial sums (4B: hidden 2560)
+  constexpr int64_t kSmallWidth = 2560;
+  constexpr int kSmallRuns = 200;
   const int world = static_cast<int>(device_ids.size());
-  std::unique_ptr<CommunicatorGroup> group = MakeNcclGroup(device_ids);
+  const double expected = world * (world + 1) / 2.0;
+  std::unique_ptr<CommunicatorGroup> group = MakeNcclGroup(device_ids, peer_all_reduce);
   Barrier start(world);
   std::vector<double> ms(static_cast<size_t>(world), 0);
+  std::vector<double> small_us(static_cast<size_t>(world), 0);
   std::vector<bool> correct(static_cast<size_t>(world), false);
   std::vector<std::exception_ptr> errors(static_cast<size_t>(world));
   std::vector<std::thread> threads;
   for (int r = 0; r < world; ++r) {
     threads.emplace_back([&, r] {
       const auto device = static_cast<c10::DeviceIndex>(device_ids[static_cast<size_t>(r)]);
-      bool arrived = false;
       try {
         c10::cuda::CUDAGuard guard(device);
-        at::Tensor t = at::full({kElements}, static_cast<double>(r + 1),
-                                at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device));
-        c10::cuda::getCurrentCUDAStream(device).synchronize();
-        arrived = true;
+        const auto stream = c10::cuda::getCurrentCUDAStream(device);
+        Communicator& comm = group->rank(r);
+        const auto on_device = at::TensorOptions().device(at::kCUDA, device);
+        at::Tensor t =
+            at::full({kElements}, static_cast<double>(r + 1), on_device.dtype(at::kFloat));
+        stream.synchronize();
         start.ArriveAndWait();
-        const auto t0 = std::chrono::steady_clock::now();
-        group->rank(r).AllReduceSum(t);
-        c10::cuda::getCurrentCUDAStream(device).synchronize();
-        const auto t1 = std::chrono::steady_clock::now();
+        auto t0 = std::chrono::steady_clock::now();
+        comm.AllReduceSum(t);
+        stream.synchronize();
+        auto t1 = std::chrono::steady_clock::now();
         ms[static_cast<size_t>(r)] = std::chrono::duration<double, std::milli>(t1 - t0).count();
-        const double expected = world * (world + 1) / 2.0;
-        correct[static_cast<size_t>(r)] = at::all(t == expected).item<bool>();
+        bool ok = at::all(t == expected).item<bool>();
+
+        const at::Tensor small = at::full({kSmallRows, kSmallWidth}, static_cast<double>(r + 1),
+                                          on_device.dtype(at::kBFloat16));
+        ok = ok && at::all(comm.AllReduceSumAsFloat(small) == expected).item<bool>();
+        start.ArriveAndWait();
+        t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < kSmallRuns; ++i) (void)comm.AllReduceSumAsFloat(small);
+        stream.synchronize();
+        t1 = std::chrono::steady_clock::now();
+        small_us[static_cast<size_t>(r)] =
+            std::chrono::duration<double, std::micro>(t1 - t0).count() / kSmallRuns;
+        correct[static_cast<size_t>(r)] = ok;
       } catch (...) {
         errors[static_cast<size_t>(r)] = std::current_exception();
+        // Release the peers: those in a collective through the group, those at the barrier.
         group->Abort();
-        if (!arrived) start.ArriveAndWait();
+        start.Abort();
       }
     });
   }
   for (auto& t : threads) t.join();
+  // The root cause: the first error that is not another rank's abort, else the first.
+  std::exception_ptr first;
   for (const auto& e : errors) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const Error&) {
-        throw;
-      } catch (const std::exception& ex) {
-        throw Error(ErrorCode::kDeviceFailed, ex.what());
-      }
+    if (!e) continue;
+    if (!first) first = e;
+    try {
+      std::rethrow_exception(e);
+    } catch (const CommAbortedError&) {
+    } catch (...) {
+      first = e;
+      break;
+    }
+  }
+  if (first) {
+    try {
+      std::rethrow_exception(first);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& ex) {
+      throw Error(ErrorCode::kDeviceFailed, ex.what());
     }
   }
   AllReduceCheckResult result;
   result.bytes = kElements * static_cast<int64_t>(sizeof(float));
+  result.small_bytes = kSmallRows * kSmallWidth * 2;
+  result.small_path = group->rank(0).capturable_bytes() >= result.small_bytes ? "peer" : "nccl";
   result.ok = true;
   for (int r = 0; r < world; ++r) {
     result.ok = result.ok && correct[static_cast<size_t>(r)];
     result.ms = std::max(result.ms, ms[static_cast<size_t>(r)]);
+    result.small_us = std::max(result.small_us, small_us[static_cast<size_t>(r)]);
   }
-  if (!result.ok) throw Error(ErrorCode::kDeviceFailed, "NCCL all-reduce returned a wrong sum");
+  if (!result.ok) throw Error(ErrorCode::kDeviceFailed, "the all-reduce returned a wrong sum");
   return result;
 #else
   (void)device_ids;
+  (void)peer_all_reduce;
   throw Error(ErrorCode::kDeviceFailed, "this build of the engine has no NCCL support");
 #endif
 }

@@ -144,16 +144,25 @@ struct CudaDeviceInfo {
 
 struct AllReduceCheckResult {
   bool ok = false;
-  double ms = 0;
+  double ms = 0;  // one fp32 all-reduce of `bytes` (32 MiB: NCCL), from the slowest rank
   int64_t bytes = 0;
+  // A short query's all-reduce ([16, 2560] bf16 partial sums, summed to fp32), checked once, then
+  // repeated back to back: the path serving takes for it ("peer" kernel or "nccl") and the mean
+  // time of one on the slowest rank.
+  std::string small_path;
+  int64_t small_bytes = 0;
+  double small_us = 0;
 };
 
 BuildInfo GetBuildInfo();
 // Empty in a build without CUDA or on a machine without GPUs.
 std::vector<CudaDeviceInfo> ListCudaDevices();
-// One NCCL all-reduce over the given GPUs, checked against the expected sum. Throws
-// Error(kDeviceFailed) without NCCL, on NCCL/CUDA errors, or on a wrong sum;
-// Error(kInvalidArgument) for bad device ids.
-AllReduceCheckResult RunAllReduceCheck(const std::vector<int>& device_ids);
+// All-reduces over the given GPUs through a group built as the engine builds one, each checked
+// against the expected sum: one of 32 MiB (NCCL), then a short query's (the peer kernel where the
+// GPUs have peer access and peer_all_reduce is on), timed. Throws Error(kDeviceFailed) without
+// NCCL, on NCCL/CUDA errors, or on a wrong sum; Error(kInvalidArgument) for bad device ids.
+// peer_all_reduce: as EngineOptions::peer_all_reduce (the small message's path).
+AllReduceCheckResult RunAllReduceCheck(const std::vector<int>& device_ids,
+                                       bool peer_all_reduce = true);
 
 }  // namespace qwen3

@@ -73,11 +73,12 @@ export class CheckGpuCommand extends CommandRunner {
         throw new CheckFailed(
           `tensor parallel ${group.length} needs NCCL, and the addon was built without it`,
         );
-      const result = await engine.allReduceCheck(group).catch((error: Error) => {
+      const result = await engine.allReduceCheck(group, config.model.peerAllReduce).catch((error: Error) => {
         throw new CheckFailed(`NCCL all-reduce over [${group.join(',')}] failed: ${error.message}`);
       });
       out(
-        `  all-reduce [${group.join(',')}]: ${result.ok ? 'ok' : 'WRONG SUM'} (${formatBytes(result.bytes)} in ${result.ms.toFixed(2)} ms)`,
+        `  all-reduce [${group.join(',')}]: ${result.ok ? 'ok' : 'WRONG SUM'} (${formatBytes(result.bytes)} in ${result.ms.toFixed(2)} ms; ` +
+          `a short query's ${formatBytes(result.smallBytes)}: ${result.smallPath === 'peer' ? 'peer kernel' : 'NCCL'}, ${result.smallUs.toFixed(1)} us each)`,
       );
       if (!result.ok) throw new CheckFailed(`NCCL all-reduce over [${group.join(',')}] returned a wrong sum`);
     }
