@@ -28,6 +28,8 @@
 #             preloads scripts/device/server-probe.js: the server's own time per request)
 #   profile   forward_profile per layout (PROFILE_LAYOUTS name:gpus:tp:graphMax[:nccl], PROFILE_SHAPE
 #             textsxtokens, default 1x16): Embed() latency and the forward's kernels by kind -> profile.md
+#   gemmsearch  the forward's GEMMs at 16 tokens (GEMM_TOKENS, GEMM_TP "1 2"): at::linear vs the
+#             best of cuBLASLt's algorithms -> gemm-search.md (after nativetests)
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -210,6 +212,21 @@ step_profile() {
     echo "| profile $name $shape | $line |" >> "$RESULTS"
     { node "$APP/dist/bench/trace-summary.js" "$WORK/trace-$name.json" --label "$name, $shape: $line"
       echo; } | tee -a "$OUT/profile.md" || status=1
+  done
+  return $status
+}
+
+step_gemmsearch() {
+  # The forward's matrix products at a short query's size: at::linear against every algorithm
+  # cuBLASLt's heuristic offers (native/tests/gemm_search.cpp) -> gemm-search.md. Needs the
+  # nativetests step's build directory.
+  [ -d build/native-tests ] || { echo "no build/native-tests: run the nativetests step" >&2; return 1; }
+  cmake --build build/native-tests --target gemm_search -j 16 > "$WORK/build-gemm.log" 2>&1 \
+    || { grep -E -A5 "error" "$WORK/build-gemm.log" | head -40; return 1; }
+  local tp status=0
+  for tp in ${GEMM_TP:-1 2}; do
+    { build/native-tests/gemm_search --tp="$tp" --tokens="${GEMM_TOKENS:-16}" || status=1; echo; } \
+      | tee -a "$OUT/gemm-search.md"
   done
   return $status
 }
