@@ -1,4 +1,4 @@
-import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer, IncomingMessage, request, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { Options } from 'pino-http';
@@ -24,6 +24,12 @@ describe(AccessLogMiddleware.name, () => {
     server = createServer((req: IncomingMessage, res: ServerResponse) => {
       middleware.use(req, res, () => undefined);
       req.log.info({ authorization: req.headers.authorization }, 'a stray header');
+      if (req.url === '/slow') return; // answered never: the client gives up
+      if (req.url === '/broken') {
+        res.statusCode = 503;
+        res.end();
+        return;
+      }
       res.statusCode = req.url?.startsWith('/missing') ? 404 : 200;
       res.setHeader('set-cookie', 'secret=1');
       res.end('{}');
@@ -55,12 +61,57 @@ describe(AccessLogMiddleware.name, () => {
       res: { statusCode: 200 },
       responseTime: expect.any(Number),
     });
-    expect(Object.keys(finished()!.req as object).sort()).toEqual(['id', 'method', 'path', 'remoteAddress']);
+    expect(Object.keys(finished()!)).toEqual([
+      'level',
+      'time',
+      'pid',
+      'hostname',
+      'req',
+      'res',
+      'responseTime',
+      'msg',
+    ]);
+    expect(Object.keys(finished()!.req as object)).toEqual(['id', 'method', 'path', 'remoteAddress']);
     expect(Object.keys(finished()!.res as object)).toEqual(['statusCode']);
     const written = JSON.stringify(lines);
     for (const secret of ['sk-secret', 'access_token', 'cookie', 'private text', 'headers']) {
       expect(written).not.toContain(secret);
     }
+  });
+
+  it('says when the client went away before the answer, and errs on server errors', async () => {
+    await new Promise<void>((resolve) => {
+      const req = request(`${url}/slow`, { headers: { 'x-request-id': 'gone' } });
+      req.on('error', () => resolve());
+      req.end(() => setTimeout(() => req.destroy(), 20));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const about = lines.filter((line) => (line.req as { id: string }).id === 'gone');
+    expect(about.find((line) => line.res)).toMatchObject({
+      level: 30,
+      res: { statusCode: null }, // nothing was sent
+      msg: 'request aborted',
+    });
+    lines.length = 0;
+    await (await fetch(`${url}/broken`)).text();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lines.find((line) => line.msg === 'request errored')).toMatchObject({
+      level: 50,
+      res: { statusCode: 503 },
+      err: { type: 'Error', message: 'failed with status code 503' },
+      responseTime: expect.any(Number),
+    });
+    expect(Object.keys(lines.find((line) => line.msg === 'request errored')!)).toEqual([
+      'level',
+      'time',
+      'pid',
+      'hostname',
+      'req',
+      'res',
+      'err',
+      'responseTime',
+      'msg',
+    ]);
   });
 
   it('warns on client errors and stays quiet for health and metrics', async () => {
