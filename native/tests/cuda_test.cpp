@@ -176,6 +176,11 @@ TEST_F(CudaTest, ShortAttentionMatchesTheMathPath) {
   at::Tensor q96 = at::randn({9, 8, 96}, bf16);
   at::Tensor kv96 = at::randn({9, 2, 96}, bf16);
   EXPECT_FALSE(ShortCausalAttention(q96, kv96, kv96, short_in, 0.1).defined());
+  // Keys and values the kernel cannot load 16 bytes at a time.
+  at::Tensor q9 = at::randn({9, 8, 128}, bf16);
+  at::Tensor shifted =
+      at::randn({9 * 2 * 128 + 1}, bf16).narrow(0, 1, 9 * 2 * 128).view({9, 2, 128});
+  EXPECT_FALSE(ShortCausalAttention(q9, shifted, shifted, short_in, 0.1).defined());
 #endif
 }
 

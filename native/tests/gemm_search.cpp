@@ -2,7 +2,8 @@
 // projection of a Qwen3 layer (qkv, o, gate_up, down; one tensor-parallel rank's shard), times
 // at::linear as the engine calls it, then every algorithm cuBLASLt's heuristic offers for the same
 // product, and prints the best against the default, with the bandwidth each reaches on the weights.
-// A developer tool for the GPU hosts (run.sh step `gemmsearch`); CUDA builds only.
+// Times are GPU times (the calls replay from a CUDA graph). A developer tool for the GPU hosts
+// (run.sh step `gemmsearch`); CUDA builds only.
 //
 //   gemm_search [--tokens=16] [--tp=1] [--hidden=2560] [--intermediate=9728] [--heads=32]
 //               [--kv-heads=8] [--head-dim=128] [--runs=200]
@@ -10,6 +11,7 @@
 // Weights are rotated through enough copies to exceed the L2 cache, so every call reads them from
 // memory, as a forward does.
 #include <ATen/ATen.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cublasLt.h>
@@ -57,15 +59,22 @@ int64_t GetInt(const std::map<std::string, std::string>& args, const std::string
   return it == args.end() ? fallback : std::stoll(it->second);
 }
 
-// Mean microseconds of one call of `call(i)` over `runs` calls back to back on `stream`.
+// Mean GPU microseconds of one call of `call(i)`: `runs` calls are captured into a CUDA graph (as
+// the engine replays its forward), so host launch costs do not count.
 double TimeUs(const std::function<void(int)>& call, int runs, cudaStream_t stream) {
-  for (int i = 0; i < 10; ++i) call(i);
+  for (int i = 0; i < 10; ++i) call(i);  // lazy initialisation outside the capture
+  CheckCuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  at::cuda::CUDAGraph graph;
+  graph.capture_begin();
+  for (int i = 0; i < runs; ++i) call(i);
+  graph.capture_end();
+  graph.replay();
   cudaEvent_t start = nullptr;
   cudaEvent_t stop = nullptr;
   CheckCuda(cudaEventCreate(&start), "cudaEventCreate");
   CheckCuda(cudaEventCreate(&stop), "cudaEventCreate");
   CheckCuda(cudaEventRecord(start, stream), "cudaEventRecord");
-  for (int i = 0; i < runs; ++i) call(i);
+  graph.replay();
   CheckCuda(cudaEventRecord(stop, stream), "cudaEventRecord");
   CheckCuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
   float ms = 0;
@@ -99,6 +108,8 @@ int Run(int argc, char** argv) {
   };
 
   c10::cuda::CUDAGuard guard(0);
+  // A side stream: CUDA graphs cannot capture the legacy default stream.
+  c10::cuda::CUDAStreamGuard stream_guard(c10::cuda::getStreamFromPool(false, 0));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(0).stream();
   const auto bf16 = at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16);
   cublasLtHandle_t lt = nullptr;
@@ -170,16 +181,21 @@ int Run(int argc, char** argv) {
       if (found[static_cast<size_t>(a)].state != CUBLAS_STATUS_SUCCESS) continue;
       const cublasLtMatmulAlgo_t* algo = &found[static_cast<size_t>(a)].algo;
       bool failed = false;
-      const double us = TimeUs(
-          [&](int i) {
-            if (failed) return;
-            const cublasStatus_t status = cublasLtMatmul(
-                lt, op, &alpha, weights[static_cast<size_t>(i % copies)].data_ptr(), a_layout,
-                x.data_ptr(), b_layout, &beta, y.data_ptr(), d_layout, y.data_ptr(), d_layout, algo,
-                workspace.data_ptr(), workspace_bytes, stream);
-            failed = status != CUBLAS_STATUS_SUCCESS;
-          },
-          runs, stream);
+      double us = 0;
+      try {
+        us = TimeUs(
+            [&](int i) {
+              if (failed) return;
+              const cublasStatus_t status = cublasLtMatmul(
+                  lt, op, &alpha, weights[static_cast<size_t>(i % copies)].data_ptr(), a_layout,
+                  x.data_ptr(), b_layout, &beta, y.data_ptr(), d_layout, y.data_ptr(), d_layout,
+                  algo, workspace.data_ptr(), workspace_bytes, stream);
+              failed = status != CUBLAS_STATUS_SUCCESS;
+            },
+            runs, stream);
+      } catch (const std::exception&) {
+        failed = true;  // an algorithm that cannot be captured: not a candidate for the engine
+      }
       if (failed) continue;
       if (a == 0) first_us = us;
       best_us = std::min(best_us, us);

@@ -128,21 +128,28 @@ __global__ void __launch_bounds__(256)
   constexpr int kDim = 32 * kPerLane;
   constexpr int kWarps = 8;
   constexpr int kKeysAtOnce = 4;
-  __shared__ T keys[kShortAttentionMaxLen][kDim];
-  __shared__ T values[kShortAttentionMaxLen][kDim];
+  static_assert(sizeof(T) == 2, "fp16/bf16 only");
+  constexpr int kRowVectors = kDim * 2 / 16;  // 16-byte vectors per key/value row
+  __shared__ __align__(16) T keys[kShortAttentionMaxLen][kDim];
+  __shared__ __align__(16) T values[kShortAttentionMaxLen][kDim];
   const int s = static_cast<int>(blockIdx.x);
   const int h = static_cast<int>(blockIdx.y);
   const int begin = cu_seqlens[s];
   const int length = min(cu_seqlens[s + 1] - begin, kShortAttentionMaxLen);
   if (length <= 0) return;
   const int kv = h / (q_heads / kv_heads);
-  for (int idx = static_cast<int>(threadIdx.x); idx < length * kDim;
+  // Stage the sequence's keys and values, 16 bytes per load (at most 4 per thread and tensor), all
+  // issued before the first store.
+#pragma unroll 4
+  for (int idx = static_cast<int>(threadIdx.x); idx < length * kRowVectors;
        idx += static_cast<int>(blockDim.x)) {
-    const int row = idx / kDim;
-    const int d = idx - row * kDim;
-    const int64_t at = (static_cast<int64_t>(begin + row) * kv_heads + kv) * kDim + d;
-    keys[row][d] = k[at];
-    values[row][d] = v[at];
+    const int row = idx / kRowVectors;
+    const int col = (idx - row * kRowVectors) * 8;
+    const int64_t at = (static_cast<int64_t>(begin + row) * kv_heads + kv) * kDim + col;
+    const uint4 key = *reinterpret_cast<const uint4*>(k + at);
+    const uint4 value = *reinterpret_cast<const uint4*>(v + at);
+    *reinterpret_cast<uint4*>(&keys[row][col]) = key;
+    *reinterpret_cast<uint4*>(&values[row][col]) = value;
   }
   __syncthreads();
 

@@ -41,7 +41,8 @@ constexpr int kShortAttentionMaxLen = 32;
 // Causal self-attention for packed batches of short sequences: q [T, q_heads, head_dim], k and v
 // [T, kv_heads, head_dim] (contiguous, in `type`), sequence s the rows cu_seqlens[s] ..
 // cu_seqlens[s + 1] (int32, on the device, `sequences` + 1 entries), each at most
-// kShortAttentionMaxLen long (longer ones are cut there: the caller must not pass them). Query head
+// kShortAttentionMaxLen long (longer ones are cut there: the caller must not pass them); k and v
+// 16-byte aligned. Query head
 // h reads key/value head h / (q_heads / kv_heads). out [T, q_heads, head_dim] = softmax(scale
 // q.k^T) v, in fp32, rounded once to `type`. A block per (sequence, query head) holds its keys and
 // values; flash attention's tiles of 128 queries spend ~9 us on a 16-token text. `type` must be

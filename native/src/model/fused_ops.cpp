@@ -125,6 +125,8 @@ at::Tensor ShortCausalAttention(const at::Tensor& q, const at::Tensor& k, const 
       k.sizes() == v.sizes() && k.size(2) == head_dim && k.size(0) == q.size(0) &&
       k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type() &&
       q.size(1) % k.size(1) == 0 && q.is_contiguous() && k.is_contiguous() && v.is_contiguous() &&
+      reinterpret_cast<uintptr_t>(k.data_ptr()) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(v.data_ptr()) % 16 == 0 &&
       in.cu_seqlens.scalar_type() == at::kInt && in.cu_seqlens.device() == q.device()) {
     at::Tensor out = at::empty_like(q);
     Check(kernels::ShortCausalAttention(

@@ -43,7 +43,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> QkNormRope(const at::Tensor& qkv,
 at::Tensor SiluMul(const at::Tensor& gate_up);
 
 // Causal attention (as CausalAttention in model/attention.h) by the short-sequence kernel, where it
-// applies: CUDA, fp16/bf16 contiguous q/k/v, head_dim 64, 128 or 256, and in.max_seqlen at most 32
+// applies: CUDA, fp16/bf16 contiguous q/k/v (k, v 16-byte aligned), head_dim 64, 128 or 256, and
+// in.max_seqlen at most 32
 // (kernels::kShortAttentionMaxLen). Otherwise returns an undefined tensor and does nothing.
 at::Tensor ShortCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const PackedInput& in, double scale);
