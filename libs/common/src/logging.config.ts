@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, NestMiddleware } from '@nestjs/common';
 import { Params, PARAMS_PROVIDER_TOKEN } from 'nestjs-pino';
-import { destination, DestinationStream } from 'pino';
-import { HttpLogger, Options, pinoHttp } from 'pino-http';
+import { destination, DestinationStream, Logger, pino } from 'pino';
+import type { Options } from 'pino-http';
 import { REQUEST_ID_HEADER, resolveRequestId } from './request-id';
 
 const QUIET_PATHS = ['/health', '/metrics'];
@@ -55,19 +55,80 @@ export function createLoggerParams(level: string): Params {
   };
 }
 
-/** The request lines: pino-http with the options of `createLoggerParams`. */
+type Serializer = (value: never) => unknown;
+type Level = 'info' | 'warn' | 'error' | 'silent';
+type LoggedRequest = IncomingMessage & { originalUrl?: string };
+type LoggedResponse = ServerResponse & { err?: Error };
+
+/**
+ * The request lines, as pino-http writes them with the options of `createLoggerParams` (its fields,
+ * levels and messages: 'request completed'; 'request aborted' when the client left first; 'request
+ * errored' with an error for a 5xx), written with pino directly: pino-http made a child logger for
+ * every request and put three listeners on every response (~25 µs of a short query,
+ * bench/server-overhead.ts). logging.config.spec.ts holds the lines to pino-http's.
+ */
 @Injectable()
 export class AccessLogMiddleware implements NestMiddleware {
-  private readonly log: HttpLogger;
+  private readonly logger: Logger;
+  private readonly requestId: (req: IncomingMessage, res: ServerResponse) => string;
+  private readonly serializeRequest: Serializer;
+  private readonly serializeResponse: Serializer;
+  private readonly quiet: (req: IncomingMessage) => boolean;
+  private readonly level: (req: IncomingMessage, res: ServerResponse, error?: Error) => Level;
 
   constructor(@Inject(PARAMS_PROVIDER_TOKEN) params: Params) {
     const [options, stream] = params.pinoHttp as [Options, DestinationStream];
-    // pino-http rewrites the options it is given (wraps the serializers, deletes what it read), and
-    // the app's logger is made from the same ones.
-    this.log = pinoHttp({ ...options, serializers: { ...options.serializers } }, stream);
+    this.logger = pino({ level: options.level, redact: options.redact }, stream);
+    this.requestId = options.genReqId as AccessLogMiddleware['requestId'];
+    this.serializeRequest = options.serializers?.req as Serializer;
+    this.serializeResponse = options.serializers?.res as Serializer;
+    const autoLogging = options.autoLogging as { ignore: AccessLogMiddleware['quiet'] };
+    this.quiet = autoLogging.ignore;
+    this.level = options.customLogLevel as AccessLogMiddleware['level'];
   }
 
-  use(req: IncomingMessage, res: ServerResponse, next: () => void): void {
-    this.log(req, res, next);
+  use(req: LoggedRequest, res: LoggedResponse, next: () => void): void {
+    const id = req.id || this.requestId(req, res);
+    req.id = id;
+    const started = Date.now();
+    const finished = (error?: Error) => {
+      res.off('close', finished);
+      res.off('finish', finished);
+      res.off('error', finished);
+      this.write(request, res, Date.now() - started, req, error);
+    };
+    // The request as pino's serializers see it, taken as it arrives.
+    const request = this.serializeRequest({
+      id,
+      method: req.method,
+      url: req.originalUrl || req.url,
+      remoteAddress: req.socket?.remoteAddress,
+    } as never);
+    if (!this.quiet(req)) {
+      res.on('close', finished);
+      res.on('finish', finished);
+    }
+    res.on('error', finished);
+    next();
+  }
+
+  private write(
+    request: unknown,
+    res: LoggedResponse,
+    responseTime: number,
+    req: IncomingMessage,
+    error?: Error,
+  ): void {
+    const level = this.level(req, res, error);
+    if (level === 'silent') return;
+    const response = this.serializeResponse({ statusCode: res.headersSent ? res.statusCode : null } as never);
+    const failure = error ?? res.err;
+    if (failure || res.statusCode >= 500) {
+      const err = failure ?? new Error(`failed with status code ${res.statusCode}`);
+      this.logger[level]({ req: request, res: response, err, responseTime }, 'request errored');
+      return;
+    }
+    const message = !req.readableAborted && res.writableEnded ? 'request completed' : 'request aborted';
+    this.logger[level]({ req: request, res: response, responseTime }, message);
   }
 }
