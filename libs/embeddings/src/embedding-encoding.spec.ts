@@ -49,6 +49,13 @@ describe(embeddingsResponseJson.name, () => {
     );
   });
 
+  it('writes base64 rows with the text JSON.stringify would give them', () => {
+    const row = Float32Array.from({ length: 2560 }, (_, index) => Math.sin(index * 0.37) / 40);
+    const body = embeddingsResponseJson({ ...parts, rows: [row], encoding: 'base64' }, () => undefined);
+    expect(toBase64(row)).toMatch(/[+/]/);
+    expect(body).toContain(`"embedding":${JSON.stringify(toBase64(row))}}`);
+  });
+
   it('writes an empty data list', () => {
     expect(JSON.parse(embeddingsResponseJson({ ...parts, rows: [] }, () => undefined)).data).toEqual([]);
   });
