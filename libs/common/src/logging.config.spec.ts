@@ -8,6 +8,7 @@ describe(AccessLogMiddleware.name, () => {
   let server: Server;
   let url: string;
   const lines: Record<string, unknown>[] = [];
+  const slow = { arrived: () => undefined as void, closed: () => undefined as void };
 
   beforeAll(async () => {
     const params = createLoggerParams('info');
@@ -18,12 +19,17 @@ describe(AccessLogMiddleware.name, () => {
         done();
       },
     });
-    // A second one from the same params: pino-http rewrites the options it is given.
+    // Two from the same params, as Nest may make: neither may spoil them for the other.
     new AccessLogMiddleware({ pinoHttp: [options, capture] });
     const middleware = new AccessLogMiddleware({ pinoHttp: [options, capture] });
     server = createServer((req: IncomingMessage, res: ServerResponse) => {
       middleware.use(req, res, () => undefined);
-      if (req.url === '/slow') return; // answered never: the client gives up
+      if (req.url === '/slow') {
+        // Answered never: the client gives up.
+        res.on('close', () => slow.closed());
+        slow.arrived();
+        return;
+      }
       if (req.url === '/broken') {
         res.statusCode = 503;
         res.end();
@@ -79,12 +85,14 @@ describe(AccessLogMiddleware.name, () => {
   });
 
   it('says when the client went away before the answer, and errs on server errors', async () => {
-    await new Promise<void>((resolve) => {
-      const req = request(`${url}/slow`, { headers: { 'x-request-id': 'gone' } });
-      req.on('error', () => resolve());
-      req.end(() => setTimeout(() => req.destroy(), 20));
-    });
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    const arrived = new Promise<void>((resolve) => (slow.arrived = resolve));
+    const closed = new Promise<void>((resolve) => (slow.closed = resolve));
+    const req = request(`${url}/slow`, { headers: { 'x-request-id': 'gone' } });
+    req.on('error', () => undefined);
+    req.end();
+    await arrived;
+    req.destroy();
+    await closed; // the line is written by then: the log's listener came first
     const about = lines.filter((line) => (line.req as { id: string }).id === 'gone');
     expect(about.find((line) => line.res)).toMatchObject({
       level: 30,
