@@ -79,6 +79,18 @@ describe('errors and authentication (raw HTTP, real engine)', () => {
       });
     });
 
+    it.each([
+      ['a number', { input: 'hi', access_token: 5 }, ''],
+      ['an object', { input: 'hi', access_token: { key: TEST_API_KEY } }, ''],
+      ['a string given twice in the query', { input: 'hi' }, '?access_token=a&access_token=b'],
+    ])('refuses an access_token that is %s with 401, not 500', async (_label, body, query) => {
+      const res = await request(running.app.getHttpServer())
+        .post(`/v1/embeddings${query}`)
+        .send(body)
+        .expect(401);
+      expect(res.body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key' });
+    });
+
     it('guards the models endpoints and leaves health, metrics and docs public', async () => {
       const server = running.app.getHttpServer();
       await request(server).get('/v1/models').expect(401);
@@ -130,6 +142,24 @@ describe('errors and authentication (raw HTTP, real engine)', () => {
     ])('rejects %s', async (_label, body, param) => {
       const res = await post(body).expect(400);
       expectEnvelope(res.body, { type: 'invalid_request_error', param });
+    });
+
+    it('treats options sent as null as not sent', async () => {
+      const plain = await post({ input: 'null options' }).expect(200);
+      const nulls = await post({
+        input: 'null options',
+        model: null,
+        encoding_format: null,
+        dimensions: null,
+        user: null,
+        input_type: null,
+        prompt_name: null,
+        instruction: null,
+        truncate: null,
+      }).expect(200);
+      expect(nulls.body.model).toBe(plain.body.model);
+      expect(nulls.body.data[0].embedding).toHaveLength(plain.body.data[0].embedding.length);
+      expect(nulls.body.data[0].embedding).toEqual(plain.body.data[0].embedding);
     });
 
     it('names the over-long input and the limit', async () => {

@@ -30,8 +30,12 @@ export class BearerStrategy {
 
   constructor(private readonly keys: ApiKeyService) {}
 
-  validate(token: string): ApiKeyPrincipal | false {
-    return this.keys.verify(token) ? { kind: 'api-key' } : false;
+  /**
+   * A key that is not one string (`access_token` sent as a number, an object, or twice in the query
+   * string, which Express parses into an array) is a wrong key, not a server error.
+   */
+  validate(token: unknown): ApiKeyPrincipal | false {
+    return typeof token === 'string' && this.keys.verify(token) ? { kind: 'api-key' } : false;
   }
 
   /** The principal of the request's key; false when it has none or a wrong one. */

@@ -37,8 +37,9 @@ export class EmbeddingsService {
     private readonly metrics: MetricsService,
   ) {}
 
-  async embed(request: EmbeddingsRequestDto, signal?: AbortSignal): Promise<EmbeddingsResult> {
+  async embed(sent: EmbeddingsRequestDto, signal?: AbortSignal): Promise<EmbeddingsResult> {
     const started = performance.now();
+    const request = withoutNulls(sent);
     const modelId = this.model.resolve(request.model);
     this.model.assertReady();
     const dimensions = this.dimensions(request.dimensions);
@@ -152,4 +153,16 @@ export class EmbeddingsService {
       );
     });
   }
+}
+
+/**
+ * The request with every option sent as null made absent. Validation lets null through for
+ * optional fields (class-validator's IsOptional), and clients send null for an option they leave
+ * unset, so null means the default, as absence does: `dimensions: null` is the configured size,
+ * not a zero-length row, and `instruction: null` no instruction.
+ */
+export function withoutNulls(request: EmbeddingsRequestDto): EmbeddingsRequestDto {
+  const entries = Object.entries(request) as [keyof EmbeddingsRequestDto, unknown][];
+  if (entries.every(([, value]) => value !== null)) return request;
+  return Object.fromEntries(entries.filter(([, value]) => value !== null)) as unknown as EmbeddingsRequestDto;
 }

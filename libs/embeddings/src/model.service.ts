@@ -99,8 +99,9 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
   }
 
   /** Resolves the request's `model` to the served id; omitted means the served model. */
-  resolve(requested: string | undefined): string {
-    if (requested === undefined || this.names.has(requested.toLowerCase())) {
+  /** The served id for a request's `model`; null or absent means the served model. */
+  resolve(requested: string | null | undefined): string {
+    if (requested === undefined || requested === null || this.names.has(requested.toLowerCase())) {
       return this.id;
     }
     throw new ModelNotFoundError(requested);
