@@ -24,37 +24,16 @@
 #include <vector>
 
 #include "runtime/engine.h"
+#include "tool_main.h"
 
 namespace {
 
+namespace tools = qwen3::tools;
 using qwen3::DeviceKind;
 using qwen3::DType;
 using qwen3::Engine;
 using qwen3::EngineOptions;
 using qwen3::PackedBatch;
-
-std::map<std::string, std::string> ParseArgs(int argc, char** argv) {
-  std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0 || arg.find('=') == std::string::npos) {
-      throw std::invalid_argument("expected --key=value, got " + arg);
-    }
-    const size_t eq = arg.find('=');
-    args[arg.substr(2, eq - 2)] = arg.substr(eq + 1);
-  }
-  return args;
-}
-
-std::string Get(const std::map<std::string, std::string>& args, const std::string& key,
-                const std::string& fallback) {
-  auto it = args.find(key);
-  return it == args.end() ? fallback : it->second;
-}
-
-int GetInt(const std::map<std::string, std::string>& args, const std::string& key, int fallback) {
-  return std::stoi(Get(args, key, std::to_string(fallback)));
-}
 
 std::vector<int> ParseIds(const std::string& list) {
   std::vector<int> ids;
@@ -86,23 +65,26 @@ double Percentile(std::vector<double> values, double p) {
   return values[lo] + (values[hi] - values[lo]) * (rank - static_cast<double>(lo));
 }
 
-int Run(int argc, char** argv) {
-  const auto args = ParseArgs(argc, argv);
+int Run(const tools::Args& args) {
+  using tools::Get;
+  const auto GetInt = [&](const std::string& key, int fallback) {
+    return static_cast<int>(tools::GetInt(args, key, fallback));
+  };
   EngineOptions o;
   o.model_path = Get(args, "model", "");
   if (o.model_path.empty()) throw std::invalid_argument("--model=DIR is required");
   const bool cuda = Get(args, "device", "cuda") == "cuda";
   o.device = cuda ? DeviceKind::kCuda : DeviceKind::kCpu;
   o.dtype = cuda ? DType::kBFloat16 : DType::kFloat32;
-  o.tensor_parallel_size = GetInt(args, "tp", 1);
+  o.tensor_parallel_size = GetInt("tp", 1);
   o.device_ids = ParseIds(Get(args, "gpus", "0"));
-  o.cuda_graph_max_tokens = GetInt(args, "graph-max", 512);
-  o.peer_all_reduce = GetInt(args, "peer", 1) != 0;
-  const int texts = GetInt(args, "texts", 1);
-  const int tokens = GetInt(args, "tokens", 16);
-  const int warmup = GetInt(args, "warmup", 20);
-  const int runs = GetInt(args, "runs", 200);
-  const int traced = GetInt(args, "traced", 20);
+  o.cuda_graph_max_tokens = GetInt("graph-max", 512);
+  o.peer_all_reduce = GetInt("peer", 1) != 0;
+  const int texts = GetInt("texts", 1);
+  const int tokens = GetInt("tokens", 16);
+  const int warmup = GetInt("warmup", 20);
+  const int runs = GetInt("runs", 200);
+  const int traced = GetInt("traced", 20);
   const std::string trace = Get(args, "trace", "trace.json");
 
   auto engine = Engine::Load(o);
@@ -154,11 +136,4 @@ int Run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "forward_profile: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return qwen3::tools::Main("forward_profile", argc, argv, Run); }

@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "tool_main.h"
+
 namespace {
 
 void CheckLt(cublasStatus_t status, const char* what) {
@@ -38,25 +40,6 @@ void CheckCuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess) {
     throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
   }
-}
-
-std::map<std::string, std::string> ParseArgs(int argc, char** argv) {
-  std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
-      throw std::invalid_argument("expected --key=value, got " + arg);
-    }
-    args[arg.substr(2, eq - 2)] = arg.substr(eq + 1);
-  }
-  return args;
-}
-
-int64_t GetInt(const std::map<std::string, std::string>& args, const std::string& key,
-               int64_t fallback) {
-  auto it = args.find(key);
-  return it == args.end() ? fallback : std::stoll(it->second);
 }
 
 // Mean GPU microseconds of one call of `call(i)`: `runs` calls are captured into a CUDA graph (as
@@ -90,8 +73,8 @@ struct Projection {
   int64_t k;  // input features
 };
 
-int Run(int argc, char** argv) {
-  const auto args = ParseArgs(argc, argv);
+int Run(const qwen3::tools::Args& args) {
+  using qwen3::tools::GetInt;
   const int64_t m = GetInt(args, "tokens", 16);
   const int64_t tp = GetInt(args, "tp", 1);
   const int64_t hidden = GetInt(args, "hidden", 2560);
@@ -220,11 +203,4 @@ int Run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gemm_search: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return qwen3::tools::Main("gemm_search", argc, argv, Run); }
