@@ -56,6 +56,17 @@ class EngineTest : public ::testing::Test {
   static inline testing::WrittenCheckpoint* written_ = nullptr;
 };
 
+TEST(RootCauseTest, PrefersTheFirstErrorThatIsNotAnotherRanksAbort) {
+  const auto aborted = std::make_exception_ptr(CommAbortedError("aborted"));
+  const auto failed = std::make_exception_ptr(Error(ErrorCode::kOutOfMemory, "oom"));
+  EXPECT_EQ(RootCause({}), nullptr);
+  EXPECT_EQ(RootCause({nullptr, nullptr}), nullptr);
+  EXPECT_EQ(RootCause({aborted, nullptr, failed}), failed);
+  EXPECT_EQ(RootCause({nullptr, aborted}), aborted);
+  EXPECT_TRUE(IsCommAborted(aborted));
+  EXPECT_FALSE(IsCommAborted(failed));
+}
+
 TEST_F(EngineTest, EmbedsLikeTheReference) {
   auto engine = Engine::Load(Options());
   PackedBatch batch = Batch();

@@ -22,4 +22,24 @@ const char* ErrorCodeName(ErrorCode code) noexcept {
   return "INTERNAL";
 }
 
+bool IsCommAborted(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const CommAbortedError&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::exception_ptr RootCause(const std::vector<std::exception_ptr>& errors) {
+  for (const auto& error : errors) {
+    if (error && !IsCommAborted(error)) return error;
+  }
+  for (const auto& error : errors) {
+    if (error) return error;
+  }
+  return nullptr;
+}
+
 }  // namespace qwen3

@@ -3,8 +3,10 @@
 // every failure a caller can see carries one of these codes.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace qwen3 {
 
@@ -37,6 +39,13 @@ class CommAbortedError : public Error {
   explicit CommAbortedError(const std::string& message)
       : Error(ErrorCode::kDeviceFailed, message) {}
 };
+
+// Whether `error` holds a CommAbortedError: a rank that stopped because another rank failed.
+bool IsCommAborted(const std::exception_ptr& error);
+
+// The root cause among the errors of one step's ranks: the first that is not a CommAbortedError,
+// else the first; null when there is none.
+std::exception_ptr RootCause(const std::vector<std::exception_ptr>& errors);
 
 [[noreturn]] inline void ThrowInvalidArgument(const std::string& message) {
   throw Error(ErrorCode::kInvalidArgument, message);

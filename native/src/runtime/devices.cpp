@@ -122,20 +122,7 @@ AllReduceCheckResult RunAllReduceCheck(const std::vector<int>& device_ids, bool 
     });
   }
   for (auto& t : threads) t.join();
-  // The root cause: the first error that is not another rank's abort, else the first.
-  std::exception_ptr first;
-  for (const auto& e : errors) {
-    if (!e) continue;
-    if (!first) first = e;
-    try {
-      std::rethrow_exception(e);
-    } catch (const CommAbortedError&) {
-    } catch (...) {
-      first = e;
-      break;
-    }
-  }
-  if (first) {
+  if (std::exception_ptr first = RootCause(errors)) {
     try {
       std::rethrow_exception(first);
     } catch (const Error&) {

@@ -163,27 +163,13 @@ struct Replica {
   std::exception_ptr warmup_error;  // written by rank 0
 };
 
-bool IsCommAborted(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const CommAbortedError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
 // The root cause among the ranks' errors in `field` (one step's errors): the first that is not a
 // consequence of the group being aborted, else the first; null when every rank succeeded.
 std::exception_ptr RootCause(const Replica& replica, std::exception_ptr Rank::*field) {
-  for (const auto& r : replica.ranks) {
-    const std::exception_ptr& error = (*r).*field;
-    if (error && !IsCommAborted(error)) return error;
-  }
-  for (const auto& r : replica.ranks) {
-    if ((*r).*field) return (*r).*field;
-  }
-  return nullptr;
+  std::vector<std::exception_ptr> errors;
+  errors.reserve(replica.ranks.size());
+  for (const auto& r : replica.ranks) errors.push_back((*r).*field);
+  return qwen3::RootCause(errors);
 }
 
 bool Contains(const std::string& s, const char* needle) {
