@@ -44,8 +44,8 @@ at::Tensor SiluMul(const at::Tensor& gate_up);
 
 // Causal attention (as CausalAttention in model/attention.h) by the short-sequence kernel, where it
 // applies: CUDA, fp16/bf16 contiguous q/k/v (k, v 16-byte aligned), head_dim 64, 128 or 256, and
-// in.max_seqlen at most 32
-// (kernels::kShortAttentionMaxLen). Otherwise returns an undefined tensor and does nothing.
+// in.max_seqlen at most 32 (kernels::kShortAttentionMaxLen). Otherwise returns an undefined tensor
+// and does nothing.
 at::Tensor ShortCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const PackedInput& in, double scale);
 
