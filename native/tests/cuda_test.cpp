@@ -474,6 +474,104 @@ TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
   }
 }
 
+// residual + the fp32 sum of the partials in rank order: the residual the fused kernel must write.
+at::Tensor FusedResidual(const at::Tensor& residual, const std::vector<at::Tensor>& partials) {
+  at::Tensor sum = at::zeros(residual.sizes(), at::kFloat);
+  for (const at::Tensor& p : partials) sum = sum + p.to(at::kFloat);
+  return residual + sum;
+}
+
+TEST(PeerAllReduceTest, FusedCallsInARowReadOnlyTheirOwnMail) {
+  // The fused kernel's mailboxes have no flags: a reader takes a word as soon as it is not empty.
+  // Each call here has new partials, and one rank comes late to each (in turn), so the others wait
+  // on mailboxes used three calls before: a mailbox not emptied after its read would hand them that
+  // call's message, and the residual would be wrong.
+  REQUIRE_GPUS(2);
+  const int world = std::min(CudaDeviceCount(), 4);
+  std::vector<int> ids;
+  for (int r = 0; r < world; ++r) ids.push_back(r);
+  auto group = MakeNcclGroup(ids, true, nullptr);
+  ASSERT_GT(group->rank(0).capturable_bytes(), 0);
+  const int64_t rows = 16;
+  const int64_t width = 2560;
+  const at::Tensor weight = at::ones({width}, at::kFloat);
+  for (int call = 0; call < 3 * kernels::kPeerMailboxes + 1; ++call) {
+    SCOPED_TRACE(::testing::Message() << "call " << call);
+    const at::Tensor residual = at::randn({rows, width}, at::kFloat);
+    std::vector<at::Tensor> partials;
+    for (int r = 0; r < world; ++r) {
+      partials.push_back(at::randn({rows, width}, at::kFloat).to(at::kBFloat16));
+    }
+    std::vector<at::Tensor> residuals(static_cast<size_t>(world));
+    OnEveryRank(world, [&](int r) {
+      const at::Device device(at::kCUDA, r);
+      at::Tensor res = residual.to(device);
+      const at::Tensor partial = partials[static_cast<size_t>(r)].to(device);
+      const at::Tensor w = weight.to(device);
+      c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(r)).synchronize();
+      if (r == call % world) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      ASSERT_TRUE(
+          group->rank(r).AllReduceAddRmsNorm(partial, res, w, 1e-6, at::kBFloat16).defined());
+      residuals[static_cast<size_t>(r)] = res;
+    });
+    const at::Tensor expected = FusedResidual(residual, partials);
+    for (int r = 0; r < world; ++r) {
+      EXPECT_TRUE(at::equal(residuals[static_cast<size_t>(r)].cpu(), expected)) << "rank " << r;
+    }
+  }
+}
+
+TEST(PeerAllReduceTest, AFusedCallWhosePeerNeverComesTimesOutAndTheMailboxesAreEmptied) {
+  REQUIRE_GPUS(2);
+  std::string why;
+  auto peer = PeerAllReduce::Create({0, 1}, int64_t{1} << 20, &why, /*timeout_ns=*/200'000'000);
+  ASSERT_NE(peer, nullptr) << why;
+  const int64_t rows = 4;
+  const int64_t width = 256;
+  // Runs the fused kernel for `ranks` on their current streams: residual (zeros) += the sum of
+  // the ranks' partials (rank + 1 + offset everywhere); returns each rank's residual.
+  const auto fused = [&](const std::vector<int>& ranks, float offset) {
+    std::vector<at::Tensor> residuals(2);
+    std::vector<std::thread> threads;
+    for (int r : ranks) {
+      threads.emplace_back([&, r] {
+        c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(r));
+        const at::TensorOptions on = at::TensorOptions().device(at::kCUDA, r);
+        at::Tensor partial = at::full({rows, width}, r + 1 + offset, on.dtype(at::kBFloat16));
+        at::Tensor residual = at::zeros({rows, width}, on.dtype(at::kFloat));
+        at::Tensor weight = at::ones({width}, on.dtype(at::kFloat));
+        at::Tensor out = at::empty({rows, width}, on.dtype(at::kBFloat16));
+        const cudaStream_t stream =
+            c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(r)).stream();
+        EXPECT_EQ(kernels::PeerAllReduceAddRmsNorm(
+                      peer->group(r), partial.data_ptr(), kernels::ElementType::kBFloat16,
+                      residual.data_ptr<float>(), weight.data_ptr<float>(), 1e-6f, out.data_ptr(),
+                      kernels::ElementType::kBFloat16, rows, width, stream),
+                  cudaSuccess);
+        EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+        residuals[static_cast<size_t>(r)] = residual.cpu();
+      });
+    }
+    for (auto& t : threads) t.join();
+    return residuals;
+  };
+  // Rank 0 alone: it posts into rank 1's mailbox and waits for mail that never comes.
+  const auto started = std::chrono::steady_clock::now();
+  (void)fused({0}, 0.0f);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, std::chrono::milliseconds(150));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+  EXPECT_TRUE(peer->timed_out());
+  // The reset restarts the epochs, so the next call uses the same mailbox as the lone one, where
+  // rank 0's stale message (1.0) still lies unless the reset emptied it: rank 1 would sum 1 + 12.
+  peer->Reset();
+  EXPECT_FALSE(peer->timed_out());
+  const std::vector<at::Tensor> residuals = fused({0, 1}, 10.0f);
+  EXPECT_FALSE(peer->timed_out());
+  EXPECT_TRUE(at::equal(residuals[0], at::full({rows, width}, 23.0f)));
+  EXPECT_TRUE(at::equal(residuals[1], at::full({rows, width}, 23.0f)));
+}
+
 TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForItsPeers) {
   REQUIRE_GPUS(2);
   auto group = MakeNcclGroup({0, 1}, true, nullptr);
@@ -502,6 +600,42 @@ TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForItsPeers) {
   });
   EXPECT_TRUE(at::equal(sums[0].cpu(), at::full({4096}, 3.0f)));
   EXPECT_TRUE(at::equal(sums[1].cpu(), at::full({4096}, 3.0f)));
+}
+
+TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForMail) {
+  // The fused kernel's wait: rank 0 posts and waits for rank 1's rows, which never come.
+  REQUIRE_GPUS(2);
+  auto group = MakeNcclGroup({0, 1}, true, nullptr);
+  ASSERT_GT(group->rank(0).capturable_bytes(), 0);
+  const auto fused = [&](int r, float value) {
+    const at::TensorOptions on = at::TensorOptions().device(at::kCUDA, r);
+    at::Tensor residual = at::zeros({16, 2560}, on.dtype(at::kFloat));
+    EXPECT_TRUE(group->rank(r)
+                    .AllReduceAddRmsNorm(at::full({16, 2560}, value, on.dtype(at::kBFloat16)),
+                                         residual, at::ones({2560}, on.dtype(at::kFloat)), 1e-6,
+                                         at::kBFloat16)
+                    .defined());
+    return residual;
+  };
+  {
+    c10::cuda::CUDAGuard guard(0);
+    auto stream = c10::cuda::getStreamFromPool(false, 0);
+    c10::cuda::CUDAStreamGuard stream_guard(stream);
+    (void)fused(0, 1.0f);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(cudaStreamQuery(stream.stream()), cudaErrorNotReady);
+    const auto started = std::chrono::steady_clock::now();
+    group->Abort();
+    stream.synchronize();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+    group->rank(0).ThrowIfCollectivesFailed();  // a release, not a timeout
+  }
+  // Rebuilt (mailboxes emptied), both ranks sum again: 2 + 3, not rank 0's stale 1 + 3.
+  group->Rebuild();
+  std::vector<at::Tensor> residuals(2);
+  OnEveryRank(2, [&](int r) { residuals[static_cast<size_t>(r)] = fused(r, r + 2.0f); });
+  EXPECT_TRUE(at::equal(residuals[0].cpu(), at::full({16, 2560}, 5.0f)));
+  EXPECT_TRUE(at::equal(residuals[1].cpu(), at::full({16, 2560}, 5.0f)));
 }
 
 TEST(PeerAllReduceTest, ARankWhosePeerNeverComesTimesOutAndTheGroupRecovers) {

@@ -63,7 +63,10 @@ export interface AddonAllReduceCheck {
   smallPath: 'peer' | 'nccl';
   /** That message: [16, 2560] bf16 partial sums. */
   smallBytes: number;
-  /** Mean microseconds per all-reduce of it, 200 back to back, on the slowest rank. */
+  /**
+   * Mean microseconds per all-reduce of it as a forward runs it (with the residual add and norm after
+   * it: one kernel on the peer path), 200 back to back, on the slowest rank.
+   */
   smallUs: number;
 }
 

@@ -153,11 +153,89 @@ __device__ float BlockSum(float v) {
   return total;
 }
 
-// residual += the sum over ranks of input, then out = RMSNorm(residual) * weight: block b stages
-// and sums rows b, b + kPeerBlocks, ..., the whole block on one row at a time (a thread per 16-byte
-// vector: one peer load each, as in the plain kernel, where a warp per row would wait for one
-// after another). The sum runs in rank order and the residual update and norm in AddRmsNormKernel's
-// order, except the sum of squares, so every rank writes the same bits.
+// The mailboxes' "empty" word: two fp16/bf16 negative zeros, or one fp32 denormal (-4.6e-41). A
+// sender never posts it (NoEmptyWords), so a receiver knows a word has arrived when it differs.
+constexpr uint32_t kEmptyWord = 0x80008000u;
+
+// `v` with every word that would read as empty changed: for 16-bit types each -0.0 becomes +0.0
+// (the same in any sum that starts from +0.0, as every sum here does); for fp32 the one denormal
+// 0x80008000 becomes -0.0.
+template <typename T>
+__device__ __forceinline__ uint4 NoEmptyWords(uint4 v) {
+  uint32_t* w = reinterpret_cast<uint32_t*>(&v);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    if constexpr (sizeof(T) == 4) {
+      if (w[k] == kEmptyWord) w[k] = 0x80000000u;
+    } else {
+      if ((w[k] & 0xffffu) == 0x8000u) w[k] &= 0xffff0000u;
+      if ((w[k] >> 16) == 0x8000u) w[k] &= 0x0000ffffu;
+    }
+  }
+  return v;
+}
+
+__device__ __forceinline__ bool HasEmptyWord(const uint4& v) {
+  return v.x == kEmptyWord || v.y == kEmptyWord || v.z == kEmptyWord || v.w == kEmptyWord;
+}
+
+__device__ __forceinline__ void StoreVolatile(uint4* address, const uint4& v) {
+  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(address), "r"(v.x),
+               "r"(v.y), "r"(v.z), "r"(v.w)
+               : "memory");
+}
+
+__device__ __forceinline__ uint4 LoadVolatile(const uint4* address) {
+  uint4 v;
+  asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(address)
+               : "memory");
+  return v;
+}
+
+// Waits until no word of the mailbox vector at `address` is empty and returns it. Gives up (and
+// returns what is there) after the timeout, or, with watch_abort, when the abort word is set; it
+// records that in *gave_up so the thread's later waits in the same launch return at once. Only one
+// thread of a block watches the abort word: it lives in host memory, and hundreds of threads
+// reading it over PCIe while they wait slow each wait down enough to make the peer wait in turn
+// (measured: 150 us a call instead of a few, on every call of a forward).
+__device__ __forceinline__ uint4 WaitForMail(const PeerGroup& group, const uint4* address,
+                                             bool watch_abort, bool* gave_up) {
+  uint4 v = LoadVolatile(address);
+  uint64_t started = 0;
+  uint32_t spins = 0;
+  while (HasEmptyWord(v) && !*gave_up) {
+    if (++spins % kSpinsPerCheck == 0) {
+      if (watch_abort && *group.abort_word != 0) {
+        *gave_up = true;
+        break;
+      }
+      const uint64_t now = GlobalTimerNs();
+      if (started == 0) {
+        started = now;
+      } else if (now - started > group.timeout_ns) {
+        *group.timed_out_word = 1;
+        *gave_up = true;
+        break;
+      }
+    }
+    v = LoadVolatile(address);
+  }
+  return v;
+}
+
+// residual += the sum over ranks of input, then out = RMSNorm(residual) * weight. No flags: block b
+// of rank r posts its rows (b, b + kPeerBlocks, ...) straight into slot r of the epoch's mailbox in
+// every peer's memory (remote stores, which do not wait for a round trip), then reads each peer's
+// slot in its own mailbox as the words arrive, and empties it again. The whole block takes one row
+// at a time (a thread per 16-byte vector). Why no barrier is needed: a peer posts into mailbox m
+// of rank r again kPeerMailboxes launches later, after finishing the launch that follows this one;
+// that launch waited for rank r's posts of the same launch, which rank r made only once this
+// launch (and so its emptying) had finished on its stream. Two mailboxes would be enough by that
+// argument; the third keeps a launch's emptying and the next launch but one's posts apart in
+// memory as well as in time. The sum runs in rank order and the residual update and norm in
+// AddRmsNormKernel's order, except the sum of squares, so every rank writes the same bits.
 template <typename T, typename TOut>
 __global__ void __launch_bounds__(kThreads)
     PeerAllReduceAddRmsNormKernel(PeerGroup group, const T* input, float* residual,
@@ -167,29 +245,61 @@ __global__ void __launch_bounds__(kThreads)
   const int b = static_cast<int>(blockIdx.x);
   PeerSignals* self = group.signals[group.rank];
   const uint32_t epoch = self->epochs[b] + 1;
-  const int64_t offset = static_cast<int64_t>(epoch & 1u) * (group.half_bytes / kVectorBytes);
+  const int64_t slot_vectors = group.mailbox_slot_bytes / kVectorBytes;
+  // The first slot of this epoch's mailbox; a mailbox has a slot per sender.
+  const int64_t box = static_cast<int64_t>(epoch % kPeerMailboxes) * group.world * slot_vectors;
   const int64_t row_vectors = width / kPerVector;
-
-  // 1. Stage this block's rows.
-  uint4* mine = static_cast<uint4*>(group.staging[group.rank]) + offset;
   const uint4* in = reinterpret_cast<const uint4*>(input);
+
+  // 1. Post this block's rows into every peer's mailbox.
   for (int64_t row = b; row < rows; row += kPeerBlocks) {
     for (int64_t i = threadIdx.x; i < row_vectors; i += kThreads) {
-      mine[row * row_vectors + i] = in[row * row_vectors + i];
+      const int64_t at = box + group.rank * slot_vectors + row * row_vectors + i;
+      const uint4 v = NoEmptyWords<T>(in[row * row_vectors + i]);
+      for (int p = 0; p < group.world; ++p) {
+        if (p != group.rank) StoreVolatile(static_cast<uint4*>(group.mailbox[p]) + at, v);
+      }
     }
   }
 
-  // 2. Meet every peer's block b.
-  MeetPeers(group, self, b, epoch);
+  // 2. Thread 0 waits for the first vector of each of the block's rows from every peer (watching
+  // the abort word); the rest of a row comes with it, from the same block of the peer.
+  uint4* mine = static_cast<uint4*>(group.mailbox[group.rank]) + box;
+  __shared__ bool block_gave_up;
+  if (threadIdx.x == 0) {
+    bool gave_up = false;
+    for (int64_t row = b; row < rows; row += kPeerBlocks) {
+      for (int p = 0; p < group.world; ++p) {
+        if (p != group.rank) {
+          (void)WaitForMail(group, mine + p * slot_vectors + row * row_vectors, true, &gave_up);
+        }
+      }
+    }
+    block_gave_up = gave_up;
+  }
+  __syncthreads();
 
-  // 3. Sum, add and normalise each row.
+  // 3. Sum each row (every thread waits for its own vectors, which are there or nearly), add and
+  // normalise, and empty the mailbox slots behind it.
+  const uint4 empty = make_uint4(kEmptyWord, kEmptyWord, kEmptyWord, kEmptyWord);
+  bool gave_up = block_gave_up;
   const float4* w = reinterpret_cast<const float4*>(weight);
   for (int64_t row = b; row < rows; row += kPeerBlocks) {
     float4* r = reinterpret_cast<float4*>(residual + row * width);
     float sum_sq = 0.0f;
     for (int64_t i = threadIdx.x; i < row_vectors; i += kThreads) {
+      const int64_t at = row * row_vectors + i;
+      // Local loads now, so one rank after another costs nothing.
       float acc[kPerVector] = {};
-      SumOverRanks<T>(group, offset + row * row_vectors + i, acc);
+      for (int p = 0; p < group.world; ++p) {
+        if (p == group.rank) {
+          Accumulate<T>(NoEmptyWords<T>(in[at]), acc);
+        } else {
+          uint4* slot = mine + p * slot_vectors + at;
+          Accumulate<T>(WaitForMail(group, slot, false, &gave_up), acc);
+          *slot = empty;
+        }
+      }
 #pragma unroll
       for (int k = 0; k < kPerVector / 4; ++k) {
         float4 x = r[i * (kPerVector / 4) + k];
@@ -218,6 +328,13 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   if (threadIdx.x == 0) self->epochs[b] = epoch;
+}
+
+__global__ void EmptyMailboxesKernel(uint32_t* words, int64_t count) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    words[i] = kEmptyWord;
+  }
 }
 
 int ElementBytes(ElementType type) { return type == ElementType::kFloat32 ? 4 : 2; }
@@ -263,7 +380,9 @@ bool PeerAllReduceAddRmsNormFits(const PeerGroup& group, const void* input, Elem
   };
   return rows > 0 && rows <= kPeerFusedMaxRows && width > 0 &&
          (width * ElementBytes(type)) % kVectorBytes == 0 &&
-         PeerAllReduceFits(group, input, type, rows * width) && aligned(residual) &&
+         PeerAllReduceFits(group, input, type, rows * width) &&
+         group.mailbox[group.rank] != nullptr &&
+         rows * width * ElementBytes(type) <= group.mailbox_slot_bytes && aligned(residual) &&
          aligned(weight);
 }
 
@@ -284,6 +403,14 @@ cudaError_t PeerAllReduceAddRmsNorm(const PeerGroup& group, const void* input, E
       return cudaGetLastError();
     });
   });
+}
+
+cudaError_t EmptyPeerMailboxes(void* mailboxes, int64_t bytes, cudaStream_t stream) {
+  if (bytes % 4 != 0 || reinterpret_cast<uintptr_t>(mailboxes) % 4 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  EmptyMailboxesKernel<<<128, 256, 0, stream>>>(static_cast<uint32_t*>(mailboxes), bytes / 4);
+  return cudaGetLastError();
 }
 
 }  // namespace qwen3::kernels

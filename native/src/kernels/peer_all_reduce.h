@@ -5,12 +5,17 @@
 // sums every rank's buffer straight over peer loads, in fp32 and in rank order, so every rank gets
 // the same bits. It also takes the bf16/fp16 partials and writes fp32, which saves the cast kernel.
 //
-// The kernel is safe to capture in a CUDA graph: the flag values (epochs) live in device memory and
-// each launch advances them itself. It never waits forever: it gives up when the host sets the
+// The fused all-reduce + norm (a short query's path) has no flags at all: each rank posts its rows
+// into a mailbox in every peer's memory and each reader waits for the words themselves to arrive
+// (a mailbox word is "empty" until then), so a call costs one one-way trip over the link instead
+// of a flag round and a remote read.
+//
+// The kernels are safe to capture in a CUDA graph: the flag values (epochs) live in device memory
+// and each launch advances them itself. It never waits forever: it gives up when the host sets the
 // group's abort word (a peer failed), or after timeout_ns (default kPeerTimeoutNs), when it sets
-// the timed-out word. Either way the result is undefined and the epochs are out of step, so the
-// host resets the signals (zeroes them) before the next use. Like fused_kernels.h this header is
-// plain C++.
+// the timed-out word. Either way the result is undefined and the epochs and mailboxes are out of
+// step, so the host resets the signals (zeroes them) and empties the mailboxes before the next use.
+// Like fused_kernels.h this header is plain C++.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -29,6 +34,9 @@ constexpr int kPeerBlocks = 24;
 // past two rows per block the plain kernel (all blocks on every row) and a separate norm are
 // faster.
 constexpr int64_t kPeerFusedMaxRows = 2 * kPeerBlocks;
+// The fused kernel's mailboxes per rank, used in turn by epoch; each has a slot per sender of
+// mailbox_slot_bytes.
+constexpr int kPeerMailboxes = 3;
 constexpr uint64_t kPeerTimeoutNs = uint64_t{30} * 1000 * 1000 * 1000;
 
 // One per rank, in that rank's device memory, zeroed before first use.
@@ -43,6 +51,10 @@ struct PeerGroup {
   void* staging[kPeerMaxRanks] = {};  // each rank's staging buffer: two halves of half_bytes
   int64_t half_bytes = 0;
   PeerSignals* signals[kPeerMaxRanks] = {};
+  // Each rank's mailboxes: kPeerMailboxes x world slots of mailbox_slot_bytes, empty (see
+  // EmptyPeerMailboxes) when no launch is in flight. Null: the fused kernel is not available.
+  void* mailbox[kPeerMaxRanks] = {};
+  int64_t mailbox_slot_bytes = 0;
   const volatile int32_t* abort_word = nullptr;  // host-mapped; non-zero: stop waiting
   volatile int32_t* timed_out_word = nullptr;    // host-mapped; set to 1 on a timeout
   uint64_t timeout_ns = kPeerTimeoutNs;          // how long a block waits for a peer
@@ -59,8 +71,8 @@ cudaError_t PeerAllReduceToFloat(const PeerGroup& group, const void* input, Elem
                                  float* out, int64_t count, cudaStream_t stream);
 
 // Whether PeerAllReduceAddRmsNorm takes these: at most kPeerFusedMaxRows rows, the message fits
-// (PeerAllReduceFits), a row is a whole number of 16-byte vectors, and residual and weight are
-// 16-byte aligned.
+// a staging half (PeerAllReduceFits) and a mailbox slot, a row is a whole number of 16-byte
+// vectors, and residual and weight are 16-byte aligned.
 bool PeerAllReduceAddRmsNormFits(const PeerGroup& group, const void* input, ElementType type,
                                  const float* residual, const float* weight, int64_t rows,
                                  int64_t width);
@@ -74,5 +86,8 @@ cudaError_t PeerAllReduceAddRmsNorm(const PeerGroup& group, const void* input, E
                                     float* residual, const float* weight, float eps, void* out,
                                     ElementType out_type, int64_t rows, int64_t width,
                                     cudaStream_t stream);
+
+// Fills `bytes` (a multiple of 4) of mailboxes with the empty word.
+cudaError_t EmptyPeerMailboxes(void* mailboxes, int64_t bytes, cudaStream_t stream);
 
 }  // namespace qwen3::kernels

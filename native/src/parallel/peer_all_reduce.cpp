@@ -77,6 +77,9 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::Create(const std::vector<int>& dev
       void* signals = nullptr;
       CheckCuda(cudaMalloc(&signals, sizeof(kernels::PeerSignals)), "signals");
       self->signals_.push_back(static_cast<kernels::PeerSignals*>(signals));
+      void* mailboxes = nullptr;
+      CheckCuda(cudaMalloc(&mailboxes, static_cast<size_t>(self->MailboxBytes())), "mailboxes");
+      self->mailboxes_.push_back(mailboxes);
     }
     void* words = nullptr;
     CheckCuda(
@@ -94,7 +97,9 @@ std::unique_ptr<PeerAllReduce> PeerAllReduce::Create(const std::vector<int>& dev
       for (int k = 0; k < world; ++k) {
         g.staging[k] = self->staging_[static_cast<size_t>(k)];
         g.signals[k] = self->signals_[static_cast<size_t>(k)];
+        g.mailbox[k] = self->mailboxes_[static_cast<size_t>(k)];
       }
+      g.mailbox_slot_bytes = kMailboxSlotBytes;
       g.abort_word = static_cast<const volatile int32_t*>(device_words);
       g.timed_out_word = static_cast<volatile int32_t*>(device_words) + 1;
       self->groups_.push_back(g);
@@ -119,9 +124,14 @@ void PeerAllReduce::Free() noexcept {
     cudaSetDevice(devices_[i]);
     cudaFree(signals_[i]);
   }
+  for (size_t i = 0; i < mailboxes_.size(); ++i) {
+    cudaSetDevice(devices_[i]);
+    cudaFree(mailboxes_[i]);
+  }
   if (words_ != nullptr) cudaFreeHost(words_);
   staging_.clear();
   signals_.clear();
+  mailboxes_.clear();
   words_ = nullptr;
 }
 
@@ -146,6 +156,8 @@ void PeerAllReduce::Reset() {
   for (size_t i = 0; i < signals_.size(); ++i) {
     CheckCuda(cudaSetDevice(devices_[i]), "cudaSetDevice");
     CheckCuda(cudaMemset(signals_[i], 0, sizeof(kernels::PeerSignals)), "zeroing the signals");
+    CheckCuda(kernels::EmptyPeerMailboxes(mailboxes_[i], MailboxBytes(), nullptr),
+              "emptying the mailboxes");
     CheckCuda(cudaDeviceSynchronize(), "zeroing the signals");
   }
   volatile int32_t* words = words_;

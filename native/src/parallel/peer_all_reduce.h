@@ -18,7 +18,8 @@ namespace qwen3 {
 class PeerAllReduce {
  public:
   // Enables peer access between every pair of `devices` and allocates each rank's buffers
-  // (2 x half_bytes of staging). Returns nullptr and says why in *why when some pair of devices
+  // (2 x half_bytes of staging, and the fused kernel's mailboxes: kPeerMailboxes x world x
+  // kMailboxSlotBytes). Returns nullptr and says why in *why when some pair of devices
   // cannot reach each other's memory (then NCCL carries every all-reduce). Throws on CUDA errors.
   // timeout_ns: how long a launch waits for a peer before it gives up (tests shorten it).
   static std::unique_ptr<PeerAllReduce> Create(const std::vector<int>& devices, int64_t half_bytes,
@@ -35,18 +36,27 @@ class PeerAllReduce {
   void Abort() noexcept;
   // Whether a launch gave up after waiting its timeout for a peer.
   bool timed_out() const noexcept;
-  // Zeroes every rank's signals and clears the abort and timed-out words. Call only while no
-  // launch is in flight on any rank (after an abort, once every rank's stream has drained).
+  // A mailbox slot holds any message the fused kernel takes: kPeerFusedMaxRows rows of up to
+  // 5461 fp32 or 10922 bf16 values (Qwen3-Embedding-8B's hidden size is 4096).
+  static constexpr int64_t kMailboxSlotBytes = int64_t{1} << 20;
+
+  // Zeroes every rank's signals, empties its mailboxes and clears the abort and timed-out words.
+  // Call only while no launch is in flight on any rank (after an abort, once every rank's stream
+  // has drained).
   void Reset();
 
  private:
   PeerAllReduce() = default;
   void Free() noexcept;
+  int64_t MailboxBytes() const noexcept {
+    return kernels::kPeerMailboxes * static_cast<int64_t>(devices_.size()) * kMailboxSlotBytes;
+  }
 
   std::vector<int> devices_;
   int64_t half_bytes_ = 0;
   std::vector<void*> staging_;
   std::vector<kernels::PeerSignals*> signals_;
+  std::vector<void*> mailboxes_;
   int32_t* words_ = nullptr;  // host-mapped: [0] abort, [1] timed out
   std::vector<kernels::PeerGroup> groups_;
 };

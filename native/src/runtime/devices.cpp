@@ -102,12 +102,22 @@ AllReduceCheckResult RunAllReduceCheck(const std::vector<int>& device_ids, bool 
         ms[static_cast<size_t>(r)] = std::chrono::duration<double, std::milli>(t1 - t0).count();
         bool ok = at::all(t == expected).item<bool>();
 
+        // A short query's all-reduce as a forward runs it: fused with the residual add and the
+        // norm after it where the group can (the peer kernel), else a sum and an add.
         const at::Tensor small = at::full({kSmallRows, kSmallWidth}, static_cast<double>(r + 1),
                                           on_device.dtype(at::kBFloat16));
-        ok = ok && at::all(comm.AllReduceSumAsFloat(small) == expected).item<bool>();
+        at::Tensor residual = at::zeros({kSmallRows, kSmallWidth}, on_device.dtype(at::kFloat));
+        const at::Tensor weight = at::ones({kSmallWidth}, on_device.dtype(at::kFloat));
+        const auto small_step = [&] {
+          if (!comm.AllReduceAddRmsNorm(small, residual, weight, 1e-6, at::kBFloat16).defined()) {
+            residual.add_(comm.AllReduceSumAsFloat(small));
+          }
+        };
+        small_step();
+        ok = ok && at::all(residual == expected).item<bool>();
         start.ArriveAndWait();
         t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < kSmallRuns; ++i) (void)comm.AllReduceSumAsFloat(small);
+        for (int i = 0; i < kSmallRuns; ++i) small_step();
         stream.synchronize();
         t1 = std::chrono::steady_clock::now();
         small_us[static_cast<size_t>(r)] =

@@ -146,9 +146,10 @@ struct AllReduceCheckResult {
   bool ok = false;
   double ms = 0;  // one fp32 all-reduce of `bytes` (32 MiB: NCCL), from the slowest rank
   int64_t bytes = 0;
-  // A short query's all-reduce ([16, 2560] bf16 partial sums, summed to fp32), checked once, then
-  // repeated back to back: the path serving takes for it ("peer" kernel or "nccl") and the mean
-  // time of one on the slowest rank.
+  // A short query's all-reduce ([16, 2560] bf16 partial sums, summed into an fp32 residual) as a
+  // forward runs it (with the add and norm after it, in one kernel on the peer path), checked
+  // once, then repeated back to back: the path serving takes for it ("peer" kernel or "nccl") and
+  // the mean time of one on the slowest rank.
   std::string small_path;
   int64_t small_bytes = 0;
   double small_us = 0;
