@@ -23,7 +23,7 @@
 #   enginelat engine-only latency (no HTTP) per layout and batch shape, CUDA graphs on and off
 #             (ENGINE_LAYOUTS, ENGINE_SHAPES, ENGINE_RUNS) -> engine-latency.json
 #   layouts   the API server per GPU layout (tp1, tp2, dp2, tp4, tp2x2, dp4 as GPUs allow): short-query
-#             latency and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT;
+#             latency (base64 rows as the OpenAI SDKs ask; a node:http client, then fetch) and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT;
 #             a layout is name:visibleGpus:tp[:nccl], nccl = TP_PEER_ALL_REDUCE=false; BENCH_SERVER_PROBE=1
 #             preloads scripts/device/server-probe.js: the server's own time per request)
 #   profile   forward_profile per layout (PROFILE_LAYOUTS name:gpus:tp:graphMax[:nccl], PROFILE_SHAPE
@@ -416,9 +416,13 @@ step_layouts() {
     echo "=== layout $name: CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp ${allreduce:+(all-reduce: $allreduce)}"
     start_server "$model" "$visible" "$tp" "$port" "$key" "$WORK/server-$name.log" "$allreduce" || { runs+=(""); continue; }
     curl -s "http://127.0.0.1:$port/health" | head -c 600; echo
-    admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency 1 --batch 1 \
-      --requests "${BENCH_LATENCY_REQUESTS:-200}" --corpus "$queries" --json > "$WORK/layout-$name-latency.json" || true
+    # Base64 rows, as the OpenAI SDKs ask by default; a node:http keep-alive client, then Node's fetch
+    # (the SDK's client, and the client of the figures before 2026-11-27's fifth session).
+    admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency 1 --batch 1 --encoding base64 \
+      --client http --requests "${BENCH_LATENCY_REQUESTS:-200}" --corpus "$queries" --json > "$WORK/layout-$name-latency.json" || true
     grep -h "server-probe" "$WORK/server-$name.log" | tail -1 | sed "s/^/| layout $name short queries | /; s/$/ |/" >> "$RESULTS"
+    admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency 1 --batch 1 --encoding base64 \
+      --client fetch --requests "${BENCH_LATENCY_REQUESTS:-200}" --corpus "$queries" --json > "$WORK/layout-$name-latency-fetch.json" || true
     admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency "${tpoint%x*}" --batch "${tpoint#*x}" \
       --requests "${BENCH_REQUESTS:-300}" --corpus "$corpus" --json > "$WORK/layout-$name-throughput.json" || true
     stop_server
@@ -429,7 +433,7 @@ step_layouts() {
     const work = process.argv[1];
     const names = process.argv.slice(2).filter(Boolean);
     const read = (p) => { try { return JSON.parse(fs.readFileSync(p, "utf8")); } catch { return undefined; } };
-    const rows = names.map((n) => ({ layout: n, latency: read(`${work}/layout-${n}-latency.json`), throughput: read(`${work}/layout-${n}-throughput.json`) }));
+    const rows = names.map((n) => ({ layout: n, latency: read(`${work}/layout-${n}-latency.json`), latencyFetch: read(`${work}/layout-${n}-latency-fetch.json`), throughput: read(`${work}/layout-${n}-throughput.json`) }));
     fs.writeFileSync(process.env.OUT + "/layouts.json", JSON.stringify(rows, null, 1));
     const base = rows.find((r) => r.layout === "tp1");
     const f = (x, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
@@ -437,7 +441,8 @@ step_layouts() {
       const p50 = r.latency?.latencyMs?.p50, eps = r.throughput?.throughput?.embeddingsPerSecond;
       const lr = base && p50 ? p50 / base.latency.latencyMs.p50 : undefined;
       const tr = base && eps ? eps / base.throughput.throughput.embeddingsPerSecond : undefined;
-      console.log(`| layout ${r.layout} | short query p50 ${f(p50)} ms (p99 ${f(r.latency?.latencyMs?.p99)}; ${f(lr, 2)}x tp1; server inference p50 ${f(r.latency?.serverMs?.inference?.p50, 2)} ms); throughput ${f(eps)} emb/s, ${f(r.throughput?.throughput?.tokensPerSecond, 0)} tok/s (${f(tr, 2)}x tp1); ok ${r.throughput?.ok}/${r.throughput?.requests} |`);
+      const fp50 = r.latencyFetch?.latencyMs?.p50, fbase = base?.latencyFetch?.latencyMs?.p50;
+      console.log(`| layout ${r.layout} | short query p50 ${f(p50, 2)} ms (p99 ${f(r.latency?.latencyMs?.p99, 2)}; ${f(lr, 2)}x tp1; server inference p50 ${f(r.latency?.serverMs?.inference?.p50, 2)} ms); with fetch p50 ${f(fp50, 2)} ms (${f(fp50 && fbase ? fp50 / fbase : undefined, 2)}x tp1; inference ${f(r.latencyFetch?.serverMs?.inference?.p50, 2)} ms); throughput ${f(eps)} emb/s, ${f(r.throughput?.throughput?.tokensPerSecond, 0)} tok/s (${f(tr, 2)}x tp1); ok ${r.throughput?.ok}/${r.throughput?.requests} |`);
     }
   ' "$WORK" "${runs[@]}" >> "$RESULTS"
 }

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
+import { FetchLike, ResponseLike } from './http-client';
 import { LatencySummary, summariseLatencies, Throughput, throughput } from './latency-summary';
 
 export interface LoadRunOptions {
@@ -62,7 +63,7 @@ const SERVER_TIMING_HEADERS = {
 
 type StageTimes = Partial<Record<keyof ServerTimings, number>>;
 
-function readStageTimes(headers: Headers): StageTimes {
+function readStageTimes(headers: ResponseLike['headers']): StageTimes {
   const stages: StageTimes = {};
   for (const [stage, header] of Object.entries(SERVER_TIMING_HEADERS) as [keyof ServerTimings, string][]) {
     const value = Number(headers.get(header));
@@ -83,7 +84,8 @@ interface EmbeddingsResponse {
  */
 @Injectable()
 export class LoadGenerator {
-  async run(options: LoadRunOptions, fetchImpl: typeof fetch = fetch): Promise<LoadRunResult> {
+  /** fetchImpl: the HTTP client (global fetch unless given; `admin bench` passes keepAliveFetch). */
+  async run(options: LoadRunOptions, fetchImpl: FetchLike = fetch): Promise<LoadRunResult> {
     if (options.texts.length === 0) throw new Error('the corpus is empty');
     const endpoint = new URL('/v1/embeddings', options.url).toString();
     const headers = {
@@ -218,7 +220,7 @@ export class LoadGenerator {
   private async servedModel(
     options: LoadRunOptions,
     headers: Record<string, string>,
-    fetchImpl: typeof fetch,
+    fetchImpl: FetchLike,
   ): Promise<string | undefined> {
     try {
       const response = await fetchImpl(new URL('/v1/models', options.url).toString(), {

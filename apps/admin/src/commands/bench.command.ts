@@ -1,5 +1,6 @@
 import { Command, CommandRunner, Option } from 'nest-commander';
 import { builtinCorpus, loadCorpus, writeCorpus } from '../bench/bench-corpus';
+import { BenchClient, keepAliveFetch } from '../bench/http-client';
 import { formatLoadRun, LoadGenerator } from '../bench/load-generator';
 import { parseChoice, parseInteger } from './option-parsers';
 
@@ -15,6 +16,7 @@ interface BenchOptions {
   dimensions?: number;
   inputType?: 'query' | 'document';
   encoding: 'float' | 'base64';
+  client: BenchClient;
   warmup?: number;
   timeout: number;
   json?: boolean;
@@ -48,27 +50,31 @@ export class BenchCommand extends CommandRunner {
       `bench: ${options.requests} requests of ${options.batch} input(s) from ${texts.length} texts, concurrency ${options.concurrency}`,
     );
     let lastShown = 0;
-    const result = await this.load.run({
-      url: options.url,
-      apiKey: options.apiKey ?? process.env.API_KEY,
-      model: options.model,
-      texts,
-      concurrency: options.concurrency,
-      requests: options.requests,
-      batch: options.batch,
-      dimensions: options.dimensions,
-      inputType: options.inputType,
-      encodingFormat: options.encoding,
-      warmupRequests: options.warmup ?? options.concurrency,
-      timeoutMs: options.timeout,
-      onProgress: (done, total) => {
-        const now = Date.now();
-        if (!options.json && (now - lastShown > 2000 || done === total)) {
-          lastShown = now;
-          log(`  ${done}/${total}`);
-        }
+    const client = options.client === 'fetch' ? fetch : keepAliveFetch(options.concurrency);
+    const result = await this.load.run(
+      {
+        url: options.url,
+        apiKey: options.apiKey ?? process.env.API_KEY,
+        model: options.model,
+        texts,
+        concurrency: options.concurrency,
+        requests: options.requests,
+        batch: options.batch,
+        dimensions: options.dimensions,
+        inputType: options.inputType,
+        encodingFormat: options.encoding,
+        warmupRequests: options.warmup ?? options.concurrency,
+        timeoutMs: options.timeout,
+        onProgress: (done, total) => {
+          const now = Date.now();
+          if (!options.json && (now - lastShown > 2000 || done === total)) {
+            lastShown = now;
+            log(`  ${done}/${total}`);
+          }
+        },
       },
-    });
+      client,
+    );
     process.stdout.write(
       options.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatLoadRun(result)}\n`,
     );
@@ -149,6 +155,16 @@ export class BenchCommand extends CommandRunner {
   })
   parseEncoding(value: string): 'float' | 'base64' {
     return parseChoice('--encoding', value, ['float', 'base64'] as const);
+  }
+
+  @Option({
+    flags: '--client <http|fetch>',
+    description:
+      "http: node:http with keep-alive connections (default); fetch: Node's global fetch, as the OpenAI SDK uses, which adds its own time to each request",
+    defaultValue: 'http',
+  })
+  parseClient(value: string): BenchClient {
+    return parseChoice('--client', value, ['http', 'fetch'] as const);
   }
 
   @Option({ flags: '--timeout <ms>', description: 'per-request timeout', defaultValue: 120000 })
