@@ -342,6 +342,36 @@ TEST_F(CudaTest, TensorParallelOverNcclMatchesOneGpu) {
   EXPECT_TRUE(tp->Health().ok);
 }
 
+TEST_F(CudaTest, ARankThatHangsFailsTheBatchAfterThePeerTimeoutAndTakesTheReplicaOut) {
+  // Rank 1 stalls (does not fail) between two layers of a short text's eager forward: rank 0 waits
+  // in the fused all-reduce's mailbox until the peer timeout (200 ms here), and every later launch
+  // of the forward then gives up at once instead of waiting out a timeout of its own (72 x 30 s for
+  // the 4B model). The batch fails with DEVICE_FAILED; the replica leaves service.
+  REQUIRE_GPUS(2);
+  EngineOptions options = Options(DeviceKind::kCuda, DType::kBFloat16, {0, 1}, 2);
+  options.peer_timeout_ns = 200'000'000;
+  auto tp = Engine::Load(options);
+#ifdef QWEN3_WITH_CUDA
+  ASSERT_TRUE(tp->Info().peer_all_reduce);
+#endif
+  const PackedBatch shortText = Texts({7}, 1);
+  (void)tp->Embed(shortText);
+  std::atomic<bool> armed{true};
+  tp->SetLayerTestHook([&](int, int rank, int layer) {
+    if (rank == 1 && layer == 1 && armed.exchange(false)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    }
+  });
+  const auto started = std::chrono::steady_clock::now();
+  ExpectError([&] { tp->Embed(shortText); }, ErrorCode::kDeviceFailed,
+              {"waited more than 200 ms for a peer GPU"});
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+  const HealthStatus health = tp->Health();
+  EXPECT_FALSE(health.ok);
+  EXPECT_NE(health.reason.find("waited more than 200 ms"), std::string::npos) << health.reason;
+  ExpectError([&] { tp->Embed(shortText); }, ErrorCode::kDeviceFailed, {"no healthy replica"});
+}
+
 #ifdef QWEN3_WITH_NCCL
 // Runs fn(rank) on one thread per rank, each on its GPU and a stream of its own, and waits for the
 // streams.

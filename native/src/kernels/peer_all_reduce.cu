@@ -46,6 +46,13 @@ __device__ __forceinline__ uint64_t GlobalTimerNs() {
   return ns;
 }
 
+// Whether the host released the group's waits: an abort (a peer failed) or an earlier timeout. The
+// second matters as much as the first: once one launch timed out, every later launch of the same
+// forward would otherwise wait out its own timeout too (72 of them for the 4B model).
+__device__ __forceinline__ bool Released(const PeerGroup& group) {
+  return *group.abort_word != 0 || *group.timed_out_word != 0;
+}
+
 // Adds the 16 bytes in `v` (holding kVectorBytes / sizeof(T) values of T) to acc.
 template <typename T>
 __device__ __forceinline__ void Accumulate(const uint4& v, float* acc) {
@@ -78,7 +85,7 @@ __device__ __forceinline__ void SumOverRanks(const PeerGroup& group, int64_t ind
 
 // Block b's side of the meeting of epoch `epoch`: thread p stores the epoch into flags[b][rank] of
 // rank p (a release at system scope) and waits until rank p's block b stored it into ours (an
-// acquire), or until the abort word is set or the timeout passes (then it sets the timed-out word).
+// acquire), or until the group is released or the timeout passes (then it sets the timed-out word).
 // Every thread of the block calls it; it returns after a __syncthreads.
 __device__ __forceinline__ void MeetPeers(const PeerGroup& group, PeerSignals* self, int b,
                                           uint32_t epoch) {
@@ -92,7 +99,7 @@ __device__ __forceinline__ void MeetPeers(const PeerGroup& group, PeerSignals* s
     uint32_t spins = 0;
     while (static_cast<int32_t>(LoadAcquire(flag) - epoch) < 0) {
       if (++spins % kSpinsPerCheck != 0) continue;
-      if (*group.abort_word != 0) break;
+      if (Released(group)) break;
       const uint64_t now = GlobalTimerNs();
       if (started == 0) {
         started = now;
@@ -195,7 +202,7 @@ __device__ __forceinline__ uint4 LoadVolatile(const uint4* address) {
 }
 
 // Waits until no word of the mailbox vector at `address` is empty and returns it. Gives up (and
-// returns what is there) after the timeout, or, with watch_abort, when the abort word is set; it
+// returns what is there) after the timeout, or, with watch_abort, when the group is released; it
 // records that in *gave_up so the thread's later waits in the same launch return at once. Only one
 // thread of a block watches the abort word: it lives in host memory, and hundreds of threads
 // reading it over PCIe while they wait slow each wait down enough to make the peer wait in turn
@@ -207,7 +214,7 @@ __device__ __forceinline__ uint4 WaitForMail(const PeerGroup& group, const uint4
   uint32_t spins = 0;
   while (HasEmptyWord(v) && !*gave_up) {
     if (++spins % kSpinsPerCheck == 0) {
-      if (watch_abort && *group.abort_word != 0) {
+      if (watch_abort && Released(group)) {
         *gave_up = true;
         break;
       }

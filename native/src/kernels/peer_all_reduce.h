@@ -13,9 +13,11 @@
 // The kernels are safe to capture in a CUDA graph: the flag values (epochs) live in device memory
 // and each launch advances them itself. It never waits forever: it gives up when the host sets the
 // group's abort word (a peer failed), or after timeout_ns (default kPeerTimeoutNs), when it sets
-// the timed-out word. Either way the result is undefined and the epochs and mailboxes are out of
-// step, so the host resets the signals (zeroes them) and empties the mailboxes before the next use.
-// Like fused_kernels.h this header is plain C++.
+// the timed-out word, which then releases every later launch at once, as the abort word does
+// (otherwise each launch left in a forward would wait out a timeout of its own). Either way the
+// result is undefined and the epochs and mailboxes are out of step, so the host resets the signals
+// (zeroes them) and empties the mailboxes before the next use. Like fused_kernels.h this header is
+// plain C++.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -71,9 +71,11 @@ std::unique_ptr<CommunicatorGroup> MakeInProcessGroup(int world_size);
 // driven by one thread per device. With `peer_all_reduce`, and when every pair of the devices has
 // peer access, small all-reduces use the one-shot peer kernel (parallel/peer_all_reduce.h) and may
 // be captured into CUDA graphs. *note (if given) says which path all-reduces take, and why.
+// peer_timeout_ns: how long the peer kernel waits for a peer (0: its default, 30 s).
 std::unique_ptr<CommunicatorGroup> MakeNcclGroup(const std::vector<int>& device_ids,
                                                  bool peer_all_reduce = true,
-                                                 std::string* note = nullptr);
+                                                 std::string* note = nullptr,
+                                                 uint64_t peer_timeout_ns = 0);
 #endif
 
 }  // namespace qwen3

@@ -85,10 +85,12 @@ class NcclCommunicator final : public Communicator {
 
   void ThrowIfCollectivesFailed() override {
     if (peer_ != nullptr && peer_->timed_out()) {
-      throw Error(ErrorCode::kDeviceFailed,
-                  "an all-reduce on cuda:" + std::to_string(device_) + " waited more than " +
-                      std::to_string(peer_->group(rank_).timeout_ns / 1000000000) +
-                      " s for a peer GPU that never arrived");
+      const uint64_t ms = peer_->group(rank_).timeout_ns / 1000000;
+      throw Error(
+          ErrorCode::kDeviceFailed,
+          "an all-reduce on cuda:" + std::to_string(device_) + " waited more than " +
+              (ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms") +
+              " for a peer GPU that never arrived");
     }
   }
 
@@ -198,10 +200,15 @@ class NcclCommunicator final : public Communicator {
 
 class NcclGroup final : public CommunicatorGroup {
  public:
-  NcclGroup(std::vector<int> devices, bool peer, std::string* note) : devices_(std::move(devices)) {
+  NcclGroup(std::vector<int> devices, bool peer, std::string* note, uint64_t peer_timeout_ns)
+      : devices_(std::move(devices)) {
     const int world = static_cast<int>(devices_.size());
     std::string why = "turned off";
-    if (peer) peer_ = PeerAllReduce::Create(devices_, kPeerHalfBytes, &why);
+    if (peer) {
+      peer_ =
+          PeerAllReduce::Create(devices_, kPeerHalfBytes, &why,
+                                peer_timeout_ns > 0 ? peer_timeout_ns : kernels::kPeerTimeoutNs);
+    }
     if (note != nullptr) {
       *note = peer_ ? "small all-reduces go through the peer kernel, larger ones through NCCL"
                     : "every all-reduce goes through NCCL (peer kernel: " + why + ")";
@@ -320,8 +327,9 @@ class NcclGroup final : public CommunicatorGroup {
 }  // namespace
 
 std::unique_ptr<CommunicatorGroup> MakeNcclGroup(const std::vector<int>& device_ids,
-                                                 bool peer_all_reduce, std::string* note) {
-  return std::make_unique<NcclGroup>(device_ids, peer_all_reduce, note);
+                                                 bool peer_all_reduce, std::string* note,
+                                                 uint64_t peer_timeout_ns) {
+  return std::make_unique<NcclGroup>(device_ids, peer_all_reduce, note, peer_timeout_ns);
 }
 
 }  // namespace qwen3

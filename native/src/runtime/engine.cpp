@@ -449,7 +449,7 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
 #ifdef QWEN3_WITH_NCCL
       Report("replica " + std::to_string(r) + ": creating NCCL communicators");
       std::string note;
-      replica->comm = MakeNcclGroup(ids, options_.peer_all_reduce, &note);
+      replica->comm = MakeNcclGroup(ids, options_.peer_all_reduce, &note, options_.peer_timeout_ns);
       peer_all_reduce_ = replica->comm->rank(0).capturable_bytes() > 0;
       Report("replica " + std::to_string(r) + ": " + note);
 #endif

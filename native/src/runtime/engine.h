@@ -45,6 +45,9 @@ struct EngineOptions {
   // access (NVLink) instead of NCCL, which also lets their forward be captured in CUDA graphs.
   // Used only when every pair of the group's GPUs has peer access.
   bool peer_all_reduce = true;
+  // How long the peer kernel waits for a peer GPU before the batch fails with DEVICE_FAILED and
+  // the replica is taken out of service; 0: its default, 30 s. Tests shorten it.
+  uint64_t peer_timeout_ns = 0;
 };
 
 struct DeviceInfo {
