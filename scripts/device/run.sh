@@ -25,7 +25,8 @@
 #   layouts   the API server per GPU layout (tp1, tp2, dp2, tp4, tp2x2, dp4 as GPUs allow): short-query
 #             latency (base64 rows as the OpenAI SDKs ask; a node:http client, then fetch) and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT;
 #             a layout is name:visibleGpus:tp[:nccl], nccl = TP_PEER_ALL_REDUCE=false; BENCH_SERVER_PROBE=1
-#             preloads scripts/device/server-probe.js: the server's own time per request)
+#             preloads scripts/device/server-probe.js: the server's own time per request;
+#             BENCH_CPU_DMA_LATENCY=N holds /dev/cpu_dma_latency at N us meanwhile)
 #   profile   forward_profile per layout (PROFILE_LAYOUTS name:gpus:tp:graphMax[:nccl], PROFILE_SHAPE
 #             textsxtokens, default 1x16): Embed() latency and the forward's kernels by kind -> profile.md
 #   gemmsearch  the forward's GEMMs at 16 tokens (GEMM_TOKENS, GEMM_TP "1 2"): at::linear vs the
@@ -410,7 +411,19 @@ step_layouts() {
     [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2 dp2:0,1:1"
     [ "$gpus" -ge 4 ] && layouts="$layouts tp4:0,1,2,3:4 tp2x2:0,1,2,3:2 dp4:0,1,2,3:1"
   fi
-  local tpoint=${BENCH_THROUGHPUT:-64x16} runs=()
+  local tpoint=${BENCH_THROUGHPUT:-64x16} runs=() qos_fd=
+  echo "| cpu idle | driver $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo -), governor $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo -), states $(cat /sys/devices/system/cpu/cpu0/cpuidle/state*/name 2>/dev/null | tr '\n' ' ') |" >> "$RESULTS"
+  # BENCH_CPU_DMA_LATENCY=N: hold a PM QoS request of N us on /dev/cpu_dma_latency during the layouts,
+  # which keeps the CPUs out of idle states slower to leave than that (what tuned's latency profiles do).
+  if [ -n "${BENCH_CPU_DMA_LATENCY:-}" ]; then
+    local v=$BENCH_CPU_DMA_LATENCY
+    if exec {qos_fd}> /dev/cpu_dma_latency; then
+      printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((v & 255)) $((v >> 8 & 255)) $((v >> 16 & 255)) $((v >> 24 & 255)))" >&"$qos_fd"
+      echo "| cpu_dma_latency | held at $v us during the layouts |" >> "$RESULTS"
+    else
+      echo "| cpu_dma_latency | could not open /dev/cpu_dma_latency |" >> "$RESULTS"; qos_fd=
+    fi
+  fi
   for layout in $layouts; do
     IFS=: read -r name visible tp allreduce <<< "$layout"
     echo "=== layout $name: CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp ${allreduce:+(all-reduce: $allreduce)}"
@@ -445,6 +458,9 @@ step_layouts() {
       console.log(`| layout ${r.layout} | short query p50 ${f(p50, 2)} ms (p99 ${f(r.latency?.latencyMs?.p99, 2)}; ${f(lr, 2)}x tp1; server inference p50 ${f(r.latency?.serverMs?.inference?.p50, 2)} ms); with fetch p50 ${f(fp50, 2)} ms (${f(fp50 && fbase ? fp50 / fbase : undefined, 2)}x tp1; inference ${f(r.latencyFetch?.serverMs?.inference?.p50, 2)} ms); throughput ${f(eps)} emb/s, ${f(r.throughput?.throughput?.tokensPerSecond, 0)} tok/s (${f(tr, 2)}x tp1); ok ${r.throughput?.ok}/${r.throughput?.requests} |`);
     }
   ' "$WORK" "${runs[@]}" >> "$RESULTS"
+  local status=$?
+  [ -n "$qos_fd" ] && exec {qos_fd}>&-
+  return "$status"
 }
 
 # ---------------------------------------------------------------------------------------------------
