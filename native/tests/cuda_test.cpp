@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <thread>
 
 #include "model/attention.h"
@@ -398,13 +399,20 @@ void OnEveryRank(int world, F&& fn) {
   }
 }
 
+// An NCCL group with the peer kernel over the first min(GPUs, 4) devices; *world: their count.
+std::unique_ptr<CommunicatorGroup> PeerGroupOverUpToFourGpus(int* world,
+                                                             std::string* note = nullptr) {
+  *world = std::min(CudaDeviceCount(), 4);
+  std::vector<int> ids;
+  for (int r = 0; r < *world; ++r) ids.push_back(r);
+  return MakeNcclGroup(ids, true, note);
+}
+
 TEST(PeerAllReduceTest, SumsLikeTheCpuOnEveryRankAndFallsBackToNccl) {
   REQUIRE_GPUS(2);
-  const int world = std::min(CudaDeviceCount(), 4);
-  std::vector<int> ids;
-  for (int r = 0; r < world; ++r) ids.push_back(r);
   std::string note;
-  auto group = MakeNcclGroup(ids, true, &note);
+  int world = 0;
+  auto group = PeerGroupOverUpToFourGpus(&world, &note);
   ASSERT_GT(group->rank(0).capturable_bytes(), 0) << note;
   const int64_t staging_elements = group->rank(0).capturable_bytes() / 2;
   // Counts: tiny, a short query's [16, 2560], a large graph bucket's, one past the staging buffer
@@ -439,10 +447,8 @@ TEST(PeerAllReduceTest, SumsLikeTheCpuOnEveryRankAndFallsBackToNccl) {
 
 TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
   REQUIRE_GPUS(2);
-  const int world = std::min(CudaDeviceCount(), 4);
-  std::vector<int> ids;
-  for (int r = 0; r < world; ++r) ids.push_back(r);
-  auto group = MakeNcclGroup(ids, true, nullptr);
+  int world = 0;
+  auto group = PeerGroupOverUpToFourGpus(&world);
   ASSERT_GT(group->rank(0).capturable_bytes(), 0);
   const double eps = 1e-6;
   // Rows: one, a short query, two rows for some blocks (24 blocks), the most the kernel takes.
@@ -517,10 +523,8 @@ TEST(PeerAllReduceTest, FusedCallsInARowReadOnlyTheirOwnMail) {
   // on mailboxes used three calls before: a mailbox not emptied after its read would hand them that
   // call's message, and the residual would be wrong.
   REQUIRE_GPUS(2);
-  const int world = std::min(CudaDeviceCount(), 4);
-  std::vector<int> ids;
-  for (int r = 0; r < world; ++r) ids.push_back(r);
-  auto group = MakeNcclGroup(ids, true, nullptr);
+  int world = 0;
+  auto group = PeerGroupOverUpToFourGpus(&world);
   ASSERT_GT(group->rank(0).capturable_bytes(), 0);
   const int64_t rows = 16;
   const int64_t width = 2560;
@@ -549,6 +553,17 @@ TEST(PeerAllReduceTest, FusedCallsInARowReadOnlyTheirOwnMail) {
       EXPECT_TRUE(at::equal(residuals[static_cast<size_t>(r)].cpu(), expected)) << "rank " << r;
     }
   }
+}
+
+// After a lone launch with a 200 ms timeout: it waited that out (and not much longer) and set the
+// timed-out word, which the reset clears.
+void ExpectTimedOutThenReset(PeerAllReduce& peer, std::chrono::steady_clock::time_point started) {
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, std::chrono::milliseconds(150));
+  EXPECT_LT(waited, std::chrono::seconds(5));
+  EXPECT_TRUE(peer.timed_out());
+  peer.Reset();
+  EXPECT_FALSE(peer.timed_out());
 }
 
 TEST(PeerAllReduceTest, AFusedCallWhosePeerNeverComesTimesOutAndTheMailboxesAreEmptied) {
@@ -585,41 +600,43 @@ TEST(PeerAllReduceTest, AFusedCallWhosePeerNeverComesTimesOutAndTheMailboxesAreE
     for (auto& t : threads) t.join();
     return residuals;
   };
-  // Rank 0 alone: it posts into rank 1's mailbox and waits for mail that never comes.
+  // Rank 0 alone: it posts into rank 1's mailbox and waits for mail that never comes. The reset
+  // restarts the epochs, so the next call uses the same mailbox as the lone one, where rank 0's
+  // stale message (1.0) still lies unless the reset emptied it: rank 1 would sum 1 + 12.
   const auto started = std::chrono::steady_clock::now();
   (void)fused({0}, 0.0f);
-  const auto waited = std::chrono::steady_clock::now() - started;
-  EXPECT_GE(waited, std::chrono::milliseconds(150));
-  EXPECT_LT(waited, std::chrono::seconds(5));
-  EXPECT_TRUE(peer->timed_out());
-  // The reset restarts the epochs, so the next call uses the same mailbox as the lone one, where
-  // rank 0's stale message (1.0) still lies unless the reset emptied it: rank 1 would sum 1 + 12.
-  peer->Reset();
-  EXPECT_FALSE(peer->timed_out());
+  ExpectTimedOutThenReset(*peer, started);
   const std::vector<at::Tensor> residuals = fused({0, 1}, 10.0f);
   EXPECT_FALSE(peer->timed_out());
   EXPECT_TRUE(at::equal(residuals[0], at::full({rows, width}, 23.0f)));
   EXPECT_TRUE(at::equal(residuals[1], at::full({rows, width}, 23.0f)));
 }
 
+// Runs `launch` (a collective that rank 1 never joins) on rank 0, on a stream of its own; checks
+// that rank 0 is still waiting 50 ms later, and that the group's abort then releases it at once (a
+// release, not a timeout).
+void ExpectAnAbortReleasesRankZero(CommunicatorGroup& group, const std::function<void()>& launch) {
+  c10::cuda::CUDAGuard guard(0);
+  auto stream = c10::cuda::getStreamFromPool(false, 0);
+  c10::cuda::CUDAStreamGuard stream_guard(stream);
+  launch();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(cudaStreamQuery(stream.stream()), cudaErrorNotReady);
+  const auto started = std::chrono::steady_clock::now();
+  group.Abort();
+  stream.synchronize();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  group.rank(0).ThrowIfCollectivesFailed();
+}
+
 TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForItsPeers) {
   REQUIRE_GPUS(2);
   auto group = MakeNcclGroup({0, 1}, true, nullptr);
   ASSERT_GT(group->rank(0).capturable_bytes(), 0);
-  // Rank 0 enters an all-reduce that rank 1 never joins; the abort must release it.
-  c10::cuda::CUDAGuard guard(0);
-  auto stream = c10::cuda::getStreamFromPool(false, 0);
-  c10::cuda::CUDAStreamGuard stream_guard(stream);
-  at::Tensor x = at::ones({4096}, at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16));
-  (void)group->rank(0).AllReduceSumAsFloat(x);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(cudaStreamQuery(stream.stream()), cudaErrorNotReady);
-  const auto started = std::chrono::steady_clock::now();
-  group->Abort();
-  stream.synchronize();
-  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
-  EXPECT_THROW((void)group->rank(0).AllReduceSumAsFloat(x), CommAbortedError);
-  group->rank(0).ThrowIfCollectivesFailed();  // a release, not a timeout
+  const at::TensorOptions on0 = at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16);
+  ExpectAnAbortReleasesRankZero(
+      *group, [&] { (void)group->rank(0).AllReduceSumAsFloat(at::ones({4096}, on0)); });
+  EXPECT_THROW((void)group->rank(0).AllReduceSumAsFloat(at::ones({4096}, on0)), CommAbortedError);
   // Rebuilt, both ranks sum again.
   group->Rebuild();
   std::vector<at::Tensor> sums(2);
@@ -647,19 +664,7 @@ TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForMail) {
                     .defined());
     return residual;
   };
-  {
-    c10::cuda::CUDAGuard guard(0);
-    auto stream = c10::cuda::getStreamFromPool(false, 0);
-    c10::cuda::CUDAStreamGuard stream_guard(stream);
-    (void)fused(0, 1.0f);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    EXPECT_EQ(cudaStreamQuery(stream.stream()), cudaErrorNotReady);
-    const auto started = std::chrono::steady_clock::now();
-    group->Abort();
-    stream.synchronize();
-    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
-    group->rank(0).ThrowIfCollectivesFailed();  // a release, not a timeout
-  }
+  ExpectAnAbortReleasesRankZero(*group, [&] { (void)fused(0, 1.0f); });
   // Rebuilt (mailboxes emptied), both ranks sum again: 2 + 3, not rank 0's stale 1 + 3.
   group->Rebuild();
   std::vector<at::Tensor> residuals(2);
@@ -683,12 +688,7 @@ TEST(PeerAllReduceTest, ARankWhosePeerNeverComesTimesOutAndTheGroupRecovers) {
                                     out.data_ptr<float>(), x.numel(), stream.stream()),
       cudaSuccess);
   stream.synchronize();
-  const auto waited = std::chrono::steady_clock::now() - started;
-  EXPECT_GE(waited, std::chrono::milliseconds(150));
-  EXPECT_LT(waited, std::chrono::seconds(5));
-  EXPECT_TRUE(peer->timed_out());
-  peer->Reset();
-  EXPECT_FALSE(peer->timed_out());
+  ExpectTimedOutThenReset(*peer, started);
   // Both ranks come: the sum is right again.
   std::vector<at::Tensor> sums(2);
   OnEveryRank(2, [&](int r) {
