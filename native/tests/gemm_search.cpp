@@ -1,7 +1,8 @@
 // gemm_search: how fast the forward's matrix products could run at a short query's size. For each
 // projection of a Qwen3 layer (qkv, o, gate_up, down; one tensor-parallel rank's shard), times
 // at::linear as the engine calls it, then every algorithm cuBLASLt's heuristic offers for the same
-// product, and prints the best against the default, with the bandwidth each reaches on the weights.
+// product, and the engine's own skinny kernel (kernels/skinny_gemm.h, up to 16 tokens), and prints
+// them against the default, with the bandwidth each reaches on the weights.
 // Times are GPU times (the calls replay from a CUDA graph). A developer tool for the GPU hosts
 // (run.sh step `gemmsearch`); CUDA builds only.
 //
@@ -25,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/skinny_gemm.h"
 #include "tool_main.h"
 
 namespace {
@@ -102,11 +104,13 @@ int Run(const qwen3::tools::Args& args) {
 
   std::printf(
       "| projection (tp %lld, %lld tokens) | N x K | MB | at::linear us | TB/s | "
-      "best cuBLASLt us | TB/s | best/default | heuristic #0 us | algos |\n",
+      "best cuBLASLt us | TB/s | best/default | heuristic #0 us | algos | skinny us | TB/s | "
+      "skinny/default |\n",
       static_cast<long long>(tp), static_cast<long long>(m));
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   double total_default = 0;
   double total_best = 0;
+  double total_skinny = 0;
   for (const Projection& p : projections) {
     const double mb = static_cast<double>(p.n * p.k * 2) / 1e6;
     const int copies =
@@ -119,6 +123,31 @@ int Run(const qwen3::tools::Args& args) {
     const double default_us =
         TimeUs([&](int i) { (void)at::linear(x, weights[static_cast<size_t>(i % copies)]); }, runs,
                stream);
+    double skinny_us = 0;
+    if (qwen3::kernels::SkinnyLinearFits(qwen3::kernels::ElementType::kBFloat16, m, p.n, p.k,
+                                         x.data_ptr(), weights[0].data_ptr(), y.data_ptr())) {
+      // Checked once against at::linear, then timed.
+      CheckCuda(
+          qwen3::kernels::SkinnyLinear(qwen3::kernels::ElementType::kBFloat16, x.data_ptr(),
+                                       weights[0].data_ptr(), y.data_ptr(), m, p.n, p.k, stream),
+          "SkinnyLinear");
+      const at::Tensor reference = at::linear(x, weights[0]).to(at::kFloat);
+      const double error = (y.to(at::kFloat) - reference).abs().max().item<double>() /
+                           reference.abs().max().item<double>();
+      if (error > 2e-2) {
+        throw std::runtime_error(p.name + ": the skinny kernel is off by " + std::to_string(error) +
+                                 " of the largest value");
+      }
+      skinny_us = TimeUs(
+          [&](int i) {
+            CheckCuda(
+                qwen3::kernels::SkinnyLinear(qwen3::kernels::ElementType::kBFloat16, x.data_ptr(),
+                                             weights[static_cast<size_t>(i % copies)].data_ptr(),
+                                             y.data_ptr(), m, p.n, p.k, stream),
+                "SkinnyLinear");
+          },
+          runs, stream);
+    }
 
     // y [m, n] = x [m, k] W^T (row-major) is, column-major, D [n, m] = op(A) B: A is W [n, k] seen
     // as a k x n matrix and transposed, B is x seen as k x m. (MB / us = TB/s below.)
@@ -190,13 +219,19 @@ int Run(const qwen3::tools::Args& args) {
     cublasLtMatmulDescDestroy(op);
     total_default += default_us;
     total_best += std::min(best_us, default_us);
-    std::printf("| %s | %lld x %lld | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d |\n",
-                p.name.c_str(), static_cast<long long>(p.n), static_cast<long long>(p.k), mb,
-                default_us, mb / default_us, best_us, mb / best_us, best_us / default_us, first_us,
-                count);
+    total_skinny += skinny_us > 0 ? skinny_us : default_us;
+    std::printf(
+        "| %s | %lld x %lld | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %.2f | %.2f | "
+        "%.2f |\n",
+        p.name.c_str(), static_cast<long long>(p.n), static_cast<long long>(p.k), mb, default_us,
+        mb / default_us, best_us, mb / best_us, best_us / default_us, first_us, count, skinny_us,
+        skinny_us > 0 ? mb / skinny_us : 0.0, skinny_us / default_us);
   }
-  std::printf("\nper layer: at::linear %.1f us, best of cuBLASLt %.1f us (%.2fx)\n", total_default,
-              total_best, total_best / total_default);
+  std::printf(
+      "\nper layer: at::linear %.1f us, best of cuBLASLt %.1f us (%.2fx), skinny kernel where it "
+      "applies %.1f us (%.2fx)\n",
+      total_default, total_best, total_best / total_default, total_skinny,
+      total_skinny / total_default);
   cublasLtDestroy(lt);
   return 0;
 }
