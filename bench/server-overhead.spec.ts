@@ -2,6 +2,7 @@ import { packBatch } from '@app/engine/packed-batch';
 import {
   formatQuantiles,
   InstantEngine,
+  outsideEngine,
   parseArgs,
   parsePoints,
   parseServerSpec,
@@ -55,12 +56,18 @@ describe('server-overhead bench', () => {
       servers: [{ label: 'this', script: '/self.js' }],
       addon: '/addon.node',
       json: undefined,
+      engineMs: 0,
+      busyPoll: false,
     });
     const options = parseArgs(
       ['--requests', '10', '--server', 'before=/a.js', '--server', '/b.js', '--json', 'o.json'],
       '/self.js',
     );
     expect(options).toMatchObject({ requests: 10, json: 'o.json' });
+    expect(parseArgs(['--engine-ms', '3', '--busy-poll'], '/self.js')).toMatchObject({
+      engineMs: 3,
+      busyPoll: true,
+    });
     expect(options.servers).toEqual([
       { label: 'before', script: '/a.js' },
       { label: 'server1', script: '/b.js' },
@@ -73,6 +80,16 @@ describe('server-overhead bench', () => {
     expect(() => parsePoints('1xhex')).toThrow('--points');
     expect(parseServerSpec('x.js', 3)).toEqual({ label: 'server3', script: 'x.js' });
     expect(() => parseArgs(['--requests', 'many'], '/self.js')).toThrow('--requests must be a whole number');
+  });
+
+  it('answers after its delay when given one, and takes that delay out of the server time', async () => {
+    const sut = new InstantEngine(undefined, 20);
+    const batch = packBatch([{ tokens: Int32Array.of(1, 2), dimensions: 8 }]);
+    const started = performance.now();
+    const rows = await sut.embed(batch);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(19);
+    expect(rows).toHaveLength(8);
+    expect(outsideEngine({ server: [5, 6.5, 7], inference: [3, 3.5] })).toEqual([2, 3]);
   });
 
   it('starts each round with the next server', () => {

@@ -12,8 +12,13 @@
  * the queue wait. With several `--server label=path` (a built server-overhead.js of another checkout),
  * each is run in turn, round by round, in this one run, and compared with the first.
  *
+ * With `--engine-ms N` the fake engine answers after N ms (a timer), as a GPU forward keeps the
+ * server waiting between a request's steps; the server's time outside the engine is then reported
+ * beside its total (the total less the service's own inference time). `--busy-poll` runs the servers
+ * with BUSY_POLL=true.
+ *
  *   node dist/bench/server-overhead.js [--points 1xfloat,1xbase64,8xfloat,8xbase64]
- *        [--requests 2000] [--warmup 300] [--rounds 5]
+ *        [--requests 2000] [--warmup 300] [--rounds 5] [--engine-ms 0] [--busy-poll]
  *        [--server label=path ...] [--addon build/native/Release/qwen3_embed.node] [--json out.json]
  */
 import { ChildProcess, fork } from 'node:child_process';
@@ -102,13 +107,17 @@ const INSTANT_INFO: EngineInfo = {
 
 /**
  * A fake engine for this bench only: the 4B model's description, and every batch answered at once
- * with copies of one unit row (its first `dimensions` values, re-normalised as the engine would).
+ * (or after `delayMs`, by a timer) with copies of one unit row (its first `dimensions` values,
+ * re-normalised as the engine would).
  */
 export class InstantEngine extends EnginePort {
   private readonly row = unitRow(HIDDEN);
   private readonly prefixNorms = new Map<number, number>();
 
-  constructor(private readonly formatter?: (row: Float32Array) => string) {
+  constructor(
+    private readonly formatter?: (row: Float32Array) => string,
+    private readonly delayMs = 0,
+  ) {
     super();
   }
 
@@ -138,7 +147,8 @@ export class InstantEngine extends EnginePort {
       for (let index = 0; index < dimensions; index += 1) rows[offset + index] = this.row[index] * scale;
       offset += dimensions;
     }
-    return Promise.resolve(rows);
+    if (this.delayMs <= 0) return Promise.resolve(rows);
+    return new Promise((resolve) => setTimeout(() => resolve(rows), this.delayMs));
   }
 
   override floatArrayJson(values: Float32Array): string | undefined {
@@ -170,6 +180,7 @@ export interface ServerStages {
   server: number[];
   tokenization: number[];
   queue: number[];
+  inference: number[];
 }
 
 export interface PointResult extends BenchPoint {
@@ -179,6 +190,8 @@ export interface PointResult extends BenchPoint {
   serverMs: Quantiles;
   tokenizationMs: Quantiles;
   queueMs: Quantiles;
+  /** The server's time less the service's inference time, request by request. */
+  outsideEngineMs: Quantiles;
 }
 
 export interface ServerSpec {
@@ -194,6 +207,10 @@ export interface BenchOptions {
   servers: ServerSpec[];
   addon?: string;
   json?: string;
+  /** How long the fake engine takes to answer (0: at once). */
+  engineMs: number;
+  /** The servers run with BUSY_POLL=true. */
+  busyPoll: boolean;
 }
 
 /** `1xfloat,8xbase64`: the points to run (default all). */
@@ -243,8 +260,19 @@ export function parseArgs(argv: readonly string[], self: string, defaultAddon?: 
     servers: servers.length > 0 ? servers : [{ label: 'this', script: self }],
     addon: value('--addon') ?? defaultAddon,
     json: value('--json'),
+    engineMs: count('--engine-ms', 0),
+    busyPoll: argv.includes('--busy-poll'),
   };
   return options;
+}
+
+/**
+ * Each request's server time less its inference time (the stages of one request sit at the same
+ * index: one request at a time, each recorded once).
+ */
+export function outsideEngine(stages: Pick<ServerStages, 'server' | 'inference'>): number[] {
+  const count = Math.min(stages.server.length, stages.inference.length);
+  return Array.from({ length: count }, (_, i) => stages.server[i] - stages.inference[i]);
 }
 
 /** "1.23 / 4.56" with a ratio against a baseline when given. */
@@ -262,7 +290,7 @@ type FromChild =
   | { type: 'stages'; stages: ServerStages }
   | { type: 'failed'; message: string };
 
-async function serve(addonPath: string | undefined): Promise<void> {
+async function serve(addonPath: string | undefined, engineMs: number, busyPoll: boolean): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'server-overhead-'));
   const modelDir = join(scratch, 'Qwen3-Embedding-4B'); // the served id, from the directory's name
   mkdirSync(modelDir);
@@ -286,7 +314,7 @@ async function serve(addonPath: string | undefined): Promise<void> {
     formatter = (row) => native.floatArrayJson(row);
   }
   const running = await createApp({
-    engine: new InstantEngine(formatter),
+    engine: new InstantEngine(formatter, engineMs),
     inheritProcessEnv: false,
     shutdownHooks: false,
     env: {
@@ -296,11 +324,12 @@ async function serve(addonPath: string | undefined): Promise<void> {
       HOST: '127.0.0.1',
       PORT: '0',
       LOG_LEVEL: 'info',
+      BUSY_POLL: String(busyPoll),
     },
   });
   await running.ready;
 
-  const stages: ServerStages = { server: [], tokenization: [], queue: [] };
+  const stages: ServerStages = { server: [], tokenization: [], queue: [], inference: [] };
   const server = running.app.getHttpServer() as Server;
   server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
@@ -312,6 +341,7 @@ async function serve(addonPath: string | undefined): Promise<void> {
     const result = await embed(...args);
     stages.tokenization.push(result.timings.tokenizationMs);
     stages.queue.push(result.timings.queueMs);
+    stages.inference.push(result.timings.inferenceMs);
     return result;
   };
 
@@ -322,6 +352,7 @@ async function serve(addonPath: string | undefined): Promise<void> {
       stages.server = [];
       stages.tokenization = [];
       stages.queue = [];
+      stages.inference = [];
     } else {
       void running.app.close().finally(() => {
         rmSync(scratch, { recursive: true, force: true });
@@ -331,7 +362,7 @@ async function serve(addonPath: string | undefined): Promise<void> {
   });
   send({ type: 'ready', url: running.url });
   process.stderr.write(
-    `server ${process.pid}: fake engine (answers at once; the engine's time is not measured), ` +
+    `server ${process.pid}: fake engine (answers ${engineMs > 0 ? `after ${engineMs} ms` : 'at once'}), ` +
       `float rows ${formatter ? 'by the native formatter' : 'by JSON.stringify (no addon)'}\n`,
   );
 }
@@ -350,8 +381,13 @@ class ServerProcess {
     child.on('message', (message: FromChild) => this.waiting?.(message));
   }
 
-  static start(spec: ServerSpec, addon?: string): Promise<ServerProcess> {
-    const args = ['--serve', ...(addon ? ['--addon', resolve(addon)] : [])];
+  static start(spec: ServerSpec, options: BenchOptions): Promise<ServerProcess> {
+    const args = [
+      '--serve',
+      ...(options.addon ? ['--addon', resolve(options.addon)] : []),
+      ...(options.engineMs > 0 ? ['--engine-ms', String(options.engineMs)] : []),
+      ...(options.busyPoll ? ['--busy-poll'] : []),
+    ];
     // stdout (the JSON request logs) goes to /dev/null: they are written, as in production, not kept.
     const child = fork(resolve(spec.script), args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     return new Promise((done, fail) => {
@@ -448,13 +484,15 @@ export function rotate<T>(items: readonly T[], by: number): T[] {
 async function run(options: BenchOptions): Promise<PointResult[]> {
   const servers: ServerProcess[] = [];
   try {
-    for (const spec of options.servers) servers.push(await ServerProcess.start(spec, options.addon));
+    for (const spec of options.servers) {
+      servers.push(await ServerProcess.start(spec, options));
+    }
     const results: PointResult[] = [];
     const perRound = Math.ceil(options.requests / options.rounds);
     for (const point of options.points) {
       const client = new Map<ServerProcess, number[]>(servers.map((server) => [server, []]));
       const stages = new Map<ServerProcess, ServerStages>(
-        servers.map((server) => [server, { server: [], tokenization: [], queue: [] }]),
+        servers.map((server) => [server, { server: [], tokenization: [], queue: [], inference: [] }]),
       );
       for (const server of servers) {
         await drive(server, point, options.warmup);
@@ -470,6 +508,7 @@ async function run(options: BenchOptions): Promise<PointResult[]> {
           kept.server.push(...measured.server);
           kept.tokenization.push(...measured.tokenization);
           kept.queue.push(...measured.queue);
+          kept.inference.push(...measured.inference);
         }
       }
       for (const server of servers) {
@@ -481,6 +520,7 @@ async function run(options: BenchOptions): Promise<PointResult[]> {
           clientMs: quantiles(client.get(server)!),
           serverMs: quantiles(kept.server),
           tokenizationMs: quantiles(kept.tokenization),
+          outsideEngineMs: quantiles(outsideEngine(kept)),
           queueMs: quantiles(kept.queue),
         });
       }
@@ -491,10 +531,10 @@ async function run(options: BenchOptions): Promise<PointResult[]> {
   }
 }
 
-export function formatResults(results: readonly PointResult[]): string {
+export function formatResults(results: readonly PointResult[], engineMs = 0): string {
   const lines = [
-    'p50 / p90 ms (ratio of p50 to the first server); the engine is a fake that answers at once',
-    'point            server        client                    server (request..finish)  tokenize        queue',
+    `p50 / p90 ms (ratio of p50 to the first server); the engine is a fake that answers ${engineMs > 0 ? `after ${engineMs} ms` : 'at once'}`,
+    'point            server        client                    server (request..finish)  outside the engine        tokenize        queue',
   ];
   for (const result of results) {
     const baseline = results.find(
@@ -505,6 +545,7 @@ export function formatResults(results: readonly PointResult[]): string {
       `${`${result.texts} x ${result.encoding}`.padEnd(16)} ${result.server.padEnd(13)} ` +
         `${formatQuantiles(result.clientMs, first?.clientMs).padEnd(25)} ` +
         `${formatQuantiles(result.serverMs, first?.serverMs).padEnd(25)} ` +
+        `${formatQuantiles(result.outsideEngineMs, first?.outsideEngineMs).padEnd(25)} ` +
         `${formatQuantiles(result.tokenizationMs).padEnd(15)} ${formatQuantiles(result.queueMs)}`,
     );
   }
@@ -516,7 +557,12 @@ async function main(): Promise<void> {
   const defaultAddon = resolve(__dirname, '../../build/native/Release/qwen3_embed.node');
   if (argv.includes('--serve')) {
     const at = argv.indexOf('--addon');
-    await serve(at >= 0 ? argv[at + 1] : undefined);
+    const delay = argv.indexOf('--engine-ms');
+    await serve(
+      at >= 0 ? argv[at + 1] : undefined,
+      delay >= 0 ? Number(argv[delay + 1]) : 0,
+      argv.includes('--busy-poll'),
+    );
     return;
   }
   const options = parseArgs(argv, __filename, defaultAddon);
@@ -525,14 +571,17 @@ async function main(): Promise<void> {
       `${options.rounds} rounds, one keep-alive client, Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model})\n`,
   );
   const results = await run(options);
-  process.stdout.write(`${formatResults(results)}\n`);
+  process.stdout.write(`${formatResults(results, options.engineMs)}\n`);
   if (options.json) {
     writeFileSync(
       options.json,
       `${JSON.stringify(
         {
           tool: 'bench/server-overhead.ts',
-          engine: 'fake (answers at once): the server alone',
+          engine:
+            options.engineMs > 0
+              ? `fake (answers after ${options.engineMs} ms, by a timer)`
+              : 'fake (answers at once): the server alone',
           node: process.version,
           cpu: cpus()[0]?.model,
           cores: cpus().length,

@@ -225,3 +225,47 @@ describe('POST /v1/embeddings (openai SDK, real engine)', () => {
     );
   });
 });
+
+/** BUSY_POLL=true changes when the event loop sleeps, never what it answers. */
+describe('POST /v1/embeddings with BUSY_POLL=true', () => {
+  let plain: RunningApp;
+  let polling: RunningApp;
+
+  beforeAll(async () => {
+    [plain, polling] = await Promise.all([startTestApp(), startTestApp({ BUSY_POLL: 'true' })]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([plain?.app.close(), polling?.app.close()]);
+  });
+
+  it('answers as the default server does, concurrent requests included, and stops spinning after', async () => {
+    const clientOf = (app: RunningApp) =>
+      new OpenAI({ apiKey: TEST_API_KEY, baseURL: `${app.url}/v1`, maxRetries: 0 });
+    const inputs = ['busy polling', 'a second text', 'and a third, longer one than the others'];
+    const [expected, got] = await Promise.all(
+      [plain, polling].map((app) =>
+        Promise.all(
+          inputs.map(
+            async (input) =>
+              (await clientOf(app).embeddings.create({ model: SERVED_MODEL, input })).data[0].embedding,
+          ),
+        ),
+      ),
+    );
+    // Requests of one event-loop turn may share a batch on one server and not on the other: the same
+    // rows up to the last bits of a packed forward.
+    got.forEach((row, i) => expect(cosine(row, expected[i])).toBeGreaterThan(0.99999));
+    // Idle again: the loop no longer turns (a spinning loop would run thousands of immediates here).
+    let turns = 0;
+    const original = setImmediate;
+    const spy = jest.spyOn(global, 'setImmediate').mockImplementation(((fn: () => void) =>
+      original(() => {
+        turns += 1;
+        fn();
+      })) as unknown as typeof setImmediate);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    spy.mockRestore();
+    expect(turns).toBeLessThan(20);
+  });
+});

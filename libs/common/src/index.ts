@@ -6,3 +6,4 @@ export * from './openai-error.dto';
 export * from './request-id';
 export * from './validation.pipe';
 export * from './seeded-random';
+export * from './busy-poll';

@@ -10,6 +10,7 @@ describe(loadAppConfig.name, () => {
       port: 6008,
       bodyLimitBytes: 16 * 1024 * 1024,
       shutdownTimeoutMs: 30000,
+      busyPoll: false,
     });
     expect(sut.model).toMatchObject({
       servedNames: ['Qwen3-Embedding-4B'],
@@ -47,8 +48,10 @@ describe(loadAppConfig.name, () => {
       TENSOR_PARALLEL_SIZE: '2',
       CUDA_GRAPH_MAX_TOKENS: '0',
       TP_PEER_ALL_REDUCE: 'false',
+      BUSY_POLL: 'true',
     });
     expect(sut.server.port).toBe(7000);
+    expect(sut.server.busyPoll).toBe(true);
     expect(sut.model.cudaGraphMaxTokens).toBe(0);
     expect(sut.model.peerAllReduce).toBe(false);
     expect(sut.limits.autoTruncate).toBe(true);

@@ -13,6 +13,8 @@ export interface ServerConfig {
   port: number;
   bodyLimitBytes: number;
   shutdownTimeoutMs: number;
+  /** BUSY_POLL: the event loop spins instead of sleeping while requests are in the service. */
+  busyPoll: boolean;
 }
 
 export interface AuthConfig {
@@ -194,6 +196,7 @@ export function loadAppConfig(
       port: dto.PORT ?? 6008,
       bodyLimitBytes,
       shutdownTimeoutMs: dto.SHUTDOWN_TIMEOUT_MS ?? 30_000,
+      busyPoll: dto.BUSY_POLL ?? false,
     },
     auth: { disabled: authDisabled, keys, keysFile: dto.API_KEYS_FILE, demo },
     model: {

@@ -137,6 +137,7 @@ export class EnvDto {
   @Transform(toInt)
   CUDA_GRAPH_MAX_TOKENS?: number;
   @IsOptional() @IsBoolean({ message: BOOL }) @Transform(toBool) TP_PEER_ALL_REDUCE?: boolean;
+  @IsOptional() @IsBoolean({ message: BOOL }) @Transform(toBool) BUSY_POLL?: boolean;
 
   @IsOptional()
   @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Injectable } from '@nestjs/common';
-import { InvalidRequestError, RequestTooLargeError } from '@app/common';
+import { BusyPoll, InvalidRequestError, RequestTooLargeError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { BatchingService } from '@app/batching/batching.service';
 import { MetricsService } from '@app/metrics/metrics.service';
@@ -29,15 +29,29 @@ export interface EmbeddingsResult {
  */
 @Injectable()
 export class EmbeddingsService {
+  private readonly busyPoll: BusyPoll;
+
   constructor(
     private readonly config: AppConfig,
     private readonly model: ModelService,
     private readonly tokenizer: TokenizerService,
     private readonly batching: BatchingService,
     private readonly metrics: MetricsService,
-  ) {}
+  ) {
+    this.busyPoll = new BusyPoll(config.server.busyPoll);
+  }
 
   async embed(sent: EmbeddingsRequestDto, signal?: AbortSignal): Promise<EmbeddingsResult> {
+    // BUSY_POLL: no sleeping while this request waits for the tokenizer and the engine.
+    const hold = this.busyPoll.hold();
+    try {
+      return await this.embedHeld(sent, signal);
+    } finally {
+      hold.release();
+    }
+  }
+
+  private async embedHeld(sent: EmbeddingsRequestDto, signal?: AbortSignal): Promise<EmbeddingsResult> {
     const started = performance.now();
     const request = withoutNulls(sent);
     const modelId = this.model.resolve(request.model);

@@ -1,0 +1,55 @@
+import { BusyPoll } from './busy-poll';
+
+/** How many times the check phase runs before `done` settles (each turn is one setImmediate). */
+async function countTurns(done: Promise<void>): Promise<number> {
+  let turns = 0;
+  let finished = false;
+  void done.then(() => (finished = true));
+  const original = setImmediate;
+  const spy = jest.spyOn(global, 'setImmediate').mockImplementation(((fn: () => void) =>
+    original(() => {
+      turns += 1;
+      fn();
+    })) as unknown as typeof setImmediate);
+  try {
+    while (!finished) await new Promise((resolve) => setTimeout(resolve, 1));
+  } finally {
+    spy.mockRestore();
+  }
+  return turns;
+}
+
+describe(BusyPoll.name, () => {
+  it('keeps the event loop turning while a hold is open, and stops when the last is released', async () => {
+    const sut = new BusyPoll(true);
+    const first = sut.hold();
+    const second = sut.hold();
+    expect(sut.active).toBe(2);
+    const turns = await countTurns(
+      new Promise<void>((resolve) =>
+        setTimeout(() => {
+          first.release();
+          first.release(); // a second release of the same hold changes nothing
+          expect(sut.active).toBe(1);
+          second.release();
+          resolve();
+        }, 20),
+      ),
+    );
+    expect(sut.active).toBe(0);
+    // Spinning for 20 ms turns the loop many times (a sleeping loop would not turn at all).
+    expect(turns).toBeGreaterThan(20);
+    // Released: no more turns.
+    const after = await countTurns(new Promise<void>((resolve) => setTimeout(resolve, 20)));
+    expect(after).toBeLessThan(3);
+  });
+
+  it('does nothing when off', async () => {
+    const sut = new BusyPoll(false);
+    const hold = sut.hold();
+    expect(sut.active).toBe(0);
+    const turns = await countTurns(new Promise<void>((resolve) => setTimeout(resolve, 20)));
+    hold.release();
+    expect(turns).toBeLessThan(3);
+  });
+});
