@@ -24,7 +24,8 @@
 #             (ENGINE_LAYOUTS, ENGINE_SHAPES, ENGINE_RUNS) -> engine-latency.json
 #   layouts   the API server per GPU layout (tp1, tp2, dp2, tp4, tp2x2, dp4 as GPUs allow): short-query
 #             latency (base64 rows as the OpenAI SDKs ask; a node:http client, then fetch) and throughput through HTTP, ratios against tp1 (BENCH_LAYOUTS, BENCH_THROUGHPUT;
-#             a layout is name:visibleGpus:tp[:nccl], nccl = TP_PEER_ALL_REDUCE=false; BENCH_SERVER_PROBE=1
+#             a layout is name:visibleGpus:tp[:flags], flags comma-separated: nccl = TP_PEER_ALL_REDUCE=false,
+#             busy = BUSY_POLL=true; BENCH_SERVER_PROBE=1
 #             preloads scripts/device/server-probe.js: the server's own time per request;
 #             BENCH_CPU_DMA_LATENCY=N holds /dev/cpu_dma_latency at N us meanwhile)
 #   profile   forward_profile per layout (PROFILE_LAYOUTS name:gpus:tp:graphMax[:nccl], PROFILE_SHAPE
@@ -370,10 +371,12 @@ step_parity4b() {
 # Starts the API server in the background (SERVER_PID) and waits until it is ready. visible-gpus and tp
 # may be empty: the server then inherits CUDA_VISIBLE_DEVICES and takes its default layout.
 start_server() { # model visible-gpus tp port key log [all-reduce]
-  local model=$1 visible=$2 tp=$3 port=$4 key=$5 log=$6 allreduce=${7:-} layout=()
+  local model=$1 visible=$2 tp=$3 port=$4 key=$5 log=$6 flags=${7:-} layout=()
   [ -n "$visible" ] && layout+=("CUDA_VISIBLE_DEVICES=$visible")
   [ -n "$tp" ] && layout+=("TENSOR_PARALLEL_SIZE=$tp")
-  [ "$allreduce" = nccl ] && layout+=("TP_PEER_ALL_REDUCE=false")
+  # flags: comma-separated; nccl = TP_PEER_ALL_REDUCE=false, busy = BUSY_POLL=true
+  [[ ",$flags," == *,nccl,* ]] && layout+=("TP_PEER_ALL_REDUCE=false")
+  [[ ",$flags," == *,busy,* ]] && layout+=("BUSY_POLL=true")
   [ "${BENCH_SERVER_PROBE:-0}" = 1 ] && layout+=("NODE_OPTIONS=--require $ROOT/scripts/device/server-probe.js")
   env "${layout[@]}" MODEL_PATH="$model" DEVICE=cuda API_KEY="$key" PORT="$port" LOG_LEVEL=warn \
     node "$APP/dist/apps/api/src/main.js" > "$log" 2>&1 &
@@ -425,9 +428,9 @@ step_layouts() {
     fi
   fi
   for layout in $layouts; do
-    IFS=: read -r name visible tp allreduce <<< "$layout"
-    echo "=== layout $name: CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp ${allreduce:+(all-reduce: $allreduce)}"
-    start_server "$model" "$visible" "$tp" "$port" "$key" "$WORK/server-$name.log" "$allreduce" || { runs+=(""); continue; }
+    IFS=: read -r name visible tp flags <<< "$layout"
+    echo "=== layout $name: CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp ${flags:+(flags: $flags)}"
+    start_server "$model" "$visible" "$tp" "$port" "$key" "$WORK/server-$name.log" "$flags" || { runs+=(""); continue; }
     curl -s "http://127.0.0.1:$port/health" | head -c 600; echo
     # Base64 rows, as the OpenAI SDKs ask by default; a node:http keep-alive client, then Node's fetch
     # (the SDK's client, and the client of the figures before 2026-11-27's fifth session).
