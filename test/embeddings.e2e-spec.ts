@@ -232,14 +232,17 @@ describe('POST /v1/embeddings with BUSY_POLL=true', () => {
   let polling: RunningApp;
 
   beforeAll(async () => {
-    [plain, polling] = await Promise.all([startTestApp(), startTestApp({ BUSY_POLL: 'true' })]);
+    [plain, polling] = await Promise.all([
+      startTestApp(),
+      startTestApp({ BUSY_POLL: 'true', BUSY_POLL_LINGER_MS: '20' }),
+    ]);
   });
 
   afterAll(async () => {
     await Promise.all([plain?.app.close(), polling?.app.close()]);
   });
 
-  it('answers as the default server does, concurrent requests included, and stops spinning after', async () => {
+  it('answers as the default server does, concurrent requests included, and stops spinning after the linger', async () => {
     const clientOf = (app: RunningApp) =>
       new OpenAI({ apiKey: TEST_API_KEY, baseURL: `${app.url}/v1`, maxRetries: 0 });
     const inputs = ['busy polling', 'a second text', 'and a third, longer one than the others'];
@@ -256,7 +259,9 @@ describe('POST /v1/embeddings with BUSY_POLL=true', () => {
     // Requests of one event-loop turn may share a batch on one server and not on the other: the same
     // rows up to the last bits of a packed forward.
     got.forEach((row, i) => expect(cosine(row, expected[i])).toBeGreaterThan(0.99999));
-    // Idle again: the loop no longer turns (a spinning loop would run thousands of immediates here).
+    // Idle past the 20 ms linger: the loop no longer turns (a spinning loop would run thousands of
+    // immediates here).
+    await new Promise((resolve) => setTimeout(resolve, 40));
     let turns = 0;
     const original = setImmediate;
     const spy = jest.spyOn(global, 'setImmediate').mockImplementation(((fn: () => void) =>

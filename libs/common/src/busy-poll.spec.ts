@@ -44,6 +44,16 @@ describe(BusyPoll.name, () => {
     expect(after).toBeLessThan(3);
   });
 
+  it('lingers after the last release, then stops', async () => {
+    const sut = new BusyPoll(true, 30);
+    sut.hold().release();
+    const lingering = await countTurns(new Promise<void>((resolve) => setTimeout(resolve, 10)));
+    expect(lingering).toBeGreaterThan(10);
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    const after = await countTurns(new Promise<void>((resolve) => setTimeout(resolve, 20)));
+    expect(after).toBeLessThan(3);
+  });
+
   it('does nothing when off', async () => {
     const sut = new BusyPoll(false);
     const hold = sut.hold();

@@ -11,6 +11,7 @@ describe(loadAppConfig.name, () => {
       bodyLimitBytes: 16 * 1024 * 1024,
       shutdownTimeoutMs: 30000,
       busyPoll: false,
+      busyPollLingerMs: 20,
     });
     expect(sut.model).toMatchObject({
       servedNames: ['Qwen3-Embedding-4B'],
@@ -49,9 +50,11 @@ describe(loadAppConfig.name, () => {
       CUDA_GRAPH_MAX_TOKENS: '0',
       TP_PEER_ALL_REDUCE: 'false',
       BUSY_POLL: 'true',
+      BUSY_POLL_LINGER_MS: '0',
     });
     expect(sut.server.port).toBe(7000);
     expect(sut.server.busyPoll).toBe(true);
+    expect(sut.server.busyPollLingerMs).toBe(0);
     expect(sut.model.cudaGraphMaxTokens).toBe(0);
     expect(sut.model.peerAllReduce).toBe(false);
     expect(sut.limits.autoTruncate).toBe(true);

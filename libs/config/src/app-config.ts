@@ -15,6 +15,8 @@ export interface ServerConfig {
   shutdownTimeoutMs: number;
   /** BUSY_POLL: the event loop spins instead of sleeping while requests are in the service. */
   busyPoll: boolean;
+  /** BUSY_POLL_LINGER_MS: with busyPoll, how long it keeps spinning after the last request left. */
+  busyPollLingerMs: number;
 }
 
 export interface AuthConfig {
@@ -197,6 +199,7 @@ export function loadAppConfig(
       bodyLimitBytes,
       shutdownTimeoutMs: dto.SHUTDOWN_TIMEOUT_MS ?? 30_000,
       busyPoll: dto.BUSY_POLL ?? false,
+      busyPollLingerMs: dto.BUSY_POLL_LINGER_MS ?? 20,
     },
     auth: { disabled: authDisabled, keys, keysFile: dto.API_KEYS_FILE, demo },
     model: {

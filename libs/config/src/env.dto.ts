@@ -138,6 +138,12 @@ export class EnvDto {
   CUDA_GRAPH_MAX_TOKENS?: number;
   @IsOptional() @IsBoolean({ message: BOOL }) @Transform(toBool) TP_PEER_ALL_REDUCE?: boolean;
   @IsOptional() @IsBoolean({ message: BOOL }) @Transform(toBool) BUSY_POLL?: boolean;
+  @IsOptional()
+  @Min(0, { message: 'must be at least 0' })
+  @Max(60_000, { message: 'must be at most 60000' })
+  @IsInt({ message: INT })
+  @Transform(toInt)
+  BUSY_POLL_LINGER_MS?: number;
 
   @IsOptional()
   @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {

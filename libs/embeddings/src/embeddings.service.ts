@@ -38,7 +38,7 @@ export class EmbeddingsService {
     private readonly batching: BatchingService,
     private readonly metrics: MetricsService,
   ) {
-    this.busyPoll = new BusyPoll(config.server.busyPoll);
+    this.busyPoll = new BusyPoll(config.server.busyPoll, config.server.busyPollLingerMs);
   }
 
   async embed(sent: EmbeddingsRequestDto, signal?: AbortSignal): Promise<EmbeddingsResult> {
