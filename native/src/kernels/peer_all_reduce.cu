@@ -8,10 +8,11 @@
 // Why two halves suffice without a second barrier: rank r writes half (e & 1) again at epoch e + 2,
 // after its barrier of epoch e + 1, which every peer's block b joined from its launch e + 1; a
 // stream runs its launches in order, so every peer's launch e (all its reads of that half) had
-// finished. This needs every launch to use the same blocks, hence the fixed grid. It does not need
-// the launches to split the message the same way: PeerAllReduceAddRmsNormKernel stages and sums
-// whole rows (block b takes rows b, b + kPeerBlocks, ...), the plain kernel 16-byte vectors; each
-// only needs block b of every rank to read what block b of every rank staged in the same launch.
+// finished. This needs every launch to use the same blocks, hence the fixed grid. Launch e + 1 may
+// instead be PeerAllReduceAddRmsNormKernel, which has no barrier and stages nothing (it posts into
+// mailboxes, below): its block 0 still waits for row 0 from every peer's launch e + 1, which each
+// peer posted only after its launch e had finished, so the same holds for the whole launch. The two
+// kernels share the blocks' epochs, which every launch of either advances.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
