@@ -13,6 +13,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <thread>
 
@@ -249,6 +251,9 @@ TEST(SkinnyLinearTest, MatchesAnFp32ProductAndRepeatsItsBits) {
   REQUIRE_GPUS(1);
 #ifdef QWEN3_WITH_CUDA
   c10::cuda::CUDAGuard guard(0);
+  int major = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0), cudaSuccess);
+  if (major < 8) GTEST_SKIP() << "needs sm_80 or later (bf16 MMA)";
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(0).stream();
   at::manual_seed(11);
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
@@ -455,12 +460,14 @@ void OnEveryRank(int world, F&& fn) {
 }
 
 // An NCCL group with the peer kernel over the first min(GPUs, 4) devices; *world: their count.
+// A peer timeout of 10 s: a rank that fails an assertion and never launches holds the others that
+// long, not the default 30 s per call.
 std::unique_ptr<CommunicatorGroup> PeerGroupOverUpToFourGpus(int* world,
                                                              std::string* note = nullptr) {
   *world = std::min(CudaDeviceCount(), 4);
   std::vector<int> ids;
   for (int r = 0; r < *world; ++r) ids.push_back(r);
-  return MakeNcclGroup(ids, true, note);
+  return MakeNcclGroup(ids, true, note, uint64_t{10'000'000'000});
 }
 
 TEST(PeerAllReduceTest, SumsLikeTheCpuOnEveryRankAndFallsBackToNccl) {
@@ -726,6 +733,67 @@ TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForMail) {
   OnEveryRank(2, [&](int r) { residuals[static_cast<size_t>(r)] = fused(r, r + 2.0f); });
   EXPECT_TRUE(at::equal(residuals[0].cpu(), at::full({16, 2560}, 5.0f)));
   EXPECT_TRUE(at::equal(residuals[1].cpu(), at::full({16, 2560}, 5.0f)));
+}
+
+TEST(PeerAllReduceTest, ATimeoutReleasesEveryLaunchAfterIt) {
+  // Rank 0 alone enqueues a forward's worth of all-reduces (fused and plain) that rank 1 never
+  // joins: the first waits out the 200 ms timeout, and the timed-out word releases the rest at once
+  // (before 2d5a061 each waited 200 ms of its own: 2 s here).
+  REQUIRE_GPUS(2);
+  std::string why;
+  auto peer = PeerAllReduce::Create({0, 1}, int64_t{1} << 20, &why, /*timeout_ns=*/200'000'000);
+  ASSERT_NE(peer, nullptr) << why;
+  c10::cuda::CUDAGuard guard(0);
+  auto stream = c10::cuda::getStreamFromPool(false, 0);
+  const at::TensorOptions on0 = at::TensorOptions().device(at::kCUDA, 0);
+  const at::Tensor partial = at::ones({16, 256}, on0.dtype(at::kBFloat16));
+  at::Tensor residual = at::zeros({16, 256}, on0.dtype(at::kFloat));
+  const at::Tensor weight = at::ones({256}, on0.dtype(at::kFloat));
+  at::Tensor out = at::empty({16, 256}, on0.dtype(at::kBFloat16));
+  at::Tensor sum = at::empty({16 * 256}, on0.dtype(at::kFloat));
+  c10::cuda::getCurrentCUDAStream(0).synchronize();
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) {
+    const cudaError_t result =
+        i % 2 == 0 ? kernels::PeerAllReduceAddRmsNorm(
+                         peer->group(0), partial.data_ptr(), kernels::ElementType::kBFloat16,
+                         residual.data_ptr<float>(), weight.data_ptr<float>(), 1e-6f,
+                         out.data_ptr(), kernels::ElementType::kBFloat16, 16, 256, stream.stream())
+                   : kernels::PeerAllReduceToFloat(
+                         peer->group(0), partial.data_ptr(), kernels::ElementType::kBFloat16,
+                         sum.data_ptr<float>(), partial.numel(), stream.stream());
+    ASSERT_EQ(result, cudaSuccess);
+  }
+  stream.synchronize();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(1000));
+  ExpectTimedOutThenReset(*peer, started);
+}
+
+TEST(PeerAllReduceTest, AFlagFarBehindTheEpochStillMeansWait) {
+  // Fused launches advance the epochs but store no flags, so after a long run of them a plain
+  // launch meets flags far behind its epoch. With 32-bit epochs a flag 2^31 behind compared as
+  // ahead and the launch summed its peers' stale staging without waiting; epochs are 64-bit now.
+  REQUIRE_GPUS(2);
+  std::string why;
+  auto peer = PeerAllReduce::Create({0, 1}, int64_t{1} << 20, &why, /*timeout_ns=*/200'000'000);
+  ASSERT_NE(peer, nullptr) << why;
+  c10::cuda::CUDAGuard guard(0);
+  const std::vector<uint64_t> epochs(kernels::kPeerBlocks, (uint64_t{1} << 31) + 5);
+  ASSERT_EQ(cudaMemcpy(reinterpret_cast<char*>(peer->group(0).signals[0]) +
+                           offsetof(kernels::PeerSignals, epochs),
+                       epochs.data(), epochs.size() * sizeof(uint64_t), cudaMemcpyHostToDevice),
+            cudaSuccess);
+  auto stream = c10::cuda::getStreamFromPool(false, 0);
+  const at::Tensor x =
+      at::ones({4096}, at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16));
+  at::Tensor out = at::empty({4096}, x.options().dtype(at::kFloat));
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_EQ(
+      kernels::PeerAllReduceToFloat(peer->group(0), x.data_ptr(), kernels::ElementType::kBFloat16,
+                                    out.data_ptr<float>(), x.numel(), stream.stream()),
+      cudaSuccess);
+  stream.synchronize();
+  ExpectTimedOutThenReset(*peer, started);  // it waited for rank 1, which never came
 }
 
 TEST(PeerAllReduceTest, ARankWhosePeerNeverComesTimesOutAndTheGroupRecovers) {

@@ -31,13 +31,13 @@ constexpr int kVectorBytes = 16;
 // How many spins between two looks at the host-mapped abort word and the clock.
 constexpr uint32_t kSpinsPerCheck = 64;
 
-__device__ __forceinline__ void StoreRelease(uint32_t* address, uint32_t value) {
-  asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(address), "r"(value) : "memory");
+__device__ __forceinline__ void StoreRelease(uint64_t* address, uint64_t value) {
+  asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(address), "l"(value) : "memory");
 }
 
-__device__ __forceinline__ uint32_t LoadAcquire(const uint32_t* address) {
-  uint32_t value;
-  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(value) : "l"(address) : "memory");
+__device__ __forceinline__ uint64_t LoadAcquire(const uint64_t* address) {
+  uint64_t value;
+  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(value) : "l"(address) : "memory");
   return value;
 }
 
@@ -89,16 +89,16 @@ __device__ __forceinline__ void SumOverRanks(const PeerGroup& group, int64_t ind
 // acquire), or until the group is released or the timeout passes (then it sets the timed-out word).
 // Every thread of the block calls it; it returns after a __syncthreads.
 __device__ __forceinline__ void MeetPeers(const PeerGroup& group, PeerSignals* self, int b,
-                                          uint32_t epoch) {
+                                          uint64_t epoch) {
   __syncthreads();
   if (threadIdx.x < static_cast<unsigned>(group.world)) {
     const int peer = static_cast<int>(threadIdx.x);
     __threadfence_system();
     StoreRelease(&group.signals[peer]->flags[b][group.rank], epoch);
-    const uint32_t* flag = &self->flags[b][peer];
+    const uint64_t* flag = &self->flags[b][peer];
     uint64_t started = 0;
     uint32_t spins = 0;
-    while (static_cast<int32_t>(LoadAcquire(flag) - epoch) < 0) {
+    while (LoadAcquire(flag) < epoch) {
       if (++spins % kSpinsPerCheck != 0) continue;
       if (Released(group)) break;
       const uint64_t now = GlobalTimerNs();
@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kPerVector = kVectorBytes / static_cast<int>(sizeof(T));
   const int b = static_cast<int>(blockIdx.x);
   PeerSignals* self = group.signals[group.rank];
-  const uint32_t epoch = self->epochs[b] + 1;
+  const uint64_t epoch = self->epochs[b] + 1;
   const int64_t half_vectors = group.half_bytes / kVectorBytes;
   const int64_t offset = static_cast<int64_t>(epoch & 1u) * half_vectors;
   const int64_t first = static_cast<int64_t>(b) * kThreads + threadIdx.x;
@@ -252,7 +252,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kPerVector = kVectorBytes / static_cast<int>(sizeof(T));
   const int b = static_cast<int>(blockIdx.x);
   PeerSignals* self = group.signals[group.rank];
-  const uint32_t epoch = self->epochs[b] + 1;
+  const uint64_t epoch = self->epochs[b] + 1;
   const int64_t slot_vectors = group.mailbox_slot_bytes / kVectorBytes;
   // The first slot of this epoch's mailbox; a mailbox has a slot per sender.
   const int64_t box = static_cast<int64_t>(epoch % kPeerMailboxes) * group.world * slot_vectors;

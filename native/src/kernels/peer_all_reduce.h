@@ -42,9 +42,13 @@ constexpr int kPeerMailboxes = 3;
 constexpr uint64_t kPeerTimeoutNs = uint64_t{30} * 1000 * 1000 * 1000;
 
 // One per rank, in that rank's device memory, zeroed before first use.
+// Epochs count launches since the last reset and are 64-bit, so they never wrap: a 32-bit count
+// would wrap after ~60M forwards of the 4B model (72 launches each), where 2^32 is no multiple of
+// the mailbox count, and the flags, which only the plain kernel stores, would fall 2^31 behind the
+// epochs after a long run of fused launches and then compare as ahead.
 struct PeerSignals {
-  uint32_t flags[kPeerBlocks][kPeerMaxRanks];  // flags[b][r]: rank r's block b reached this epoch
-  uint32_t epochs[kPeerBlocks];                // the last epoch of this rank's block b
+  uint64_t flags[kPeerBlocks][kPeerMaxRanks];  // flags[b][r]: rank r's block b reached this epoch
+  uint64_t epochs[kPeerBlocks];                // the last epoch of this rank's block b
 };
 
 struct PeerGroup {

@@ -22,13 +22,15 @@ constexpr int kTileN = 8;
 constexpr int kChunk = 32;  // k per step of a warp: two MMAs
 constexpr int kUnroll = 4;  // steps whose loads are in flight together
 
-// The MMAs need sm_80 or later: SkinnyLinear refuses older devices, and builds for them compile
-// an empty body.
+// The MMAs need sm_80 or later: SkinnyLinear refuses older devices, and code built for an older
+// architecture traps (that code can still reach a newer device through PTX JIT, where a silent
+// no-op would return zeros).
 template <typename T>
 __device__ __forceinline__ void Mma(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                     uint32_t b0, uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   (void)c, (void)a0, (void)a1, (void)a2, (void)a3, (void)b0, (void)b1;
+  __trap();
 #else
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile(
