@@ -507,6 +507,13 @@ TEST(PeerAllReduceTest, SumsLikeTheCpuOnEveryRankAndFallsBackToNccl) {
   }
 }
 
+// residual + the fp32 sum of the partials in rank order: the residual the fused kernel must write.
+at::Tensor FusedResidual(const at::Tensor& residual, const std::vector<at::Tensor>& partials) {
+  at::Tensor sum = at::zeros(residual.sizes(), at::kFloat);
+  for (const at::Tensor& p : partials) sum = sum + p.to(at::kFloat);
+  return residual + sum;
+}
+
 TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
   REQUIRE_GPUS(2);
   int world = 0;
@@ -521,12 +528,10 @@ TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
       const at::Tensor residual = at::randn({rows, width}, at::kFloat) * 4;
       const at::Tensor weight = at::rand({width}, at::kFloat) + 0.5;
       std::vector<at::Tensor> partials;
-      at::Tensor sum = at::zeros({rows, width}, at::kFloat);
       for (int r = 0; r < world; ++r) {
         partials.push_back((at::randn({rows, width}, at::kFloat) * 2).to(at::kBFloat16));
-        sum = sum + partials.back().to(at::kFloat);
       }
-      const at::Tensor expected_residual = residual + sum;
+      const at::Tensor expected_residual = FusedResidual(residual, partials);
       const at::Tensor expected =
           (expected_residual * at::rsqrt(expected_residual.pow(2).mean(-1, true) + eps) * weight)
               .to(out_dtype)
@@ -572,13 +577,6 @@ TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
   }
 }
 
-// residual + the fp32 sum of the partials in rank order: the residual the fused kernel must write.
-at::Tensor FusedResidual(const at::Tensor& residual, const std::vector<at::Tensor>& partials) {
-  at::Tensor sum = at::zeros(residual.sizes(), at::kFloat);
-  for (const at::Tensor& p : partials) sum = sum + p.to(at::kFloat);
-  return residual + sum;
-}
-
 TEST(PeerAllReduceTest, FusedCallsInARowReadOnlyTheirOwnMail) {
   // The fused kernel's mailboxes have no flags: a reader takes a word as soon as it is not empty.
   // Each call here has new partials, and one rank comes late to each (in turn), so the others wait
@@ -617,6 +615,24 @@ TEST(PeerAllReduceTest, FusedCallsInARowReadOnlyTheirOwnMail) {
   }
 }
 
+// GPUs 0 and 1's peer all-reduce, whose launches give up after 200 ms (null, and why, without peer
+// access).
+std::unique_ptr<PeerAllReduce> PeerPairTimingOutIn200Ms(std::string* why) {
+  return PeerAllReduce::Create({0, 1}, int64_t{1} << 20, why, /*timeout_ns=*/200'000'000);
+}
+
+// Rank 0's side of a plain all-reduce of 4096 bf16 ones (rank 1 never joins, in these tests).
+struct LonePlainLaunch {
+  at::Tensor x = at::ones({4096}, at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16));
+  at::Tensor out = at::empty({4096}, x.options().dtype(at::kFloat));
+
+  cudaError_t Run(const PeerAllReduce& peer, cudaStream_t stream) {
+    return kernels::PeerAllReduceToFloat(peer.group(0), x.data_ptr(),
+                                         kernels::ElementType::kBFloat16, out.data_ptr<float>(),
+                                         x.numel(), stream);
+  }
+};
+
 // After a lone launch with a 200 ms timeout: it waited that out (and not much longer) and set the
 // timed-out word, which the reset clears.
 void ExpectTimedOutThenReset(PeerAllReduce& peer, std::chrono::steady_clock::time_point started) {
@@ -631,7 +647,7 @@ void ExpectTimedOutThenReset(PeerAllReduce& peer, std::chrono::steady_clock::tim
 TEST(PeerAllReduceTest, AFusedCallWhosePeerNeverComesTimesOutAndTheMailboxesAreEmptied) {
   REQUIRE_GPUS(2);
   std::string why;
-  auto peer = PeerAllReduce::Create({0, 1}, int64_t{1} << 20, &why, /*timeout_ns=*/200'000'000);
+  auto peer = PeerPairTimingOutIn200Ms(&why);
   ASSERT_NE(peer, nullptr) << why;
   const int64_t rows = 4;
   const int64_t width = 256;
@@ -741,7 +757,7 @@ TEST(PeerAllReduceTest, ATimeoutReleasesEveryLaunchAfterIt) {
   // (before 2d5a061 each waited 200 ms of its own: 2 s here).
   REQUIRE_GPUS(2);
   std::string why;
-  auto peer = PeerAllReduce::Create({0, 1}, int64_t{1} << 20, &why, /*timeout_ns=*/200'000'000);
+  auto peer = PeerPairTimingOutIn200Ms(&why);
   ASSERT_NE(peer, nullptr) << why;
   c10::cuda::CUDAGuard guard(0);
   auto stream = c10::cuda::getStreamFromPool(false, 0);
@@ -750,7 +766,7 @@ TEST(PeerAllReduceTest, ATimeoutReleasesEveryLaunchAfterIt) {
   at::Tensor residual = at::zeros({16, 256}, on0.dtype(at::kFloat));
   const at::Tensor weight = at::ones({256}, on0.dtype(at::kFloat));
   at::Tensor out = at::empty({16, 256}, on0.dtype(at::kBFloat16));
-  at::Tensor sum = at::empty({16 * 256}, on0.dtype(at::kFloat));
+  LonePlainLaunch lone;
   c10::cuda::getCurrentCUDAStream(0).synchronize();
   const auto started = std::chrono::steady_clock::now();
   for (int i = 0; i < 10; ++i) {
@@ -759,9 +775,7 @@ TEST(PeerAllReduceTest, ATimeoutReleasesEveryLaunchAfterIt) {
                          peer->group(0), partial.data_ptr(), kernels::ElementType::kBFloat16,
                          residual.data_ptr<float>(), weight.data_ptr<float>(), 1e-6f,
                          out.data_ptr(), kernels::ElementType::kBFloat16, 16, 256, stream.stream())
-                   : kernels::PeerAllReduceToFloat(
-                         peer->group(0), partial.data_ptr(), kernels::ElementType::kBFloat16,
-                         sum.data_ptr<float>(), partial.numel(), stream.stream());
+                   : lone.Run(*peer, stream.stream());
     ASSERT_EQ(result, cudaSuccess);
   }
   stream.synchronize();
@@ -775,7 +789,7 @@ TEST(PeerAllReduceTest, AFlagFarBehindTheEpochStillMeansWait) {
   // ahead and the launch summed its peers' stale staging without waiting; epochs are 64-bit now.
   REQUIRE_GPUS(2);
   std::string why;
-  auto peer = PeerAllReduce::Create({0, 1}, int64_t{1} << 20, &why, /*timeout_ns=*/200'000'000);
+  auto peer = PeerPairTimingOutIn200Ms(&why);
   ASSERT_NE(peer, nullptr) << why;
   c10::cuda::CUDAGuard guard(0);
   const std::vector<uint64_t> epochs(kernels::kPeerBlocks, (uint64_t{1} << 31) + 5);
@@ -784,14 +798,9 @@ TEST(PeerAllReduceTest, AFlagFarBehindTheEpochStillMeansWait) {
                        epochs.data(), epochs.size() * sizeof(uint64_t), cudaMemcpyHostToDevice),
             cudaSuccess);
   auto stream = c10::cuda::getStreamFromPool(false, 0);
-  const at::Tensor x =
-      at::ones({4096}, at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16));
-  at::Tensor out = at::empty({4096}, x.options().dtype(at::kFloat));
+  LonePlainLaunch lone;
   const auto started = std::chrono::steady_clock::now();
-  ASSERT_EQ(
-      kernels::PeerAllReduceToFloat(peer->group(0), x.data_ptr(), kernels::ElementType::kBFloat16,
-                                    out.data_ptr<float>(), x.numel(), stream.stream()),
-      cudaSuccess);
+  ASSERT_EQ(lone.Run(*peer, stream.stream()), cudaSuccess);
   stream.synchronize();
   ExpectTimedOutThenReset(*peer, started);  // it waited for rank 1, which never came
 }
@@ -799,23 +808,19 @@ TEST(PeerAllReduceTest, AFlagFarBehindTheEpochStillMeansWait) {
 TEST(PeerAllReduceTest, ARankWhosePeerNeverComesTimesOutAndTheGroupRecovers) {
   REQUIRE_GPUS(2);
   std::string why;
-  auto peer = PeerAllReduce::Create({0, 1}, int64_t{1} << 20, &why, /*timeout_ns=*/200'000'000);
+  auto peer = PeerPairTimingOutIn200Ms(&why);
   ASSERT_NE(peer, nullptr) << why;
   c10::cuda::CUDAGuard guard(0);
   auto stream = c10::cuda::getStreamFromPool(false, 0);
-  at::Tensor x = at::ones({4096}, at::TensorOptions().device(at::kCUDA, 0).dtype(at::kBFloat16));
-  at::Tensor out = at::empty({4096}, x.options().dtype(at::kFloat));
+  LonePlainLaunch lone;
   const auto started = std::chrono::steady_clock::now();
-  ASSERT_EQ(
-      kernels::PeerAllReduceToFloat(peer->group(0), x.data_ptr(), kernels::ElementType::kBFloat16,
-                                    out.data_ptr<float>(), x.numel(), stream.stream()),
-      cudaSuccess);
+  ASSERT_EQ(lone.Run(*peer, stream.stream()), cudaSuccess);
   stream.synchronize();
   ExpectTimedOutThenReset(*peer, started);
   // Both ranks come: the sum is right again.
   std::vector<at::Tensor> sums(2);
   OnEveryRank(2, [&](int r) {
-    at::Tensor input = at::full({4096}, r + 1.0, x.options().device(at::Device(at::kCUDA, r)));
+    at::Tensor input = at::full({4096}, r + 1.0, lone.x.options().device(at::Device(at::kCUDA, r)));
     at::Tensor sum = at::empty({4096}, input.options().dtype(at::kFloat));
     const cudaError_t result = kernels::PeerAllReduceToFloat(
         peer->group(r), input.data_ptr(), kernels::ElementType::kBFloat16, sum.data_ptr<float>(),
