@@ -116,22 +116,18 @@ PeerAllReduce::~PeerAllReduce() { Free(); }
 
 void PeerAllReduce::Free() noexcept {
   DeviceRestorer restore;
-  for (size_t i = 0; i < staging_.size(); ++i) {
-    cudaSetDevice(devices_[i]);
-    cudaFree(staging_[i]);
-  }
-  for (size_t i = 0; i < signals_.size(); ++i) {
-    cudaSetDevice(devices_[i]);
-    cudaFree(signals_[i]);
-  }
-  for (size_t i = 0; i < mailboxes_.size(); ++i) {
-    cudaSetDevice(devices_[i]);
-    cudaFree(mailboxes_[i]);
-  }
+  // Entry i of each list lives on devices_[i]; a failed Create may have filled some lists further.
+  const auto free_each = [this](auto& buffers) {
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      cudaSetDevice(devices_[i]);
+      cudaFree(buffers[i]);
+    }
+    buffers.clear();
+  };
+  free_each(staging_);
+  free_each(signals_);
+  free_each(mailboxes_);
   if (words_ != nullptr) cudaFreeHost(words_);
-  staging_.clear();
-  signals_.clear();
-  mailboxes_.clear();
   words_ = nullptr;
 }
 
