@@ -1,5 +1,6 @@
 import { Tokenizer } from '@anush008/tokenizers';
 import OpenAI from 'openai';
+import { countImmediates } from '@app/common/testing';
 import { fromBase64 } from '@app/embeddings/embedding-encoding';
 import type { RunningApp } from '../apps/api/src/app.factory';
 import {
@@ -262,15 +263,6 @@ describe('POST /v1/embeddings with BUSY_POLL=true', () => {
     // Idle past the 20 ms linger: the loop no longer turns (a spinning loop would run thousands of
     // immediates here).
     await new Promise((resolve) => setTimeout(resolve, 40));
-    let turns = 0;
-    const original = setImmediate;
-    const spy = jest.spyOn(global, 'setImmediate').mockImplementation(((fn: () => void) =>
-      original(() => {
-        turns += 1;
-        fn();
-      })) as unknown as typeof setImmediate);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    spy.mockRestore();
-    expect(turns).toBeLessThan(20);
+    expect(await countImmediates(new Promise((resolve) => setTimeout(resolve, 50)))).toBeLessThan(20);
   });
 });

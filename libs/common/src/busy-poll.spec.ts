@@ -1,23 +1,5 @@
 import { BusyPoll } from './busy-poll';
-
-/** How many times the check phase runs before `done` settles (each turn is one setImmediate). */
-async function countTurns(done: Promise<void>): Promise<number> {
-  let turns = 0;
-  let finished = false;
-  void done.then(() => (finished = true));
-  const original = setImmediate;
-  const spy = jest.spyOn(global, 'setImmediate').mockImplementation(((fn: () => void) =>
-    original(() => {
-      turns += 1;
-      fn();
-    })) as unknown as typeof setImmediate);
-  try {
-    while (!finished) await new Promise((resolve) => setTimeout(resolve, 1));
-  } finally {
-    spy.mockRestore();
-  }
-  return turns;
-}
+import { countImmediates as countTurns } from './testing';
 
 describe(BusyPoll.name, () => {
   it('keeps the event loop turning while a hold is open, and stops when the last is released', async () => {

@@ -1,0 +1,2 @@
+/** Test helpers; production code never imports this folder. */
+export * from './event-loop-turns';
