@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "kernels/element_math.cuh"
+#include "kernels/l2_prefetch.cuh"
 #include "kernels/peer_all_reduce.h"
 
 namespace qwen3::kernels {
@@ -248,7 +249,9 @@ template <typename T, typename TOut>
 __global__ void __launch_bounds__(kThreads)
     PeerAllReduceAddRmsNormKernel(PeerGroup group, const T* input, float* residual,
                                   const float* weight, float eps, TOut* out, int64_t rows,
-                                  int64_t width) {
+                                  int64_t width, L2Prefetch prefetch) {
+  // Before anything waits: HBM is idle while this launch waits for its peers.
+  IssueL2Prefetch(prefetch);
   constexpr int kPerVector = kVectorBytes / static_cast<int>(sizeof(T));
   const int b = static_cast<int>(blockIdx.x);
   PeerSignals* self = group.signals[group.rank];
@@ -397,7 +400,7 @@ bool PeerAllReduceAddRmsNormFits(const PeerGroup& group, const void* input, Elem
 cudaError_t PeerAllReduceAddRmsNorm(const PeerGroup& group, const void* input, ElementType type,
                                     float* residual, const float* weight, float eps, void* out,
                                     ElementType out_type, int64_t rows, int64_t width,
-                                    cudaStream_t stream) {
+                                    cudaStream_t stream, L2Prefetch prefetch) {
   if (!PeerAllReduceAddRmsNormFits(group, input, type, residual, weight, rows, width)) {
     return cudaErrorInvalidValue;
   }
@@ -405,9 +408,9 @@ cudaError_t PeerAllReduceAddRmsNorm(const PeerGroup& group, const void* input, E
     using T = std::remove_pointer_t<decltype(tag)>;
     return Dispatch(out_type, [&](auto* out_tag) {
       using TOut = std::remove_pointer_t<decltype(out_tag)>;
-      PeerAllReduceAddRmsNormKernel<T, TOut>
-          <<<kPeerBlocks, kThreads, 0, stream>>>(group, static_cast<const T*>(input), residual,
-                                                 weight, eps, static_cast<TOut*>(out), rows, width);
+      PeerAllReduceAddRmsNormKernel<T, TOut><<<kPeerBlocks, kThreads, 0, stream>>>(
+          group, static_cast<const T*>(input), residual, weight, eps, static_cast<TOut*>(out), rows,
+          width, prefetch);
       return cudaGetLastError();
     });
   });
