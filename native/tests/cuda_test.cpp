@@ -247,41 +247,6 @@ TEST(FusedKernelTest, MatchTheCompositeOps) {
 #endif
 }
 
-TEST(FusedKernelTest, AnL2PrefetchChangesNoResult) {
-  REQUIRE_GPUS(1);
-#ifdef QWEN3_WITH_CUDA
-  const at::Device device(at::kCUDA, 0);
-  at::manual_seed(11);
-  auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
-  auto bf16 = f32.dtype(at::kBFloat16);
-  // More than the L2 of any GPU, and a size that is no whole number of chunks.
-  const at::Tensor weight = at::empty({(int64_t{96} << 20) / 2 + 8}, bf16);
-  const kernels::L2Prefetch prefetch = PrefetchOf(weight, weight.nbytes());
-  ASSERT_EQ(prefetch.bytes, (int64_t{96} << 20) + 16);
-
-  const at::Tensor residual = at::randn({16, 2560}, f32);
-  const at::Tensor delta = at::randn({16, 2560}, bf16);
-  const at::Tensor norm = at::rand({2560}, f32) + 0.5;
-  at::Tensor r1 = residual.clone();
-  at::Tensor r2 = residual.clone();
-  EXPECT_TRUE(at::equal(AddRmsNorm(r1, delta, norm, 1e-6, at::kBFloat16),
-                        AddRmsNorm(r2, delta, norm, 1e-6, at::kBFloat16, prefetch)));
-  EXPECT_TRUE(at::equal(r1, r2));
-
-  const at::Tensor qkv = at::randn({16, 8 * 128}, bf16);
-  const at::Tensor qk_norm = at::rand({128}, f32) + 0.5;
-  RotaryInputs rotary;
-  rotary.positions = at::arange(16, f32.dtype(at::kInt));
-  rotary.inv_freq = at::pow(1e6, at::arange(0, 128, 2, f32) / 128.0).reciprocal();
-  auto [q1, k1, v1] = QkNormRope(qkv, 4, 2, 128, qk_norm, qk_norm, rotary, 1e-6);
-  auto [q2, k2, v2] = QkNormRope(qkv, 4, 2, 128, qk_norm, qk_norm, rotary, 1e-6, prefetch);
-  EXPECT_TRUE(at::equal(q1, q2) && at::equal(k1, k2) && at::equal(v1, v2));
-
-  const at::Tensor gate_up = at::randn({16, 2 * 4864}, bf16);
-  EXPECT_TRUE(at::equal(SiluMul(gate_up), SiluMul(gate_up, prefetch)));
-#endif
-}
-
 TEST(SkinnyLinearTest, MatchesAnFp32ProductAndRepeatsItsBits) {
   REQUIRE_GPUS(1);
 #ifdef QWEN3_WITH_CUDA
@@ -358,33 +323,6 @@ TEST_F(CudaTest, GraphReplayMatchesTheEagerPath) {
     EXPECT_GE(MinCosine(graphed->Embed(batch), expected, 128), 0.999);
     // A replay leaves nothing behind that changes the next one.
     EXPECT_GE(MinCosine(graphed->Embed(batch), expected, 128), 0.999);
-  }
-}
-
-TEST_F(CudaTest, TheL2PrefetchChangesNoEmbedding) {
-  REQUIRE_GPUS(1);
-  // Off, the device's default, and a budget smaller than a weight, each eager and with graphs;
-  // batches under and over kL2PrefetchMaxTokens.
-  for (int graph_max : {0, 512}) {
-    SCOPED_TRACE(::testing::Message() << "graphs up to " << graph_max << " tokens");
-    std::vector<std::unique_ptr<Engine>> engines;
-    for (int64_t bytes : {int64_t{0}, int64_t{-1}, int64_t{4096 + 16}}) {
-      EngineOptions o = Options(DeviceKind::kCuda, DType::kBFloat16, {0}, 1);
-      o.cuda_graph_max_tokens = graph_max;
-      o.l2_prefetch_bytes = bytes;
-      engines.push_back(Engine::Load(o));
-    }
-    for (const auto& lengths : std::vector<std::vector<int>>{{16}, {3, 9, 30}, {200, 33}}) {
-      const PackedBatch batch = Texts(lengths, 13);
-      const std::vector<float> off = engines[0]->Embed(batch);
-      for (size_t e = 1; e < engines.size(); ++e) {
-        const std::vector<float> on = engines[e]->Embed(batch);
-        ASSERT_EQ(on.size(), off.size());
-        float worst = 0;
-        for (size_t i = 0; i < on.size(); ++i) worst = std::max(worst, std::abs(on[i] - off[i]));
-        EXPECT_EQ(worst, 0.0f) << "engine " << e << ", " << batch.token_ids.size() << " tokens";
-      }
-    }
   }
 }
 
@@ -605,12 +543,8 @@ TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
         at::Tensor res = residual.to(device);
         // A plain all-reduce before it: the two kernels share the blocks' epochs.
         (void)group->rank(r).AllReduceSumAsFloat(partials[static_cast<size_t>(r)].to(device));
-        // With a prefetch of more than the L2 (it must change nothing).
-        const at::Tensor next_weight =
-            at::empty({int64_t{64} << 20}, at::TensorOptions().device(device).dtype(at::kByte));
         outs[static_cast<size_t>(r)] = group->rank(r).AllReduceAddRmsNorm(
-            partials[static_cast<size_t>(r)].to(device), res, weight.to(device), eps, out_dtype,
-            PrefetchOf(next_weight, next_weight.nbytes()));
+            partials[static_cast<size_t>(r)].to(device), res, weight.to(device), eps, out_dtype);
         residuals[static_cast<size_t>(r)] = res;
       });
       for (int r = 0; r < world; ++r) {
@@ -637,7 +571,7 @@ TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
     EXPECT_FALSE(group->rank(0)
                      .AllReduceAddRmsNorm(at::ones({rows, width}, on0.dtype(at::kBFloat16)), res,
                                           at::ones({width}, on0.dtype(at::kFloat)), eps,
-                                          at::kBFloat16, {})
+                                          at::kBFloat16)
                      .defined());
     EXPECT_TRUE(at::equal(res.cpu(), at::ones({rows, width})));
   }
@@ -671,7 +605,7 @@ TEST(PeerAllReduceTest, FusedCallsInARowReadOnlyTheirOwnMail) {
       c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(r)).synchronize();
       if (r == call % world) std::this_thread::sleep_for(std::chrono::milliseconds(20));
       ASSERT_TRUE(
-          group->rank(r).AllReduceAddRmsNorm(partial, res, w, 1e-6, at::kBFloat16, {}).defined());
+          group->rank(r).AllReduceAddRmsNorm(partial, res, w, 1e-6, at::kBFloat16).defined());
       residuals[static_cast<size_t>(r)] = res;
     });
     const at::Tensor expected = FusedResidual(residual, partials);
@@ -804,7 +738,7 @@ TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForMail) {
     EXPECT_TRUE(group->rank(r)
                     .AllReduceAddRmsNorm(at::full({16, 2560}, value, on.dtype(at::kBFloat16)),
                                          residual, at::ones({2560}, on.dtype(at::kFloat)), 1e-6,
-                                         at::kBFloat16, {})
+                                         at::kBFloat16)
                     .defined());
     return residual;
   };

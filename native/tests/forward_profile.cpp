@@ -4,8 +4,7 @@
 // built beside the GoogleTest suite; on the CPU it traces the CPU operators instead.
 //
 //   forward_profile --model=DIR [--device=cuda|cpu] [--gpus=0,1] [--tp=2] [--texts=1]
-//                   [--tokens=16] [--graph-max=512] [--peer=1] [--l2-prefetch=-1 (bytes; -1 the
-//                   device default, 0 off)] [--warmup=20] [--runs=200]
+//                   [--tokens=16] [--graph-max=512] [--peer=1] [--warmup=20] [--runs=200]
 //                   [--traced=20] [--trace=trace.json]
 //
 // Prints one JSON line: the layout, the shape, and p50/p90/min of Embed() over --runs calls made
@@ -81,7 +80,6 @@ int Run(const tools::Args& args) {
   o.device_ids = ParseIds(Get(args, "gpus", "0"));
   o.cuda_graph_max_tokens = GetInt("graph-max", 512);
   o.peer_all_reduce = GetInt("peer", 1) != 0;
-  o.l2_prefetch_bytes = tools::GetInt(args, "l2-prefetch", -1);
   const int texts = GetInt("texts", 1);
   const int tokens = GetInt("tokens", 16);
   const int warmup = GetInt("warmup", 20);
@@ -127,13 +125,12 @@ int Run(const tools::Args& args) {
   engine->Shutdown();
 
   std::printf(
-      "{\"device\":\"%s\",\"gpus\":\"%s\",\"tp\":%d,\"graphMax\":%d,\"peer\":%s,"
-      "\"l2Prefetch\":%lld,\"texts\":%d,"
+      "{\"device\":\"%s\",\"gpus\":\"%s\",\"tp\":%d,\"graphMax\":%d,\"peer\":%s,\"texts\":%d,"
       "\"tokens\":%d,\"runs\":%d,\"p50Ms\":%.4f,\"p90Ms\":%.4f,\"minMs\":%.4f,\"trace\":\"%s\"}\n",
       cuda ? "cuda" : "cpu", Get(args, "gpus", "0").c_str(), o.tensor_parallel_size,
-      o.cuda_graph_max_tokens, o.peer_all_reduce ? "true" : "false",
-      static_cast<long long>(o.l2_prefetch_bytes), texts, tokens, runs, Percentile(ms, 0.5),
-      Percentile(ms, 0.9), *std::min_element(ms.begin(), ms.end()), written.c_str());
+      o.cuda_graph_max_tokens, o.peer_all_reduce ? "true" : "false", texts, tokens, runs,
+      Percentile(ms, 0.5), Percentile(ms, 0.9), *std::min_element(ms.begin(), ms.end()),
+      written.c_str());
   return 0;
 }
 

@@ -81,19 +81,6 @@ TEST(FusedOpsTest, SiluMulGatesTheUpHalf) {
   EXPECT_TRUE(at::allclose(SiluMul(gate_up), gate / (1 + at::exp(-gate)) * up, 1e-5, 1e-6));
 }
 
-TEST(FusedOpsTest, APrefetchTakesAtMostTheBudgetInWholeVectors) {
-  const at::Tensor w = at::zeros({100, 33}, at::kBFloat16);  // 6600 bytes
-  const kernels::L2Prefetch all = PrefetchOf(w, 1 << 20);
-  EXPECT_EQ(all.data, w.data_ptr());
-  EXPECT_EQ(all.bytes, 6592);  // rounded down to 16
-  EXPECT_EQ(PrefetchOf(w, 1000).bytes, 992);
-  EXPECT_EQ(PrefetchOf(w, 0).bytes, 0);
-  EXPECT_EQ(PrefetchOf(w.t(), 1 << 20).bytes, 0);  // not contiguous
-  EXPECT_EQ(PrefetchOf(at::Tensor(), 1 << 20).bytes, 0);
-  // No bulk prefetch on the CPU.
-  EXPECT_EQ(L2PrefetchBudget(at::kCPU), 0);
-}
-
 TEST(CudaGraphTest, BucketsGrowByHalvesOfPowersOfTwoUpToTheLimit) {
   EXPECT_EQ(GraphBuckets(512), (std::vector<int64_t>{16, 32, 48, 64, 96, 128, 192, 256, 384, 512}));
   EXPECT_EQ(GraphBuckets(100), (std::vector<int64_t>{16, 32, 48, 64, 96, 100}));

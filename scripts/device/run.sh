@@ -28,8 +28,7 @@
 #             busy = BUSY_POLL=true; BENCH_SERVER_PROBE=1
 #             preloads scripts/device/server-probe.js: the server's own time per request;
 #             BENCH_CPU_DMA_LATENCY=N holds /dev/cpu_dma_latency at N us meanwhile)
-#   profile   forward_profile per layout (PROFILE_LAYOUTS name:gpus:tp:graphMax[:flags], flags
-#             comma-separated: nccl (no peer kernel), nopf (no L2 prefetch), pf=MiB; PROFILE_SHAPE
+#   profile   forward_profile per layout (PROFILE_LAYOUTS name:gpus:tp:graphMax[:nccl], PROFILE_SHAPE
 #             textsxtokens, default 1x16): Embed() latency and the forward's kernels by kind -> profile.md
 #   gemmsearch  the forward's GEMMs at 16 tokens (GEMM_TOKENS, GEMM_TP "1 2"): at::linear vs the
 #             best of cuBLASLt's algorithms -> gemm-search.md (after nativetests)
@@ -205,20 +204,11 @@ step_profile() {
   gpus=$(nvidia-smi --list-gpus | wc -l)
   layouts="tp1:0:1:512"
   [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2:512"
-  local shape=${PROFILE_SHAPE:-1x16} layout name ids tp graph flags flag peer prefetch line
+  local shape=${PROFILE_SHAPE:-1x16} layout name ids tp graph nccl line
   for layout in ${PROFILE_LAYOUTS:-$layouts}; do
-    IFS=: read -r name ids tp graph flags <<< "$layout"
-    peer=1 prefetch=-1
-    for flag in ${flags//,/ }; do
-      case $flag in
-        nccl) peer=0 ;;
-        nopf) prefetch=0 ;;
-        pf=*) prefetch=$(( ${flag#pf=} << 20 )) ;;
-        *) echo "profile: unknown flag $flag in $layout" >&2; status=1 ;;
-      esac
-    done
+    IFS=: read -r name ids tp graph nccl <<< "$layout"
     line=$(timeout 180 "$bin" --model="$model" --gpus="$ids" --tp="$tp" --graph-max="$graph" \
-      --peer="$peer" --l2-prefetch="$prefetch" --texts="${shape%x*}" --tokens="${shape#*x}" \
+      --peer="$([ "$nccl" = nccl ] && echo 0 || echo 1)" --texts="${shape%x*}" --tokens="${shape#*x}" \
       --trace="$WORK/trace-$name.json") || { status=1; continue; }
     echo "$line"
     echo "| profile $name $shape | $line |" >> "$RESULTS"

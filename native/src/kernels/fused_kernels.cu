@@ -10,7 +10,6 @@
 
 #include "kernels/element_math.cuh"
 #include "kernels/fused_kernels.h"
-#include "kernels/l2_prefetch.cuh"
 
 namespace qwen3::kernels {
 namespace {
@@ -39,8 +38,7 @@ int RoundUpToWarps(int threads) { return std::min(1024, (threads + 31) / 32 * 32
 template <typename TDelta, typename TOut>
 __global__ void AddRmsNormKernel(float* __restrict__ residual, const TDelta* __restrict__ delta,
                                  const float* __restrict__ weight, float eps,
-                                 TOut* __restrict__ out, int64_t width, L2Prefetch prefetch) {
-  IssueL2Prefetch(prefetch);
+                                 TOut* __restrict__ out, int64_t width) {
   const int64_t row = blockIdx.x;
   float* r = residual + row * width;
   float sum = 0.0f;
@@ -68,8 +66,7 @@ __global__ void QkNormRopeKernel(const T* __restrict__ qkv, const float* __restr
                                  const int32_t* __restrict__ positions,
                                  const float* __restrict__ inv_freq, float eps, T* __restrict__ q,
                                  T* __restrict__ k, T* __restrict__ v, int q_heads, int kv_heads,
-                                 int head_dim, L2Prefetch prefetch) {
-  IssueL2Prefetch(prefetch);
+                                 int head_dim) {
   const int64_t t = blockIdx.x;
   const int h = static_cast<int>(blockIdx.y);
   const int half = head_dim / 2;
@@ -107,8 +104,7 @@ __global__ void QkNormRopeKernel(const T* __restrict__ qkv, const float* __restr
 
 template <typename T>
 __global__ void SiluMulKernel(const T* __restrict__ gate_up, T* __restrict__ out, int64_t rows,
-                              int64_t width, L2Prefetch prefetch) {
-  IssueL2Prefetch(prefetch);
+                              int64_t width) {
   const int64_t n = rows * width;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < n;
@@ -223,7 +219,7 @@ __global__ void __launch_bounds__(256)
 
 cudaError_t AddRmsNorm(float* residual, const void* delta, ElementType delta_type,
                        const float* weight, float eps, void* out, ElementType out_type,
-                       int64_t rows, int64_t width, cudaStream_t stream, L2Prefetch prefetch) {
+                       int64_t rows, int64_t width, cudaStream_t stream) {
   if (rows <= 0 || width <= 0) return cudaSuccess;
   const int threads = RoundUpToWarps(static_cast<int>(std::min<int64_t>(width, 1024)));
   return Dispatch(delta_type, [&](auto* delta_tag) {
@@ -231,8 +227,7 @@ cudaError_t AddRmsNorm(float* residual, const void* delta, ElementType delta_typ
     return Dispatch(out_type, [&](auto* out_tag) {
       using TOut = std::remove_pointer_t<decltype(out_tag)>;
       AddRmsNormKernel<TDelta, TOut><<<static_cast<unsigned>(rows), threads, 0, stream>>>(
-          residual, static_cast<const TDelta*>(delta), weight, eps, static_cast<TOut*>(out), width,
-          prefetch);
+          residual, static_cast<const TDelta*>(delta), weight, eps, static_cast<TOut*>(out), width);
       return cudaGetLastError();
     });
   });
@@ -241,7 +236,7 @@ cudaError_t AddRmsNorm(float* residual, const void* delta, ElementType delta_typ
 cudaError_t QkNormRope(const void* qkv, ElementType type, const float* q_norm, const float* k_norm,
                        const int32_t* positions, const float* inv_freq, float eps, void* q, void* k,
                        void* v, int64_t tokens, int q_heads, int kv_heads, int head_dim,
-                       cudaStream_t stream, L2Prefetch prefetch) {
+                       cudaStream_t stream) {
   if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 1024 || q_heads <= 0 || kv_heads <= 0) {
     return cudaErrorInvalidValue;
   }
@@ -252,20 +247,20 @@ cudaError_t QkNormRope(const void* qkv, ElementType type, const float* q_norm, c
     using T = std::remove_pointer_t<decltype(tag)>;
     QkNormRopeKernel<T><<<grid, threads, 0, stream>>>(
         static_cast<const T*>(qkv), q_norm, k_norm, positions, inv_freq, eps, static_cast<T*>(q),
-        static_cast<T*>(k), static_cast<T*>(v), q_heads, kv_heads, head_dim, prefetch);
+        static_cast<T*>(k), static_cast<T*>(v), q_heads, kv_heads, head_dim);
     return cudaGetLastError();
   });
 }
 
 cudaError_t SiluMul(const void* gate_up, ElementType type, void* out, int64_t rows, int64_t width,
-                    cudaStream_t stream, L2Prefetch prefetch) {
+                    cudaStream_t stream) {
   if (rows <= 0 || width <= 0) return cudaSuccess;
   constexpr int kThreads = 256;
   const int64_t blocks = std::min<int64_t>((rows * width + kThreads - 1) / kThreads, 1 << 20);
   return Dispatch(type, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     SiluMulKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        static_cast<const T*>(gate_up), static_cast<T*>(out), rows, width, prefetch);
+        static_cast<const T*>(gate_up), static_cast<T*>(out), rows, width);
     return cudaGetLastError();
   });
 }

@@ -8,8 +8,6 @@
 
 #include <cstdint>
 
-#include "kernels/l2_prefetch.h"
-
 namespace qwen3::kernels {
 
 enum class ElementType { kFloat32, kFloat16, kBFloat16 };
@@ -17,10 +15,9 @@ enum class ElementType { kFloat32, kFloat16, kBFloat16 };
 // residual [rows, width] fp32, in place: residual += delta (skipped when delta is null; delta has
 // `delta_type`), then out [rows, width] = residual * rsqrt(mean(residual^2) + eps) * weight,
 // computed in fp32 and rounded once to `out_type`. weight is fp32 [width].
-// AddRmsNorm, QkNormRope and SiluMul also issue `prefetch` (l2_prefetch.h) as they start.
 cudaError_t AddRmsNorm(float* residual, const void* delta, ElementType delta_type,
                        const float* weight, float eps, void* out, ElementType out_type,
-                       int64_t rows, int64_t width, cudaStream_t stream, L2Prefetch prefetch = {});
+                       int64_t rows, int64_t width, cudaStream_t stream);
 
 // qkv [tokens, (q_heads + 2 * kv_heads) * head_dim] (the fused projection, in `type`) ->
 //   q [tokens, q_heads, head_dim], k [tokens, kv_heads, head_dim]: per-head RMSNorm with the fp32
@@ -31,12 +28,12 @@ cudaError_t AddRmsNorm(float* residual, const void* delta, ElementType delta_typ
 cudaError_t QkNormRope(const void* qkv, ElementType type, const float* q_norm, const float* k_norm,
                        const int32_t* positions, const float* inv_freq, float eps, void* q, void* k,
                        void* v, int64_t tokens, int q_heads, int kv_heads, int head_dim,
-                       cudaStream_t stream, L2Prefetch prefetch = {});
+                       cudaStream_t stream);
 
 // gate_up [rows, 2 * width] (gate columns, then up columns) -> out [rows, width] =
 // silu(gate) * up, in fp32, rounded once to `type`.
 cudaError_t SiluMul(const void* gate_up, ElementType type, void* out, int64_t rows, int64_t width,
-                    cudaStream_t stream, L2Prefetch prefetch = {});
+                    cudaStream_t stream);
 
 // The longest sequence ShortCausalAttention takes.
 constexpr int kShortAttentionMaxLen = 32;

@@ -20,7 +20,6 @@
 #include <type_traits>
 
 #include "kernels/element_math.cuh"
-#include "kernels/l2_prefetch.cuh"
 #include "kernels/peer_all_reduce.h"
 
 namespace qwen3::kernels {
@@ -249,9 +248,7 @@ template <typename T, typename TOut>
 __global__ void __launch_bounds__(kThreads)
     PeerAllReduceAddRmsNormKernel(PeerGroup group, const T* input, float* residual,
                                   const float* weight, float eps, TOut* out, int64_t rows,
-                                  int64_t width, L2Prefetch prefetch) {
-  // Before anything waits: HBM is idle while this launch waits for its peers.
-  IssueL2Prefetch(prefetch);
+                                  int64_t width) {
   constexpr int kPerVector = kVectorBytes / static_cast<int>(sizeof(T));
   const int b = static_cast<int>(blockIdx.x);
   PeerSignals* self = group.signals[group.rank];
@@ -400,7 +397,7 @@ bool PeerAllReduceAddRmsNormFits(const PeerGroup& group, const void* input, Elem
 cudaError_t PeerAllReduceAddRmsNorm(const PeerGroup& group, const void* input, ElementType type,
                                     float* residual, const float* weight, float eps, void* out,
                                     ElementType out_type, int64_t rows, int64_t width,
-                                    cudaStream_t stream, L2Prefetch prefetch) {
+                                    cudaStream_t stream) {
   if (!PeerAllReduceAddRmsNormFits(group, input, type, residual, weight, rows, width)) {
     return cudaErrorInvalidValue;
   }
@@ -408,9 +405,9 @@ cudaError_t PeerAllReduceAddRmsNorm(const PeerGroup& group, const void* input, E
     using T = std::remove_pointer_t<decltype(tag)>;
     return Dispatch(out_type, [&](auto* out_tag) {
       using TOut = std::remove_pointer_t<decltype(out_tag)>;
-      PeerAllReduceAddRmsNormKernel<T, TOut><<<kPeerBlocks, kThreads, 0, stream>>>(
-          group, static_cast<const T*>(input), residual, weight, eps, static_cast<TOut*>(out), rows,
-          width, prefetch);
+      PeerAllReduceAddRmsNormKernel<T, TOut>
+          <<<kPeerBlocks, kThreads, 0, stream>>>(group, static_cast<const T*>(input), residual,
+                                                 weight, eps, static_cast<TOut*>(out), rows, width);
       return cudaGetLastError();
     });
   });

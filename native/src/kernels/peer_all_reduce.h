@@ -87,12 +87,11 @@ bool PeerAllReduceAddRmsNormFits(const PeerGroup& group, const void* input, Elem
 // width] fp32 += the sum over ranks of input [rows, width] (in fp32, in rank order), then out =
 // RMSNorm(residual) * weight (fp32 [width]), rounded once to out_type. Every rank ends with the
 // same residual and out. Same launch rules as PeerAllReduceToFloat, and the two may interleave on
-// a stream. cudaErrorInvalidValue when !PeerAllReduceAddRmsNormFits. Issues `prefetch`
-// (l2_prefetch.h) before it waits for its peers.
+// a stream. cudaErrorInvalidValue when !PeerAllReduceAddRmsNormFits.
 cudaError_t PeerAllReduceAddRmsNorm(const PeerGroup& group, const void* input, ElementType type,
                                     float* residual, const float* weight, float eps, void* out,
                                     ElementType out_type, int64_t rows, int64_t width,
-                                    cudaStream_t stream, L2Prefetch prefetch = {});
+                                    cudaStream_t stream);
 
 // Fills `bytes` (a multiple of 4) of mailboxes with the empty word.
 cudaError_t EmptyPeerMailboxes(void* mailboxes, int64_t bytes, cudaStream_t stream);

@@ -2,12 +2,9 @@
 
 #include <ATen/ATen.h>
 
-#include <algorithm>
-#include <cstdint>
 #include <string>
 
 #ifdef QWEN3_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "kernels/aten_types.h"
@@ -54,28 +51,8 @@ bool FusedKernelsAvailable(const at::Device& device) {
 #endif
 }
 
-int64_t L2PrefetchBudget(const at::Device& device) {
-#ifdef QWEN3_WITH_CUDA
-  if (!device.is_cuda()) return 0;
-  const cudaDeviceProp* props = at::cuda::getDeviceProperties(device.index());
-  // The bulk prefetch is sm_90's. Half the cache: the rest keeps the activations and what the
-  // product before is still reading.
-  return props->major >= 9 ? static_cast<int64_t>(props->l2CacheSize) / 2 : 0;
-#else
-  (void)device;
-  return 0;
-#endif
-}
-
-kernels::L2Prefetch PrefetchOf(const at::Tensor& weight, int64_t budget) {
-  if (budget <= 0 || !weight.defined() || !weight.is_contiguous()) return {};
-  const int64_t bytes = std::min<int64_t>(budget, weight.nbytes()) / 16 * 16;
-  if (reinterpret_cast<uintptr_t>(weight.data_ptr()) % 16 != 0) return {};
-  return {weight.data_ptr(), bytes};
-}
-
 at::Tensor AddRmsNorm(at::Tensor& residual, const at::Tensor& delta, const at::Tensor& weight,
-                      double eps, at::ScalarType out, const kernels::L2Prefetch& prefetch) {
+                      double eps, at::ScalarType out) {
 #ifdef QWEN3_WITH_CUDA
   if (residual.is_cuda() && residual.scalar_type() == at::kFloat && residual.dim() == 2 &&
       residual.is_contiguous() && Supported(out) && weight.scalar_type() == at::kFloat &&
@@ -87,13 +64,11 @@ at::Tensor AddRmsNorm(at::Tensor& residual, const at::Tensor& delta, const at::T
               residual.data_ptr<float>(), delta.defined() ? delta.data_ptr() : nullptr,
               kernels::ElementTypeOf(delta.defined() ? delta.scalar_type() : at::kFloat),
               weight.data_ptr<float>(), static_cast<float>(eps), result.data_ptr(),
-              kernels::ElementTypeOf(out), residual.size(0), residual.size(1), StreamOf(residual),
-              prefetch),
+              kernels::ElementTypeOf(out), residual.size(0), residual.size(1), StreamOf(residual)),
           "AddRmsNorm");
     return result;
   }
 #endif
-  (void)prefetch;
   return composite::AddRmsNorm(residual, delta, weight, eps, out);
 }
 
@@ -101,8 +76,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> QkNormRope(const at::Tensor& qkv,
                                                           int64_t kv_heads, int64_t head_dim,
                                                           const at::Tensor& q_norm,
                                                           const at::Tensor& k_norm,
-                                                          const RotaryInputs& rotary, double eps,
-                                                          const kernels::L2Prefetch& prefetch) {
+                                                          const RotaryInputs& rotary, double eps) {
 #ifdef QWEN3_WITH_CUDA
   if (qkv.is_cuda() && qkv.dim() == 2 && qkv.is_contiguous() && Supported(qkv.scalar_type()) &&
       qkv.size(1) == (q_heads + 2 * kv_heads) * head_dim && head_dim % 2 == 0 && head_dim <= 1024 &&
@@ -118,28 +92,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> QkNormRope(const at::Tensor& qkv,
               k_norm.data_ptr<float>(), rotary.positions.data_ptr<int32_t>(),
               rotary.inv_freq.data_ptr<float>(), static_cast<float>(eps), q.data_ptr(),
               k.data_ptr(), v.data_ptr(), tokens, static_cast<int>(q_heads),
-              static_cast<int>(kv_heads), static_cast<int>(head_dim), StreamOf(qkv), prefetch),
+              static_cast<int>(kv_heads), static_cast<int>(head_dim), StreamOf(qkv)),
           "QkNormRope");
     return {q, k, v};
   }
 #endif
-  (void)prefetch;
   return composite::QkNormRope(qkv, q_heads, kv_heads, head_dim, q_norm, k_norm, rotary, eps);
 }
 
-at::Tensor SiluMul(const at::Tensor& gate_up, const kernels::L2Prefetch& prefetch) {
+at::Tensor SiluMul(const at::Tensor& gate_up) {
 #ifdef QWEN3_WITH_CUDA
   if (gate_up.is_cuda() && gate_up.dim() == 2 && gate_up.is_contiguous() &&
       Supported(gate_up.scalar_type()) && gate_up.size(1) % 2 == 0) {
     const int64_t width = gate_up.size(1) / 2;
     at::Tensor out = at::empty({gate_up.size(0), width}, gate_up.options());
     Check(kernels::SiluMul(gate_up.data_ptr(), kernels::ElementTypeOf(gate_up.scalar_type()),
-                           out.data_ptr(), gate_up.size(0), width, StreamOf(gate_up), prefetch),
+                           out.data_ptr(), gate_up.size(0), width, StreamOf(gate_up)),
           "SiluMul");
     return out;
   }
 #endif
-  (void)prefetch;
   return composite::SiluMul(gate_up);
 }
 

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <tuple>
 
-#include "kernels/l2_prefetch.h"
 #include "model/packed_input.h"
 
 namespace qwen3 {
@@ -26,19 +25,10 @@ struct RotaryInputs {
 // True where the fused kernels run for tensors on `device`.
 bool FusedKernelsAvailable(const at::Device& device);
 
-// How many bytes of a weight the kernels before its matrix product may pull into L2 on `device`
-// (kernels/l2_prefetch.h): half the L2 on sm_90 and newer, 0 elsewhere.
-int64_t L2PrefetchBudget(const at::Device& device);
-
-// The first `budget` bytes of `weight` (all of it when smaller), rounded down to 16; nothing when
-// budget is 0 or the weight is not contiguous and 16-byte aligned.
-kernels::L2Prefetch PrefetchOf(const at::Tensor& weight, int64_t budget);
-
 // residual (fp32 [rows, width], contiguous) += delta (skipped when undefined), in place; returns
-// RMSNorm(residual) * weight in `out`, weight fp32 [width]. The kernel issues `prefetch`
-// (here and below; the composites ignore it).
+// RMSNorm(residual) * weight in `out`, weight fp32 [width].
 at::Tensor AddRmsNorm(at::Tensor& residual, const at::Tensor& delta, const at::Tensor& weight,
-                      double eps, at::ScalarType out, const kernels::L2Prefetch& prefetch = {});
+                      double eps, at::ScalarType out);
 
 // Splits the fused projection qkv [T, (q_heads + 2 kv_heads) * head_dim] into q [T, q_heads, D],
 // k and v [T, kv_heads, D] (contiguous, qkv's dtype); q and k get Qwen3's per-head RMSNorm
@@ -47,11 +37,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> QkNormRope(const at::Tensor& qkv,
                                                           int64_t kv_heads, int64_t head_dim,
                                                           const at::Tensor& q_norm,
                                                           const at::Tensor& k_norm,
-                                                          const RotaryInputs& rotary, double eps,
-                                                          const kernels::L2Prefetch& prefetch = {});
+                                                          const RotaryInputs& rotary, double eps);
 
 // gate_up [rows, 2 * width] -> silu(gate) * up [rows, width], in gate_up's dtype.
-at::Tensor SiluMul(const at::Tensor& gate_up, const kernels::L2Prefetch& prefetch = {});
+at::Tensor SiluMul(const at::Tensor& gate_up);
 
 // Causal attention (as CausalAttention in model/attention.h) by the short-sequence kernel, where it
 // applies: CUDA, fp16/bf16 contiguous q/k/v (k, v 16-byte aligned), head_dim 64, 128 or 256, and

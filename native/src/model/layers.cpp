@@ -48,17 +48,16 @@ at::Tensor ColumnParallelLinear::Forward(const at::Tensor& x) const {
 at::Tensor RowParallelLinear::Forward(const at::Tensor& x) const { return at::linear(x, weight_); }
 
 at::Tensor ReduceAddRmsNorm(Communicator& comm, at::Tensor& residual, const at::Tensor& partial,
-                            const at::Tensor& weight, double eps, at::ScalarType out,
-                            const kernels::L2Prefetch& prefetch) {
+                            const at::Tensor& weight, double eps, at::ScalarType out) {
   if (!partial.defined() || comm.world_size() == 1) {
-    return AddRmsNorm(residual, partial, weight, eps, out, prefetch);
+    return AddRmsNorm(residual, partial, weight, eps, out);
   }
   const at::Tensor p = partial.is_contiguous() ? partial : partial.contiguous();
-  at::Tensor fused = comm.AllReduceAddRmsNorm(p, residual, weight, eps, out, prefetch);
+  at::Tensor fused = comm.AllReduceAddRmsNorm(p, residual, weight, eps, out);
   if (fused.defined()) return fused;
   // Each rank holds a partial sum. Summing the partials in fp32 rounds once less than a bf16
   // all-reduce, and the sum is added to the fp32 residual stream anyway.
-  return AddRmsNorm(residual, comm.AllReduceSumAsFloat(p), weight, eps, out, prefetch);
+  return AddRmsNorm(residual, comm.AllReduceSumAsFloat(p), weight, eps, out);
 }
 
 }  // namespace qwen3

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <utility>
 
-#include "kernels/l2_prefetch.h"
 #include "parallel/communicator.h"
 
 namespace qwen3 {
@@ -74,9 +73,8 @@ class RowParallelLinear {
 // AddRmsNorm(residual, delta, weight, eps, out) where delta is the sum over the group of every
 // rank's `partial` (a RowParallelLinear output; undefined: no delta): one fused step where the
 // communicator offers it (the peer kernel), else an fp32 all-reduce and then AddRmsNorm. With one
-// rank, `partial` is the delta itself. The step's kernel issues `prefetch` (kernels/l2_prefetch.h).
+// rank, `partial` is the delta itself.
 at::Tensor ReduceAddRmsNorm(Communicator& comm, at::Tensor& residual, const at::Tensor& partial,
-                            const at::Tensor& weight, double eps, at::ScalarType out,
-                            const kernels::L2Prefetch& prefetch = {});
+                            const at::Tensor& weight, double eps, at::ScalarType out);
 
 }  // namespace qwen3

@@ -90,8 +90,8 @@ DecoderLayer::DecoderLayer(const Checkpoint& c, const ModelConfig& m, const Mode
 }
 
 at::Tensor DecoderLayer::Forward(at::Tensor& x, const at::Tensor& delta, const PackedInput& in,
-                                 const RotaryInputs& rotary, Communicator& comm, bool last_only,
-                                 int64_t prefetch_bytes) const {
+                                 const RotaryInputs& rotary, Communicator& comm,
+                                 bool last_only) const {
   const int64_t tokens = x.size(0);
   const int64_t q_width = q_heads_ * head_dim_;
 
@@ -99,16 +99,9 @@ at::Tensor DecoderLayer::Forward(at::Tensor& x, const at::Tensor& delta, const P
   // outputs in bf16 would round the stream at every step (8 mantissa bits), which is what drifts
   // a bf16 4B forward away from the fp32 reference. Matmuls and attention run in dtype_. Each
   // residual add is fused into the norm that reads its result.
-  // Each fused step starts pulling the weight of the product after it into L2
-  // (kernels/l2_prefetch.h), while HBM would otherwise idle: the input norm qkv, q/k-norm + RoPE
-  // o_proj (attention runs meanwhile), the post-attention norm gate_up, SiLU x up down_proj.
-  const auto prefetch = [prefetch_bytes](const at::Tensor& weight) {
-    return PrefetchOf(weight, prefetch_bytes);
-  };
-  at::Tensor h =
-      ReduceAddRmsNorm(comm, x, delta, input_norm_, eps_, dtype_, prefetch(qkv_proj_.weight()));
+  at::Tensor h = ReduceAddRmsNorm(comm, x, delta, input_norm_, eps_, dtype_);
   auto [q, k, v] = QkNormRope(qkv_proj_.Forward(h), q_heads_, kv_heads_, head_dim_, q_norm_,
-                              k_norm_, rotary, eps_, prefetch(o_proj_.weight()));
+                              k_norm_, rotary, eps_);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   at::Tensor attn = CausalAttention(q, k, v, in, scale, use_flash_).reshape({tokens, q_width});
 
@@ -117,10 +110,9 @@ at::Tensor DecoderLayer::Forward(at::Tensor& x, const at::Tensor& delta, const P
     attn = attn.index_select(0, in.last_token);
     x = x.index_select(0, in.last_token);
   }
-  h = ReduceAddRmsNorm(comm, x, o_proj_.Forward(attn), post_attention_norm_, eps_, dtype_,
-                       prefetch(gate_up_proj_.weight()));
+  h = ReduceAddRmsNorm(comm, x, o_proj_.Forward(attn), post_attention_norm_, eps_, dtype_);
   // This rank's partial sum of the MLP output: the next norm all-reduces it.
-  return down_proj_.Forward(SiluMul(gate_up_proj_.Forward(h), prefetch(down_proj_.weight())));
+  return down_proj_.Forward(SiluMul(gate_up_proj_.Forward(h)));
 }
 
 int64_t DecoderLayer::weight_bytes() const {
@@ -146,8 +138,6 @@ Qwen3Model::Qwen3Model(const Checkpoint& c, const ModelConfig& m, const ModelOpt
   table.reset();
   norm_ = LoadNorm(c, "norm.weight", o);
   rotary_ = RotaryEmbedding(m.head_dim, m.rope_theta, o.device);
-  l2_prefetch_bytes_ = o.l2_prefetch_bytes < 0 ? L2PrefetchBudget(o.device)
-                                               : (o.device.is_cuda() ? o.l2_prefetch_bytes : 0);
 
   const std::string who = o.world > 1 ? "rank " + std::to_string(o.rank) + ": " : "";
   layers_.reserve(static_cast<size_t>(m.num_hidden_layers));
@@ -176,11 +166,9 @@ at::Tensor Qwen3Model::Forward(const PackedInput& in, Communicator& comm,
   }
   at::Tensor delta;
   const auto layers = static_cast<int>(layers_.size());
-  const int64_t prefetch_bytes = x.size(0) <= kL2PrefetchMaxTokens ? l2_prefetch_bytes_ : 0;
   for (int i = 0; i < layers; ++i) {
     if (hook) hook(i);
-    delta = layers_[static_cast<size_t>(i)].Forward(x, delta, in, rotary, comm, i == layers - 1,
-                                                    prefetch_bytes);
+    delta = layers_[static_cast<size_t>(i)].Forward(x, delta, in, rotary, comm, i == layers - 1);
   }
   return ReduceAddRmsNorm(comm, x, delta, norm_, config_.rms_norm_eps, at::kFloat);
 }

@@ -23,16 +23,7 @@ struct ModelOptions {
   at::ScalarType dtype = at::kFloat;  // compute dtype of weights and activations
   int rank = 0;                       // tensor-parallel rank and size
   int world = 1;
-  // How much of each weight the kernel before its matrix product pulls into the L2 cache, for
-  // batches of at most kL2PrefetchMaxTokens tokens (kernels/l2_prefetch.h): -1 the device's
-  // default (L2PrefetchBudget: half the L2 on sm_90+, else none), 0 none.
-  int64_t l2_prefetch_bytes = -1;
 };
-
-// Above this many tokens in a batch the matrix products are no longer bound by reading their
-// weights (at 128 tokens a product's arithmetic takes about as long as its weight read on an
-// H100), and a prefetch would only push activations out of L2.
-constexpr int64_t kL2PrefetchMaxTokens = 128;
 
 // Called by Forward before each layer with the layer index (tests inject failures through it).
 using LayerHook = std::function<void(int layer)>;
@@ -51,11 +42,8 @@ class DecoderLayer {
   // the first layer). Returns this layer's partial MLP output, which the next norm all-reduces and
   // adds (ReduceAddRmsNorm). With `last_only`, only each sequence's last token goes on
   // past attention: x is replaced by those rows and the result is [n, hidden].
-  // `prefetch_bytes` (0: none) of each weight are prefetched into L2 by the kernel before its
-  // product (ModelOptions::l2_prefetch_bytes).
   at::Tensor Forward(at::Tensor& x, const at::Tensor& delta, const PackedInput& in,
-                     const RotaryInputs& rotary, Communicator& comm, bool last_only,
-                     int64_t prefetch_bytes) const;
+                     const RotaryInputs& rotary, Communicator& comm, bool last_only) const;
   int64_t weight_bytes() const;
 
  private:
@@ -99,7 +87,6 @@ class Qwen3Model {
   at::Tensor norm_;
   RotaryEmbedding rotary_;
   std::vector<DecoderLayer> layers_;
-  int64_t l2_prefetch_bytes_ = 0;  // resolved from options_.l2_prefetch_bytes
 };
 
 }  // namespace qwen3

@@ -13,8 +13,7 @@ at::Tensor Communicator::AllReduceSumAsFloat(const at::Tensor& partial) {
 
 at::Tensor Communicator::AllReduceAddRmsNorm(const at::Tensor& /*partial*/,
                                              at::Tensor& /*residual*/, const at::Tensor& /*weight*/,
-                                             double /*eps*/, at::ScalarType /*out*/,
-                                             const kernels::L2Prefetch& /*prefetch*/) {
+                                             double /*eps*/, at::ScalarType /*out*/) {
   return {};
 }
 

@@ -14,8 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/l2_prefetch.h"
-
 namespace qwen3 {
 
 class Communicator {
@@ -37,11 +35,9 @@ class Communicator {
   // ([rows, width], contiguous), and the result is RMSNorm(residual) * weight (fp32 [width]) in
   // `out`, as AddRmsNorm(residual, AllReduceSumAsFloat(partial), weight, eps, out) computes it.
   // Returns an undefined tensor, having done nothing, where this communicator does not fuse them
-  // (the default); every rank then gets the same answer for the same shapes. The fused kernel
-  // issues `prefetch` (kernels/l2_prefetch.h) before it waits for its peers.
+  // (the default); every rank then gets the same answer for the same shapes.
   virtual at::Tensor AllReduceAddRmsNorm(const at::Tensor& partial, at::Tensor& residual,
-                                         const at::Tensor& weight, double eps, at::ScalarType out,
-                                         const kernels::L2Prefetch& prefetch);
+                                         const at::Tensor& weight, double eps, at::ScalarType out);
   // Returns once every rank has called Barrier (on CUDA: once this rank's stream got there).
   virtual void Barrier() = 0;
   // The largest all-reduce, in bytes of the tensor passed in, that may be captured into a CUDA

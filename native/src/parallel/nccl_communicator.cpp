@@ -126,8 +126,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   at::Tensor AllReduceAddRmsNorm(const at::Tensor& partial, at::Tensor& residual,
-                                 const at::Tensor& weight, double eps, at::ScalarType out_dtype,
-                                 const kernels::L2Prefetch& prefetch) override {
+                                 const at::Tensor& weight, double eps,
+                                 at::ScalarType out_dtype) override {
     CheckTensor(partial);
     if (peer_ == nullptr || partial.dim() != 2 || !residual.is_contiguous() ||
         residual.scalar_type() != at::kFloat || residual.sizes() != partial.sizes() ||
@@ -148,7 +148,7 @@ class NcclCommunicator final : public Communicator {
     CheckLaunch(kernels::PeerAllReduceAddRmsNorm(
         group, partial.data_ptr(), type, residual.data_ptr<float>(), weight.data_ptr<float>(),
         static_cast<float>(eps), out.data_ptr(), kernels::ElementTypeOf(out_dtype), partial.size(0),
-        partial.size(1), c10::cuda::getCurrentCUDAStream(device_).stream(), prefetch));
+        partial.size(1), c10::cuda::getCurrentCUDAStream(device_).stream()));
     return out;
   }
 

@@ -109,8 +109,7 @@ AllReduceCheckResult RunAllReduceCheck(const std::vector<int>& device_ids, bool 
         at::Tensor residual = at::zeros({kSmallRows, kSmallWidth}, on_device.dtype(at::kFloat));
         const at::Tensor weight = at::ones({kSmallWidth}, on_device.dtype(at::kFloat));
         const auto small_step = [&] {
-          if (!comm.AllReduceAddRmsNorm(small, residual, weight, 1e-6, at::kBFloat16, {})
-                   .defined()) {
+          if (!comm.AllReduceAddRmsNorm(small, residual, weight, 1e-6, at::kBFloat16).defined()) {
             residual.add_(comm.AllReduceSumAsFloat(small));
           }
         };

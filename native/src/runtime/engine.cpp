@@ -506,7 +506,6 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
     model_options.dtype = dtype_;
     model_options.rank = rank.index;
     model_options.world = world;
-    model_options.l2_prefetch_bytes = options_.l2_prefetch_bytes;
     std::string who = "replica " + std::to_string(replica.index) + " ";
     ProgressCallback progress;
     if (progress_ && rank.index == 0) {

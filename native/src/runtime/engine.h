@@ -48,9 +48,6 @@ struct EngineOptions {
   // How long the peer kernel waits for a peer GPU before the batch fails with DEVICE_FAILED and
   // the replica is taken out of service; 0: its default, 30 s. Tests shorten it.
   uint64_t peer_timeout_ns = 0;
-  // Bytes of each weight pulled into L2 ahead of its product for short batches
-  // (ModelOptions::l2_prefetch_bytes): -1 the device's default, 0 off.
-  int64_t l2_prefetch_bytes = -1;
 };
 
 struct DeviceInfo {
