@@ -125,8 +125,7 @@ if(QWEN3_WITH_CUDA)
   message(STATUS "qwen3: fused kernels for CUDA architectures ${QWEN3_CUDA_ARCHITECTURES}")
   add_library(qwen3_kernels STATIC
     ${QWEN3_NATIVE_DIR}/src/kernels/fused_kernels.cu
-    ${QWEN3_NATIVE_DIR}/src/kernels/peer_all_reduce.cu
-    ${QWEN3_NATIVE_DIR}/src/kernels/skinny_gemm.cu)
+    ${QWEN3_NATIVE_DIR}/src/kernels/peer_all_reduce.cu)
   target_include_directories(qwen3_kernels PRIVATE ${QWEN3_NATIVE_DIR}/src)
   set_target_properties(qwen3_kernels PROPERTIES
     CUDA_ARCHITECTURES "${QWEN3_CUDA_ARCHITECTURES}"

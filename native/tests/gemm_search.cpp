@@ -1,8 +1,7 @@
 // gemm_search: how fast the forward's matrix products could run at a short query's size. For each
 // projection of a Qwen3 layer (qkv, o, gate_up, down; one tensor-parallel rank's shard), times
 // at::linear as the engine calls it, then every algorithm cuBLASLt's heuristic offers for the same
-// product, and the engine's own skinny kernel (kernels/skinny_gemm.h, up to 16 tokens), and prints
-// them against the default, with the bandwidth each reaches on the weights.
+// product, and prints them against the default, with the bandwidth each reaches on the weights.
 // Times are GPU times (the calls replay from a CUDA graph). A developer tool for the GPU hosts
 // (run.sh step `gemmsearch`); CUDA builds only.
 //
@@ -26,7 +25,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/skinny_gemm.h"
 #include "tool_main.h"
 
 namespace {
@@ -69,14 +67,6 @@ double TimeUs(const std::function<void(int)>& call, int runs, cudaStream_t strea
   return static_cast<double>(ms) * 1000.0 / runs;
 }
 
-// The skinny kernel's three cells: us | TB/s | ratio to at::linear, or dashes where it was not run.
-std::string SkinnyColumns(double us, double mb, double default_us) {
-  if (us <= 0) return "- | - | -";
-  char cells[64];
-  std::snprintf(cells, sizeof(cells), "%.2f | %.2f | %.2f", us, mb / us, us / default_us);
-  return cells;
-}
-
 struct Projection {
   std::string name;
   int64_t n;  // output features (rows of the weight shard)
@@ -112,13 +102,11 @@ int Run(const qwen3::tools::Args& args) {
 
   std::printf(
       "| projection (tp %lld, %lld tokens) | N x K | MB | at::linear us | TB/s | "
-      "best cuBLASLt us | TB/s | best/default | heuristic #0 us | algos | skinny us | TB/s | "
-      "skinny/default |\n",
+      "best cuBLASLt us | TB/s | best/default | heuristic #0 us | algos |\n",
       static_cast<long long>(tp), static_cast<long long>(m));
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   double total_default = 0;
   double total_best = 0;
-  double total_skinny = 0;
   for (const Projection& p : projections) {
     const double mb = static_cast<double>(p.n * p.k * 2) / 1e6;
     const int copies =
@@ -131,30 +119,6 @@ int Run(const qwen3::tools::Args& args) {
     const double default_us =
         TimeUs([&](int i) { (void)at::linear(x, weights[static_cast<size_t>(i % copies)]); }, runs,
                stream);
-    double skinny_us = 0;  // 0: the kernel does not take this shape, or this device
-    const cudaError_t skinny =
-        qwen3::kernels::SkinnyLinear(qwen3::kernels::ElementType::kBFloat16, x.data_ptr(),
-                                     weights[0].data_ptr(), y.data_ptr(), m, p.n, p.k, stream);
-    if (skinny != cudaErrorInvalidValue && skinny != cudaErrorNotSupported) {
-      // Checked once against at::linear, then timed.
-      CheckCuda(skinny, "SkinnyLinear");
-      const at::Tensor reference = at::linear(x, weights[0]).to(at::kFloat);
-      const double error = (y.to(at::kFloat) - reference).abs().max().item<double>() /
-                           reference.abs().max().item<double>();
-      if (error > 2e-2) {
-        throw std::runtime_error(p.name + ": the skinny kernel is off by " + std::to_string(error) +
-                                 " of the largest value");
-      }
-      skinny_us = TimeUs(
-          [&](int i) {
-            CheckCuda(
-                qwen3::kernels::SkinnyLinear(qwen3::kernels::ElementType::kBFloat16, x.data_ptr(),
-                                             weights[static_cast<size_t>(i % copies)].data_ptr(),
-                                             y.data_ptr(), m, p.n, p.k, stream),
-                "SkinnyLinear");
-          },
-          runs, stream);
-    }
 
     // y [m, n] = x [m, k] W^T (row-major) is, column-major, D [n, m] = op(A) B: A is W [n, k] seen
     // as a k x n matrix and transposed, B is x seen as k x m. (MB / us = TB/s below.)
@@ -226,17 +190,13 @@ int Run(const qwen3::tools::Args& args) {
     cublasLtMatmulDescDestroy(op);
     total_default += default_us;
     total_best += std::min(best_us, default_us);
-    total_skinny += skinny_us > 0 ? skinny_us : default_us;
-    std::printf("| %s | %lld x %lld | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %s |\n",
+    std::printf("| %s | %lld x %lld | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d |\n",
                 p.name.c_str(), static_cast<long long>(p.n), static_cast<long long>(p.k), mb,
                 default_us, mb / default_us, best_us, mb / best_us, best_us / default_us, first_us,
-                count, SkinnyColumns(skinny_us, mb, default_us).c_str());
+                count);
   }
-  std::printf(
-      "\nper layer: at::linear %.1f us, best of cuBLASLt %.1f us (%.2fx), skinny kernel where it "
-      "applies %.1f us (%.2fx)\n",
-      total_default, total_best, total_best / total_default, total_skinny,
-      total_skinny / total_default);
+  std::printf("\nper layer: at::linear %.1f us, best of cuBLASLt %.1f us (%.2fx)\n", total_default,
+              total_best, total_best / total_default);
   cublasLtDestroy(lt);
   return 0;
 }
