@@ -456,6 +456,62 @@ at::Tensor FusedResidual(const at::Tensor& residual, const std::vector<at::Tenso
   return residual + sum;
 }
 
+// `cpu` on rank r's GPU: a fresh tensor on even ranks, a view starting 8 bytes into a buffer (not
+// 16-byte aligned) on odd ones.
+at::Tensor AlignedOnEvenRanksOnly(const at::Tensor& cpu, int r) {
+  const at::Device device(at::kCUDA, static_cast<c10::DeviceIndex>(r));
+  if (r % 2 == 0) return cpu.to(device);
+  const int64_t shift = 8 / cpu.element_size();
+  at::Tensor buffer = at::empty({cpu.numel() + shift}, cpu.options().device(device));
+  at::Tensor view = buffer.narrow(0, shift, cpu.numel()).view(cpu.sizes());
+  view.copy_(cpu);
+  return view;
+}
+
+// Whether a tensor is aligned may differ between ranks; the ranks must still take the same path
+// (the peer kernel or NCCL), or each would wait for the others in a different collective.
+TEST(PeerAllReduceTest, TensorsAlignedOnSomeRanksOnlyStillMeetTheirPeers) {
+  REQUIRE_GPUS(2);
+  int world = 0;
+  auto group = PeerGroupOverUpToFourGpus(&world);
+  ASSERT_GT(group->rank(0).capturable_bytes(), 0);
+  const int64_t rows = 16;
+  const int64_t width = 2560;
+  const at::Tensor residual = at::randn({rows, width}, at::kFloat) * 4;
+  const at::Tensor weight = at::rand({width}, at::kFloat) + 0.5;
+  std::vector<at::Tensor> partials;
+  std::vector<at::Tensor> floats;
+  for (int r = 0; r < world; ++r) {
+    partials.push_back((at::randn({rows, width}, at::kFloat) * 2).to(at::kBFloat16));
+    floats.push_back(at::randn({rows, width}, at::kFloat));
+  }
+  const auto n = static_cast<size_t>(world);
+  std::vector<at::Tensor> sums(n), in_place(n), outs(n), residuals(n);
+  OnEveryRank(world, [&](int r) {
+    const auto i = static_cast<size_t>(r);
+    Communicator& comm = group->rank(r);
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(AlignedOnEvenRanksOnly(partials[i], r).data_ptr()) % 16,
+              r % 2 == 0 ? 0u : 8u);
+    sums[i] = comm.AllReduceSumAsFloat(AlignedOnEvenRanksOnly(partials[i], r));
+    in_place[i] = AlignedOnEvenRanksOnly(floats[i], r);
+    comm.AllReduceSum(in_place[i]);
+    residuals[i] = AlignedOnEvenRanksOnly(residual, r);
+    outs[i] = comm.AllReduceAddRmsNorm(AlignedOnEvenRanksOnly(partials[i], r), residuals[i],
+                                       AlignedOnEvenRanksOnly(weight, r), 1e-6, at::kBFloat16);
+  });
+  // Every rank through the peer kernels: fp32 sums in rank order, the CPU's bits.
+  const at::Tensor zero = at::zeros({rows, width}, at::kFloat);
+  const at::Tensor expected_residual = FusedResidual(residual, partials);
+  for (size_t i = 0; i < n; ++i) {
+    SCOPED_TRACE(::testing::Message() << "rank " << i);
+    EXPECT_TRUE(at::equal(sums[i].cpu(), FusedResidual(zero, partials)));
+    EXPECT_TRUE(at::equal(in_place[i].cpu(), FusedResidual(zero, floats)));
+    ASSERT_TRUE(outs[i].defined());
+    EXPECT_TRUE(at::equal(residuals[i].cpu(), expected_residual));
+    EXPECT_TRUE(at::equal(outs[i].cpu(), outs[0].cpu()));
+  }
+}
+
 TEST(PeerAllReduceTest, FusedAddRmsNormMatchesTheStepsOnEveryRank) {
   REQUIRE_GPUS(2);
   int world = 0;

@@ -46,6 +46,15 @@ ncclDataType_t ToNcclType(at::ScalarType type) {
   }
 }
 
+// `t` where it is 16-byte aligned, else a fresh copy of it (the caching allocator's blocks are
+// 512-byte aligned). The peer kernels need 16-byte vectors, and whether a tensor is aligned can
+// differ between ranks (a view on one, a fresh tensor on another); if that chose between the peer
+// kernel and NCCL, the ranks would wait for each other in different collectives until the peer
+// timeout. So misaligned tensors are copied, and the choice depends on shapes alone.
+at::Tensor Aligned(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 ? t : t.clone();
+}
+
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(int rank, int world, int device, const PeerAllReduce* peer)
@@ -58,9 +67,13 @@ class NcclCommunicator final : public Communicator {
     CheckTensor(tensor);
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_).stream();
     // The peer kernel writes fp32, so only an fp32 tensor can be summed by it in place.
-    if (tensor.scalar_type() == at::kFloat && PeerTakes(tensor)) {
-      LaunchPeer(tensor, tensor, stream);
-      return;
+    if (tensor.scalar_type() == at::kFloat && peer_ != nullptr) {
+      at::Tensor aligned = Aligned(tensor);
+      if (PeerTakes(aligned)) {
+        LaunchPeer(aligned, aligned, stream);
+        if (!aligned.is_same(tensor)) tensor.copy_(aligned);
+        return;
+      }
     }
     const ncclDataType_t type = ToNcclType(tensor.scalar_type());
     RefuseCapture(stream);
@@ -73,9 +86,10 @@ class NcclCommunicator final : public Communicator {
 
   at::Tensor AllReduceSumAsFloat(const at::Tensor& partial) override {
     CheckTensor(partial);
-    if (!PeerTakes(partial)) return Communicator::AllReduceSumAsFloat(partial);
+    const at::Tensor input = peer_ != nullptr ? Aligned(partial) : partial;
+    if (!PeerTakes(input)) return Communicator::AllReduceSumAsFloat(partial);
     at::Tensor sum = at::empty(partial.sizes(), partial.options().dtype(at::kFloat));
-    LaunchPeer(partial, sum, c10::cuda::getCurrentCUDAStream(device_).stream());
+    LaunchPeer(input, sum, c10::cuda::getCurrentCUDAStream(device_).stream());
     return sum;
   }
 
@@ -109,8 +123,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   // Whether the peer kernel takes `input`: it exists, and the message fits a staging half and is
-  // 16-byte aligned. Otherwise NCCL takes it. The decision depends on size and alignment alone, so
-  // every rank takes the same path.
+  // 16-byte aligned. Otherwise NCCL takes it. Callers pass Aligned() tensors, so the decision
+  // depends on the size alone and every rank takes the same path.
   bool PeerTakes(const at::Tensor& input) const {
     return peer_ != nullptr &&
            kernels::PeerAllReduceFits(peer_->group(rank_), input.data_ptr(),
@@ -138,17 +152,21 @@ class NcclCommunicator final : public Communicator {
     }
     const kernels::ElementType type = kernels::ElementTypeOf(partial.scalar_type());
     const kernels::PeerGroup& group = peer_->group(rank_);
-    if (!kernels::PeerAllReduceAddRmsNormFits(group, partial.data_ptr(), type,
-                                              residual.data_ptr<float>(), weight.data_ptr<float>(),
+    const at::Tensor input = Aligned(partial);
+    const at::Tensor norm = Aligned(weight);
+    at::Tensor stream_rows = Aligned(residual);  // written back below when it is a copy
+    if (!kernels::PeerAllReduceAddRmsNormFits(group, input.data_ptr(), type,
+                                              stream_rows.data_ptr<float>(), norm.data_ptr<float>(),
                                               partial.size(0), partial.size(1))) {
       return {};
     }
     at::Tensor out = at::empty(partial.sizes(), partial.options().dtype(out_dtype));
     ThrowIfAborted();
     CheckLaunch(kernels::PeerAllReduceAddRmsNorm(
-        group, partial.data_ptr(), type, residual.data_ptr<float>(), weight.data_ptr<float>(),
+        group, input.data_ptr(), type, stream_rows.data_ptr<float>(), norm.data_ptr<float>(),
         static_cast<float>(eps), out.data_ptr(), kernels::ElementTypeOf(out_dtype), partial.size(0),
         partial.size(1), c10::cuda::getCurrentCUDAStream(device_).stream()));
+    if (!stream_rows.is_same(residual)) residual.copy_(stream_rows);
     return out;
   }
 
