@@ -32,6 +32,9 @@
 #             textsxtokens, default 1x16): Embed() latency and the forward's kernels by kind -> profile.md
 #   gemmsearch  the forward's GEMMs at 16 tokens (GEMM_TOKENS, GEMM_TP "1 2"): at::linear vs the
 #             best of cuBLASLt's algorithms -> gemm-search.md (after nativetests)
+#   overhead  the server's own time per short query on this host's CPU with a fake engine (at once,
+#             after 3 ms, after 3 ms + BUSY_POLL; OVERHEAD_POINTS, OVERHEAD_REQUESTS, OVERHEAD_ROUNDS)
+#             -> server-overhead.md
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -464,6 +467,32 @@ step_layouts() {
   local status=$?
   [ -n "$qos_fd" ] && exec {qos_fd}>&-
   return "$status"
+}
+
+step_overhead() {
+  # The server's own time per short query on this host's CPU, over bench/server-overhead.ts's fake
+  # engine (no GPU, no model): answering at once; after 3 ms, as a forward keeps the server waiting
+  # between a request's steps; and after 3 ms with BUSY_POLL -> server-overhead.md and *.json.
+  # Against the layouts step's server probe it separates the server's own cost from the real engine's.
+  local bench=$APP/dist/bench/server-overhead.js status=0
+  local args=(--points "${OVERHEAD_POINTS:-1xbase64}" --requests "${OVERHEAD_REQUESTS:-2000}"
+    --warmup 300 --rounds "${OVERHEAD_ROUNDS:-3}")
+  [ -f "$ADDON" ] && args+=(--addon "$ADDON")
+  : > "$OUT/server-overhead.md"
+  local label extra
+  for label in at-once after-3ms after-3ms-busy-poll; do
+    case $label in
+      at-once) extra=() ;;
+      after-3ms) extra=(--engine-ms 3) ;;
+      *) extra=(--engine-ms 3 --busy-poll) ;;
+    esac
+    { echo "## $label"; echo
+      timeout 300 node "$bench" "${args[@]}" "${extra[@]}" --json "$OUT/server-overhead-$label.json"
+      echo; } | tee -a "$OUT/server-overhead.md" || status=1
+    grep -E "^[0-9]+ x (base64|float)" "$OUT/server-overhead.md" | tail -1 |
+      sed "s/^/| overhead $label | /; s/$/ |/" >> "$RESULTS"
+  done
+  return $status
 }
 
 # ---------------------------------------------------------------------------------------------------
