@@ -2,8 +2,10 @@
 # project (native/tests). Finds libtorch, and enables CUDA / NCCL code when they are available:
 #   QWEN3_WITH_CUDA  libtorch was built with CUDA (the torch_cuda target exists)
 #   QWEN3_WITH_NCCL  additionally nccl.h and libnccl were found
-# libtorch comes from Torch_DIR / CMAKE_PREFIX_PATH if set, else from the Python `torch` package if
-# one is importable (the GPU hosts), else from the system (Debian's libtorch-dev).
+# libtorch comes from Torch_DIR if set, else from the Python `torch` package if one is importable
+# (the GPU hosts; put ahead of CMAKE_PREFIX_PATH), else from CMAKE_PREFIX_PATH or the system
+# (Debian's libtorch-dev). NCCL: NCCL_ROOT / NCCL_HOME / NCCL_DIR, then the system, then the
+# nvidia-nccl wheel beside the Python torch.
 include_guard(GLOBAL)
 
 set(QWEN3_NATIVE_DIR "${CMAKE_CURRENT_LIST_DIR}/..")
@@ -41,12 +43,15 @@ if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
   set(QWEN3_WITH_CUDA ON)
   if(QWEN3_ENABLE_NCCL)
     set(_qwen3_nccl_hints "$ENV{NCCL_ROOT}" "$ENV{NCCL_HOME}" "$ENV{NCCL_DIR}")
+    set(_qwen3_nccl_fallback "")
     if(QWEN3_PYTHON_TORCH_PREFIX)
-      # The nvidia-nccl wheel that PyTorch itself loads (site-packages/nvidia/nccl).
-      get_filename_component(_qwen3_site "${QWEN3_PYTHON_TORCH_PREFIX}/../.." ABSOLUTE)
-      list(APPEND _qwen3_nccl_hints "${_qwen3_site}/nvidia/nccl")
+      # The nvidia-nccl wheel that PyTorch itself loads (site-packages/nvidia/nccl; the prefix is
+      # site-packages/torch/share/cmake). PATHS, not HINTS: searched after the system's.
+      get_filename_component(_qwen3_site "${QWEN3_PYTHON_TORCH_PREFIX}/../../.." ABSOLUTE)
+      list(APPEND _qwen3_nccl_fallback "${_qwen3_site}/nvidia/nccl")
     endif()
-    find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_qwen3_nccl_hints} PATH_SUFFIXES include)
+    find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_qwen3_nccl_hints} PATHS ${_qwen3_nccl_fallback}
+      PATH_SUFFIXES include)
     if(NCCL_INCLUDE_DIR)
       get_filename_component(_qwen3_nccl_root "${NCCL_INCLUDE_DIR}/.." ABSOLUTE)
       find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2

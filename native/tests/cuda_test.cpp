@@ -749,6 +749,46 @@ TEST(PeerAllReduceTest, AnAbortReleasesARankWaitingForMail) {
   EXPECT_TRUE(at::equal(residuals[1].cpu(), at::full({16, 2560}, 5.0f)));
 }
 
+TEST(PeerAllReduceTest, AnAbortReleasesARankWhosePeerPostedPartOfARow) {
+  // As if rank 1 had faulted after posting the first vector of its row: that vector, written here
+  // into rank 0's mailbox, lets rank 0's watcher thread through, and the block's other threads wait
+  // for the rest of the row. The abort must release them too (before, they watched only the clock,
+  // so only the timeout did: 20 s here).
+  REQUIRE_GPUS(2);
+  std::string why;
+  auto peer = PeerAllReduce::Create({0, 1}, int64_t{1} << 20, &why, /*timeout_ns=*/20'000'000'000);
+  ASSERT_NE(peer, nullptr) << why;
+  const kernels::PeerGroup& group = peer->group(0);
+  const int64_t slot_vectors = group.mailbox_slot_bytes / 16;
+  // The first launch's epoch is 1: mailbox 1, rank 1's slot, row 0, vector 0; eight bf16 ones.
+  uint4* first = static_cast<uint4*>(group.mailbox[0]) +
+                 (1 % kernels::kPeerMailboxes) * group.world * slot_vectors + slot_vectors;
+  const uint4 ones = make_uint4(0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u);
+  ASSERT_EQ(cudaMemcpy(first, &ones, sizeof(ones), cudaMemcpyHostToDevice), cudaSuccess);
+
+  c10::cuda::CUDAGuard guard(0);
+  auto stream = c10::cuda::getStreamFromPool(false, 0);
+  const at::TensorOptions on0 = at::TensorOptions().device(at::kCUDA, 0);
+  const at::Tensor partial = at::ones({1, 256}, on0.dtype(at::kBFloat16));
+  at::Tensor residual = at::zeros({1, 256}, on0.dtype(at::kFloat));
+  const at::Tensor weight = at::ones({256}, on0.dtype(at::kFloat));
+  at::Tensor out = at::empty({1, 256}, on0.dtype(at::kBFloat16));
+  c10::cuda::getCurrentCUDAStream(0).synchronize();
+  ASSERT_EQ(kernels::PeerAllReduceAddRmsNorm(
+                group, partial.data_ptr(), kernels::ElementType::kBFloat16,
+                residual.data_ptr<float>(), weight.data_ptr<float>(), 1e-6f, out.data_ptr(),
+                kernels::ElementType::kBFloat16, 1, 256, stream.stream()),
+            cudaSuccess);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(cudaStreamQuery(stream.stream()), cudaErrorNotReady);
+  const auto started = std::chrono::steady_clock::now();
+  peer->Abort();
+  stream.synchronize();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  EXPECT_FALSE(peer->timed_out());
+  peer->Reset();
+}
+
 TEST(PeerAllReduceTest, ATimeoutReleasesEveryLaunchAfterIt) {
   // Rank 0 alone enqueues a forward's worth of all-reduces (fused and plain) that rank 1 never
   // joins: the first waits out the 200 ms timeout, and the timed-out word releases the rest at once

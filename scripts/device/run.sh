@@ -16,7 +16,7 @@
 #   build     compile the addon with CUDA against the host's PyTorch (plain cmake, -j16)
 #   nativetests  the GoogleTest suite built against the host's PyTorch (CUDA kernels, graphs, NCCL TP)
 #   fixture   generate the tiny checkpoint (seed 0) and run scripts/reference/reference.py on it
-#   parity    bench/parity.js: the engine vs the fixture (cuda bf16, cpu fp32, every TP size that fits)
+#   parity    bench/parity.js: the engine vs the fixture (cuda bf16 at TP 1, and 2 with >= 2 GPUs; cpu fp32)
 #   checkgpu  admin check-gpu and admin embed on the tiny checkpoint
 #   model4b   generate the 4b checkpoint (seed 0) into models/Qwen3-Embedding-4B (~8 GB, ~30 s)
 #   parity4b  HF fp32 reference on the 4b checkpoint, then the engine in bf16 at every TP size that fits

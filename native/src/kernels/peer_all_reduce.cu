@@ -30,6 +30,9 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kVectorBytes = 16;
 // How many spins between two looks at the host-mapped abort word and the clock.
 constexpr uint32_t kSpinsPerCheck = 64;
+// A mailbox wait that does not watch the abort word (see WaitForMail) still looks at it at every
+// kQuietChecks-th check.
+constexpr uint32_t kQuietChecks = 256;
 
 __device__ __forceinline__ void StoreRelease(uint64_t* address, uint64_t value) {
   asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(address), "l"(value) : "memory");
@@ -203,11 +206,14 @@ __device__ __forceinline__ uint4 LoadVolatile(const uint4* address) {
 }
 
 // Waits until no word of the mailbox vector at `address` is empty and returns it. Gives up (and
-// returns what is there) after the timeout, or, with watch_abort, when the group is released; it
-// records that in *gave_up so the thread's later waits in the same launch return at once. Only one
-// thread of a block watches the abort word: it lives in host memory, and hundreds of threads
-// reading it over PCIe while they wait slow each wait down enough to make the peer wait in turn
-// (measured: 150 us a call instead of a few, on every call of a forward).
+// returns what is there) after the timeout, or when the group is released; it records that in
+// *gave_up so the thread's later waits in the same launch return at once. Only the thread that
+// waits for a row's first vector (watch_abort) looks at the abort word at every check: it lives in
+// host memory, and hundreds of threads reading it over PCIe while they wait slow each wait down
+// enough to make the peer wait in turn (measured: 150 us a call instead of a few, on every call of
+// a forward). The others wait for vectors behind one that already came, which takes a few spins,
+// so they look only every kQuietChecks-th check (~16k spins): enough that a peer which faulted in
+// the middle of a row does not hold them until the timeout after an abort.
 __device__ __forceinline__ uint4 WaitForMail(const PeerGroup& group, const uint4* address,
                                              bool watch_abort, bool* gave_up) {
   uint4 v = LoadVolatile(address);
@@ -215,7 +221,7 @@ __device__ __forceinline__ uint4 WaitForMail(const PeerGroup& group, const uint4
   uint32_t spins = 0;
   while (HasEmptyWord(v) && !*gave_up) {
     if (++spins % kSpinsPerCheck == 0) {
-      if (watch_abort && Released(group)) {
+      if ((watch_abort || spins % (kSpinsPerCheck * kQuietChecks) == 0) && Released(group)) {
         *gave_up = true;
         break;
       }
