@@ -631,6 +631,24 @@ struct LonePlainLaunch {
   }
 };
 
+// Rank 0's side of a fused all-reduce + norm of `rows` x 256 bf16 ones into a zero residual.
+struct LoneFusedLaunch {
+  explicit LoneFusedLaunch(int64_t n) : rows(n) {}
+  int64_t rows;
+  at::TensorOptions on0 = at::TensorOptions().device(at::kCUDA, 0);
+  at::Tensor partial = at::ones({rows, 256}, on0.dtype(at::kBFloat16));
+  at::Tensor residual = at::zeros({rows, 256}, on0.dtype(at::kFloat));
+  at::Tensor weight = at::ones({256}, on0.dtype(at::kFloat));
+  at::Tensor out = at::empty({rows, 256}, on0.dtype(at::kBFloat16));
+
+  cudaError_t Run(const kernels::PeerGroup& group, cudaStream_t stream) {
+    return kernels::PeerAllReduceAddRmsNorm(
+        group, partial.data_ptr(), kernels::ElementType::kBFloat16, residual.data_ptr<float>(),
+        weight.data_ptr<float>(), 1e-6f, out.data_ptr(), kernels::ElementType::kBFloat16, rows, 256,
+        stream);
+  }
+};
+
 // After a lone launch with a 200 ms timeout: it waited that out (and not much longer) and set the
 // timed-out word, which the reset clears.
 void ExpectTimedOutThenReset(PeerAllReduce& peer, std::chrono::steady_clock::time_point started) {
@@ -768,17 +786,9 @@ TEST(PeerAllReduceTest, AnAbortReleasesARankWhosePeerPostedPartOfARow) {
 
   c10::cuda::CUDAGuard guard(0);
   auto stream = c10::cuda::getStreamFromPool(false, 0);
-  const at::TensorOptions on0 = at::TensorOptions().device(at::kCUDA, 0);
-  const at::Tensor partial = at::ones({1, 256}, on0.dtype(at::kBFloat16));
-  at::Tensor residual = at::zeros({1, 256}, on0.dtype(at::kFloat));
-  const at::Tensor weight = at::ones({256}, on0.dtype(at::kFloat));
-  at::Tensor out = at::empty({1, 256}, on0.dtype(at::kBFloat16));
+  LoneFusedLaunch fused(1);
   c10::cuda::getCurrentCUDAStream(0).synchronize();
-  ASSERT_EQ(kernels::PeerAllReduceAddRmsNorm(
-                group, partial.data_ptr(), kernels::ElementType::kBFloat16,
-                residual.data_ptr<float>(), weight.data_ptr<float>(), 1e-6f, out.data_ptr(),
-                kernels::ElementType::kBFloat16, 1, 256, stream.stream()),
-            cudaSuccess);
+  ASSERT_EQ(fused.Run(group, stream.stream()), cudaSuccess);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(cudaStreamQuery(stream.stream()), cudaErrorNotReady);
   const auto started = std::chrono::steady_clock::now();
@@ -799,21 +809,13 @@ TEST(PeerAllReduceTest, ATimeoutReleasesEveryLaunchAfterIt) {
   ASSERT_NE(peer, nullptr) << why;
   c10::cuda::CUDAGuard guard(0);
   auto stream = c10::cuda::getStreamFromPool(false, 0);
-  const at::TensorOptions on0 = at::TensorOptions().device(at::kCUDA, 0);
-  const at::Tensor partial = at::ones({16, 256}, on0.dtype(at::kBFloat16));
-  at::Tensor residual = at::zeros({16, 256}, on0.dtype(at::kFloat));
-  const at::Tensor weight = at::ones({256}, on0.dtype(at::kFloat));
-  at::Tensor out = at::empty({16, 256}, on0.dtype(at::kBFloat16));
+  LoneFusedLaunch fused(16);
   LonePlainLaunch lone;
   c10::cuda::getCurrentCUDAStream(0).synchronize();
   const auto started = std::chrono::steady_clock::now();
   for (int i = 0; i < 10; ++i) {
     const cudaError_t result =
-        i % 2 == 0 ? kernels::PeerAllReduceAddRmsNorm(
-                         peer->group(0), partial.data_ptr(), kernels::ElementType::kBFloat16,
-                         residual.data_ptr<float>(), weight.data_ptr<float>(), 1e-6f,
-                         out.data_ptr(), kernels::ElementType::kBFloat16, 16, 256, stream.stream())
-                   : lone.Run(*peer, stream.stream());
+        i % 2 == 0 ? fused.Run(peer->group(0), stream.stream()) : lone.Run(*peer, stream.stream());
     ASSERT_EQ(result, cudaSuccess);
   }
   stream.synchronize();
