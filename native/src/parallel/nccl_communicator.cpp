@@ -67,11 +67,11 @@ class NcclCommunicator final : public Communicator {
     CheckTensor(tensor);
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_).stream();
     // The peer kernel writes fp32, so only an fp32 tensor can be summed by it in place.
-    if (tensor.scalar_type() == at::kFloat && peer_ != nullptr) {
-      at::Tensor aligned = Aligned(tensor);
-      if (PeerTakes(aligned)) {
-        LaunchPeer(aligned, aligned, stream);
-        if (!aligned.is_same(tensor)) tensor.copy_(aligned);
+    if (tensor.scalar_type() == at::kFloat) {
+      at::Tensor input = PeerInput(tensor);
+      if (input.defined()) {
+        LaunchPeer(input, input, stream);
+        if (!input.is_same(tensor)) tensor.copy_(input);
         return;
       }
     }
@@ -86,8 +86,8 @@ class NcclCommunicator final : public Communicator {
 
   at::Tensor AllReduceSumAsFloat(const at::Tensor& partial) override {
     CheckTensor(partial);
-    const at::Tensor input = peer_ != nullptr ? Aligned(partial) : partial;
-    if (!PeerTakes(input)) return Communicator::AllReduceSumAsFloat(partial);
+    const at::Tensor input = PeerInput(partial);
+    if (!input.defined()) return Communicator::AllReduceSumAsFloat(partial);
     at::Tensor sum = at::empty(partial.sizes(), partial.options().dtype(at::kFloat));
     LaunchPeer(input, sum, c10::cuda::getCurrentCUDAStream(device_).stream());
     return sum;
@@ -122,16 +122,20 @@ class NcclCommunicator final : public Communicator {
                 "all-reduce needs a contiguous tensor on cuda:", device_);
   }
 
-  // Whether the peer kernel takes `input`: it exists, and the message fits a staging half and is
-  // 16-byte aligned. Otherwise NCCL takes it. Callers pass Aligned() tensors, so the decision
-  // depends on the size alone and every rank takes the same path.
-  bool PeerTakes(const at::Tensor& input) const {
-    return peer_ != nullptr &&
-           kernels::PeerAllReduceFits(peer_->group(rank_), input.data_ptr(),
-                                      kernels::ElementTypeOf(input.scalar_type()), input.numel());
+  // What the peer kernel sums for `input` (Aligned(input)) where it takes the message: the kernel
+  // exists and the message fits a staging half. Otherwise an undefined tensor: NCCL takes it. The
+  // decision depends on the size alone, so every rank takes the same path.
+  at::Tensor PeerInput(const at::Tensor& input) const {
+    if (peer_ == nullptr) return {};
+    at::Tensor aligned = Aligned(input);
+    return kernels::PeerAllReduceFits(peer_->group(rank_), aligned.data_ptr(),
+                                      kernels::ElementTypeOf(aligned.scalar_type()),
+                                      aligned.numel())
+               ? aligned
+               : at::Tensor();
   }
 
-  // Sums `input` into `out` (fp32) with the peer kernel; PeerTakes(input) must hold.
+  // Sums `input` into `out` (fp32) with the peer kernel; `input` comes from PeerInput.
   void LaunchPeer(const at::Tensor& input, at::Tensor& out, cudaStream_t stream) {
     ThrowIfAborted();
     CheckLaunch(kernels::PeerAllReduceToFloat(peer_->group(rank_), input.data_ptr(),
