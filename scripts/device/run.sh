@@ -19,6 +19,8 @@
 #   parity    bench/parity.js: the engine vs the fixture (cuda bf16 at TP 1, and 2 with >= 2 GPUs; cpu fp32)
 #   checkgpu  admin check-gpu and admin embed on the tiny checkpoint
 #   model4b   generate the 4b checkpoint (seed 0) into models/Qwen3-Embedding-4B (~8 GB, ~30 s)
+#   model8b   the same for the 8b (models/Qwen3-Embedding-8B, ~16 GB); profile8b and layouts8b run
+#             the profile and layouts steps on it (results tagged 8b, layouts-8b.json)
 #   parity4b  HF fp32 reference on the 4b checkpoint, then the engine in bf16 at every TP size that fits
 #   enginelat engine-only latency (no HTTP) per layout and batch shape, CUDA graphs on and off
 #             (ENGINE_LAYOUTS, ENGINE_SHAPES, ENGINE_RUNS) -> engine-latency.json
@@ -56,6 +58,7 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFOR
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 TINY=models/Qwen3-Embedding-tiny
 BIG=models/Qwen3-Embedding-4B
+BIG8=models/Qwen3-Embedding-8B
 ADDON=build/native/Release/qwen3_embed.node
 # The unpacked bundle: dist/ + node_modules/ (aliases are compiled to relative paths, so it runs anywhere).
 APP=$ROOT/build/device-app
@@ -207,15 +210,15 @@ step_profile() {
   gpus=$(nvidia-smi --list-gpus | wc -l)
   layouts="tp1:0:1:512"
   [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2:512"
-  local shape=${PROFILE_SHAPE:-1x16} layout name ids tp graph nccl line
+  local shape=${PROFILE_SHAPE:-1x16} layout name ids tp graph nccl line tag=${RUN_TAG:+$RUN_TAG }
   for layout in ${PROFILE_LAYOUTS:-$layouts}; do
     IFS=: read -r name ids tp graph nccl <<< "$layout"
     line=$(timeout 180 "$bin" --model="$model" --gpus="$ids" --tp="$tp" --graph-max="$graph" \
       --peer="$([ "$nccl" = nccl ] && echo 0 || echo 1)" --texts="${shape%x*}" --tokens="${shape#*x}" \
-      --trace="$WORK/trace-$name.json") || { status=1; continue; }
+      --trace="$WORK/trace-${RUN_TAG:-}$name.json") || { status=1; continue; }
     echo "$line"
-    echo "| profile $name $shape | $line |" >> "$RESULTS"
-    { node "$APP/dist/bench/trace-summary.js" "$WORK/trace-$name.json" --label "$name, $shape: $line"
+    echo "| profile $tag$name $shape | $line |" >> "$RESULTS"
+    { node "$APP/dist/bench/trace-summary.js" "$WORK/trace-${RUN_TAG:-}$name.json" --label "$tag$name, $shape: $line"
       echo; } | tee -a "$OUT/profile.md" || status=1
   done
   return $status
@@ -287,16 +290,23 @@ step_checkgpu() {
   echo "| check-gpu | ok (admin check-gpu + embed on $TINY) |" >> "$RESULTS"
 }
 
-step_model4b() {
-  if [ -f "$BIG/config.json" ] && admin model inspect "$BIG" > "$WORK/inspect-4b.txt" 2>&1; then
-    echo "$BIG exists and inspects clean"
-    cat "$WORK/inspect-4b.txt"
+make_model() { # preset dir: generate the checkpoint (seed 0) unless one that inspects clean is there
+  local preset=$1 dir=$2
+  if [ -f "$dir/config.json" ] && admin model inspect "$dir" > "$WORK/inspect-$preset.txt" 2>&1; then
+    echo "$dir exists and inspects clean"
+    cat "$WORK/inspect-$preset.txt"
   else
-    admin checkpoint generate --preset 4b --seed 0 --out "$BIG" --force || return 1
-    admin model inspect "$BIG" || return 1
+    admin checkpoint generate --preset "$preset" --seed 0 --out "$dir" --force || return 1
+    admin model inspect "$dir" || return 1
   fi
-  echo "| model4b | $(du -sh "$BIG" | cut -f1) at $BIG |" >> "$RESULTS"
+  echo "| model$preset | $(du -sh "$dir" | cut -f1) at $dir |" >> "$RESULTS"
 }
+step_model4b() { make_model 4b "$BIG"; }
+step_model8b() { make_model 8b "$BIG8"; }
+# The 8B (hidden 4096, 36 layers, ~16 GB in bf16) through the same tools: its products weigh more
+# against the fixed per-layer costs than the 4B's.
+step_profile8b() { BENCH_MODEL=$BIG8 RUN_TAG=8b step_profile; }
+step_layouts8b() { BENCH_MODEL=$BIG8 RUN_TAG=8b step_layouts; }
 
 step_bench() {
   [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
@@ -417,7 +427,7 @@ step_layouts() {
     [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2 dp2:0,1:1"
     [ "$gpus" -ge 4 ] && layouts="$layouts tp4:0,1,2,3:4 tp2x2:0,1,2,3:2 dp4:0,1,2,3:1"
   fi
-  local tpoint=${BENCH_THROUGHPUT:-64x16} runs=() qos_fd=
+  local tpoint=${BENCH_THROUGHPUT:-64x16} runs=() qos_fd= tag=${RUN_TAG:+$RUN_TAG-}
   echo "| cpu idle | driver $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo -), governor $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo -), states $(cat /sys/devices/system/cpu/cpu0/cpuidle/state*/name 2>/dev/null | tr '\n' ' ') |" >> "$RESULTS"
   # BENCH_CPU_DMA_LATENCY=N: hold a PM QoS request of N us on /dev/cpu_dma_latency during the layouts,
   # which keeps the CPUs out of idle states slower to leave than that (what tuned's latency profiles do).
@@ -433,6 +443,7 @@ step_layouts() {
   for layout in $layouts; do
     IFS=: read -r name visible tp flags <<< "$layout"
     echo "=== layout $name: CUDA_VISIBLE_DEVICES=$visible TENSOR_PARALLEL_SIZE=$tp ${flags:+(flags: $flags)}"
+    name=$tag$name
     start_server "$model" "$visible" "$tp" "$port" "$key" "$WORK/server-$name.log" "$flags" || { runs+=(""); continue; }
     curl -s "http://127.0.0.1:$port/health" | head -c 600; echo
     # Base64 rows, as the OpenAI SDKs ask by default; a node:http keep-alive client, then Node's fetch
@@ -453,8 +464,8 @@ step_layouts() {
     const names = process.argv.slice(2).filter(Boolean);
     const read = (p) => { try { return JSON.parse(fs.readFileSync(p, "utf8")); } catch { return undefined; } };
     const rows = names.map((n) => ({ layout: n, latency: read(`${work}/layout-${n}-latency.json`), latencyFetch: read(`${work}/layout-${n}-latency-fetch.json`), throughput: read(`${work}/layout-${n}-throughput.json`) }));
-    fs.writeFileSync(process.env.OUT + "/layouts.json", JSON.stringify(rows, null, 1));
-    const base = rows.find((r) => r.layout === "tp1");
+    fs.writeFileSync(`${process.env.OUT}/layouts${process.env.RUN_TAG ? "-" + process.env.RUN_TAG : ""}.json`, JSON.stringify(rows, null, 1));
+    const base = rows.find((r) => r.layout.replace(/^.*-/, "") === "tp1");
     const f = (x, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
     for (const r of rows) {
       const p50 = r.latency?.latencyMs?.p50, eps = r.throughput?.throughput?.embeddingsPerSecond;
