@@ -1,11 +1,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <new>
 #include <thread>
 
+#include "common/sync.h"
 #include "reference_model.h"
 #include "runtime/engine.h"
 #include "test_checkpoint.h"
@@ -65,6 +67,50 @@ TEST(RootCauseTest, PrefersTheFirstErrorThatIsNotAnotherRanksAbort) {
   EXPECT_EQ(RootCause({nullptr, aborted}), aborted);
   EXPECT_TRUE(IsCommAborted(aborted));
   EXPECT_FALSE(IsCommAborted(failed));
+}
+
+TEST(SpinForTest, ReturnsOnceReadyOrWhenTheBudgetIsSpent) {
+  using std::chrono::microseconds;
+  EXPECT_TRUE(SpinFor(microseconds(0), [] { return true; }));
+  EXPECT_FALSE(SpinFor(microseconds(0), [] { return false; }));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(SpinFor(microseconds(2000), [] { return false; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, microseconds(2000));
+  std::atomic<bool> flag{false};
+  std::thread setter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    flag = true;
+  });
+  EXPECT_TRUE(SpinFor(std::chrono::seconds(10), [&] { return flag.load(); }));
+  setter.join();
+}
+
+TEST(BarrierTest, SpinningWaitersMeetAndAnAbortReleasesThem) {
+  using std::chrono::microseconds;
+  Barrier barrier(3);
+  std::atomic<int> rounds{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        barrier.ArriveAndWait(microseconds(t == 0 ? 0 : 20'000));
+        if (t == 0) ++rounds;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(rounds.load(), 50);
+
+  // A waiter spinning with a long budget is released by Abort() at once, not when its spin ends.
+  Barrier lone(2);
+  const auto start = std::chrono::steady_clock::now();
+  std::thread aborter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    lone.Abort();
+  });
+  EXPECT_THROW(lone.ArriveAndWait(std::chrono::seconds(30)), CommAbortedError);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  aborter.join();
 }
 
 TEST_F(EngineTest, EmbedsLikeTheReference) {
@@ -159,6 +205,26 @@ TEST_F(EngineTest, CompletesConcurrentSubmissions) {
   EXPECT_EQ(matching, 16);
 }
 
+// Rank threads that spin for the next batch (EngineOptions::idle_spin_us, the server's BUSY_POLL)
+// serve the same rows, take batches that come while they spin or after they slept, and stop at
+// shutdown without waiting out their spin.
+TEST_F(EngineTest, SpinningRankThreadsServeAndShutDownPromptly) {
+  auto reference = Engine::Load(Options(1));
+  const std::vector<float> expected = reference->Embed(Batch());
+  EngineOptions options = Options(2);
+  options.idle_spin_us = 20'000;
+  auto engine = Engine::Load(options);
+  for (int i = 0; i < 5; ++i) ExpectSameRows(engine->Embed(Batch()), expected, Batch().dimensions);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // past the spin: asleep
+  ExpectSameRows(engine->Embed(Batch()), expected, Batch().dimensions);
+  options.idle_spin_us = 30'000'000;
+  auto long_spin = Engine::Load(options);
+  ExpectSameRows(long_spin->Embed(Batch()), expected, Batch().dimensions);
+  const auto start = std::chrono::steady_clock::now();
+  long_spin->Shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
 TEST_F(EngineTest, ARankFailingMidForwardReleasesItsPeers) {
   for (int failing_rank : {0, 1}) {
     SCOPED_TRACE("failing rank " + std::to_string(failing_rank));
@@ -221,6 +287,14 @@ TEST_F(EngineTest, RejectsBadLoadOptions) {
   EngineOptions bf16 = Options();
   bf16.dtype = DType::kBFloat16;
   ExpectError([&] { Engine::Load(bf16); }, ErrorCode::kInvalidArgument, {"float32"});
+  EngineOptions spin = Options();
+  spin.idle_spin_us = 60'000'001;
+  ExpectError([&] { Engine::Load(spin); }, ErrorCode::kInvalidArgument,
+              {"idleSpinUs must be at most 60 s"});
+  spin = Options();
+  spin.device_spin_us = 60'000'001;
+  ExpectError([&] { Engine::Load(spin); }, ErrorCode::kInvalidArgument,
+              {"deviceSpinUs must be at most 60 s"});
   EngineOptions missing = Options();
   missing.model_path = dir_->Join("absent");
   ExpectError([&] { Engine::Load(missing); }, ErrorCode::kModelLoadFailed, {"absent"});

@@ -5,7 +5,8 @@
 //
 //   forward_profile --model=DIR [--device=cuda|cpu] [--gpus=0,1] [--tp=2] [--texts=1]
 //                   [--tokens=16] [--graph-max=512] [--peer=1] [--warmup=20] [--runs=200]
-//                   [--traced=20] [--trace=trace.json]
+//                   [--traced=20] [--trace=trace.json] [--gap-us=0] [--device-spin-us=10000]
+//                   [--idle-spin-us=0]
 //
 // Prints one JSON line: the layout, the shape, and p50/p90/min of Embed() over --runs calls made
 // without the profiler; then traces --traced calls, each inside a user scope "forward".
@@ -21,6 +22,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime/engine.h"
@@ -80,6 +82,11 @@ int Run(const tools::Args& args) {
   o.device_ids = ParseIds(Get(args, "gpus", "0"));
   o.cuda_graph_max_tokens = GetInt("graph-max", 512);
   o.peer_all_reduce = GetInt("peer", 1) != 0;
+  o.device_spin_us = static_cast<uint32_t>(GetInt("device-spin-us", 10000));
+  o.idle_spin_us = static_cast<uint32_t>(GetInt("idle-spin-us", 0));
+  // A pause between timed calls, as between a server's requests: the rank threads go idle (and
+  // sleep unless --idle-spin-us covers the gap), which back-to-back calls never let them do.
+  const int gap_us = GetInt("gap-us", 0);
   const int texts = GetInt("texts", 1);
   const int tokens = GetInt("tokens", 16);
   const int warmup = GetInt("warmup", 20);
@@ -95,6 +102,7 @@ int Run(const tools::Args& args) {
   std::vector<double> ms;
   ms.reserve(static_cast<size_t>(runs));
   for (int i = 0; i < runs; ++i) {
+    if (gap_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(gap_us));
     const auto start = std::chrono::steady_clock::now();
     engine->Embed(batch);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
@@ -126,11 +134,12 @@ int Run(const tools::Args& args) {
 
   std::printf(
       "{\"device\":\"%s\",\"gpus\":\"%s\",\"tp\":%d,\"graphMax\":%d,\"peer\":%s,\"texts\":%d,"
-      "\"tokens\":%d,\"runs\":%d,\"p50Ms\":%.4f,\"p90Ms\":%.4f,\"minMs\":%.4f,\"trace\":\"%s\"}\n",
+      "\"tokens\":%d,\"runs\":%d,\"gapUs\":%d,\"deviceSpinUs\":%u,\"idleSpinUs\":%u,"
+      "\"p50Ms\":%.4f,\"p90Ms\":%.4f,\"minMs\":%.4f,\"trace\":\"%s\"}\n",
       cuda ? "cuda" : "cpu", Get(args, "gpus", "0").c_str(), o.tensor_parallel_size,
-      o.cuda_graph_max_tokens, o.peer_all_reduce ? "true" : "false", texts, tokens, runs,
-      Percentile(ms, 0.5), Percentile(ms, 0.9), *std::min_element(ms.begin(), ms.end()),
-      written.c_str());
+      o.cuda_graph_max_tokens, o.peer_all_reduce ? "true" : "false", texts, tokens, runs, gap_us,
+      o.device_spin_us, o.idle_spin_us, Percentile(ms, 0.5), Percentile(ms, 0.9),
+      *std::min_element(ms.begin(), ms.end()), written.c_str());
   return 0;
 }
 

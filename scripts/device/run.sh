@@ -30,7 +30,8 @@
 #             busy = BUSY_POLL=true; BENCH_SERVER_PROBE=1
 #             preloads scripts/device/server-probe.js: the server's own time per request;
 #             BENCH_CPU_DMA_LATENCY=N holds /dev/cpu_dma_latency at N us meanwhile)
-#   profile   forward_profile per layout (PROFILE_LAYOUTS name:gpus:tp:graphMax[:nccl], PROFILE_SHAPE
+#   profile   forward_profile per layout (PROFILE_LAYOUTS name:gpus:tp:graphMax[:nccl[:args]], args
+#             comma-separated forward_profile flags without their dashes, e.g. gap-us=2000; PROFILE_SHAPE
 #             textsxtokens, default 1x16): Embed() latency and the forward's kernels by kind -> profile.md
 #   gemmsearch  the forward's GEMMs at 16 tokens (GEMM_TOKENS, GEMM_TP "1 2"): at::linear vs the
 #             best of cuBLASLt's algorithms -> gemm-search.md (after nativetests)
@@ -210,11 +211,13 @@ step_profile() {
   gpus=$(nvidia-smi --list-gpus | wc -l)
   layouts="tp1:0:1:512"
   [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2:512"
-  local shape=${PROFILE_SHAPE:-1x16} layout name ids tp graph nccl line tag=${RUN_TAG:+$RUN_TAG }
+  local shape=${PROFILE_SHAPE:-1x16} layout name ids tp graph nccl extra line tag=${RUN_TAG:+$RUN_TAG }
   for layout in ${PROFILE_LAYOUTS:-$layouts}; do
-    IFS=: read -r name ids tp graph nccl <<< "$layout"
+    IFS=: read -r name ids tp graph nccl extra <<< "$layout"
+    local more=()
+    [ -n "$extra" ] && IFS=, read -r -a more <<< "$extra" && more=("${more[@]/#/--}")
     line=$(timeout 180 "$bin" --model="$model" --gpus="$ids" --tp="$tp" --graph-max="$graph" \
-      --peer="$([ "$nccl" = nccl ] && echo 0 || echo 1)" --texts="${shape%x*}" --tokens="${shape#*x}" \
+      --peer="$([ "$nccl" = nccl ] && echo 0 || echo 1)" --texts="${shape%x*}" --tokens="${shape#*x}" "${more[@]}" \
       --trace="$WORK/trace-${RUN_TAG:-}$name.json") || { status=1; continue; }
     echo "$line"
     echo "| profile $tag$name $shape | $line |" >> "$RESULTS"

@@ -55,7 +55,19 @@ describe(ModelService.name, () => {
       tensorParallelSize: 4,
       cudaGraphMaxTokens: 512,
       peerAllReduce: true,
+      idleSpinUs: 0,
     });
+  });
+
+  it('lets the rank threads spin between batches for BUSY_POLL_LINGER_MS when BUSY_POLL is on', async () => {
+    const { engine, sut } = create({
+      CUDA_VISIBLE_DEVICES: '0,1',
+      BUSY_POLL: 'true',
+      BUSY_POLL_LINGER_MS: '5',
+    });
+    engine.releaseLoad();
+    await sut.load();
+    expect(engine.loadOptions).toMatchObject({ tensorParallelSize: 2, idleSpinUs: 5000 });
   });
 
   it('passes CUDA_GRAPH_MAX_TOKENS and TP_PEER_ALL_REDUCE to the engine', async () => {

@@ -205,6 +205,8 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
       cpuThreads: model.cpuThreads,
       cudaGraphMaxTokens: model.cudaGraphMaxTokens,
       peerAllReduce: model.peerAllReduce,
+      // BUSY_POLL: the engine's rank threads spin between batches as the event loop does.
+      idleSpinUs: this.config.server.busyPoll ? this.config.server.busyPollLingerMs * 1000 : 0,
       onProgress: (message) => this.logger.log(message),
     };
   }

@@ -19,6 +19,10 @@ export interface AddonLoadOptions {
   cudaGraphMaxTokens: number;
   /** Small tensor-parallel all-reduces through the peer (NVLink) kernel instead of NCCL. */
   peerAllReduce: boolean;
+  /** How long an idle rank thread spins for the next batch before it sleeps, in microseconds. */
+  idleSpinUs: number;
+  /** How long a rank thread polls its GPU without sleeping each batch, in microseconds (10000). */
+  deviceSpinUs?: number;
 }
 
 /** Same fields as EngineInfo. */

@@ -33,6 +33,12 @@ export interface EngineLoadOptions {
    * when every pair of a group's GPUs has peer access. Default true.
    */
   peerAllReduce?: boolean;
+  /**
+   * How long an idle rank thread spins for the next batch before it sleeps, in microseconds (0,
+   * the default: it sleeps at once). Saves a thread wake-up per rank and batch; costs a busy CPU
+   * core per rank while it spins. The server sets it from BUSY_POLL.
+   */
+  idleSpinUs?: number;
   /** Called with human-readable progress lines while loading (per shard, per rank). */
   onProgress?: (message: string) => void;
 }

@@ -321,26 +321,32 @@ describeWithAddon(NativeEngine.name, () => {
     });
   });
 
-  it('produces the same embeddings with tensor parallelism on the CPU', async () => {
-    const tp = new NativeEngine();
-    try {
-      await tp.load(onCpu(tinyDir, { tensorParallelSize: 2, cpuThreads: 2 }));
-      const batch = batchOf(
-        [
-          [1, 2, 3, 4],
-          [5, 6],
-        ],
-        [64, 64],
-      );
-      const [a, b] = await Promise.all([sut.embed(batch), tp.embed(batch)]);
-      splitRows(a, [64, 64]).forEach((row, i) =>
-        expect(cosine(row, splitRows(b, [64, 64])[i])).toBeGreaterThan(0.99999),
-      );
-      expect(tp.info().devices.map((d) => d.rank)).toEqual([0, 1]);
-    } finally {
-      await tp.dispose();
-    }
-  });
+  it.each([
+    ['sleep between batches', 0],
+    ['spin between batches (BUSY_POLL)', 20_000],
+  ])(
+    'produces the same embeddings with tensor parallelism on the CPU; rank threads %s',
+    async (_, idleSpinUs) => {
+      const tp = new NativeEngine();
+      try {
+        await tp.load(onCpu(tinyDir, { tensorParallelSize: 2, cpuThreads: 2, idleSpinUs }));
+        const batch = batchOf(
+          [
+            [1, 2, 3, 4],
+            [5, 6],
+          ],
+          [64, 64],
+        );
+        const [a, b] = await Promise.all([sut.embed(batch), tp.embed(batch)]);
+        splitRows(a, [64, 64]).forEach((row, i) =>
+          expect(cosine(row, splitRows(b, [64, 64])[i])).toBeGreaterThan(0.99999),
+        );
+        expect(tp.info().devices.map((d) => d.rank)).toEqual([0, 1]);
+      } finally {
+        await tp.dispose();
+      }
+    },
+  );
 
   it('keeps the event loop free during a long batch', async () => {
     const slow = new NativeEngine();
@@ -435,6 +441,16 @@ describeWithAddon(NativeEngine.name, () => {
       engine.load(onCpu(tinyDir, { peerAllReduce: 'yes' as unknown as boolean })),
       'INVALID_ARGUMENT',
       /peerAllReduce must be a boolean/,
+    );
+    await expectEngineError(
+      engine.load(onCpu(tinyDir, { idleSpinUs: -1 })),
+      'INVALID_ARGUMENT',
+      /idleSpinUs must be an integer >= 0/,
+    );
+    await expectEngineError(
+      engine.load(onCpu(tinyDir, { idleSpinUs: 60_000_001 })),
+      'INVALID_ARGUMENT',
+      /idleSpinUs must be at most 60 s/,
     );
     await engine.dispose();
   });

@@ -99,6 +99,7 @@ export class NativeEngine extends EnginePort implements OnApplicationShutdown {
       cpuThreads: options.cpuThreads ?? 0,
       cudaGraphMaxTokens: options.cudaGraphMaxTokens ?? 512,
       peerAllReduce: options.peerAllReduce ?? true,
+      idleSpinUs: options.idleSpinUs ?? 0,
     };
     try {
       // After a failed load the same native engine may try again.

@@ -132,6 +132,9 @@ EngineOptions ToEngineOptions(const Napi::Value& value) {
   options.cpu_threads = OptionalInt(env, o, "cpuThreads", 0, 0);
   options.cuda_graph_max_tokens = OptionalInt(env, o, "cudaGraphMaxTokens", 512, 0);
   options.peer_all_reduce = OptionalBool(env, o, "peerAllReduce", true);
+  options.device_spin_us = static_cast<uint32_t>(
+      OptionalInt(env, o, "deviceSpinUs", static_cast<int>(options.device_spin_us), 0));
+  options.idle_spin_us = static_cast<uint32_t>(OptionalInt(env, o, "idleSpinUs", 0, 0));
   return options;
 }
 

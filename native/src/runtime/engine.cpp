@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -77,16 +78,20 @@ class JobQueue {
     if (failure_) throw *failure_;
     if (closed_) throw Error(ErrorCode::kEngineDisposed, "the engine has been disposed");
     jobs_.push_back(std::move(job));
+    ready_.store(true, std::memory_order_release);
     cv_.notify_one();
   }
 
-  // Blocks for the next job; nullptr once the queue is closed (or failed) and empty.
-  JobPtr Pop() {
+  // Blocks for the next job; nullptr once the queue is closed (or failed) and empty. Spins up to
+  // `spin` for one before it sleeps (EngineOptions::spin_wait_us).
+  JobPtr Pop(std::chrono::microseconds spin) {
+    SpinFor(spin, [&] { return ready_.load(std::memory_order_acquire); });
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return !jobs_.empty() || closed_ || failure_.has_value(); });
     if (jobs_.empty()) return nullptr;
     JobPtr job = std::move(jobs_.front());
     jobs_.pop_front();
+    UpdateReady();
     return job;
   }
 
@@ -94,6 +99,7 @@ class JobQueue {
   void Close() {
     std::lock_guard<std::mutex> lock(mu_);
     closed_ = true;
+    UpdateReady();
     cv_.notify_all();
   }
 
@@ -103,16 +109,23 @@ class JobQueue {
     failure_ = error;
     std::deque<JobPtr> jobs;
     jobs.swap(jobs_);
+    UpdateReady();
     cv_.notify_all();
     return jobs;
   }
 
  private:
+  // Under mu_: whether Pop() would return at once, for the threads that spin without the lock.
+  void UpdateReady() {
+    ready_.store(!jobs_.empty() || closed_ || failure_.has_value(), std::memory_order_release);
+  }
+
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<JobPtr> jobs_;
   bool closed_ = false;
   std::optional<Error> failure_;
+  std::atomic<bool> ready_{false};
 };
 
 // Rank 0 of a replica hands each job to its peers through this slot; nullptr means stop.
@@ -121,11 +134,13 @@ class JobSlot {
   void Publish(JobPtr job) {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = std::move(job);
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
     cv_.notify_all();
   }
 
-  JobPtr Wait(uint64_t* seen) {
+  // Spins up to `spin` for the next job before it sleeps.
+  JobPtr Wait(uint64_t* seen, std::chrono::microseconds spin) {
+    SpinFor(spin, [&] { return generation_.load(std::memory_order_acquire) != *seen; });
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return generation_ != *seen; });
     *seen = generation_;
@@ -136,7 +151,7 @@ class JobSlot {
   std::mutex mu_;
   std::condition_variable cv_;
   JobPtr job_;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};  // written under mu_
 };
 
 struct Rank {
@@ -244,12 +259,18 @@ class DeviceContext {
 // Waits until the calling thread's CUDA stream has finished all queued work. A no-op on the CPU.
 // Polls rather than blocks so that, if a peer aborts the group, this rank notices; the aborted
 // collectives then finish and the stream drains, or the device is declared failed.
-void WaitForDevice(const at::Device& device, CommunicatorGroup& group) {
+void WaitForDevice(const at::Device& device, CommunicatorGroup& group,
+                   std::chrono::microseconds spin) {
 #ifdef QWEN3_WITH_CUDA
   if (!device.is_cuda()) return;
   at::cuda::CUDAEvent done;
   done.record(c10::cuda::getCurrentCUDAStream(device.index()));
   std::optional<std::chrono::steady_clock::time_point> aborted_at;
+  // Spin through the first `spin` of the wait (EngineOptions::device_spin_us), so that a short
+  // batch's end is seen within microseconds (a 50 us sleep overshoots by ~60 us on Linux); a long
+  // batch's wait then sleeps between looks, and costs no core.
+  const auto spin_until = std::chrono::steady_clock::now() + spin;
+  bool spinning = true;
   int polls = 0;
   while (!done.query()) {
     if (group.aborted()) {
@@ -261,7 +282,8 @@ void WaitForDevice(const at::Device& device, CommunicatorGroup& group) {
                         " did not finish its work after the tensor-parallel group was aborted");
       }
     }
-    if (++polls < 100) {
+    if (spinning && ++polls % 64 == 0) spinning = std::chrono::steady_clock::now() < spin_until;
+    if (spinning) {
       std::this_thread::yield();
     } else {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -270,6 +292,7 @@ void WaitForDevice(const at::Device& device, CommunicatorGroup& group) {
 #else
   (void)device;
   (void)group;
+  (void)spin;
 #endif
 }
 
@@ -329,6 +352,12 @@ class Engine::Impl {
   void Report(const std::string& line) const {
     if (progress_) progress_(line);
   }
+  std::chrono::microseconds DeviceSpin() const {
+    return std::chrono::microseconds(options_.device_spin_us);
+  }
+  std::chrono::microseconds IdleSpin() const {
+    return std::chrono::microseconds(options_.idle_spin_us);
+  }
 
   EngineOptions options_;
   ModelConfig config_;
@@ -358,6 +387,9 @@ void Engine::Impl::ValidateOptions() const {
   if (o.model_path.empty()) ThrowInvalidArgument("modelPath is empty");
   if (o.tensor_parallel_size < 1) ThrowInvalidArgument("tensorParallelSize must be >= 1");
   if (o.cpu_threads < 0) ThrowInvalidArgument("cpuThreads must be >= 0");
+  constexpr uint32_t kMaxSpinUs = 60'000'000;
+  if (o.device_spin_us > kMaxSpinUs) ThrowInvalidArgument("deviceSpinUs must be at most 60 s");
+  if (o.idle_spin_us > kMaxSpinUs) ThrowInvalidArgument("idleSpinUs must be at most 60 s");
   if (o.cuda_graph_max_tokens < 0 || o.cuda_graph_max_tokens > kMaxGraphTokens) {
     ThrowInvalidArgument("cudaGraphMaxTokens must be between 0 and " +
                          std::to_string(kMaxGraphTokens));
@@ -551,11 +583,11 @@ void Engine::Impl::RankMain(Replica& replica, Rank& rank) {
     while (true) {
       JobPtr job;
       if (rank.index == 0) {
-        job = replica.healthy.load() ? queue_.Pop() : nullptr;
+        job = replica.healthy.load() ? queue_.Pop(IdleSpin()) : nullptr;
         if (job) Plan(rank, *job);
         replica.slot.Publish(job);
       } else {
-        job = replica.slot.Wait(&seen);
+        job = replica.slot.Wait(&seen, IdleSpin());
       }
       if (!job) break;
       ExecuteJob(replica, rank, *job);
@@ -603,14 +635,14 @@ void Engine::Impl::ExecuteJob(Replica& replica, Rank& rank, Job& job) {
         host = at::empty(pooled.sizes(), pooled.options().device(at::kCPU).pinned_memory(true));
         host.copy_(pooled, /*non_blocking=*/true);
       }
-      WaitForDevice(rank.device, group);
+      WaitForDevice(rank.device, group, DeviceSpin());
       comm.ThrowIfCollectivesFailed();
       host = host.contiguous();
       rows = TruncateAndNormalize(host.data_ptr<float>(), host.size(0), host.size(1),
                                   job.batch.dimensions);
     } else {
       // Surface asynchronous errors now and leave the stream idle for the next job.
-      WaitForDevice(rank.device, group);
+      WaitForDevice(rank.device, group, DeviceSpin());
       comm.ThrowIfCollectivesFailed();
     }
   } catch (...) {
@@ -618,13 +650,16 @@ void Engine::Impl::ExecuteJob(Replica& replica, Rank& rank, Job& job) {
     // Peers may be waiting for this rank in a collective: release them.
     group.Abort();
     try {
-      WaitForDevice(rank.device, group);
+      WaitForDevice(rank.device, group, DeviceSpin());
     } catch (...) {
       if (IsCommAborted(error)) error = std::current_exception();
     }
   }
   rank.job_error = error;
-  replica.barrier.ArriveAndWait();  // every rank is out of its collectives
+  // Every rank is out of its collectives. On GPUs the ranks get here within microseconds of each
+  // other (their last all-reduce lined them up): the first spins rather than sleeps for the rest.
+  replica.barrier.ArriveAndWait(rank.device.is_cuda() ? DeviceSpin()
+                                                      : std::chrono::microseconds(0));
   if (rank.index == 0) Settle(replica, job, std::move(rows));
 }
 

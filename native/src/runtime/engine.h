@@ -48,6 +48,16 @@ struct EngineOptions {
   // How long the peer kernel waits for a peer GPU before the batch fails with DEVICE_FAILED and
   // the replica is taken out of service; 0: its default, 30 s. Tests shorten it.
   uint64_t peer_timeout_ns = 0;
+  // How long a rank thread polls for its GPU's work on a batch without sleeping (microseconds);
+  // after that it sleeps 50 us between looks, so a long batch costs no core. 0: sleep from the
+  // start (a short batch's end is then seen ~60 us late). Also bounds the spin at the end-of-batch
+  // barrier of a tensor-parallel group.
+  uint32_t device_spin_us = 10000;
+  // How long an idle rank thread spins for the next batch before it sleeps on a condition variable
+  // (microseconds). 0: sleep at once. Spinning saves the wake-up of a sleeping thread (tens of
+  // microseconds on a virtual machine) per rank and batch, for a busy core per rank meanwhile.
+  // The server sets it from BUSY_POLL and BUSY_POLL_LINGER_MS (docs/service.md).
+  uint32_t idle_spin_us = 0;
 };
 
 struct DeviceInfo {
