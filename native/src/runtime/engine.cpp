@@ -78,12 +78,12 @@ class JobQueue {
     if (failure_) throw *failure_;
     if (closed_) throw Error(ErrorCode::kEngineDisposed, "the engine has been disposed");
     jobs_.push_back(std::move(job));
-    ready_.store(true, std::memory_order_release);
+    UpdateReady();
     cv_.notify_one();
   }
 
   // Blocks for the next job; nullptr once the queue is closed (or failed) and empty. Spins up to
-  // `spin` for one before it sleeps (EngineOptions::spin_wait_us).
+  // `spin` for one before it sleeps (EngineOptions::idle_spin_us).
   JobPtr Pop(std::chrono::microseconds spin) {
     SpinFor(spin, [&] { return ready_.load(std::memory_order_acquire); });
     std::unique_lock<std::mutex> lock(mu_);
