@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import { PATH_METADATA } from '@nestjs/common/constants';
@@ -18,12 +18,33 @@ const KUBECTL = join(ROOT, '.tools/kubectl-v1.32.3/kubectl'); // `make k8s-tools
 const OVERLAYS = ['cpu', 'gpu'] as const;
 const DOCS = join(ROOT, 'docs/deploy.md');
 
-function render(overlay: string): Manifest[] {
+function renderDir(dir: string): Manifest[] {
   if (!existsSync(KUBECTL)) throw new Error(`${KUBECTL} is missing: run \`make k8s-tools\``);
-  const text = execFileSync(KUBECTL, ['kustomize', join(ROOT, 'deploy/overlays', overlay)], {
-    encoding: 'utf8',
-  });
+  const text = execFileSync(KUBECTL, ['kustomize', dir], { encoding: 'utf8' });
   return parseAllDocuments(text).map((document) => document.toJS() as Manifest);
+}
+
+const render = (overlay: string): Manifest[] => renderDir(join(ROOT, 'deploy/overlays', overlay));
+
+/**
+ * An overlay with one more component, as a user adds it: a copy of the overlay beside it (kustomize
+ * takes only relative paths, and components must run before the overlay's image transformer).
+ */
+function renderWithComponent(overlay: string, component: string): Manifest[] {
+  const dir = mkdtempSync(join(ROOT, 'deploy/overlays/.spec-'));
+  try {
+    cpSync(join(ROOT, 'deploy/overlays', overlay), dir, { recursive: true });
+    const kustomization = join(dir, 'kustomization.yaml');
+    const text = readFileSync(kustomization, 'utf8');
+    expect(text).toContain('components:\n');
+    writeFileSync(
+      kustomization,
+      text.replace('components:\n', `components:\n  - ../../components/${component}\n`),
+    );
+    return renderDir(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 // The model packages are ES modules only: Node's own require loads them (require(esm), Node >= 20.19);
@@ -248,6 +269,37 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (overlay) => {
       expect(config.model.cpuThreads).toBe(Number(api.resources.limits.cpu));
     });
   }
+});
+
+describe('deploy/components/model-copy (optional)', () => {
+  it('copies the checkpoint MODEL_PATH names from the PVC to a node-local emptyDir before the API starts', () => {
+    const objects = renderWithComponent('gpu', 'model-copy');
+    for (const object of objects) expect(() => modelOf(object).validate()).not.toThrow();
+    const pod = objects.find((o) => o.kind === 'Deployment')!.spec.template.spec;
+    const api = pod.containers.find((c: Manifest) => c.name === 'api');
+    const [copy] = pod.initContainers;
+    const env = (container: Manifest, name: string) =>
+      container.env.find((e: Manifest) => e.name === name).value;
+    const volume = (name: string) => pod.volumes.find((v: Manifest) => v.name === name);
+    const mount = (container: Manifest, path: string) =>
+      container.volumeMounts.find((m: Manifest) => m.mountPath === path);
+
+    expect(copy.image).toBe(api.image);
+    expect(env(copy, 'MODEL_PATH')).toBe(env(api, 'MODEL_PATH'));
+    const modelsDir = posix.dirname(env(api, 'MODEL_PATH'));
+    expect(mount(api, modelsDir).name).toBe(mount(copy, modelsDir).name);
+    expect(volume(mount(api, modelsDir).name)).toEqual(
+      expect.objectContaining({ emptyDir: expect.anything() }),
+    );
+    expect(volume(mount(api, modelsDir).name).persistentVolumeClaim).toBeUndefined();
+    const source = copy.volumeMounts.find((m: Manifest) => m.mountPath === '/model-source');
+    expect(source.readOnly).toBe(true);
+    expect(volume(source.name).persistentVolumeClaim.claimName).toBe('qwen3-embed-models');
+    expect(copy.securityContext).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+    });
+  });
 });
 
 describe('docs/deploy.md', () => {
