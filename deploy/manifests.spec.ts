@@ -302,6 +302,43 @@ describe('deploy/components/model-copy (optional)', () => {
   });
 });
 
+describe('docker/compose.yml with docker/nginx/nginx.conf', () => {
+  const nginxConf = readFileSync(join(ROOT, 'docker/nginx/nginx.conf'), 'utf8');
+  const compose = parseAllDocuments(readFileSync(join(ROOT, 'docker/compose.yml'), 'utf8'), {
+    merge: true,
+  })[0].toJS() as Manifest;
+  /** The api service's environment as compose gives it with nothing set: `${X:-default}` is default. */
+  const apiConfig = () =>
+    loadAppConfig(
+      Object.fromEntries(
+        Object.entries(compose.services.api.environment as Record<string, unknown>).map(([name, value]) => [
+          name,
+          String(value).replace(/\$\{\w+:([-?])([^}]*)\}/g, (_, kind: string, rest: string) =>
+            kind === '-' ? rest : 'set-by-the-user',
+          ),
+        ]),
+      ),
+    );
+
+  it('points nginx at the api service, re-resolved through Docker DNS by an nginx that can', () => {
+    const [, host, port, parameters] = /^\s*server ([\w.-]+):(\d+)([^;]*);/m.exec(nginxConf)!;
+    expect(host).toBe('api');
+    expect(compose.services.api.expose).toContain(port);
+    expect(apiConfig().server.port).toBe(Number(port));
+    // `resolve` needs a shared zone, a resolver, and open-source Nginx >= 1.27.3.
+    expect(parameters).toMatch(/\bresolve\b/);
+    expect(nginxConf).toMatch(/^\s*zone embeddings_api \w+;/m);
+    expect(nginxConf).toMatch(/^\s*resolver 127\.0\.0\.11 valid=\d+s/m);
+    const [, major, minor] = /^nginx:(\d+)\.(\d+)/.exec(compose.services.nginx.image)!.map(Number);
+    expect(major * 1000 + minor).toBeGreaterThanOrEqual(1028); // 1.27.3 was mainline; 1.28 is its stable
+  });
+
+  it('stops a replica only after its drain (SHUTDOWN_TIMEOUT_MS + 5 s)', () => {
+    const grace = Number(/^(\d+)s$/.exec(compose.services.api.stop_grace_period)![1]);
+    expect(grace).toBeGreaterThan(apiConfig().server.shutdownTimeoutMs / 1000 + 5);
+  });
+});
+
 describe('docs/deploy.md', () => {
   it('shows the rendered objects exactly as the overlays render them', () => {
     // Each block follows a marker `<!-- rendered: OVERLAY KIND NAME -->`.
