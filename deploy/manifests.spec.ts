@@ -3,6 +3,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import { PATH_METADATA } from '@nestjs/common/constants';
+import * as ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { IS_PUBLIC_KEY } from '@app/auth/public.decorator';
 import { loadAppConfig } from '@app/config';
@@ -57,16 +58,54 @@ const MODEL_PACKAGES: Record<string, string> = {
   'monitoring.coreos.com': '@kubernetes-models/prometheus-operator',
 };
 
-/** The kubernetes-models class for an object's apiVersion and kind: built-in schemas or a CRD's. */
-function modelOf(object: Manifest): { validate(): void } {
+/** Where an object's model lives: kubernetes-models for built-in kinds, a CRD package otherwise. */
+function modelModule(object: Manifest): { specifier: string; file: string } {
   const [group, version] = object.apiVersion.includes('/')
     ? object.apiVersion.split('/')
     : ['', object.apiVersion];
   const pkg = MODEL_PACKAGES[group] ?? 'kubernetes-models';
-  const file = join(ROOT, 'node_modules', pkg, group, version, `${object.kind}.js`);
-  if (!existsSync(file)) throw new Error(`no schema for ${object.apiVersion} ${object.kind} in ${pkg}`);
+  const specifier = posix.join(pkg, group, version, object.kind);
+  return { specifier, file: join(ROOT, 'node_modules', `${specifier}.js`) };
+}
+
+/** The kubernetes-models class for an object's apiVersion and kind: built-in schemas or a CRD's. */
+function modelOf(object: Manifest): { validate(): void } {
+  const { file } = modelModule(object);
+  if (!existsSync(file)) throw new Error(`no schema for ${object.apiVersion} ${object.kind}`);
   const Model = nodeRequire(file)[object.kind];
   return new Model(object);
+}
+
+/**
+ * Type-checks objects against the models' TypeScript interfaces. The JSON schemas accept fields they do
+ * not know; TypeScript's excess-property check on object literals rejects them (a misspelt probe, a
+ * field at the wrong level). Returns the compiler's messages.
+ */
+function unknownFields(objects: Manifest[]): string[] {
+  const file = join(ROOT, 'deploy', '__rendered__.ts'); // in memory only: resolves node_modules from here
+  const source = objects
+    .map((object, i) => {
+      const type = `import type { I${object.kind} as T${i} } from '${modelModule(object).specifier}';`;
+      return `${type}\nexport const o${i}: T${i} = ${JSON.stringify(object)};`;
+    })
+    .join('\n');
+  const options: ts.CompilerOptions = {
+    noEmit: true,
+    strict: true,
+    module: ts.ModuleKind.ESNext,
+    moduleResolution: ts.ModuleResolutionKind.Bundler,
+    target: ts.ScriptTarget.ES2022,
+    skipLibCheck: true,
+    types: [],
+  };
+  const host = ts.createCompilerHost(options);
+  const { fileExists, readFile, getSourceFile } = host;
+  host.fileExists = (name) => name === file || fileExists(name);
+  host.readFile = (name) => (name === file ? source : readFile(name));
+  host.getSourceFile = (name, language, ...rest) =>
+    name === file ? ts.createSourceFile(name, source, language) : getSourceFile(name, language, ...rest);
+  const program = ts.createProgram([file], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, ' '));
 }
 
 function route(controller: object, method: string): string {
@@ -269,6 +308,19 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (overlay) => {
       expect(config.model.cpuThreads).toBe(Number(api.resources.limits.cpu));
     });
   }
+});
+
+describe('every rendered object (both overlays, and gpu with model-copy)', () => {
+  it('uses only fields the Kubernetes, KEDA and Prometheus Operator APIs define', () => {
+    const objects = [...render('cpu'), ...render('gpu'), ...renderWithComponent('gpu', 'model-copy')];
+    // And one misspelt field, to show the check catches it.
+    const typo = structuredClone(objects.find((o) => o.kind === 'Deployment')!);
+    typo.spec.template.spec.containers[0].readinessProbes =
+      typo.spec.template.spec.containers[0].readinessProbe;
+    expect(unknownFields([...objects, typo])).toEqual([
+      expect.stringMatching(/'"readinessProbes"' does not exist in type 'IContainer'/),
+    ]);
+  }, 60_000);
 });
 
 describe('deploy/components/model-copy (optional)', () => {
