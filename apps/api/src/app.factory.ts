@@ -5,6 +5,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { ApiKeyService } from '@app/auth';
+import { verifyJsonBodyShape } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ModelService } from '@app/embeddings';
 import { AppModule, AppModuleOptions } from './app.module';
@@ -52,7 +53,8 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
   app.useLogger(app.get(Logger));
   const config = app.get(AppConfig);
 
-  app.useBodyParser('json', { limit: config.server.bodyLimitBytes });
+  // The limit holds for the inflated bytes of a gzip/deflate body too; the shape check bounds the parse.
+  app.useBodyParser('json', { limit: config.server.bodyLimitBytes, verify: verifyJsonBodyShape });
   app.disable('x-powered-by');
   // Express would hash every response body for an ETag (a SHA-1: ~1.2 ms on the event loop for a
   // 64-row embeddings response, bench/response-json.ts) that no client of this API revalidates with.

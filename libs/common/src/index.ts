@@ -7,3 +7,4 @@ export * from './request-id';
 export * from './validation.pipe';
 export * from './seeded-random';
 export * from './busy-poll';
+export * from './json-body-shape';
