@@ -8,3 +8,4 @@ export * from './validation.pipe';
 export * from './seeded-random';
 export * from './busy-poll';
 export * from './json-body-shape';
+export * from './http-protocol-errors';
