@@ -96,8 +96,34 @@ describe(loadAppConfig.name, () => {
       'TENSOR_PARALLEL_SIZE: must divide the 3 visible GPUs',
     ],
     [{ API_KEYS_FILE: '/nonexistent/keys' }, 'API_KEYS_FILE: cannot read /nonexistent/keys'],
+    [{ BODY_LIMIT: '0' }, 'BODY_LIMIT: must be at least 1 byte'],
+    [{ BODY_LIMIT: '0.4b' }, 'BODY_LIMIT: must be at least 1 byte'],
+    [{ BODY_LIMIT: '0kb' }, 'BODY_LIMIT: must be at least 1 byte'],
+    [{ BODY_LIMIT: '-1mb' }, 'BODY_LIMIT: must be a size'],
+    [{ BODY_LIMIT: '1gb' }, 'BODY_LIMIT: must be at most'],
+    [{ DEVICE: 'cpu', TENSOR_PARALLEL_SIZE: '2' }, 'TENSOR_PARALLEL_SIZE: must be 1 with DEVICE=cpu'],
+    [{ DEVICE: 'cpu', TENSOR_PARALLEL_SIZE: '8' }, 'TENSOR_PARALLEL_SIZE: must be 1 with DEVICE=cpu'],
   ])('rejects %j', (env, message) => {
     expect(() => loadAppConfig({ ...base, ...env })).toThrow(`Invalid environment variables: ${message}`);
+  });
+
+  it('takes the boundary values of what it refuses', () => {
+    expect(loadAppConfig({ ...base, BODY_LIMIT: '1' }).server.bodyLimitBytes).toBe(1);
+    expect(loadAppConfig({ ...base, BODY_LIMIT: '511mb' }).server.bodyLimitBytes).toBe(511 * 1024 ** 2);
+    expect(
+      loadAppConfig({ ...base, DEVICE: 'cpu', TENSOR_PARALLEL_SIZE: '1' }).model.tensorParallelSize,
+    ).toBe(1);
+    // An input longer than a batch's token budget runs alone in its own batch: not a contradiction.
+    expect(loadAppConfig({ ...base, MAX_BATCH_TOKENS: '1024', MAX_INPUT_TOKENS: '8192' }).warnings).toEqual(
+      [],
+    );
+  });
+
+  it('warns when the request limit is below the per-input limit', () => {
+    const sut = loadAppConfig({ ...base, MAX_REQUEST_TOKENS: '1000', MAX_INPUT_TOKENS: '8192' });
+    expect(sut.warnings).toEqual([
+      expect.stringContaining('MAX_REQUEST_TOKENS (1000) is below MAX_INPUT_TOKENS (8192)'),
+    ]);
   });
 
   it('lists every bad variable in one message', () => {

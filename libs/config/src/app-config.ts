@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { accessSync, constants } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { plainToInstance } from 'class-transformer';
@@ -98,6 +99,8 @@ export interface LoadConfigOptions {
 }
 
 const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+/** body-parser decodes the body into one string, and V8's strings are at most this long. */
+const MAX_BODY_LIMIT_BYTES = bufferConstants.MAX_STRING_LENGTH;
 
 function parseBytes(value: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(value.trim());
@@ -177,9 +180,28 @@ export function loadAppConfig(
     );
   }
 
+  if (device === 'cpu' && dto.TENSOR_PARALLEL_SIZE !== undefined && dto.TENSOR_PARALLEL_SIZE > 1) {
+    // The CPU engine's ranks are threads of one process over one memory: a simulation that tests the
+    // sharded code (they build the engine directly), never a way to serve faster.
+    problems.push('TENSOR_PARALLEL_SIZE: must be 1 with DEVICE=cpu (tensor parallel needs GPUs)');
+  }
+
   const bodyLimitBytes = parseBytes(dto.BODY_LIMIT ?? '16mb');
+  if (dto.BODY_LIMIT !== undefined && bodyLimitBytes < 1) {
+    problems.push('BODY_LIMIT: must be at least 1 byte');
+  } else if (bodyLimitBytes > MAX_BODY_LIMIT_BYTES) {
+    problems.push(
+      `BODY_LIMIT: must be at most ${MAX_BODY_LIMIT_BYTES} bytes (about 511mb: the longest string Node can parse)`,
+    );
+  }
   const maxRequestTokens = dto.MAX_REQUEST_TOKENS ?? 300_000;
   const maxQueueTokens = dto.MAX_QUEUE_TOKENS ?? Math.max(1_000_000, maxRequestTokens);
+  const maxInputTokens = dto.MAX_INPUT_TOKENS ?? 8_192;
+  if (maxRequestTokens < maxInputTokens) {
+    warnings.push(
+      `MAX_REQUEST_TOKENS (${maxRequestTokens}) is below MAX_INPUT_TOKENS (${maxInputTokens}): a request is refused before one input reaches its own limit`,
+    );
+  }
   if (maxQueueTokens < maxRequestTokens) {
     problems.push(
       'MAX_QUEUE_TOKENS: must be at least MAX_REQUEST_TOKENS, or the largest request could never queue',
@@ -219,7 +241,7 @@ export function loadAppConfig(
     limits: {
       batchSize: dto.BATCH_SIZE ?? 256,
       maxBatchTokens: dto.MAX_BATCH_TOKENS ?? (device === 'cuda' ? 16_384 : 8_192),
-      maxInputTokens: dto.MAX_INPUT_TOKENS ?? 8_192,
+      maxInputTokens,
       maxRequestTokens,
       maxQueueTokens,
       maxQueuedRequests: dto.MAX_QUEUED_REQUESTS ?? 1_024,
