@@ -12,6 +12,7 @@ describe(loadAppConfig.name, () => {
       shutdownTimeoutMs: 30000,
       busyPoll: false,
       busyPollLingerMs: 20,
+      healthDetails: 'basic',
     });
     expect(sut.model).toMatchObject({
       servedNames: ['Qwen3-Embedding-4B'],
@@ -51,7 +52,9 @@ describe(loadAppConfig.name, () => {
       TP_PEER_ALL_REDUCE: 'false',
       BUSY_POLL: 'true',
       BUSY_POLL_LINGER_MS: '0',
+      HEALTH_DETAILS: 'FULL',
     });
+    expect(sut.server.healthDetails).toBe('full');
     expect(sut.server.port).toBe(7000);
     expect(sut.server.busyPoll).toBe(true);
     expect(sut.server.busyPollLingerMs).toBe(0);
@@ -84,6 +87,7 @@ describe(loadAppConfig.name, () => {
     [{ AUTO_TRUNCATE: 'maybe' }, 'AUTO_TRUNCATE: must be true or false'],
     [{ BODY_LIMIT: 'lots' }, 'BODY_LIMIT: must be a size'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL: must be one of'],
+    [{ HEALTH_DETAILS: 'all' }, 'HEALTH_DETAILS: must be basic or full'],
     [{ NCCL_IB_DISABLE: 'yes' }, 'NCCL_IB_DISABLE: must be 0 or 1'],
     [{ CUDA_GRAPH_MAX_TOKENS: '9000' }, 'CUDA_GRAPH_MAX_TOKENS: must be at most 8192'],
     [

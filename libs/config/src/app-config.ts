@@ -7,6 +7,7 @@ import { EnvDto } from './env.dto';
 
 export type Device = 'cuda' | 'cpu';
 export type Dtype = 'bfloat16' | 'float16' | 'float32';
+export type HealthDetails = 'basic' | 'full';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ServerConfig {
@@ -18,6 +19,8 @@ export interface ServerConfig {
   busyPoll: boolean;
   /** BUSY_POLL_LINGER_MS: with busyPoll, how long it keeps spinning after the last request left. */
   busyPollLingerMs: number;
+  /** HEALTH_DETAILS: `full` adds the model path, devices (memory) and failure reasons to /health. */
+  healthDetails: HealthDetails;
 }
 
 export interface AuthConfig {
@@ -222,6 +225,7 @@ export function loadAppConfig(
       shutdownTimeoutMs: dto.SHUTDOWN_TIMEOUT_MS ?? 30_000,
       busyPoll: dto.BUSY_POLL ?? false,
       busyPollLingerMs: dto.BUSY_POLL_LINGER_MS ?? 20,
+      healthDetails: (dto.HEALTH_DETAILS as HealthDetails | undefined) ?? 'basic',
     },
     auth: { disabled: authDisabled, keys, keysFile: dto.API_KEYS_FILE, demo },
     model: {
