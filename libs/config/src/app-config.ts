@@ -32,6 +32,8 @@ export interface AuthConfig {
   keysFile?: string;
   /** Started with --demo: a random key is generated when none is configured. */
   demo: boolean;
+  /** Where --demo keeps that key (mode 0600) and finds it again on the next run. */
+  demoKeyFile: string;
 }
 
 export interface ModelConfig {
@@ -100,6 +102,9 @@ export class AppConfig implements AppConfigData {
 export interface LoadConfigOptions {
   demo?: boolean;
 }
+
+/** Relative to the working directory (the repository for `make serve`; git-ignored). */
+const DEMO_KEY_FILE = '.demo/api-key';
 
 const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 /** body-parser decodes the body into one string, and V8's strings are at most this long. */
@@ -227,7 +232,13 @@ export function loadAppConfig(
       busyPollLingerMs: dto.BUSY_POLL_LINGER_MS ?? 20,
       healthDetails: (dto.HEALTH_DETAILS as HealthDetails | undefined) ?? 'basic',
     },
-    auth: { disabled: authDisabled, keys, keysFile: dto.API_KEYS_FILE, demo },
+    auth: {
+      disabled: authDisabled,
+      keys,
+      keysFile: dto.API_KEYS_FILE,
+      demo,
+      demoKeyFile: resolve(DEMO_KEY_FILE),
+    },
     model: {
       path: modelPath,
       servedNames: servedNames.length > 0 ? servedNames : [basename(resolve(modelPath))],
