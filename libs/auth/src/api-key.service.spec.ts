@@ -98,6 +98,15 @@ describe(ApiKeyService.name, () => {
     expect(readFileSync(file, 'utf8')).toBe(`${replaced.generatedKey}\n`);
   });
 
+  it('says where it could not keep the demo key', () => {
+    writeFileSync(join(dir, 'file'), '');
+    expect(
+      () => new ApiKeyService(configWith({ demo: true, demoKeyFile: join(dir, 'file', 'api-key') })),
+    ).toThrow(
+      /--demo cannot keep its API key in .*file\/api-key \(E[A-Z]+\); run from a writable directory or set API_KEY/,
+    );
+  });
+
   it('shows a key as a short prefix only', () => {
     expect(keyPrefix('sk-demo-abcdefghijklmnopqrstuvwxyz012345')).toBe('sk-demo-abcd…');
     expect(keyPrefix('0123456789abcdef0123456789abcdef')).toBe('01234567…');

@@ -50,9 +50,15 @@ export function loadOrCreateDemoKey(file: string): string {
     }
   }
   const key = `sk-demo-${randomBytes(24).toString('base64url')}`;
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(file, `${key}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600); // writeFileSync keeps the mode of a file that existed
+  try {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `${key}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600); // writeFileSync keeps the mode of a file that existed
+  } catch (error) {
+    throw new Error(
+      `--demo cannot keep its API key in ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); run from a writable directory or set API_KEY`,
+    );
+  }
   return key;
 }
 
