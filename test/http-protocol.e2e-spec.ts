@@ -83,6 +83,13 @@ describe('HTTP protocol errors in the OpenAI envelope (raw sockets)', () => {
     );
   });
 
+  it('answers chunk extensions over the parser limit with 413', async () => {
+    const chunked = `2;ext=${'a'.repeat(20_000)}\r\n{}\r\n0\r\n\r\n`;
+    const response = await rawRequest(port, post('Transfer-Encoding: chunked\r\n', chunked));
+    expectEnvelope(response, 413, 'request_too_large');
+    expect(response.headers.connection).toBe('close');
+  });
+
   it('answers an Expect other than 100-continue with 417', async () => {
     const response = await rawRequest(port, post('Expect: 200-ok\r\nContent-Length: 2\r\n', '{}'));
     expectEnvelope(response, 417, 'expectation_failed');
