@@ -5,7 +5,6 @@ import {
   ValidationPipe,
   ValidationPipeOptions,
 } from '@nestjs/common';
-import type { TransformerPackage } from '@nestjs/common/interfaces/external/transformer-package.interface';
 import { instanceToPlain } from 'class-transformer';
 import { getMetadataStorage } from 'class-validator';
 import { InvalidRequestError } from './domain.error';
@@ -75,7 +74,7 @@ function knownFields(value: object, type: Type): Record<string, unknown> {
  * decorators. The instance is the pruned body's fields on the DTO's prototype; nothing is copied
  * deeply (class-transformer would copy a 2048 x 8192 id array element by element).
  */
-const FLAT_TRANSFORMER: TransformerPackage = {
+const FLAT_TRANSFORMER: NonNullable<ValidationPipeOptions['transformerPackage']> = {
   plainToInstance: <T>(type: Type<T>, plain: unknown): T => Object.assign(new type() as object, plain) as T,
   classToPlain: (object: unknown) => instanceToPlain(object),
 };
