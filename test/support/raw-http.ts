@@ -82,10 +82,7 @@ export class RawHttpConnection {
 
   /** Resolves when the server has closed the connection. */
   closedByServer(timeoutMs = 5_000): Promise<true> {
-    return this.until(() => (this.closed ? true : undefined), timeoutMs).catch((error) => {
-      if (this.closed) return true as const;
-      throw error;
-    });
+    return this.until(() => (this.closed ? (true as const) : undefined), timeoutMs);
   }
 
   destroy(): void {
