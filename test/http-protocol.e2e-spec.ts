@@ -112,14 +112,17 @@ describe('HTTP protocol errors in the OpenAI envelope (raw sockets)', () => {
     }
   });
 
-  it('answers a request whose headers stall with 408', async () => {
+  it.each([
+    ['headers stall', 'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Le'],
+    ['body stalls', post('Content-Length: 20\r\n', '{"input":')],
+  ])('answers a request whose %s with 408', async (_part, partial) => {
     const server = running.app.getHttpServer() as Server;
     const saved = { headersTimeout: server.headersTimeout, requestTimeout: server.requestTimeout };
     server.headersTimeout = 500;
     server.requestTimeout = 1_000;
     const connection = await RawHttpConnection.open(port);
     try {
-      connection.write('POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Le');
+      connection.write(partial);
       const response = await connection.response(5_000);
       expectEnvelope(response, 408, 'request_timeout');
       await connection.closedByServer();
