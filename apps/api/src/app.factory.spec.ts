@@ -260,7 +260,7 @@ describe(createApp.name, () => {
       device: 'cpu',
       replicas: 1,
       queue: { pendingRequests: 0 },
-      details: { hiddenSize: HIDDEN },
+      details: { hiddenSize: HIDDEN, dtype: 'float32', tensorParallelSize: 1 },
     });
     expect((await fetch(`${sut.url}/health/live`)).status).toBe(200);
     const ready = await fetch(`${sut.url}/health/ready`);
@@ -279,10 +279,59 @@ describe(createApp.name, () => {
     expect(spec.paths['/v1/embeddings']).toBeDefined();
   });
 
+  it('shows no filesystem path and no host data on /health by default', async () => {
+    const text = await (await fetch(`${sut.url}/health`)).text();
+    expect(text).not.toContain('modelPath');
+    expect(text).not.toContain('/fake');
+    expect(text).not.toContain(modelDir);
+    expect(text).not.toContain('devices');
+    expect(text).not.toContain('MemoryBytes');
+  });
+
   it('echoes a sane x-request-id and replaces an unsafe one', async () => {
     const kept = await post({ input: 'x' }, { 'x-request-id': 'abc-123' });
     expect(kept.headers.get('x-request-id')).toBe('abc-123');
     const replaced = await post({ input: 'x' }, { 'x-request-id': 'bad id with spaces' });
     expect(replaced.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+describe('createApp with HEALTH_DETAILS=full', () => {
+  let modelDir: string;
+  let sut: RunningApp;
+
+  beforeAll(async () => {
+    modelDir = mkdtempSync(join(tmpdir(), 'Qwen3-Embedding-fake-'));
+    writeTokenizerOnlyModel(modelDir, { query: 'Instruct: find\nQuery:', document: '' });
+    sut = await createApp({
+      engine: new FakeEngine({ info: { hiddenSize: HIDDEN, modelPath: modelDir } }),
+      inheritProcessEnv: false,
+      shutdownHooks: false,
+      env: {
+        API_KEY: KEY,
+        MODEL_PATH: modelDir,
+        DEVICE: 'cpu',
+        HOST: '127.0.0.1',
+        PORT: '0',
+        LOG_LEVEL: 'silent',
+        HEALTH_DETAILS: 'full',
+      },
+    });
+    await sut.ready;
+  });
+
+  afterAll(async () => {
+    await sut.app.close();
+    rmSync(modelDir, { recursive: true, force: true });
+  });
+
+  it('adds the model path and the devices with their memory to /health', async () => {
+    expect(await readJson(await fetch(`${sut.url}/health`))).toMatchObject({
+      status: 'ok',
+      details: {
+        modelPath: modelDir,
+        devices: [{ name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1 }],
+      },
+    });
   });
 });

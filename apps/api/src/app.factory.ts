@@ -5,6 +5,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { ApiKeyService } from '@app/auth';
+import { answerProtocolErrorsInEnvelope, verifyJsonBodyShape } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ModelService } from '@app/embeddings';
 import { AppModule, AppModuleOptions } from './app.module';
@@ -33,6 +34,8 @@ export interface RunningApp {
  */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
+const CONNECTIONS_CHECKING_INTERVAL_MS = 1_000;
+
 function publicUrl(host: string, port: number): string {
   const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
   return `http://${shown}:${port}`;
@@ -52,7 +55,8 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
   app.useLogger(app.get(Logger));
   const config = app.get(AppConfig);
 
-  app.useBodyParser('json', { limit: config.server.bodyLimitBytes });
+  // The limit holds for the inflated bytes of a gzip/deflate body too; the shape check bounds the parse.
+  app.useBodyParser('json', { limit: config.server.bodyLimitBytes, verify: verifyJsonBodyShape });
   app.disable('x-powered-by');
   // Express would hash every response body for an ETag (a SHA-1: ~1.2 ms on the event loop for a
   // 64-row embeddings response, bench/response-json.ts) that no client of this API revalidates with.
@@ -77,8 +81,12 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
     app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   }
 
-  await app.listen(config.server.port, config.server.host);
   const server = app.getHttpServer() as Server;
+  answerProtocolErrorsInEnvelope(server);
+  // headersTimeout and requestTimeout are enforced on this tick (Node's default 30 s). It is a
+  // createServer option, which Nest does not pass; the server reads the field when it starts listening.
+  Object.assign(server, { connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS });
+  await app.listen(config.server.port, config.server.host);
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1_000;
   const { port } = server.address() as AddressInfo;

@@ -1,9 +1,16 @@
 import { Logger } from '@nestjs/common';
+import { keyPrefix } from '@app/auth';
 import { createApp, RunningApp } from './app.factory';
+
+/** A path as one shell word. */
+function shellQuote(path: string): string {
+  return /^[\w./-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
+}
 
 /**
  * `node dist/apps/api/src/main.js [--demo]`. With --demo and no key configured, a random key is
- * generated for this run and printed (see docs/service.md).
+ * generated into .demo/api-key (mode 0600; reused by later runs) and only its prefix is printed, with
+ * the line that exports it (see docs/service.md).
  */
 async function main(): Promise<void> {
   const demo = process.argv.includes('--demo');
@@ -19,7 +26,6 @@ async function main(): Promise<void> {
   const modelId = config.model.servedNames[0];
   logger.log(`listening on ${url}; loading ${config.model.path} as ${modelId} on ${config.model.device}`);
 
-  const shownKey = generatedKey ?? (demo ? config.auth.keys[0] : undefined);
   if (demo || generatedKey) {
     const lines = [
       '',
@@ -27,12 +33,25 @@ async function main(): Promise<void> {
       `  docs:    ${url}/docs`,
       `  health:  ${url}/health`,
     ];
+    // The key itself is never printed (terminals, CI logs and screen shares keep it): a prefix, and
+    // where to read it.
     if (config.auth.disabled) {
       lines.push('  auth:    disabled (AUTH_DISABLED=true)');
-    } else if (shownKey) {
+    } else if (generatedKey) {
       lines.push(
-        `  API key: ${shownKey}${generatedKey ? '   (generated for this run; set API_KEY to choose one)' : ''}`,
-        `  try:     curl ${url}/v1/embeddings -H 'Authorization: Bearer ${shownKey}' -H 'Content-Type: application/json' -d '{"model":"${modelId}","input":"hello"}'`,
+        `  API key: ${keyPrefix(generatedKey)}   (generated for this checkout, kept in ${config.auth.demoKeyFile}, mode 0600; set API_KEY to choose one)`,
+        `  use it:  export KEY=$(cat ${shellQuote(config.auth.demoKeyFile)})`,
+      );
+    } else if (config.auth.keys.length > 0) {
+      lines.push(
+        `  API key: ${keyPrefix(config.auth.keys[0])}   (from API_KEY / API_KEYS; export KEY=<that key>)`,
+      );
+    } else {
+      lines.push('  API key: from API_KEYS_FILE (export KEY=<one of its keys>)');
+    }
+    if (!config.auth.disabled) {
+      lines.push(
+        `  try:     curl ${url}/v1/embeddings -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{"model":"${modelId}","input":"hello"}'`,
       );
     }
     process.stdout.write(`${lines.join('\n')}\n\n`);

@@ -1,9 +1,9 @@
 import * as crypto from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppConfig, AuthConfig, loadAppConfig } from '@app/config';
-import { ApiKeyService, parseApiKeysFile } from './api-key.service';
+import { ApiKeyService, keyPrefix, parseApiKeysFile } from './api-key.service';
 
 jest.mock('node:crypto', () => {
   const actual = jest.requireActual<typeof import('node:crypto')>('node:crypto');
@@ -73,13 +73,45 @@ describe(ApiKeyService.name, () => {
     expect(() => new ApiKeyService(configWith({ keysFile: file }))).toThrow('API_KEYS_FILE: no keys in');
   });
 
-  it('generates a random key in demo mode when none is configured', () => {
-    const first = new ApiKeyService(configWith({ demo: true }));
-    const second = new ApiKeyService(configWith({ demo: true }));
+  it('generates a random key in demo mode when none is configured, kept in a 0600 file', () => {
+    const firstFile = join(dir, 'a', '.demo', 'api-key');
+    const first = new ApiKeyService(configWith({ demo: true, demoKeyFile: firstFile }));
+    const second = new ApiKeyService(configWith({ demo: true, demoKeyFile: join(dir, 'b', 'api-key') }));
     expect(first.generatedKey).toMatch(/^sk-demo-[\w-]{32}$/);
     expect(first.generatedKey).not.toBe(second.generatedKey);
     expect(first.verify(first.generatedKey!)).toBe(true);
     expect(first.verify(second.generatedKey!)).toBe(false);
+    expect(readFileSync(firstFile, 'utf8')).toBe(`${first.generatedKey}\n`);
+    expect(statSync(firstFile).mode & 0o777).toBe(0o600);
+  });
+
+  it('finds the demo key of an earlier run, and replaces a file that holds no demo key', () => {
+    const file = join(dir, 'api-key');
+    const first = new ApiKeyService(configWith({ demo: true, demoKeyFile: file }));
+    chmodSync(file, 0o644);
+    const again = new ApiKeyService(configWith({ demo: true, demoKeyFile: file }));
+    expect(again.generatedKey).toBe(first.generatedKey);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    writeFileSync(file, 'not a key\n');
+    const replaced = new ApiKeyService(configWith({ demo: true, demoKeyFile: file }));
+    expect(replaced.generatedKey).toMatch(/^sk-demo-/);
+    expect(readFileSync(file, 'utf8')).toBe(`${replaced.generatedKey}\n`);
+  });
+
+  it('says where it could not keep the demo key', () => {
+    writeFileSync(join(dir, 'file'), '');
+    expect(
+      () => new ApiKeyService(configWith({ demo: true, demoKeyFile: join(dir, 'file', 'api-key') })),
+    ).toThrow(
+      /--demo cannot keep its API key in .*file\/api-key \(E[A-Z]+\); run from a writable directory or set API_KEY/,
+    );
+  });
+
+  it('shows a key as a short prefix only', () => {
+    expect(keyPrefix('sk-demo-abcdefghijklmnopqrstuvwxyz012345')).toBe('sk-demo-abcd…');
+    expect(keyPrefix('0123456789abcdef0123456789abcdef')).toBe('01234567…');
+    expect(keyPrefix('short-key')).toBe('sh…');
+    expect(keyPrefix('k')).toBe('…');
   });
 
   it('uses configured keys in demo mode rather than generating one', () => {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '@app/config';
 
@@ -33,6 +34,40 @@ export function parseApiKeysFile(content: string, source = 'API_KEYS_FILE'): Buf
   return digests;
 }
 
+const DEMO_KEY = /^sk-demo-[\w-]{32}$/;
+
+/**
+ * The --demo key: the one kept in `file` by an earlier run, else a new random one written there
+ * (mode 0600), so `export KEY=$(cat file)` works and keeps working across restarts while the key is
+ * never printed.
+ */
+export function loadOrCreateDemoKey(file: string): string {
+  if (existsSync(file)) {
+    const kept = readFileSync(file, 'utf8').trim();
+    if (DEMO_KEY.test(kept)) {
+      chmodSync(file, 0o600);
+      return kept;
+    }
+  }
+  const key = `sk-demo-${randomBytes(24).toString('base64url')}`;
+  try {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `${key}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600); // writeFileSync keeps the mode of a file that existed
+  } catch (error) {
+    throw new Error(
+      `--demo cannot keep its API key in ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); run from a writable directory or set API_KEY`,
+    );
+  }
+  return key;
+}
+
+/** The start of a key, enough to tell keys apart and never enough to use one. */
+export function keyPrefix(key: string): string {
+  const shown = key.startsWith('sk-demo-') ? 12 : Math.min(8, Math.floor(key.length / 4));
+  return `${key.slice(0, shown)}…`;
+}
+
 /**
  * The accepted API keys, held only as SHA-256 digests. A presented key is hashed and compared with
  * every stored digest by `timingSafeEqual`, without stopping at a match, so neither the key's content
@@ -41,7 +76,7 @@ export function parseApiKeysFile(content: string, source = 'API_KEYS_FILE'): Buf
 @Injectable()
 export class ApiKeyService {
   private readonly digests: Buffer[];
-  /** Set when --demo generated a key because none was configured. */
+  /** Set when --demo made (or found in `auth.demoKeyFile`) a key because none was configured. */
   readonly generatedKey?: string;
 
   constructor(config: AppConfig) {
@@ -54,7 +89,7 @@ export class ApiKeyService {
       if (!demo) {
         throw new Error(`Invalid environment variables: API_KEYS_FILE: no keys in ${keysFile ?? '(unset)'}`);
       }
-      this.generatedKey = `sk-demo-${randomBytes(24).toString('base64url')}`;
+      this.generatedKey = loadOrCreateDemoKey(config.auth.demoKeyFile);
       digests.push(sha256(this.generatedKey));
     }
     this.digests = digests;

@@ -39,6 +39,24 @@ export class RequestTooLargeError extends Error {
   override readonly name = 'RequestTooLargeError';
 }
 
+export type ProtocolProblem =
+  'malformed' | 'timeout' | 'headers_too_large' | 'too_large' | 'expectation_failed';
+
+/**
+ * The HTTP message itself is unusable, found by Node's parser before routing: bad framing (400), not
+ * received in time (408), headers too large (431), chunk extensions too large (413), an `Expect`
+ * other than 100-continue (417).
+ */
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+  constructor(
+    message: string,
+    readonly problem: ProtocolProblem,
+  ) {
+    super(message);
+  }
+}
+
 /** The batching queue is full; the client should retry after `retryAfterSeconds` (429). */
 export class QueueFullError extends Error {
   override readonly name = 'QueueFullError';

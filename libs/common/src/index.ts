@@ -7,3 +7,5 @@ export * from './request-id';
 export * from './validation.pipe';
 export * from './seeded-random';
 export * from './busy-poll';
+export * from './json-body-shape';
+export * from './http-protocol-errors';

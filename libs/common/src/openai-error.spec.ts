@@ -4,6 +4,7 @@ import {
   AuthenticationError,
   InvalidRequestError,
   ModelNotFoundError,
+  ProtocolError,
   QueueFullError,
   RequestTooLargeError,
   ServiceUnavailableError,
@@ -41,6 +42,11 @@ describe(toOpenAIError.name, () => {
       { type: 'server_error', code: 'internal_error' },
     ],
     [new BadRequestException('Unexpected token'), 400, { message: 'Invalid request body: Unexpected token' }],
+    [new ProtocolError('bad framing', 'malformed'), 400, { code: 'invalid_http_request' }],
+    [new ProtocolError('slow', 'timeout'), 408, { code: 'request_timeout' }],
+    [new ProtocolError('big', 'too_large'), 413, { code: 'request_too_large' }],
+    [new ProtocolError('big', 'headers_too_large'), 431, { code: 'request_headers_too_large' }],
+    [new ProtocolError('expect', 'expectation_failed'), 417, { code: 'expectation_failed' }],
   ])('%s -> %i', (error, status, fields) => {
     const mapped = toOpenAIError(error);
     expect(mapped.status).toBe(status);

@@ -4,6 +4,8 @@ import {
   AuthenticationError,
   InvalidRequestError,
   ModelNotFoundError,
+  ProtocolError,
+  ProtocolProblem,
   QueueFullError,
   RequestTooLargeError,
   RouteNotFoundError,
@@ -48,6 +50,14 @@ function unavailable(message: string, code: string, retryAfterSeconds?: number):
 function isHttpError(error: unknown): error is Error & { status: number; expose?: boolean; type?: string } {
   return error instanceof Error && typeof (error as { status?: unknown }).status === 'number';
 }
+
+const PROTOCOL_STATUS: Record<ProtocolProblem, [status: number, code: string]> = {
+  malformed: [400, 'invalid_http_request'],
+  timeout: [408, 'request_timeout'],
+  too_large: [413, 'request_too_large'],
+  headers_too_large: [431, 'request_headers_too_large'],
+  expectation_failed: [417, 'expectation_failed'],
+};
 
 function fromEngineError(error: EngineError): MappedError {
   switch (error.code) {
@@ -109,6 +119,10 @@ export function toOpenAIError(exception: unknown): MappedError {
   }
   if (exception instanceof RequestTooLargeError) {
     return envelope(413, 'invalid_request_error', exception.message, 'request_too_large');
+  }
+  if (exception instanceof ProtocolError) {
+    const [status, code] = PROTOCOL_STATUS[exception.problem];
+    return envelope(status, 'invalid_request_error', exception.message, code);
   }
   if (exception instanceof QueueFullError) {
     return envelope(429, 'rate_limit_exceeded', exception.message, 'queue_full', null, {

@@ -5,7 +5,10 @@ import {
   ValidationPipe,
   ValidationPipeOptions,
 } from '@nestjs/common';
+import { instanceToPlain } from 'class-transformer';
+import { getMetadataStorage } from 'class-validator';
 import { InvalidRequestError } from './domain.error';
+import { JSON_BODY_LIMITS, nestedDeeperThan } from './json-body-shape';
 
 function firstError(errors: ValidationError[], path = ''): { param: string; message: string } | undefined {
   for (const error of errors) {
@@ -33,8 +36,52 @@ export interface ValidationShortcut<T extends object = object> {
   accept(value: unknown): T | undefined;
 }
 
+/** The properties class-validator keeps for a DTO under `whitelist`: those with a decorator. */
+const knownProperties = new WeakMap<Type, readonly string[]>();
+
+function propertiesOf(type: Type): readonly string[] {
+  let properties = knownProperties.get(type);
+  if (!properties) {
+    properties = [
+      ...new Set(
+        getMetadataStorage()
+          .getTargetValidationMetadatas(type, '', true, false)
+          .map((metadata) => metadata.propertyName),
+      ),
+    ];
+    knownProperties.set(type, properties);
+  }
+  return properties;
+}
+
+/**
+ * The DTO's known properties of a body, as a new plain object. Unknown fields are dropped here, in
+ * time linear in the DTO's size: class-transformer's copy of an object is quadratic in its key count
+ * (10k keys 0.47 s, 40k keys 3.2 s on the dev machine), and the pipe's own walks recurse.
+ */
+function knownFields(value: object, type: Type): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const property of propertiesOf(type)) {
+    if (Object.prototype.hasOwnProperty.call(value, property)) {
+      fields[property] = (value as Record<string, unknown>)[property];
+    }
+  }
+  return fields;
+}
+
+/**
+ * The request DTOs are flat: class-validator rules on plain JSON values, no class-transformer
+ * decorators. The instance is the pruned body's fields on the DTO's prototype; nothing is copied
+ * deeply (class-transformer would copy a 2048 x 8192 id array element by element).
+ */
+const FLAT_TRANSFORMER: NonNullable<ValidationPipeOptions['transformerPackage']> = {
+  plainToInstance: <T>(type: Type<T>, plain: unknown): T => Object.assign(new type() as object, plain) as T,
+  classToPlain: (object: unknown) => instanceToPlain(object),
+};
+
 const OPTIONS: ValidationPipeOptions = {
   transform: true,
+  transformerPackage: FLAT_TRANSFORMER,
   whitelist: true,
   forbidNonWhitelisted: false,
   stopAtFirstError: true,
@@ -57,13 +104,38 @@ class ShortcutValidationPipe extends ValidationPipe {
     const accept =
       metadata.type === 'body' && metadata.metatype ? this.shortcuts.get(metadata.metatype) : undefined;
     const accepted = accept?.(value);
-    return accepted !== undefined ? Promise.resolve(accepted) : super.transform(value, metadata);
+    if (accepted !== undefined) {
+      return Promise.resolve(accepted);
+    }
+    const { metatype } = metadata;
+    if (metadata.type === 'body' && metatype && value != null && this.toValidate(metadata)) {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        // An array body would become an object with one key per item.
+        return Promise.reject(
+          new InvalidRequestError('Invalid request body: expected a JSON object.', null, 'invalid_body'),
+        );
+      }
+      // Bodies come bounded from the JSON parser (JSON_BODY_LIMITS); this holds for any other source.
+      const fields = knownFields(value, metatype);
+      if (nestedDeeperThan(fields, JSON_BODY_LIMITS.maxDepth)) {
+        return Promise.reject(
+          new InvalidRequestError(
+            `Invalid request body: nested deeper than ${JSON_BODY_LIMITS.maxDepth} levels.`,
+            null,
+            'invalid_body',
+          ),
+        );
+      }
+      return super.transform(fields, metadata);
+    }
+    return super.transform(value, metadata);
   }
 }
 
 /**
  * The global validation pipe: DTO errors become a 400 naming the first offending field in `param`.
- * Unknown fields are dropped rather than rejected, so clients that send extra fields keep working.
+ * Unknown fields are dropped rather than rejected, so clients that send extra fields keep working,
+ * before anything walks the body (linear in the DTO's fields, whatever the body holds).
  * `shortcuts` let the hot DTOs skip class-validator for bodies that are plainly valid.
  */
 export function createValidationPipe(shortcuts: readonly ValidationShortcut[] = []): ValidationPipe {

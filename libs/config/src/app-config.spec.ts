@@ -12,6 +12,7 @@ describe(loadAppConfig.name, () => {
       shutdownTimeoutMs: 30000,
       busyPoll: false,
       busyPollLingerMs: 20,
+      healthDetails: 'basic',
     });
     expect(sut.model).toMatchObject({
       servedNames: ['Qwen3-Embedding-4B'],
@@ -51,7 +52,9 @@ describe(loadAppConfig.name, () => {
       TP_PEER_ALL_REDUCE: 'false',
       BUSY_POLL: 'true',
       BUSY_POLL_LINGER_MS: '0',
+      HEALTH_DETAILS: 'FULL',
     });
+    expect(sut.server.healthDetails).toBe('full');
     expect(sut.server.port).toBe(7000);
     expect(sut.server.busyPoll).toBe(true);
     expect(sut.server.busyPollLingerMs).toBe(0);
@@ -84,6 +87,7 @@ describe(loadAppConfig.name, () => {
     [{ AUTO_TRUNCATE: 'maybe' }, 'AUTO_TRUNCATE: must be true or false'],
     [{ BODY_LIMIT: 'lots' }, 'BODY_LIMIT: must be a size'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL: must be one of'],
+    [{ HEALTH_DETAILS: 'all' }, 'HEALTH_DETAILS: must be basic or full'],
     [{ NCCL_IB_DISABLE: 'yes' }, 'NCCL_IB_DISABLE: must be 0 or 1'],
     [{ CUDA_GRAPH_MAX_TOKENS: '9000' }, 'CUDA_GRAPH_MAX_TOKENS: must be at most 8192'],
     [
@@ -96,8 +100,34 @@ describe(loadAppConfig.name, () => {
       'TENSOR_PARALLEL_SIZE: must divide the 3 visible GPUs',
     ],
     [{ API_KEYS_FILE: '/nonexistent/keys' }, 'API_KEYS_FILE: cannot read /nonexistent/keys'],
+    [{ BODY_LIMIT: '0' }, 'BODY_LIMIT: must be at least 1 byte'],
+    [{ BODY_LIMIT: '0.4b' }, 'BODY_LIMIT: must be at least 1 byte'],
+    [{ BODY_LIMIT: '0kb' }, 'BODY_LIMIT: must be at least 1 byte'],
+    [{ BODY_LIMIT: '-1mb' }, 'BODY_LIMIT: must be a size'],
+    [{ BODY_LIMIT: '1gb' }, 'BODY_LIMIT: must be at most'],
+    [{ DEVICE: 'cpu', TENSOR_PARALLEL_SIZE: '2' }, 'TENSOR_PARALLEL_SIZE: must be 1 with DEVICE=cpu'],
+    [{ DEVICE: 'cpu', TENSOR_PARALLEL_SIZE: '8' }, 'TENSOR_PARALLEL_SIZE: must be 1 with DEVICE=cpu'],
   ])('rejects %j', (env, message) => {
     expect(() => loadAppConfig({ ...base, ...env })).toThrow(`Invalid environment variables: ${message}`);
+  });
+
+  it('takes the boundary values of what it refuses', () => {
+    expect(loadAppConfig({ ...base, BODY_LIMIT: '1' }).server.bodyLimitBytes).toBe(1);
+    expect(loadAppConfig({ ...base, BODY_LIMIT: '511mb' }).server.bodyLimitBytes).toBe(511 * 1024 ** 2);
+    expect(
+      loadAppConfig({ ...base, DEVICE: 'cpu', TENSOR_PARALLEL_SIZE: '1' }).model.tensorParallelSize,
+    ).toBe(1);
+    // An input longer than a batch's token budget runs alone in its own batch: not a contradiction.
+    expect(loadAppConfig({ ...base, MAX_BATCH_TOKENS: '1024', MAX_INPUT_TOKENS: '8192' }).warnings).toEqual(
+      [],
+    );
+  });
+
+  it('warns when the request limit is below the per-input limit', () => {
+    const sut = loadAppConfig({ ...base, MAX_REQUEST_TOKENS: '1000', MAX_INPUT_TOKENS: '8192' });
+    expect(sut.warnings).toEqual([
+      expect.stringContaining('MAX_REQUEST_TOKENS (1000) is below MAX_INPUT_TOKENS (8192)'),
+    ]);
   });
 
   it('lists every bad variable in one message', () => {

@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { accessSync, constants } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { plainToInstance } from 'class-transformer';
@@ -6,6 +7,7 @@ import { EnvDto } from './env.dto';
 
 export type Device = 'cuda' | 'cpu';
 export type Dtype = 'bfloat16' | 'float16' | 'float32';
+export type HealthDetails = 'basic' | 'full';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ServerConfig {
@@ -17,6 +19,8 @@ export interface ServerConfig {
   busyPoll: boolean;
   /** BUSY_POLL_LINGER_MS: with busyPoll, how long it keeps spinning after the last request left. */
   busyPollLingerMs: number;
+  /** HEALTH_DETAILS: `full` adds the model path, devices (memory) and failure reasons to /health. */
+  healthDetails: HealthDetails;
 }
 
 export interface AuthConfig {
@@ -28,6 +32,8 @@ export interface AuthConfig {
   keysFile?: string;
   /** Started with --demo: a random key is generated when none is configured. */
   demo: boolean;
+  /** Where --demo keeps that key (mode 0600) and finds it again on the next run. */
+  demoKeyFile: string;
 }
 
 export interface ModelConfig {
@@ -97,7 +103,12 @@ export interface LoadConfigOptions {
   demo?: boolean;
 }
 
+/** Relative to the working directory (the repository for `make serve`; git-ignored). */
+const DEMO_KEY_FILE = '.demo/api-key';
+
 const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+/** body-parser decodes the body into one string, and V8's strings are at most this long. */
+const MAX_BODY_LIMIT_BYTES = bufferConstants.MAX_STRING_LENGTH;
 
 function parseBytes(value: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(value.trim());
@@ -177,9 +188,28 @@ export function loadAppConfig(
     );
   }
 
+  if (device === 'cpu' && dto.TENSOR_PARALLEL_SIZE !== undefined && dto.TENSOR_PARALLEL_SIZE > 1) {
+    // The CPU engine's ranks are threads of one process over one memory: a simulation that tests the
+    // sharded code (they build the engine directly), never a way to serve faster.
+    problems.push('TENSOR_PARALLEL_SIZE: must be 1 with DEVICE=cpu (tensor parallel needs GPUs)');
+  }
+
   const bodyLimitBytes = parseBytes(dto.BODY_LIMIT ?? '16mb');
+  if (dto.BODY_LIMIT !== undefined && bodyLimitBytes < 1) {
+    problems.push('BODY_LIMIT: must be at least 1 byte');
+  } else if (bodyLimitBytes > MAX_BODY_LIMIT_BYTES) {
+    problems.push(
+      `BODY_LIMIT: must be at most ${MAX_BODY_LIMIT_BYTES} bytes (about 511mb: the longest string Node can parse)`,
+    );
+  }
   const maxRequestTokens = dto.MAX_REQUEST_TOKENS ?? 300_000;
   const maxQueueTokens = dto.MAX_QUEUE_TOKENS ?? Math.max(1_000_000, maxRequestTokens);
+  const maxInputTokens = dto.MAX_INPUT_TOKENS ?? 8_192;
+  if (maxRequestTokens < maxInputTokens) {
+    warnings.push(
+      `MAX_REQUEST_TOKENS (${maxRequestTokens}) is below MAX_INPUT_TOKENS (${maxInputTokens}): a request is refused before one input reaches its own limit`,
+    );
+  }
   if (maxQueueTokens < maxRequestTokens) {
     problems.push(
       'MAX_QUEUE_TOKENS: must be at least MAX_REQUEST_TOKENS, or the largest request could never queue',
@@ -200,8 +230,15 @@ export function loadAppConfig(
       shutdownTimeoutMs: dto.SHUTDOWN_TIMEOUT_MS ?? 30_000,
       busyPoll: dto.BUSY_POLL ?? false,
       busyPollLingerMs: dto.BUSY_POLL_LINGER_MS ?? 20,
+      healthDetails: (dto.HEALTH_DETAILS as HealthDetails | undefined) ?? 'basic',
     },
-    auth: { disabled: authDisabled, keys, keysFile: dto.API_KEYS_FILE, demo },
+    auth: {
+      disabled: authDisabled,
+      keys,
+      keysFile: dto.API_KEYS_FILE,
+      demo,
+      demoKeyFile: resolve(DEMO_KEY_FILE),
+    },
     model: {
       path: modelPath,
       servedNames: servedNames.length > 0 ? servedNames : [basename(resolve(modelPath))],
@@ -219,7 +256,7 @@ export function loadAppConfig(
     limits: {
       batchSize: dto.BATCH_SIZE ?? 256,
       maxBatchTokens: dto.MAX_BATCH_TOKENS ?? (device === 'cuda' ? 16_384 : 8_192),
-      maxInputTokens: dto.MAX_INPUT_TOKENS ?? 8_192,
+      maxInputTokens,
       maxRequestTokens,
       maxQueueTokens,
       maxQueuedRequests: dto.MAX_QUEUED_REQUESTS ?? 1_024,

@@ -116,6 +116,11 @@ export class EnvDto {
   BODY_LIMIT?: string;
 
   @IsOptional()
+  @IsIn(['basic', 'full'], { message: 'must be basic or full' })
+  @Transform(toLower)
+  HEALTH_DETAILS?: string;
+
+  @IsOptional()
   @IsIn(['VERSION', 'WARN', 'INFO', 'TRACE'], { message: 'must be one of VERSION, WARN, INFO, TRACE' })
   @Transform(({ value }: Raw) =>
     typeof value === 'string' ? value.trim().toUpperCase() || undefined : value,

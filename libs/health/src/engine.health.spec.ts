@@ -1,11 +1,13 @@
 import { HealthIndicatorService } from '@nestjs/terminus';
+import { AppConfig, HealthDetails } from '@app/config';
 import { ModelService, Readiness } from '@app/embeddings/model.service';
 import { EngineHealthIndicator } from './engine.health';
 
 describe(EngineHealthIndicator.name, () => {
-  function create(readiness: Readiness): EngineHealthIndicator {
+  function create(readiness: Readiness, healthDetails: HealthDetails = 'full'): EngineHealthIndicator {
     const model = { readiness: () => readiness } as unknown as ModelService;
-    return new EngineHealthIndicator(new HealthIndicatorService(), model);
+    const config = { server: { healthDetails } } as AppConfig;
+    return new EngineHealthIndicator(new HealthIndicatorService(), model, config);
   }
 
   it('is up when the model is ready', () => {
@@ -24,7 +26,13 @@ describe(EngineHealthIndicator.name, () => {
     expect(sut.isReady('engine').engine).toMatchObject({ status: 'down', state: readiness.state });
   });
 
-  it('says why the engine failed', () => {
+  it('keeps the failure reason to itself unless HEALTH_DETAILS=full', () => {
+    expect(
+      create({ ready: false, state: 'failed', reason: 'cannot read /models/x' }, 'basic').isReady('engine'),
+    ).toEqual({ engine: { status: 'down', state: 'failed' } });
+  });
+
+  it('says why the engine failed with HEALTH_DETAILS=full', () => {
     expect(create({ ready: false, state: 'failed', reason: 'GPU 0 lost' }).isReady('engine')).toEqual({
       engine: { status: 'down', state: 'failed', reason: 'GPU 0 lost' },
     });

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { AppConfig } from '@app/config';
 import { ModelService } from '@app/embeddings/model.service';
 
 /**
@@ -11,11 +12,14 @@ export class EngineHealthIndicator {
   constructor(
     private readonly health: HealthIndicatorService,
     private readonly model: ModelService,
+    private readonly config: AppConfig,
   ) {}
 
+  /** The failure reason only with HEALTH_DETAILS=full: the route is public and a load error names files. */
   isReady(key: string): HealthIndicatorResult {
     const indicator = this.health.check(key);
     const { ready, state, reason } = this.model.readiness();
-    return ready ? indicator.up({ state }) : indicator.down({ state, ...(reason ? { reason } : {}) });
+    const shown = reason && this.config.server.healthDetails === 'full' ? { reason } : {};
+    return ready ? indicator.up({ state }) : indicator.down({ state, ...shown });
   }
 }

@@ -6,7 +6,16 @@ import { Public } from '@app/auth/public.decorator';
 import { BatchingService } from '@app/batching/batching.service';
 import { AppConfig } from '@app/config';
 import { ModelService } from '@app/embeddings/model.service';
+import type { EngineInfo } from '@app/engine/engine.port';
 import { EngineHealthIndicator } from './engine.health';
+
+/** The engine facts about the model and layout, without its path and per-device host data. */
+function publicEngineInfo(info: EngineInfo): Omit<EngineInfo, 'modelPath' | 'devices'> {
+  const { modelPath, devices, ...rest } = info;
+  void modelPath;
+  void devices;
+  return rest;
+}
 
 @ApiTags('health')
 @Public()
@@ -21,23 +30,30 @@ export class HealthController {
   ) {}
 
   @Get()
-  @ApiOperation({ summary: 'Status, model, device, engine details and queue (503 unless ready)' })
+  @ApiOperation({
+    summary:
+      'Status, model, device, engine details and queue (503 unless ready); paths, devices and failure reasons only with HEALTH_DETAILS=full',
+  })
   overview(@Res({ passthrough: true }) res: Response) {
     const { ready, state, reason } = this.model.readiness();
-    const details = (() => {
+    const info = (() => {
       try {
         return this.model.info;
       } catch {
         return undefined; // still loading
       }
     })();
+    const full = this.config.server.healthDetails === 'full';
+    // The route is public: by default no filesystem path, no host data (device names, memory) and
+    // no failure message (a load error names files); the log has them all.
+    const details = info && !full ? publicEngineInfo(info) : info;
     res.status(ready ? 200 : 503);
     return {
       status: ready ? 'ok' : state,
-      ...(reason ? { reason } : {}),
+      ...(reason && full ? { reason } : {}),
       model: this.model.id,
       device: this.config.model.device,
-      replicas: details?.replicas ?? null,
+      replicas: info?.replicas ?? null,
       queue: this.batching.stats(),
       details: details ?? null,
     };
