@@ -40,7 +40,7 @@ async function main(): Promise<void> {
 
   try {
     await ready;
-    logger.log(`ready: ${modelId} serves on ${url}`);
+    if (!shutdown?.started) logger.log(`ready: ${modelId} serves on ${url}`);
   } catch (error) {
     if (shutdown?.started) {
       return; // a signal during the load cancelled it; the shutdown exits
