@@ -116,7 +116,10 @@ interface Answer {
   error?: string;
 }
 
-const LONG_TEXT = 'the quick brown fox jumps over the lazy dog while the shutdown drains the queue';
+/** About 70 tokens: 40 requests of 8 are many seconds of work for the demo model on a CPU. */
+const LONG_TEXT = 'the quick brown fox jumps over the lazy dog while the shutdown drains the queue. '.repeat(
+  4,
+);
 
 /** One request on a fresh connection (no keep-alive pool), so each one's fate is its own. */
 function embed(port: number, input: string[]): Promise<Answer> {
@@ -222,6 +225,72 @@ class RawClient {
   }
 }
 
+/**
+ * A client that reads its answer's head, then stops reading until told to go on; its receive buffer
+ * is 4 KiB (Python sets SO_RCVBUF; Node cannot), so the server's buffers fill instead of loopback's
+ * auto-tuned 32 MiB window swallowing the answer.
+ */
+class SlowReader {
+  readonly child: ChildProcess;
+  private output = '';
+  readonly headReceived: Promise<void>;
+
+  constructor(port: number, request: string) {
+    this.child = spawn('python3', ['-c', SLOW_READER_PY, String(port), request], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    this.headReceived = new Promise((resolveHead, reject) => {
+      this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+        this.output += chunk;
+        if (this.output.startsWith('head\n')) resolveHead();
+      });
+      this.child.once('exit', (code) =>
+        reject(new Error(`the slow reader exited (${code}): ${this.output}`)),
+      );
+    });
+  }
+
+  /** Reads what the server still sends until it closes; the answer's status, declared and read sizes. */
+  async readToEnd(): Promise<{ status: number; contentLength: number; bodyBytes: number }> {
+    const exited = new Promise((resolveExit) => this.child.once('exit', resolveExit));
+    this.child.stdin!.end();
+    await exited;
+    return JSON.parse(this.output.slice('head\n'.length)) as {
+      status: number;
+      contentLength: number;
+      bodyBytes: number;
+    };
+  }
+}
+
+const SLOW_READER_PY = String.raw`
+import json, socket, sys
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+sock.connect(("127.0.0.1", int(sys.argv[1])))
+sock.sendall(sys.argv[2].encode())
+data = b""
+while b"\r\n\r\n" not in data:
+    chunk = sock.recv(1024)
+    if not chunk:
+        break
+    data += chunk
+print("head", flush=True)
+sys.stdin.read()
+try:
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except OSError:
+    pass
+head, _, body = data.partition(b"\r\n\r\n")
+lines = head.decode("latin-1").split("\r\n")
+headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+print(json.dumps({"status": int(lines[0].split()[1]), "contentLength": int(headers.get("content-length", -1)), "bodyBytes": len(body)}))
+`;
+
 function embeddingsRequest(body: string, extra = ''): string {
   return (
     `POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${TEST_API_KEY}\r\n` +
@@ -248,6 +317,7 @@ async function pendingRequests(port: number): Promise<number> {
 
 describe('shutdown (the built server as a process)', () => {
   const servers: ServerProcess[] = [];
+  const helpers: ChildProcess[] = [];
 
   beforeAll(() => {
     assertPrerequisites();
@@ -258,6 +328,7 @@ describe('shutdown (the built server as a process)', () => {
 
   afterEach(() => {
     for (const server of servers.splice(0)) server.stop();
+    for (const helper of helpers.splice(0)) if (helper.exitCode === null) helper.kill('SIGKILL');
   });
 
   it('SIGTERM: refuses new connections, answers or fails every admitted request, closes every connection, exits 0 in time', async () => {
@@ -273,11 +344,18 @@ describe('shutdown (the built server as a process)', () => {
     expect(first.status).toBe(200);
     const firstLength = idle.received.length;
 
-    // 40 requests of 8 inputs: several seconds of CPU work, more than the drain may take.
+    // A slow reader: it stops reading once its (several MB) answer starts to arrive.
+    const big = JSON.stringify({ input: Array.from({ length: 512 }, (_, index) => `word ${index}`) });
+    const slowReader = new SlowReader(port, embeddingsRequest(big) + big);
+    helpers.push(slowReader.child);
+    await slowReader.headReceived;
+
+    // 40 requests of 8 inputs: many seconds of CPU work, more than the drain may take. The first 4 are
+    // short, so they run first (short-first batching) and some admitted work surely ends in time.
     const queued = Array.from({ length: 40 }, (_, request) =>
       embed(
         port,
-        Array.from({ length: 8 }, (__, index) => `${LONG_TEXT} ${request}-${index}`),
+        Array.from({ length: 8 }, (__, index) => `${request < 4 ? 'short' : LONG_TEXT} ${request}-${index}`),
       ),
     );
     const until = performance.now() + 30_000;
@@ -299,7 +377,7 @@ describe('shutdown (the built server as a process)', () => {
     await sleep(300);
 
     const signalledAt = server.signal('SIGTERM');
-    await sleep(200);
+    await server.waitFor(/not accepting connections/);
     const late = await embed(port, ['late arrival']);
     await Promise.all(dribbles);
 
@@ -310,6 +388,7 @@ describe('shutdown (the built server as a process)', () => {
       slowReady.waitForAnswer(),
     ]);
     await Promise.all([idle.closed, halfHeaders.closed, halfBody.closed, slowEmbed.closed, slowReady.closed]);
+    const slowRead = await slowReader.readToEnd();
     const exitMs = exit.at - signalledAt;
 
     expect(exit).toMatchObject({ code: 0, signal: null });
@@ -339,13 +418,17 @@ describe('shutdown (the built server as a process)', () => {
     expect(idle.error).toBeUndefined();
     expect(idle.received.length).toBe(firstLength);
     expect(idle.closedAt! - signalledAt).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
+    // The slow reader's answer was cut when its time was up: the process did not wait for it.
+    expect(slowRead.status).toBe(200);
+    expect(slowRead.bodyBytes).toBeGreaterThan(0);
+    expect(slowRead.bodyBytes).toBeLessThan(slowRead.contentLength);
     // Half-open connections were closed by the server, before it exited.
     expect(halfHeaders.answer()).toBeUndefined();
     expect(halfHeaders.closedAt!).toBeLessThanOrEqual(exit.at);
     expect(halfBody.closedAt!).toBeLessThanOrEqual(exit.at);
 
     console.log(
-      `SIGTERM with ${answers.length} queued requests (${ok.length} answered 200, ${refused.length} 503): exit 0 after ${Math.round(exitMs)} ms (SHUTDOWN_TIMEOUT_MS ${SHUTDOWN_TIMEOUT_MS})`,
+      `SIGTERM with ${answers.length} queued requests (${ok.length} answered 200, ${refused.length} 503) and a slow reader (${slowRead.bodyBytes} of ${slowRead.contentLength} bytes): exit 0 after ${Math.round(exitMs)} ms (SHUTDOWN_TIMEOUT_MS ${SHUTDOWN_TIMEOUT_MS})`,
     );
   });
 
