@@ -108,6 +108,9 @@ export class GracefulShutdown {
     }, timeoutMs + this.hardDeadlineGraceMs).unref();
 
     this.parts.markStopping();
+    // One more poll phase first: it accepts the connections waiting in the listen backlog, which
+    // closing the listener would reset (their clients sent a request and get ECONNRESET).
+    await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
     // Stops listening and, since Node 19, closes the keep-alive connections that wait idle.
     server.close();
     for (const res of this.responses) closeAfter(res);
