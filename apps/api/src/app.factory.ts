@@ -5,10 +5,12 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { ApiKeyService } from '@app/auth';
+import { BatchingService } from '@app/batching';
 import { answerProtocolErrorsInEnvelope, verifyJsonBodyShape } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ModelService } from '@app/embeddings';
 import { AppModule, AppModuleOptions } from './app.module';
+import { GracefulShutdown } from './graceful-shutdown';
 
 export interface CreateAppOptions extends AppModuleOptions {
   /** Load and warm up the model after listening (default true). */
@@ -26,6 +28,8 @@ export interface RunningApp {
   generatedKey?: string;
   /** Resolves when the model is loaded and warmed up; rejects if that fails. */
   ready: Promise<void>;
+  /** The SIGTERM/SIGINT handling, when `shutdownHooks` installed it. */
+  shutdown?: GracefulShutdown;
 }
 
 /**
@@ -77,11 +81,21 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
   );
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs/json' });
 
-  if (options.shutdownHooks ?? true) {
-    app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
-  }
-
   const server = app.getHttpServer() as Server;
+  // Installed before listening, so a signal during the model load is handled too.
+  const shutdown =
+    options.shutdownHooks === false
+      ? undefined
+      : new GracefulShutdown(
+          {
+            server,
+            markStopping: () => app.get(ModelService).markStopping(),
+            drain: (timeoutMs) => app.get(BatchingService).drain(timeoutMs),
+            close: () => app.close(),
+          },
+          { timeoutMs: config.server.shutdownTimeoutMs },
+        ).install();
+
   answerProtocolErrorsInEnvelope(server);
   // headersTimeout and requestTimeout are enforced on this tick (Node's default 30 s). It is a
   // createServer option, which Nest does not pass; the server reads the field when it starts listening.
@@ -101,5 +115,6 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
     url: publicUrl(config.server.host, port),
     generatedKey: app.get(ApiKeyService).generatedKey,
     ready,
+    shutdown,
   };
 }

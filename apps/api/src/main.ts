@@ -21,7 +21,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${(error as Error).message}\n`);
     process.exit(1);
   }
-  const { app, config, url, generatedKey, ready } = running;
+  const { app, config, url, generatedKey, ready, shutdown } = running;
   const logger = new Logger('Main');
   const modelId = config.model.servedNames[0];
   logger.log(`listening on ${url}; loading ${config.model.path} as ${modelId} on ${config.model.device}`);
@@ -59,8 +59,11 @@ async function main(): Promise<void> {
 
   try {
     await ready;
-    logger.log(`ready: ${modelId} serves on ${url}`);
+    if (!shutdown?.started) logger.log(`ready: ${modelId} serves on ${url}`);
   } catch (error) {
+    if (shutdown?.started) {
+      return; // a signal during the load cancelled it; the shutdown exits
+    }
     logger.error({ err: error }, `cannot serve ${config.model.path}: ${(error as Error).message}`);
     await app.close().catch(() => undefined);
     process.exit(1);

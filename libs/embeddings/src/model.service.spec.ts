@@ -32,6 +32,22 @@ describe(ModelService.name, () => {
     expect(Array.from(engine.batches[0].dimensions)).toEqual([256, 256]);
   });
 
+  it('disposes the engine at shutdown without waiting for a load in progress (disposal cancels it)', async () => {
+    const { engine, sut } = create({ DEVICE: 'cpu' });
+    // As the native engine does: dispose() stops the load on its thread.
+    const dispose = jest.spyOn(engine, 'dispose').mockImplementation(async () => engine.releaseLoad());
+    const loading = sut.load().catch(() => undefined);
+    await new Promise(setImmediate);
+    sut.markStopping();
+    expect(sut.readiness()).toMatchObject({ ready: false, state: 'stopping' });
+
+    await sut.onApplicationShutdown();
+
+    expect(dispose).toHaveBeenCalledTimes(1);
+    await loading;
+    expect(sut.readiness().ready).toBe(false);
+  });
+
   it('turns not ready for good once the engine reports a failure', async () => {
     const { engine, sut } = create({ DEVICE: 'cpu', WARMUP: 'false' });
     engine.releaseLoad();

@@ -168,7 +168,8 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
     this.logger.log(
       `loaded ${info.modelType} (${info.numLayers} layers, hidden ${info.hiddenSize}, ${info.replicas} replica(s) of ${info.tensorParallelSize} device(s)) in ${Math.round(performance.now() - started)} ms`,
     );
-    if (model.warmup) {
+    // A shutdown that began during the load keeps the state `stopping`.
+    if (model.warmup && this.current === 'loading') {
       this.current = 'warming';
       await this.warmUp();
     }
@@ -228,17 +229,25 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
     this.logger.log(`warmed up in ${Math.round(performance.now() - started)} ms`);
   }
 
-  beforeApplicationShutdown(): void {
+  /** Readiness turns 503 (`stopping`) for good: the first thing a shutdown does. */
+  markStopping(): void {
     if (this.current !== 'failed') {
       this.current = 'stopping';
     }
   }
 
+  beforeApplicationShutdown(): void {
+    this.markStopping();
+  }
+
   async onApplicationShutdown(): Promise<void> {
     if (this.loading) {
+      // Disposing first cancels a load still running on the engine's thread (a large checkpoint
+      // takes minutes); waiting for the load to end first would hold the shutdown that long.
+      const disposal = this.engine.dispose();
       await this.loading.catch(() => undefined);
       try {
-        await this.engine.dispose();
+        await disposal;
         this.logger.log('engine disposed');
       } catch (error) {
         this.logger.warn(`engine dispose failed: ${(error as Error).message}`);
