@@ -226,70 +226,54 @@ class RawClient {
 }
 
 /**
- * A client that reads its answer's head, then stops reading until told to go on; its receive buffer
- * is 4 KiB (Python sets SO_RCVBUF; Node cannot), so the server's buffers fill instead of loopback's
- * auto-tuned 32 MiB window swallowing the answer.
+ * A client that reads its answer's head, then stops reading until told to go on. It never lets its
+ * socket flow: Node reads from the kernel only until the stream's small buffer is full, so the
+ * receive window stays small and the server's buffers fill instead of loopback's auto-tuned window
+ * swallowing the answer.
  */
 class SlowReader {
-  readonly child: ChildProcess;
-  private output = '';
+  readonly socket: Socket;
+  private received = Buffer.alloc(0);
   readonly headReceived: Promise<void>;
 
   constructor(port: number, request: string) {
-    this.child = spawn('python3', ['-c', SLOW_READER_PY, String(port), request], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    this.socket = connect({ host: '127.0.0.1', port, readableHighWaterMark: 4096 } as never);
+    this.socket.write(request);
     this.headReceived = new Promise((resolveHead, reject) => {
-      this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-        this.output += chunk;
-        if (this.output.startsWith('head\n')) resolveHead();
-      });
-      this.child.once('exit', (code) =>
-        reject(new Error(`the slow reader exited (${code}): ${this.output}`)),
-      );
+      const onReadable = () => {
+        let chunk: Buffer | null;
+        while ((chunk = this.socket.read(1024) as Buffer | null) !== null) {
+          this.received = Buffer.concat([this.received, chunk]);
+          if (this.received.includes('\r\n\r\n')) {
+            this.socket.off('readable', onReadable);
+            resolveHead();
+            return;
+          }
+        }
+      };
+      this.socket.on('readable', onReadable);
+      this.socket.once('error', reject);
     });
   }
 
   /** Reads what the server still sends until it closes; the answer's status, declared and read sizes. */
   async readToEnd(): Promise<{ status: number; contentLength: number; bodyBytes: number }> {
-    const exited = new Promise((resolveExit) => this.child.once('exit', resolveExit));
-    this.child.stdin!.end();
-    await exited;
-    return JSON.parse(this.output.slice('head\n'.length)) as {
-      status: number;
-      contentLength: number;
-      bodyBytes: number;
+    await new Promise<void>((resolveEnd) => {
+      this.socket.on('data', (chunk: Buffer) => (this.received = Buffer.concat([this.received, chunk])));
+      this.socket.on('error', () => undefined); // a reset when the server gives up on the reader
+      this.socket.once('close', () => resolveEnd());
+      this.socket.resume();
+    });
+    const split = this.received.indexOf('\r\n\r\n');
+    const lines = this.received.subarray(0, split).toString('latin1').split('\r\n');
+    const length = lines.find((line) => /^content-length:/i.test(line));
+    return {
+      status: Number(lines[0].split(' ')[1]),
+      contentLength: length ? Number(length.split(':')[1]) : -1,
+      bodyBytes: this.received.length - split - 4,
     };
   }
 }
-
-const SLOW_READER_PY = String.raw`
-import json, socket, sys
-sock = socket.socket()
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-sock.connect(("127.0.0.1", int(sys.argv[1])))
-sock.sendall(sys.argv[2].encode())
-data = b""
-while b"\r\n\r\n" not in data:
-    chunk = sock.recv(1024)
-    if not chunk:
-        break
-    data += chunk
-print("head", flush=True)
-sys.stdin.read()
-try:
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-except OSError:
-    pass
-head, _, body = data.partition(b"\r\n\r\n")
-lines = head.decode("latin-1").split("\r\n")
-headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-print(json.dumps({"status": int(lines[0].split()[1]), "contentLength": int(headers.get("content-length", -1)), "bodyBytes": len(body)}))
-`;
 
 function embeddingsRequest(body: string, extra = ''): string {
   return (
@@ -317,7 +301,7 @@ async function pendingRequests(port: number): Promise<number> {
 
 describe('shutdown (the built server as a process)', () => {
   const servers: ServerProcess[] = [];
-  const helpers: ChildProcess[] = [];
+  const sockets: Socket[] = [];
 
   beforeAll(() => {
     assertPrerequisites();
@@ -328,7 +312,7 @@ describe('shutdown (the built server as a process)', () => {
 
   afterEach(() => {
     for (const server of servers.splice(0)) server.stop();
-    for (const helper of helpers.splice(0)) if (helper.exitCode === null) helper.kill('SIGKILL');
+    for (const socket of sockets.splice(0)) socket.destroy();
   });
 
   it('SIGTERM: refuses new connections, answers or fails every admitted request, closes every connection, exits 0 in time', async () => {
@@ -347,7 +331,7 @@ describe('shutdown (the built server as a process)', () => {
     // A slow reader: it stops reading once its (several MB) answer starts to arrive.
     const big = JSON.stringify({ input: Array.from({ length: 512 }, (_, index) => `word ${index}`) });
     const slowReader = new SlowReader(port, embeddingsRequest(big) + big);
-    helpers.push(slowReader.child);
+    sockets.push(slowReader.socket);
     await slowReader.headReceived;
 
     // 40 requests of 8 inputs: many seconds of CPU work, more than the drain may take. The first 4 are
