@@ -17,7 +17,9 @@ async function main(): Promise<void> {
   const { app, config, url, generatedKey, ready } = running;
   const logger = new Logger('Main');
   const modelId = config.model.servedNames[0];
-  logger.log(`listening on ${url}; loading ${config.model.path} as ${modelId} on ${config.model.device}`);
+  const { hub } = config.model;
+  const source = hub ? `${hub.modelId}@${hub.revision} (Hub cache ${hub.cacheDir})` : config.model.path;
+  logger.log(`listening on ${url}; loading ${source} as ${modelId} on ${config.model.device}`);
 
   const shownKey = generatedKey ?? (demo ? config.auth.keys[0] : undefined);
   if (demo || generatedKey) {
@@ -42,7 +44,7 @@ async function main(): Promise<void> {
     await ready;
     logger.log(`ready: ${modelId} serves on ${url}`);
   } catch (error) {
-    logger.error({ err: error }, `cannot serve ${config.model.path}: ${(error as Error).message}`);
+    logger.error({ err: error }, `cannot serve ${source}: ${(error as Error).message}`);
     await app.close().catch(() => undefined);
     process.exit(1);
   }

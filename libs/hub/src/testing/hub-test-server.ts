@@ -26,6 +26,8 @@ export interface HubTestFaults {
   cut?: { path: string; bytes: number };
   /** Serve `path` with one byte changed (same size: only a checksum notices). */
   corrupt?: string;
+  /** Hold full downloads of `path` until `open` resolves (to watch the server while it downloads). */
+  gate?: { path: string; open: Promise<void> };
 }
 
 export interface HubTestRequest {
@@ -279,6 +281,15 @@ export class HubTestServer {
       'Content-Type': 'application/octet-stream',
       'Content-Length': String(body.length),
     });
+    const gate = this.faults.gate;
+    if (gate && gate.path === file.path && body.length > 1) {
+      void gate.open.then(() => this.send(res, record, file, body));
+      return;
+    }
+    this.send(res, record, file, body);
+  }
+
+  private send(res: ServerResponse, record: HubTestRequest, file: HubTestFile, body: Buffer): void {
     const cut = this.faults.cut;
     if (cut && cut.path === file.path && body.length > cut.bytes) {
       this.faults.cut = undefined;
