@@ -302,6 +302,8 @@ export function loadHubConfig(overrides: {
   const env: Record<string, string | undefined> = {
     ...process.env,
     AUTH_DISABLED: 'true',
+    // A download needs no GPU: GPU settings of the environment are not its business.
+    DEVICE: 'cpu',
     MODEL_PATH: undefined,
     MODEL_ID: overrides.modelId,
   };
