@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HubModelConfig } from '@app/config';
@@ -137,6 +138,21 @@ describe(HubModelDownloader.name, () => {
     expect(lines.some((line) => line.startsWith(`WARN ${shard.path}: attempt 1 failed`))).toBe(true);
   });
 
+  it('resumes the partial file a stopped run left behind', async () => {
+    const sha = createHash('sha256').update(shard.content).digest('hex');
+    const blobs = join(cacheDir, 'models--acme--embed', 'blobs');
+    await mkdir(blobs, { recursive: true });
+    const kept = 1_000_000;
+    await writeFile(join(blobs, `${sha}.incomplete`), shard.content.subarray(0, kept));
+
+    const snapshot = await download();
+
+    expect((await readFile(join(snapshot.directory, shard.path))).equals(shard.content)).toBe(true);
+    const fetches = server.requests.filter((r) => r.file === shard.path && r.url.startsWith('/cdn/'));
+    expect(fetches.map((r) => r.range)).toEqual(['bytes=0-0', `bytes=${kept}-${shard.content.length - 1}`]);
+    expect(server.bytesServed(shard.path)).toBe(1 + shard.content.length - kept);
+  });
+
   it("rejects a file whose sha256 differs from the Hub's and keeps none of it", async () => {
     server.faults.corrupt = shard.path;
 
@@ -148,7 +164,7 @@ describe(HubModelDownloader.name, () => {
     );
     const repo = join(cacheDir, 'models--acme--embed');
     const blobs = await readdir(join(repo, 'blobs'));
-    const sha = (await import('node:crypto')).createHash('sha256').update(shard.content).digest('hex');
+    const sha = createHash('sha256').update(shard.content).digest('hex');
     expect(blobs.filter((name) => name.startsWith(sha))).toEqual([]);
     expect(existsSync(join(repo, 'snapshots', COMMIT, shard.path))).toBe(false);
   });
@@ -230,7 +246,7 @@ describe(HubModelDownloader.name, () => {
   });
 
   it('names a full disk met while writing (ENOSPC)', async () => {
-    const sha = (await import('node:crypto')).createHash('sha256').update(shard.content).digest('hex');
+    const sha = createHash('sha256').update(shard.content).digest('hex');
     const blobs = join(cacheDir, 'models--acme--embed', 'blobs');
     await mkdir(blobs, { recursive: true });
     // Writes to /dev/full fail with ENOSPC, as on a full volume.

@@ -17,7 +17,10 @@ export interface HubTestRepository {
   id: string;
   commit: string;
   files: HubTestFile[];
-  /** Gated: every route answers 401 GatedRepo unless `Authorization: Bearer <token>`. */
+  /**
+   * Gated, as on the Hub: metadata is public, file downloads answer 401 GatedRepo without
+   * `Authorization: Bearer <token>`; any other token is refused everywhere (401).
+   */
   token?: string;
 }
 
@@ -148,7 +151,7 @@ export class HubTestServer {
         this.json(res, 200, this.tree(repository));
       }
     } else if ((match = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path))) {
-      const repository = this.authorize(match[1], req, res);
+      const repository = this.authorize(match[1], req, res, true);
       if (repository && this.checkRevision(repository, match[2], res)) {
         const file = repository.files.find((candidate) => candidate.path === match![3]);
         record.file = file?.path;
@@ -185,7 +188,12 @@ export class HubTestServer {
     }
   }
 
-  private authorize(id: string, req: IncomingMessage, res: ServerResponse): HubTestRepository | undefined {
+  private authorize(
+    id: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    download = false,
+  ): HubTestRepository | undefined {
     const repository = this.repositories.get(id);
     if (!repository) {
       this.error(res, 404, 'RepositoryNotFound', 'Repository not found');
@@ -193,7 +201,7 @@ export class HubTestServer {
     }
     if (repository.token) {
       const auth = req.headers.authorization;
-      if (!auth) {
+      if (!auth && download) {
         this.error(
           res,
           401,
@@ -202,7 +210,7 @@ export class HubTestServer {
         );
         return undefined;
       }
-      if (auth !== `Bearer ${repository.token}`) {
+      if (auth && auth !== `Bearer ${repository.token}`) {
         this.error(res, 401, undefined, 'Invalid credentials in Authorization header');
         return undefined;
       }
