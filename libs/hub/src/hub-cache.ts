@@ -1,9 +1,15 @@
-import { mkdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hubRepositoryFolder } from '@app/config';
 import { REQUIRED_FILES } from './checkpoint-file-filter';
 
 const COMMIT_HASH = /^[0-9a-f]{40}$/;
+/** A lock file not touched for this long belongs to a process that died. */
+const STALE_LOCK_MS = 30_000;
+const LOCK_HEARTBEAT_MS = 5_000;
+const LOCK_POLL_MS = 250;
 
 /**
  * One model repository in the huggingface_hub cache layout, so a cache filled by Python tools is
@@ -50,6 +56,53 @@ export class HubCacheRepository {
       return (await stat(this.blobPath(etag))).size;
     } catch {
       return undefined;
+    }
+  }
+
+  /**
+   * Runs `fn` holding `blobs/<etag>.lock`, so processes sharing the cache (replicas on one volume) do
+   * not write the same blob at once. The holder touches the file every 5 s; one untouched for 30 s is
+   * taken over. `onWait` is called once if another process holds it.
+   */
+  async withBlobLock<T>(
+    etag: string,
+    fn: () => Promise<T>,
+    signal?: AbortSignal,
+    onWait?: (holder: string) => void,
+  ): Promise<T> {
+    const path = `${this.blobPath(etag)}.lock`;
+    await mkdir(dirname(path), { recursive: true });
+    let waited = false;
+    for (;;) {
+      signal?.throwIfAborted();
+      try {
+        const handle = await open(path, 'wx');
+        await handle.writeFile(`${hostname()} ${process.pid}\n`);
+        await handle.close();
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const held = await stat(path).catch(() => undefined);
+      if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
+        await rm(path, { force: true });
+        continue;
+      }
+      if (held && !waited) {
+        waited = true;
+        onWait?.((await readFile(path, 'utf8').catch(() => '')).trim() || 'another process');
+      }
+      await sleep(LOCK_POLL_MS, undefined, { signal }).catch(() => undefined);
+    }
+    const heartbeat = setInterval(() => {
+      const now = new Date();
+      utimes(path, now, now).catch(() => undefined);
+    }, LOCK_HEARTBEAT_MS);
+    try {
+      return await fn();
+    } finally {
+      clearInterval(heartbeat);
+      await rm(path, { force: true });
     }
   }
 

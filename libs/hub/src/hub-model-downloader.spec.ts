@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HubModelConfig } from '@app/config';
@@ -151,6 +151,37 @@ describe(HubModelDownloader.name, () => {
     const fetches = server.requests.filter((r) => r.file === shard.path && r.url.startsWith('/cdn/'));
     expect(fetches.map((r) => r.range)).toEqual(['bytes=0-0', `bytes=${kept}-${shard.content.length - 1}`]);
     expect(server.bytesServed(shard.path)).toBe(1 + shard.content.length - kept);
+  });
+
+  it('lets two processes sharing a cache download each file once', async () => {
+    const [first, second] = await Promise.all([download(), download()]);
+
+    expect(second.directory).toBe(first.directory);
+    expect((await readFile(join(first.directory, shard.path))).equals(shard.content)).toBe(true);
+    const fullFetches = server.requests.filter(
+      (r) => r.file === shard.path && r.url.startsWith('/cdn/') && !r.range,
+    );
+    expect(fullFetches).toHaveLength(1);
+    expect(
+      lines.some((line) => / waiting for .*, which is downloading it into the same cache$/.test(line)),
+    ).toBe(true);
+    const blobs = await readdir(join(cacheDir, 'models--acme--embed', 'blobs'));
+    expect(blobs.filter((name) => /\.(lock|incomplete)$/.test(name))).toEqual([]);
+  });
+
+  it('takes over the lock of a process that died (untouched for 30 s)', async () => {
+    const sha = createHash('sha256').update(shard.content).digest('hex');
+    const blobs = join(cacheDir, 'models--acme--embed', 'blobs');
+    await mkdir(blobs, { recursive: true });
+    const lock = join(blobs, `${sha}.lock`);
+    await writeFile(lock, 'gone-host 1\n');
+    const minuteAgo = new Date(Date.now() - 60_000);
+    await utimes(lock, minuteAgo, minuteAgo);
+
+    const snapshot = await download();
+
+    expect((await readFile(join(snapshot.directory, shard.path))).equals(shard.content)).toBe(true);
+    expect(existsSync(lock)).toBe(false);
   });
 
   it("rejects a file whose sha256 differs from the Hub's and keeps none of it", async () => {

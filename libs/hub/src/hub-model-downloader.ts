@@ -163,35 +163,56 @@ export class HubModelDownloader {
     let lastLog = started;
     let lastBytes = 0;
     log(`downloading ${file.path} (${formatBytes(file.size)})`);
-    const result = await downloadBlob({
-      modelId: config.modelId,
-      path: file.path,
-      commit,
-      size: file.size,
-      sha256: file.sha256,
-      gitOid: file.gitOid,
-      target: cache.blobPath(file.etag),
-      hubUrl: config.endpoint,
-      accessToken: config.token,
-      signal: options.signal,
-      retries: options.retries,
-      retryDelayMs: options.retryDelayMs,
-      stallTimeoutMs: options.stallTimeoutMs,
-      onBytes: (bytes) => {
-        const now = performance.now();
-        if (now - lastLog < interval || bytes >= file.size) return;
-        const rate = ((bytes - lastBytes) / (now - lastLog)) * 1000;
-        log(
-          `${file.path}: ${formatBytes(bytes)} of ${formatBytes(file.size)} (${Math.floor((bytes / file.size) * 100)}%), ${formatBytes(rate)}/s`,
-        );
-        lastLog = now;
-        lastBytes = bytes;
-      },
-      onRetry: (attempt, resumeAt, cause) =>
-        (options.warn ?? log)(
-          `${file.path}: attempt ${attempt} failed (${cause}); resuming from byte ${resumeAt} of ${file.size}`,
-        ),
-    });
+    const result = await cache
+      .withBlobLock(
+        file.etag,
+        async () => {
+          // Another process sharing the cache may have completed it while this one waited.
+          if ((await cache.blobSize(file.etag)) === file.size) return undefined;
+          return downloadBlob({
+            modelId: config.modelId,
+            path: file.path,
+            commit,
+            size: file.size,
+            sha256: file.sha256,
+            gitOid: file.gitOid,
+            target: cache.blobPath(file.etag),
+            hubUrl: config.endpoint,
+            accessToken: config.token,
+            signal: options.signal,
+            retries: options.retries,
+            retryDelayMs: options.retryDelayMs,
+            stallTimeoutMs: options.stallTimeoutMs,
+            onBytes: (bytes) => {
+              const now = performance.now();
+              if (now - lastLog < interval || bytes >= file.size) return;
+              const rate = ((bytes - lastBytes) / (now - lastLog)) * 1000;
+              log(
+                `${file.path}: ${formatBytes(bytes)} of ${formatBytes(file.size)} (${Math.floor((bytes / file.size) * 100)}%), ${formatBytes(rate)}/s`,
+              );
+              lastLog = now;
+              lastBytes = bytes;
+            },
+            onRetry: (attempt, resumeAt, cause) =>
+              (options.warn ?? log)(
+                `${file.path}: attempt ${attempt} failed (${cause}); resuming from byte ${resumeAt} of ${file.size}`,
+              ),
+          });
+        },
+        options.signal,
+        (holder) => log(`${file.path}: waiting for ${holder}, which is downloading it into the same cache`),
+      )
+      .catch((error: unknown) => {
+        if (options.signal?.aborted && !(error instanceof HubDownloadError)) {
+          throw new HubDownloadError('aborted', `${config.modelId}: download of ${file.path} cancelled`);
+        }
+        throw error;
+      });
+    if (!result) {
+      await cache.link(commit, file.path, file.etag);
+      log(`${file.path}: completed by another process`);
+      return;
+    }
     await cache.link(commit, file.path, file.etag);
     const seconds = (performance.now() - started) / 1000;
     log(
