@@ -149,6 +149,8 @@ describe(ModelService.name, () => {
       const loading = sut.load();
       await new Promise(setImmediate);
       expect(sut.readiness()).toMatchObject({ ready: false, state: 'downloading' });
+      hub.options?.onProgress?.(3 * 1024 ** 3, 8 * 1024 ** 3);
+      expect(sut.readiness().reason).toBe('Qwen/Qwen3-Embedding-4B: 3.0 GiB of 8.0 GiB downloaded');
       expect(engine.loadOptions).toBeUndefined();
       hub.finish({
         directory: QWEN3_TOKENIZER_DIR,

@@ -12,6 +12,7 @@ import { ModelNotFoundError, ServiceUnavailableError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { EngineInfo, EngineLoadOptions, EnginePort } from '@app/engine/engine.port';
 import { packBatch } from '@app/engine/packed-batch';
+import { formatBytes } from '@app/checkpoint/quantities';
 import { HubModelDownloader } from '@app/hub/hub-model-downloader';
 import { PromptTemplate } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
@@ -50,6 +51,8 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
   private directory: string;
   /** Stops a MODEL_ID download when the server shuts down (the partial file is kept to resume). */
   private readonly download = new AbortController();
+  /** While downloading: how far it is, for /health/ready. */
+  private downloadProgress?: string;
   /** Unix seconds at which the service started; reported as the model's `created`. */
   readonly created = Math.floor(Date.now() / 1000);
   readonly id: string;
@@ -125,7 +128,8 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
         this.logger.error(`engine failed: ${this.failure}`);
       }
     }
-    return { ready: this.current === 'ready', state: this.current, reason: this.failure };
+    const reason = this.failure ?? (this.current === 'downloading' ? this.downloadProgress : undefined);
+    return { ready: this.current === 'ready', state: this.current, reason };
   }
 
   /** Throws the 503 that embeddings requests get while the model cannot serve. */
@@ -159,12 +163,16 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
   private async loadOnce(): Promise<void> {
     const { model } = this.config;
     for (const warning of this.config.warnings) this.logger.warn(warning);
-    if (model.hub) {
+    const source = model.hub;
+    if (source) {
       this.current = 'downloading';
-      const snapshot = await this.hub.download(model.hub, {
+      const snapshot = await this.hub.download(source, {
         signal: this.download.signal,
         log: (line) => this.logger.log(line),
         warn: (line) => this.logger.warn(line),
+        onProgress: (bytes, total) => {
+          this.downloadProgress = `${source.modelId}: ${formatBytes(bytes)} of ${formatBytes(total)} downloaded`;
+        },
       });
       this.directory = snapshot.directory;
     }

@@ -33,8 +33,10 @@ describe(HubModelDownloader.name, () => {
     offline: false,
     ...overrides,
   });
+  let progress: Array<[number, number]>;
   const download = (overrides: Partial<HubModelConfig> = {}) =>
     sut.download(config(overrides), {
+      onProgress: (bytes, total) => progress.push([bytes, total]),
       log: (line) => lines.push(line),
       warn: (line) => lines.push(`WARN ${line}`),
       progressIntervalMs: 0,
@@ -87,6 +89,7 @@ describe(HubModelDownloader.name, () => {
     server.requests.length = 0;
     server.faults = {};
     lines = [];
+    progress = [];
     cacheDir = await mkdtemp(join(work, 'cache-'));
   });
 
@@ -114,6 +117,9 @@ describe(HubModelDownloader.name, () => {
     expect(lines.some((line) => /^downloading model-00001-of-00002\.safetensors/.test(line))).toBe(true);
     expect(lines.some((line) => /\(\d+%\), .*\/s$/.test(line))).toBe(true);
     expect(lines.some((line) => /sha256 verified/.test(line))).toBe(true);
+    const total = checkpoint.reduce((sum, file) => sum + file.content.length, 0);
+    expect(progress[progress.length - 1]).toEqual([total, total]);
+    expect(progress.every(([bytes], index) => index === 0 || bytes >= progress[index - 1][0])).toBe(true);
 
     // A second start finds everything in the cache and fetches no file.
     server.requests.length = 0;

@@ -16,6 +16,8 @@ export interface HubDownloadOptions {
   signal?: AbortSignal;
   log?: (line: string) => void;
   warn?: (line: string) => void;
+  /** Bytes of the missing files on disk so far, of their total (called often: keep it cheap). */
+  onProgress?: (bytes: number, total: number) => void;
   /** Least time between two progress lines of one file (default 5 s). */
   progressIntervalMs?: number;
   retries?: number;
@@ -142,8 +144,15 @@ export class HubModelDownloader {
       `${where}: downloading ${missing.length} of ${plan.length} files (${formatBytes(toFetch)} of ${formatBytes(total)}) of commit ${commit} from ${config.endpoint} into ${config.cacheDir}`,
     );
     const started = performance.now();
+    let finished = 0;
+    options.onProgress?.(0, toFetch);
     for (const file of missing) {
-      await this.fetchFile(config, commit, cache, file, options);
+      await this.fetchFile(config, commit, cache, file, {
+        ...options,
+        onProgress: (bytes) => options.onProgress?.(finished + bytes, toFetch),
+      });
+      finished += file.size;
+      options.onProgress?.(finished, toFetch);
     }
     const seconds = (performance.now() - started) / 1000;
     log(`${where}: downloaded ${formatBytes(toFetch)} in ${seconds.toFixed(1)} s; loading from ${directory}`);
@@ -184,6 +193,7 @@ export class HubModelDownloader {
             retryDelayMs: options.retryDelayMs,
             stallTimeoutMs: options.stallTimeoutMs,
             onBytes: (bytes) => {
+              options.onProgress?.(bytes, file.size);
               const now = performance.now();
               if (now - lastLog < interval || bytes >= file.size) return;
               const rate = ((bytes - lastBytes) / (now - lastLog)) * 1000;
