@@ -85,7 +85,9 @@ describe('MODEL_ID (models by Hub id)', () => {
     }
     expect(status).toBe(503);
     expect(body).toContain('"state":"downloading"');
-    expect(body).toMatch(/"reason":"acme\/Qwen3-Embedding-test: [\d.]+ (B|KiB) of 14\.\d MiB downloaded"/);
+    expect(body).toMatch(
+      /"reason":"acme\/Qwen3-Embedding-test: [\d.]+ (B|KiB|MiB) of 14\.\d MiB downloaded"/,
+    );
 
     open();
     await hubApp.ready;

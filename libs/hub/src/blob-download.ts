@@ -202,7 +202,9 @@ function classify(error: unknown, request: BlobDownloadRequest, recorder: HubFet
     );
   }
   const status = recorder.lastFailure?.status;
-  if (status !== undefined && status < 500 && status !== 408 && status !== 429) {
+  // A CDN's 4xx (an expired signed URL) is retried: the next attempt resolves a fresh URL.
+  const fromHub = recorder.lastFailure?.url?.startsWith(request.hubUrl) ?? true;
+  if (status !== undefined && status < 500 && status !== 408 && status !== 429 && fromHub) {
     return recorder.explain(request, error);
   }
   // The library reports a failed stream as a bare string.

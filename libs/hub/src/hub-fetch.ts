@@ -3,6 +3,8 @@ import { HubDownloadError } from './hub-download.error';
 
 export interface HubFailure {
   status: number;
+  /** The URL that failed: the Hub itself, or the CDN it redirected to. */
+  url?: string;
   /** The Hub's X-Error-Code: RepositoryNotFound, RevisionNotFound, EntryNotFound, GatedRepo, ... */
   errorCode?: string;
 }
@@ -30,6 +32,7 @@ export class HubFetchRecorder {
     if (!response.ok) {
       this.lastFailure = {
         status: response.status,
+        url: response.url,
         errorCode: response.headers.get('x-error-code') ?? undefined,
       };
     }

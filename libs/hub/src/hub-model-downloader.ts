@@ -18,6 +18,8 @@ export interface HubDownloadOptions {
   warn?: (line: string) => void;
   /** Bytes of the missing files on disk so far, of their total (called often: keep it cheap). */
   onProgress?: (bytes: number, total: number) => void;
+  /** Files downloaded at once (default 4). */
+  concurrency?: number;
   /** Least time between two progress lines of one file (default 5 s). */
   progressIntervalMs?: number;
   retries?: number;
@@ -144,16 +146,40 @@ export class HubModelDownloader {
       `${where}: downloading ${missing.length} of ${plan.length} files (${formatBytes(toFetch)} of ${formatBytes(total)}) of commit ${commit} from ${config.endpoint} into ${config.cacheDir}`,
     );
     const started = performance.now();
-    let finished = 0;
+    const onDisk = new Map<string, number>();
+    let sum = 0;
+    const report = (path: string, bytes: number) => {
+      sum += bytes - (onDisk.get(path) ?? 0);
+      onDisk.set(path, bytes);
+      options.onProgress?.(sum, toFetch);
+    };
     options.onProgress?.(0, toFetch);
-    for (const file of missing) {
-      await this.fetchFile(config, commit, cache, file, {
-        ...options,
-        onProgress: (bytes) => options.onProgress?.(finished + bytes, toFetch),
-      });
-      finished += file.size;
-      options.onProgress?.(finished, toFetch);
-    }
+    // Largest first, a few at a time: one stream per file rarely fills the link to the Hub's CDN.
+    const queue = [...missing].sort((a, b) => b.size - a.size);
+    // The first failure stops the other files too (their partial files stay for the next try).
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    const worker = async (): Promise<void> => {
+      for (let file = queue.shift(); file; file = queue.shift()) {
+        const current = file;
+        await this.fetchFile(config, commit, cache, current, {
+          ...options,
+          signal,
+          onProgress: (bytes) => report(current.path, bytes),
+        });
+        report(current.path, current.size);
+      }
+    };
+    let failure: unknown;
+    const workers = Array.from({ length: Math.min(options.concurrency ?? 4, queue.length) }, () =>
+      worker().catch((error: unknown) => {
+        failure ??= error;
+        queue.length = 0;
+        stop.abort();
+      }),
+    );
+    await Promise.all(workers);
+    if (failure !== undefined) throw failure;
     const seconds = (performance.now() - started) / 1000;
     log(`${where}: downloaded ${formatBytes(toFetch)} in ${seconds.toFixed(1)} s; loading from ${directory}`);
     return { directory, commit, files: plan.length, bytes: total, downloadedBytes: toFetch };
