@@ -99,12 +99,15 @@ export class HubModelDownloader {
         recursive: true,
       })) {
         if (entry.type !== 'file' || !isServerFile(entry.path)) continue;
+        // A large file has the Hub's sha256 (lfs.oid); a Xet file listed without it is checked by size
+        // only (its git oid is the pointer's, not the content's); a small file by its git blob id.
+        const large = entry.lfs !== undefined || entry.xetHash !== undefined;
         plan.push({
           path: entry.path,
           size: entry.lfs?.size ?? entry.size,
-          etag: entry.lfs?.oid ?? entry.oid ?? '',
+          etag: entry.lfs?.oid ?? entry.xetHash ?? entry.oid ?? '',
           sha256: entry.lfs?.oid,
-          gitOid: entry.lfs ? undefined : entry.oid,
+          gitOid: large ? undefined : entry.oid,
         });
       }
     } catch (error) {
@@ -252,7 +255,7 @@ export class HubModelDownloader {
     await cache.link(commit, file.path, file.etag);
     const seconds = (performance.now() - started) / 1000;
     log(
-      `${file.path}: done, ${file.sha256 ? 'sha256' : 'git blob id'} verified (${formatBytes(file.size)} in ${seconds.toFixed(1)} s${result.resumedFrom.length > 0 ? `, resumed ${result.resumedFrom.length}x` : ''})`,
+      `${file.path}: done, ${file.sha256 ? 'sha256' : file.gitOid ? 'git blob id' : 'size'} verified (${formatBytes(file.size)} in ${seconds.toFixed(1)} s${result.resumedFrom.length > 0 ? `, resumed ${result.resumedFrom.length}x` : ''})`,
     );
   }
 
