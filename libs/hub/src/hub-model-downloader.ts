@@ -184,7 +184,7 @@ export class HubModelDownloader {
     await Promise.all(workers);
     if (failure !== undefined) throw failure;
     const seconds = (performance.now() - started) / 1000;
-    log(`${where}: downloaded ${formatBytes(toFetch)} in ${seconds.toFixed(1)} s; loading from ${directory}`);
+    log(`${where}: downloaded ${formatBytes(toFetch)} in ${seconds.toFixed(1)} s into ${directory}`);
     return { directory, commit, files: plan.length, bytes: total, downloadedBytes: toFetch };
   }
 
