@@ -136,7 +136,7 @@ describe(HubModelDownloader.name, () => {
 
     expect((await readFile(join(snapshot.directory, shard.path))).equals(shard.content)).toBe(true);
     const resumed = server.requests.filter(
-      (r) => r.file === shard.path && /^bytes=[1-9]\d*-/.test(r.range ?? ''),
+      (r) => r.url.startsWith('/cdn/') && r.file === shard.path && /^bytes=[1-9]\d*-/.test(r.range ?? ''),
     );
     expect(resumed.length).toBe(1);
     expect(Number(/^bytes=(\d+)-/.exec(resumed[0].range!)![1])).toBeGreaterThan(0);
@@ -190,6 +190,18 @@ describe(HubModelDownloader.name, () => {
     expect(existsSync(lock)).toBe(false);
   });
 
+  it('retries a CDN 403 (an expired signed URL) with a freshly resolved URL', async () => {
+    server.faults.expire = shard.path;
+
+    const snapshot = await download();
+
+    expect((await readFile(join(snapshot.directory, shard.path))).equals(shard.content)).toBe(true);
+    expect(server.requests.some((r) => r.file === shard.path && r.status === 403)).toBe(true);
+    expect(lines.some((line) => line.startsWith(`WARN ${shard.path}: attempt 1 failed (HTTP 403)`))).toBe(
+      true,
+    );
+  });
+
   it("rejects a file whose sha256 differs from the Hub's and keeps none of it", async () => {
     server.faults.corrupt = shard.path;
 
@@ -233,11 +245,15 @@ describe(HubModelDownloader.name, () => {
 
     const snapshot = await download({ modelId: 'acme/gated', token: TOKEN });
     expect(existsSync(join(snapshot.directory, 'config.json'))).toBe(true);
+    // The token goes to the Hub, never to the CDN on another origin.
+    const files = server.requests.filter((r) => r.file);
     expect(
-      server.requests
-        .filter((r) => r.file)
-        .every((r) => r.url.startsWith('/cdn/') || r.authorization === `Bearer ${TOKEN}`),
+      files.filter((r) => !r.url.startsWith('/cdn/')).every((r) => r.authorization === `Bearer ${TOKEN}`),
     ).toBe(true);
+    expect(files.filter((r) => r.url.startsWith('/cdn/')).map((r) => r.authorization)).not.toContain(
+      `Bearer ${TOKEN}`,
+    );
+    expect(files.some((r) => r.url.startsWith('/cdn/'))).toBe(true);
   });
 
   it('offline: serves a cached snapshot without any request, and names a cache miss', async () => {

@@ -29,6 +29,8 @@ export interface HubTestFaults {
   cut?: { path: string; bytes: number };
   /** Serve `path` with one byte changed (same size: only a checksum notices). */
   corrupt?: string;
+  /** The CDN answers the next request for `path` with 403, as for a signed URL that expired. */
+  expire?: string;
   /** Hold full downloads of `path` until `open` resolves (to watch the server while it downloads). */
   gate?: { path: string; open: Promise<void> };
 }
@@ -83,7 +85,7 @@ export async function repositoryFiles(dir: string): Promise<HubTestFile[]> {
  * A stand-in for huggingface.co on 127.0.0.1, for tests: the routes @huggingface/hub calls
  * (`/api/models/{id}/revision/{rev}`, `/api/models/{id}/tree/{rev}`, `/{id}/resolve/{rev}/{path}`), with
  * the Hub's headers (ETag, X-Repo-Commit, X-Linked-Size, X-Linked-Etag, X-Error-Code), LFS files
- * redirected (302) to a CDN-like path that honours Range, and injectable faults.
+ * redirected (302) to a CDN on another origin (another port) that honours Range, and injectable faults.
  */
 export class HubTestServer {
   readonly requests: HubTestRequest[] = [];
@@ -91,16 +93,23 @@ export class HubTestServer {
   private readonly repositories = new Map<string, HubTestRepository>();
 
   private constructor(
-    private readonly server: Server,
+    private readonly servers: Server[],
     readonly url: string,
+    readonly cdnUrl: string,
   ) {}
 
   static async start(repositories: HubTestRepository[]): Promise<HubTestServer> {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    const instance = new HubTestServer(server, `http://127.0.0.1:${port}`);
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => instance.handle(req, res));
+    const listen = async () => {
+      const server = createServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+    };
+    const hub = await listen();
+    const cdn = await listen();
+    const instance = new HubTestServer([hub.server, cdn.server], hub.url, cdn.url);
+    for (const { server, url } of [hub, cdn]) {
+      server.on('request', (req: IncomingMessage, res: ServerResponse) => instance.handle(req, res, url));
+    }
     for (const repository of repositories) instance.repositories.set(repository.id, repository);
     return instance;
   }
@@ -111,12 +120,15 @@ export class HubTestServer {
   }
 
   async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const server of this.servers) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const url = new URL(req.url ?? '/', this.url);
+  private handle(req: IncomingMessage, res: ServerResponse, origin: string): void {
+    const url = new URL(req.url ?? '/', origin);
+    const cdn = origin === this.cdnUrl;
     const record: HubTestRequest = {
       method: req.method ?? 'GET',
       url: url.pathname + url.search,
@@ -129,7 +141,9 @@ export class HubTestServer {
     res.on('close', () => (record.status = res.statusCode));
     const path = decodeURIComponent(url.pathname);
     let match: RegExpExecArray | null;
-    if ((match = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(path))) {
+    if (cdn !== path.startsWith('/cdn/')) {
+      this.error(res, 404, undefined, 'not found');
+    } else if ((match = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(path))) {
       const repository = this.authorize(match[1], req, res);
       if (repository && this.checkRevision(repository, match[2], res)) {
         this.json(res, 200, {
@@ -160,7 +174,7 @@ export class HubTestServer {
         } else if (file.lfs) {
           const sha = sha256(file.content);
           res.writeHead(302, {
-            Location: `/cdn/${sha}?repo=${encodeURIComponent(repository.id)}&path=${encodeURIComponent(file.path)}`,
+            Location: `${this.cdnUrl}/cdn/${sha}?repo=${encodeURIComponent(repository.id)}&path=${encodeURIComponent(file.path)}`,
             ETag: `"${gitBlobId(this.pointer(file))}"`,
             'X-Linked-Etag': `"${sha}"`,
             'X-Linked-Size': String(file.content.length),
@@ -181,6 +195,12 @@ export class HubTestServer {
         this.error(res, 404, undefined, 'no such object');
       } else {
         record.file = file.path;
+        if (this.faults.expire === file.path && req.headers.range !== 'bytes=0-0') {
+          this.faults.expire = undefined;
+          res.writeHead(403, { 'Content-Type': 'application/xml' });
+          res.end('<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>');
+          return;
+        }
         this.serveBytes(req, res, record, file, { ETag: `"${match[1]}"` });
       }
     } else {
