@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadAppConfig } from './app-config';
 
 const base = { API_KEY: 'k', MODEL_PATH: '/models/Qwen3-Embedding-4B' };
@@ -159,6 +162,23 @@ describe(loadAppConfig.name, () => {
         cacheDir: '/cache',
         offline: true,
       });
+    });
+
+    it('reads the token huggingface-cli login saved ($HF_HOME/token or HF_TOKEN_PATH) when HF_TOKEN is unset', () => {
+      const home = mkdtempSync(join(tmpdir(), 'hf-home-'));
+      try {
+        writeFileSync(join(home, 'token'), 'hf_saved\n');
+        expect(loadAppConfig({ ...hubEnv, HF_HOME: home }).model.hub?.token).toBe('hf_saved');
+        expect(loadAppConfig({ ...hubEnv, HF_HOME: home, HF_TOKEN: 'hf_env' }).model.hub?.token).toBe(
+          'hf_env',
+        );
+        writeFileSync(join(home, 'other'), 'not-a-token');
+        expect(() => loadAppConfig({ ...hubEnv, HF_HOME: home, HF_TOKEN_PATH: join(home, 'other') })).toThrow(
+          /HF_TOKEN_PATH: .*other does not hold a Hugging Face access token/,
+        );
+      } finally {
+        rmSync(home, { recursive: true, force: true });
+      }
     });
 
     it('refuses MODEL_ID with MODEL_PATH, a malformed id or token, and MODEL_REVISION alone', () => {

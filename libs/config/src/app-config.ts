@@ -1,4 +1,4 @@
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { plainToInstance } from 'class-transformer';
@@ -211,6 +211,18 @@ export function loadAppConfig(
       'MODEL_ID: set either MODEL_PATH (a checkpoint directory) or MODEL_ID (a Hub model id, downloaded into the cache), not both',
     );
   }
+  let token = dto.HF_TOKEN;
+  if (dto.MODEL_ID && !token) {
+    const path = dto.HF_TOKEN_PATH ?? join(huggingFaceHome(dto), 'token');
+    try {
+      token = readFileSync(path, 'utf8').trim() || undefined;
+    } catch {
+      // no saved token: public models need none
+    }
+    if (token && !/^hf_\w+$/.test(token)) {
+      problems.push(`HF_TOKEN_PATH: ${path} does not hold a Hugging Face access token (hf_...)`);
+    }
+  }
   if (dto.MODEL_REVISION && !dto.MODEL_ID) {
     problems.push('MODEL_REVISION: applies only with MODEL_ID');
   }
@@ -219,7 +231,7 @@ export function loadAppConfig(
     throw new Error(`Invalid environment variables: ${problems.join('; ')}`);
   }
 
-  const hub = dto.MODEL_ID ? hubModelConfig(dto, dto.MODEL_ID) : undefined;
+  const hub = dto.MODEL_ID ? hubModelConfig(dto, dto.MODEL_ID, token) : undefined;
   const modelPath = hub
     ? hubRepositoryFolder(hub.cacheDir, hub.modelId)
     : (dto.MODEL_PATH ?? './models/Qwen3-Embedding-4B');
@@ -264,14 +276,15 @@ export function loadAppConfig(
 }
 
 /** huggingface_hub's cache directory, resolved as it resolves it. */
+/** huggingface_hub's home: HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface. */
+function huggingFaceHome(env: Pick<EnvDto, 'HF_HOME' | 'XDG_CACHE_HOME'>): string {
+  return env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'huggingface');
+}
+
 export function hubCacheDir(
   env: Pick<EnvDto, 'HF_HUB_CACHE' | 'HUGGINGFACE_HUB_CACHE' | 'HF_HOME' | 'XDG_CACHE_HOME'>,
 ): string {
-  return resolve(
-    env.HF_HUB_CACHE ??
-      env.HUGGINGFACE_HUB_CACHE ??
-      join(env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'huggingface'), 'hub'),
-  );
+  return resolve(env.HF_HUB_CACHE ?? env.HUGGINGFACE_HUB_CACHE ?? join(huggingFaceHome(env), 'hub'));
 }
 
 /** `models--Qwen--Qwen3-Embedding-4B` under the cache, as huggingface_hub lays it out. */
@@ -279,11 +292,11 @@ export function hubRepositoryFolder(cacheDir: string, modelId: string): string {
   return join(cacheDir, ['models', ...modelId.split('/')].join('--'));
 }
 
-function hubModelConfig(dto: EnvDto, modelId: string): HubModelConfig {
+function hubModelConfig(dto: EnvDto, modelId: string, token: string | undefined): HubModelConfig {
   return {
     modelId,
     revision: dto.MODEL_REVISION ?? 'main',
-    token: dto.HF_TOKEN,
+    token,
     endpoint: (dto.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, ''),
     cacheDir: hubCacheDir(dto),
     offline: dto.HF_HUB_OFFLINE ?? false,

@@ -67,6 +67,8 @@ export class EnvDto {
   @Matches(/^hf_\w+$/, { message: 'must be a Hugging Face access token (hf_...)' })
   @Transform(blankToUndefined)
   HF_TOKEN?: string;
+  /** Where `huggingface-cli login` keeps the token (default $HF_HOME/token); read when HF_TOKEN is unset. */
+  @IsOptional() @IsString() @Transform(blankToUndefined) HF_TOKEN_PATH?: string;
   @IsOptional()
   @Matches(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, { message: 'must be an http(s) URL' })
   @Transform(blankToUndefined)
