@@ -160,7 +160,16 @@ describe(HubModelDownloader.name, () => {
   });
 
   it('lets two processes sharing a cache download each file once', async () => {
-    const [first, second] = await Promise.all([download(), download()]);
+    // The shard is held until the second download waits for the first's lock, so they overlap.
+    let open!: () => void;
+    server.faults.gate = { path: shard.path, open: new Promise<void>((resolve) => (open = resolve)) };
+    const both = Promise.all([download(), download()]);
+    const waiting = / waiting for .*, which is downloading it into the same cache$/;
+    for (let tries = 0; tries < 400 && !lines.some((line) => waiting.test(line)); tries += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    open();
+    const [first, second] = await both;
 
     expect(second.directory).toBe(first.directory);
     expect((await readFile(join(first.directory, shard.path))).equals(shard.content)).toBe(true);
@@ -168,9 +177,9 @@ describe(HubModelDownloader.name, () => {
       (r) => r.file === shard.path && r.url.startsWith('/cdn/') && !r.range,
     );
     expect(fullFetches).toHaveLength(1);
-    expect(
-      lines.some((line) => / waiting for .*, which is downloading it into the same cache$/.test(line)),
-    ).toBe(true);
+    expect(lines).toContainEqual(
+      expect.stringMatching(new RegExp(`^${shard.path}: waiting for .*, which is downloading it`)),
+    );
     const blobs = await readdir(join(cacheDir, 'models--acme--embed', 'blobs'));
     expect(blobs.filter((name) => /\.(lock|incomplete)$/.test(name))).toEqual([]);
   });
