@@ -68,7 +68,7 @@ describe(HubModelDownloader.name, () => {
     ];
     server = await HubTestServer.start([
       { id: 'acme/embed', commit: COMMIT, files: [...checkpoint, ...extras] },
-      { id: 'acme/gated', commit: COMMIT, files: checkpoint, token: TOKEN },
+      { id: 'acme/gated', commit: COMMIT, files: checkpoint, token: TOKEN, ungrantedToken: 'hf_not_granted' },
       {
         id: 'acme/huge',
         commit: COMMIT,
@@ -241,7 +241,7 @@ describe(HubModelDownloader.name, () => {
     expect(error.message).toMatch(/acme\/embed has no revision v9 .*MODEL_REVISION/);
   });
 
-  it('asks for a token for a gated repository, rejects a bad one and downloads with a good one', async () => {
+  it('asks for a token for a gated repository, rejects a bad or ungranted one, downloads with a good one', async () => {
     const gated = await failure(download({ modelId: 'acme/gated' }));
     expect(gated.failure).toBe('gated');
     expect(gated.message).toMatch(
@@ -251,6 +251,12 @@ describe(HubModelDownloader.name, () => {
     const bad = await failure(download({ modelId: 'acme/gated', token: 'hf_wrong' }));
     expect(bad.failure).toBe('unauthorized');
     expect(bad.message).toMatch(/rejected HF_TOKEN \(HTTP 401\)/);
+
+    const ungranted = await failure(download({ modelId: 'acme/gated', token: 'hf_not_granted' }));
+    expect(ungranted.failure).toBe('gated');
+    expect(ungranted.message).toMatch(
+      /acme\/gated is a gated model and HF_TOKEN's account has no access yet \(HTTP 403\)/,
+    );
 
     const snapshot = await download({ modelId: 'acme/gated', token: TOKEN });
     expect(existsSync(join(snapshot.directory, 'config.json'))).toBe(true);

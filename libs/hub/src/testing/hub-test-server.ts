@@ -22,6 +22,8 @@ export interface HubTestRepository {
    * `Authorization: Bearer <token>`; any other token is refused everywhere (401).
    */
   token?: string;
+  /** A valid token of an account that has not been granted access: downloads answer 403 GatedRepo. */
+  ungrantedToken?: string;
 }
 
 export interface HubTestFaults {
@@ -230,7 +232,16 @@ export class HubTestServer {
         );
         return undefined;
       }
-      if (auth && auth !== `Bearer ${repository.token}`) {
+      if (auth === `Bearer ${repository.ungrantedToken}` && download) {
+        this.error(
+          res,
+          403,
+          'GatedRepo',
+          `Access to model ${id} is restricted and you are not in the authorized list.`,
+        );
+        return undefined;
+      }
+      if (auth && auth !== `Bearer ${repository.token}` && auth !== `Bearer ${repository.ungrantedToken}`) {
         this.error(res, 401, undefined, 'Invalid credentials in Authorization header');
         return undefined;
       }
