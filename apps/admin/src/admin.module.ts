@@ -1,12 +1,13 @@
 import { Module, OnModuleInit } from '@nestjs/common';
 import { InjectCommander } from 'nest-commander';
 import { CheckpointModule } from '@app/checkpoint';
+import { HubModelDownloader } from '@app/hub';
 import { BenchCommand } from './commands/bench.command';
 import { CheckGpuCommand } from './commands/check-gpu.command';
 import { CheckpointCommand, GenerateCheckpointCommand } from './commands/checkpoint.command';
 import { EmbedCommand } from './commands/embed.command';
 import { CreateKeyCommand, KeysCommand } from './commands/keys.command';
-import { InspectModelCommand, ModelCommand } from './commands/model.command';
+import { DownloadModelCommand, InspectModelCommand, ModelCommand } from './commands/model.command';
 import { EngineSession } from './engine/engine-session';
 import { ApiKeyGenerator } from './keys/api-key-generator';
 import { LoadGenerator } from './bench/load-generator';
@@ -21,6 +22,8 @@ export const ADMIN_CLI_NAME = 'admin';
     GenerateCheckpointCommand,
     ModelCommand,
     InspectModelCommand,
+    DownloadModelCommand,
+    HubModelDownloader,
     KeysCommand,
     CreateKeyCommand,
     ApiKeyGenerator,

@@ -24,7 +24,9 @@ async function main(): Promise<void> {
   const { app, config, url, generatedKey, ready, shutdown } = running;
   const logger = new Logger('Main');
   const modelId = config.model.servedNames[0];
-  logger.log(`listening on ${url}; loading ${config.model.path} as ${modelId} on ${config.model.device}`);
+  const { hub } = config.model;
+  const source = hub ? `${hub.modelId}@${hub.revision} (Hub cache ${hub.cacheDir})` : config.model.path;
+  logger.log(`listening on ${url}; loading ${source} as ${modelId} on ${config.model.device}`);
 
   if (demo || generatedKey) {
     const lines = [
@@ -62,9 +64,9 @@ async function main(): Promise<void> {
     if (!shutdown?.started) logger.log(`ready: ${modelId} serves on ${url}`);
   } catch (error) {
     if (shutdown?.started) {
-      return; // a signal during the load cancelled it; the shutdown exits
+      return; // a signal during the load (or the download) cancelled it; the shutdown exits
     }
-    logger.error({ err: error }, `cannot serve ${config.model.path}: ${(error as Error).message}`);
+    logger.error({ err: error }, `cannot serve ${source}: ${(error as Error).message}`);
     await app.close().catch(() => undefined);
     process.exit(1);
   }

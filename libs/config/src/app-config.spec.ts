@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadAppConfig } from './app-config';
 
 const base = { API_KEY: 'k', MODEL_PATH: '/models/Qwen3-Embedding-4B' };
@@ -152,5 +155,78 @@ describe(loadAppConfig.name, () => {
     const sut = loadAppConfig({ ...base, PORT: '', DEVICE: ' ', API_KEYS: '' });
     expect(sut.server.port).toBe(6008);
     expect(sut.model.device).toBe('cuda');
+  });
+
+  describe('MODEL_ID', () => {
+    const hubEnv = { API_KEY: 'k', MODEL_ID: 'Qwen/Qwen3-Embedding-4B' };
+
+    it('names a Hub model that is fetched into the huggingface_hub cache, served under its id', () => {
+      const sut = loadAppConfig({ ...hubEnv, HF_HOME: '/data/hf' });
+      expect(sut.model.hub).toEqual({
+        modelId: 'Qwen/Qwen3-Embedding-4B',
+        revision: 'main',
+        token: undefined,
+        endpoint: 'https://huggingface.co',
+        cacheDir: '/data/hf/hub',
+        offline: false,
+      });
+      expect(sut.model.path).toBe('/data/hf/hub/models--Qwen--Qwen3-Embedding-4B');
+      expect(sut.model.servedNames).toEqual(['Qwen/Qwen3-Embedding-4B']);
+    });
+
+    it('honours HF_HUB_CACHE over HF_HOME, and the revision, token, endpoint and offline mode', () => {
+      const sut = loadAppConfig({
+        ...hubEnv,
+        HF_HOME: '/data/hf',
+        HF_HUB_CACHE: '/cache',
+        MODEL_REVISION: 'v1.0',
+        HF_TOKEN: 'hf_abc',
+        HF_ENDPOINT: 'http://mirror.local:8080/',
+        HF_HUB_OFFLINE: '1',
+      });
+      expect(sut.model.hub).toEqual({
+        modelId: 'Qwen/Qwen3-Embedding-4B',
+        revision: 'v1.0',
+        token: 'hf_abc',
+        endpoint: 'http://mirror.local:8080',
+        cacheDir: '/cache',
+        offline: true,
+      });
+    });
+
+    it('reads the token huggingface-cli login saved ($HF_HOME/token or HF_TOKEN_PATH) when HF_TOKEN is unset', () => {
+      const home = mkdtempSync(join(tmpdir(), 'hf-home-'));
+      try {
+        writeFileSync(join(home, 'token'), 'hf_saved\n');
+        expect(loadAppConfig({ ...hubEnv, HF_HOME: home }).model.hub?.token).toBe('hf_saved');
+        expect(loadAppConfig({ ...hubEnv, HF_HOME: home, HF_TOKEN: 'hf_env' }).model.hub?.token).toBe(
+          'hf_env',
+        );
+        writeFileSync(join(home, 'other'), 'not-a-token');
+        expect(() => loadAppConfig({ ...hubEnv, HF_HOME: home, HF_TOKEN_PATH: join(home, 'other') })).toThrow(
+          /HF_TOKEN_PATH: .*other does not hold a Hugging Face access token/,
+        );
+      } finally {
+        rmSync(home, { recursive: true, force: true });
+      }
+    });
+
+    it('refuses MODEL_ID with MODEL_PATH, a malformed id or token, and MODEL_REVISION alone', () => {
+      expect(() => loadAppConfig({ ...hubEnv, MODEL_PATH: '/models/x' })).toThrow(
+        /MODEL_ID: set either MODEL_PATH .* or MODEL_ID .*, not both/,
+      );
+      expect(() => loadAppConfig({ ...hubEnv, MODEL_ID: '../etc' })).toThrow(
+        /MODEL_ID: must be a Hugging Face Hub model id/,
+      );
+      expect(() => loadAppConfig({ ...hubEnv, HF_TOKEN: 'secret' })).toThrow(
+        /HF_TOKEN: must be a Hugging Face access token \(hf_\.\.\.\)/,
+      );
+      expect(() => loadAppConfig({ ...base, MODEL_REVISION: 'main' })).toThrow(
+        /MODEL_REVISION: applies only with MODEL_ID/,
+      );
+      expect(() => loadAppConfig({ ...hubEnv, HF_ENDPOINT: 'mirror' })).toThrow(
+        /HF_ENDPOINT: must be an http\(s\) URL/,
+      );
+    });
   });
 });

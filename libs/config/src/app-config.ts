@@ -1,6 +1,7 @@
 import { constants as bufferConstants } from 'node:buffer';
-import { accessSync, constants } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { EnvDto } from './env.dto';
@@ -36,8 +37,27 @@ export interface AuthConfig {
   demoKeyFile: string;
 }
 
+/** MODEL_ID: a checkpoint fetched from the Hugging Face Hub (or a mirror) into its cache before loading. */
+export interface HubModelConfig {
+  /** MODEL_ID, e.g. Qwen/Qwen3-Embedding-4B. */
+  modelId: string;
+  /** MODEL_REVISION: a branch, tag or commit hash (default main). */
+  revision: string;
+  /** HF_TOKEN (never logged). */
+  token?: string;
+  /** HF_ENDPOINT (default https://huggingface.co). */
+  endpoint: string;
+  /** The huggingface_hub cache directory (HF_HUB_CACHE, HF_HOME/hub, ...). */
+  cacheDir: string;
+  /** HF_HUB_OFFLINE: use the cache only, never the network. */
+  offline: boolean;
+}
+
 export interface ModelConfig {
+  /** MODEL_PATH; with MODEL_ID, the repository's folder in the cache (the snapshot is chosen at load). */
   path: string;
+  /** Set when MODEL_ID names the checkpoint. */
+  hub?: HubModelConfig;
   /** The served model id first, then extra names accepted as aliases. */
   servedNames: string[];
   device: Device;
@@ -216,11 +236,35 @@ export function loadAppConfig(
     );
   }
 
+  if (dto.MODEL_ID && dto.MODEL_PATH) {
+    problems.push(
+      'MODEL_ID: set either MODEL_PATH (a checkpoint directory) or MODEL_ID (a Hub model id, downloaded into the cache), not both',
+    );
+  }
+  let token = dto.HF_TOKEN;
+  if (dto.MODEL_ID && !token) {
+    const path = dto.HF_TOKEN_PATH ?? join(huggingFaceHome(dto), 'token');
+    try {
+      token = readFileSync(path, 'utf8').trim() || undefined;
+    } catch {
+      // no saved token: public models need none
+    }
+    if (token && !/^hf_\w+$/.test(token)) {
+      problems.push(`HF_TOKEN_PATH: ${path} does not hold a Hugging Face access token (hf_...)`);
+    }
+  }
+  if (dto.MODEL_REVISION && !dto.MODEL_ID) {
+    problems.push('MODEL_REVISION: applies only with MODEL_ID');
+  }
+
   if (problems.length > 0) {
     throw new Error(`Invalid environment variables: ${problems.join('; ')}`);
   }
 
-  const modelPath = dto.MODEL_PATH ?? './models/Qwen3-Embedding-4B';
+  const hub = dto.MODEL_ID ? hubModelConfig(dto, dto.MODEL_ID, token) : undefined;
+  const modelPath = hub
+    ? hubRepositoryFolder(hub.cacheDir, hub.modelId)
+    : (dto.MODEL_PATH ?? './models/Qwen3-Embedding-4B');
   const servedNames = splitList(dto.SERVED_MODEL_NAME);
   return new AppConfig({
     server: {
@@ -241,7 +285,8 @@ export function loadAppConfig(
     },
     model: {
       path: modelPath,
-      servedNames: servedNames.length > 0 ? servedNames : [basename(resolve(modelPath))],
+      hub,
+      servedNames: servedNames.length > 0 ? servedNames : [hub ? hub.modelId : basename(resolve(modelPath))],
       device,
       dtype,
       embeddingDimension: dto.EMBEDDING_DIMENSION,
@@ -265,4 +310,56 @@ export function loadAppConfig(
     logLevel: (dto.LOG_LEVEL as LogLevel | undefined) ?? 'info',
     warnings,
   });
+}
+
+/** huggingface_hub's cache directory, resolved as it resolves it. */
+/** huggingface_hub's home: HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface. */
+function huggingFaceHome(env: Pick<EnvDto, 'HF_HOME' | 'XDG_CACHE_HOME'>): string {
+  return env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'huggingface');
+}
+
+export function hubCacheDir(
+  env: Pick<EnvDto, 'HF_HUB_CACHE' | 'HUGGINGFACE_HUB_CACHE' | 'HF_HOME' | 'XDG_CACHE_HOME'>,
+): string {
+  return resolve(env.HF_HUB_CACHE ?? env.HUGGINGFACE_HUB_CACHE ?? join(huggingFaceHome(env), 'hub'));
+}
+
+/** `models--Qwen--Qwen3-Embedding-4B` under the cache, as huggingface_hub lays it out. */
+export function hubRepositoryFolder(cacheDir: string, modelId: string): string {
+  return join(cacheDir, ['models', ...modelId.split('/')].join('--'));
+}
+
+function hubModelConfig(dto: EnvDto, modelId: string, token: string | undefined): HubModelConfig {
+  return {
+    modelId,
+    revision: dto.MODEL_REVISION ?? 'main',
+    token,
+    endpoint: (dto.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, ''),
+    cacheDir: hubCacheDir(dto),
+    offline: dto.HF_HUB_OFFLINE ?? false,
+  };
+}
+
+/**
+ * The Hub settings for a download outside the service (`admin model download`): this process's
+ * environment (HF_TOKEN, HF_HOME, HF_ENDPOINT, ...) under the given overrides, validated as at boot.
+ */
+export function loadHubConfig(overrides: {
+  modelId: string;
+  revision?: string;
+  cacheDir?: string;
+}): HubModelConfig {
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    AUTH_DISABLED: 'true',
+    // A download needs no GPU: GPU settings of the environment are not its business.
+    DEVICE: 'cpu',
+    MODEL_PATH: undefined,
+    MODEL_ID: overrides.modelId,
+  };
+  if (overrides.revision) env.MODEL_REVISION = overrides.revision;
+  if (overrides.cacheDir) env.HF_HUB_CACHE = overrides.cacheDir;
+  const hub = loadAppConfig(env).model.hub;
+  if (!hub) throw new Error('MODEL_ID: missing');
+  return hub;
 }

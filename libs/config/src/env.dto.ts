@@ -53,6 +53,33 @@ export class EnvDto {
 
   @IsOptional() @IsString() @Transform(blankToUndefined) MODEL_PATH?: string;
   @IsOptional()
+  @Matches(/^(?!.*(--|\.\.))[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/, {
+    message: 'must be a Hugging Face Hub model id such as Qwen/Qwen3-Embedding-4B',
+  })
+  @Transform(blankToUndefined)
+  MODEL_ID?: string;
+  @IsOptional()
+  @Matches(/^[\w.\-/]+$/, { message: 'must be a branch, tag or commit hash' })
+  @Transform(blankToUndefined)
+  MODEL_REVISION?: string;
+  /** The Hub library accepts only user access tokens (hf_...). */
+  @IsOptional()
+  @Matches(/^hf_\w+$/, { message: 'must be a Hugging Face access token (hf_...)' })
+  @Transform(blankToUndefined)
+  HF_TOKEN?: string;
+  /** Where `huggingface-cli login` keeps the token (default $HF_HOME/token); read when HF_TOKEN is unset. */
+  @IsOptional() @IsString() @Transform(blankToUndefined) HF_TOKEN_PATH?: string;
+  @IsOptional()
+  @Matches(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, { message: 'must be an http(s) URL' })
+  @Transform(blankToUndefined)
+  HF_ENDPOINT?: string;
+  @IsOptional() @IsBoolean({ message: BOOL }) @Transform(toBool) HF_HUB_OFFLINE?: boolean;
+  /** Cache locations, in huggingface_hub's order: HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub. */
+  @IsOptional() @IsString() @Transform(blankToUndefined) HF_HUB_CACHE?: string;
+  @IsOptional() @IsString() @Transform(blankToUndefined) HUGGINGFACE_HUB_CACHE?: string;
+  @IsOptional() @IsString() @Transform(blankToUndefined) HF_HOME?: string;
+  @IsOptional() @IsString() @Transform(blankToUndefined) XDG_CACHE_HOME?: string;
+  @IsOptional()
   @Matches(/^[\w.\-/:@]+(,[\w.\-/:@]+)*$/, {
     message: 'must be a model name or a comma-separated list of names',
   })

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { BatchingModule } from '@app/batching/batching.module';
+import { HubModelDownloader } from '@app/hub/hub-model-downloader';
 import { EmbeddingsController } from './embeddings.controller';
 import { EmbeddingsService } from './embeddings.service';
 import { ModelService } from './model.service';
@@ -9,7 +10,7 @@ import { TokenizerService } from './tokenizer.service';
 @Module({
   imports: [BatchingModule],
   controllers: [EmbeddingsController, ModelsController],
-  providers: [EmbeddingsService, ModelService, TokenizerService],
+  providers: [EmbeddingsService, ModelService, TokenizerService, HubModelDownloader],
   exports: [ModelService, TokenizerService, BatchingModule],
 })
 export class EmbeddingsModule {}

@@ -1,6 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { loadAppConfig } from '@app/config';
 import { FakeEngine } from '@app/engine/testing';
+import { HubModelDownloader, HubSnapshot } from '@app/hub';
+import type { HubDownloadOptions } from '@app/hub';
 import { ModelService } from './model.service';
 import { TokenizerService } from './tokenizer.service';
 
@@ -133,5 +135,60 @@ describe(ModelService.name, () => {
       expect(sut.resolve(name)).toBe('embed');
     }
     expect(() => sut.resolve('gpt-4')).toThrow("The model 'gpt-4' does not exist");
+  });
+
+  describe('with MODEL_ID', () => {
+    /** Stands in for the download (tested against a local Hub in libs/hub) to hold it open. */
+    class HeldDownloader extends HubModelDownloader {
+      options?: HubDownloadOptions;
+      finish!: (snapshot: HubSnapshot) => void;
+      override download(_config: unknown, options: HubDownloadOptions = {}): Promise<HubSnapshot> {
+        this.options = options;
+        return new Promise((resolve) => (this.finish = resolve));
+      }
+    }
+
+    function createHub() {
+      const config = loadAppConfig({
+        API_KEY: 'k',
+        MODEL_ID: 'Qwen/Qwen3-Embedding-4B',
+        DEVICE: 'cpu',
+        WARMUP: 'false',
+      });
+      const engine = new FakeEngine({ info: { hiddenSize: 256 } });
+      const hub = new HeldDownloader();
+      return { engine, hub, sut: new ModelService(config, engine, new TokenizerService(), undefined, hub) };
+    }
+
+    it('is "downloading" (not ready) until the snapshot is there, then loads from it', async () => {
+      const { engine, hub, sut } = createHub();
+      const loading = sut.load();
+      await new Promise(setImmediate);
+      expect(sut.readiness()).toMatchObject({ ready: false, state: 'downloading' });
+      hub.options?.onProgress?.(3 * 1024 ** 3, 8 * 1024 ** 3);
+      expect(sut.readiness().reason).toBe('Qwen/Qwen3-Embedding-4B: 3.0 GiB of 8.0 GiB downloaded');
+      expect(engine.loadOptions).toBeUndefined();
+      hub.finish({
+        directory: QWEN3_TOKENIZER_DIR,
+        commit: 'c'.repeat(40),
+        files: 3,
+        bytes: 1,
+        downloadedBytes: 1,
+      });
+      await loading;
+      expect(sut.readiness()).toMatchObject({ ready: true });
+      expect(engine.loadOptions?.modelPath).toBe(QWEN3_TOKENIZER_DIR);
+      expect(sut.resolve('Qwen/Qwen3-Embedding-4B')).toBe('Qwen/Qwen3-Embedding-4B');
+      expect(sut.resolve('Qwen3-Embedding-4B')).toBe('Qwen/Qwen3-Embedding-4B');
+    });
+
+    it('cancels the download when the server shuts down', async () => {
+      const { hub, sut } = createHub();
+      void sut.load().catch(() => undefined);
+      await new Promise(setImmediate);
+      expect(hub.options?.signal?.aborted).toBe(false);
+      sut.beforeApplicationShutdown();
+      expect(hub.options?.signal?.aborted).toBe(true);
+    });
   });
 });

@@ -12,10 +12,12 @@ import { ModelNotFoundError, ServiceUnavailableError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { EngineInfo, EngineLoadOptions, EnginePort } from '@app/engine/engine.port';
 import { packBatch } from '@app/engine/packed-batch';
+import { formatBytes } from '@app/checkpoint/quantities';
+import { HubModelDownloader } from '@app/hub/hub-model-downloader';
 import { PromptTemplate } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
 
-export type ModelState = 'idle' | 'loading' | 'warming' | 'ready' | 'failed' | 'stopping';
+export type ModelState = 'idle' | 'downloading' | 'loading' | 'warming' | 'ready' | 'failed' | 'stopping';
 
 /**
  * Counts the CUDA devices visible to this process (the addon's `cudaDevices().length`). Needed only
@@ -45,6 +47,12 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
   private engineInfo?: EngineInfo;
   private template = new PromptTemplate({ query: '', document: '' });
   private loading?: Promise<void>;
+  /** The checkpoint directory: MODEL_PATH, or the cache snapshot that MODEL_ID resolved to. */
+  private directory: string;
+  /** Stops a MODEL_ID download when the server shuts down (the partial file is kept to resume). */
+  private readonly download = new AbortController();
+  /** While downloading: how far it is, for /health/ready. */
+  private downloadProgress?: string;
   /** Unix seconds at which the service started; reported as the model's `created`. */
   readonly created = Math.floor(Date.now() / 1000);
   readonly id: string;
@@ -55,9 +63,13 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
     private readonly engine: EnginePort,
     private readonly tokenizer: TokenizerService,
     @Optional() @Inject(CUDA_DEVICE_COUNT) private readonly cudaDeviceCount?: CudaDeviceCount,
+    @Optional() private readonly hub: HubModelDownloader = new HubModelDownloader(),
   ) {
     const [id, ...aliases] = config.model.servedNames;
-    const directory = basename(resolve(config.model.path));
+    this.directory = config.model.path;
+    const directory = config.model.hub
+      ? basename(config.model.hub.modelId)
+      : basename(resolve(config.model.path));
     this.id = id;
     this.names = new Map(
       [id, ...aliases, directory, `${HF_ORGANIZATION}/${directory}`].map((name) => [
@@ -116,7 +128,8 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
         this.logger.error(`engine failed: ${this.failure}`);
       }
     }
-    return { ready: this.current === 'ready', state: this.current, reason: this.failure };
+    const reason = this.failure ?? (this.current === 'downloading' ? this.downloadProgress : undefined);
+    return { ready: this.current === 'ready', state: this.current, reason };
   }
 
   /** Throws the 503 that embeddings requests get while the model cannot serve. */
@@ -149,15 +162,32 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
 
   private async loadOnce(): Promise<void> {
     const { model } = this.config;
-    this.current = 'loading';
     for (const warning of this.config.warnings) this.logger.warn(warning);
+    const source = model.hub;
+    if (source) {
+      this.current = 'downloading';
+      const snapshot = await this.hub.download(source, {
+        signal: this.download.signal,
+        log: (line) => this.logger.log(line),
+        warn: (line) => this.logger.warn(line),
+        onProgress: (bytes, total) => {
+          this.downloadProgress = `${source.modelId}: ${formatBytes(bytes)} of ${formatBytes(total)} downloaded`;
+        },
+      });
+      this.directory = snapshot.directory;
+    }
+    if (this.current === 'stopping') return;
+    this.current = 'loading';
     const options = this.loadOptions();
     this.logger.log(
-      `loading ${model.path} on ${options.device} (${options.dtype}, devices [${options.deviceIds.join(',')}], tensor parallel ${options.tensorParallelSize})`,
+      `loading ${this.directory} on ${options.device} (${options.dtype}, devices [${options.deviceIds.join(',')}], tensor parallel ${options.tensorParallelSize})`,
     );
     const started = performance.now();
-    this.tokenizer.load(join(model.path, 'tokenizer.json'));
-    const [info, template] = await Promise.all([this.engine.load(options), PromptTemplate.load(model.path)]);
+    this.tokenizer.load(join(this.directory, 'tokenizer.json'));
+    const [info, template] = await Promise.all([
+      this.engine.load(options),
+      PromptTemplate.load(this.directory),
+    ]);
     this.engineInfo = info;
     this.template = template;
     if (this.config.model.embeddingDimension && this.config.model.embeddingDimension > info.hiddenSize) {
@@ -198,7 +228,7 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
       );
     }
     return {
-      modelPath: model.path,
+      modelPath: this.directory,
       device: model.device,
       dtype: model.dtype,
       deviceIds,
@@ -234,6 +264,7 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
     if (this.current !== 'failed') {
       this.current = 'stopping';
     }
+    this.download.abort();
   }
 
   beforeApplicationShutdown(): void {
