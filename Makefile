@@ -119,14 +119,16 @@ image: image-deps
 
 # The CPU image on a locally built base (docker/local-base.sh, cached), then test/image.e2e-spec.ts
 # against it. The build's CA secret is IMAGE_CA plus a certificate made here, which the test then
-# looks for in the image.
+# looks for in the image. Image layers and the base are cached between runs (docs/images.md).
 test-image: image-deps install-dev
 	@mkdir -p $(IMAGE_TEST_DIR)
-	@openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=qwen3 image test marker $$$$" \
-	  -keyout $(IMAGE_TEST_DIR)/marker.key -out $(IMAGE_TEST_DIR)/marker.pem 2>/dev/null
+	@# Kept across runs: cached layers were built with the same marker in the secret.
+	@[ -f $(IMAGE_TEST_DIR)/marker.pem ] || openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \
+	  -subj "/CN=qwen3 image test marker $$$$" -keyout $(IMAGE_TEST_DIR)/marker.key -out $(IMAGE_TEST_DIR)/marker.pem 2>/dev/null
 	@cat $(IMAGE_CA) $(IMAGE_TEST_DIR)/marker.pem > $(IMAGE_TEST_DIR)/ca-bundle.pem
-	@base=$$($(NICE) bash docker/local-base.sh) && \
-	  $(MAKE) --no-print-directory image NODE_IMAGE=$$base IMAGE=$(TEST_IMAGE) CA_SECRET=$(IMAGE_TEST_DIR)/ca-bundle.pem
+	$(NICE) bash docker/local-base.sh > $(IMAGE_TEST_DIR)/base-image
+	$(MAKE) --no-print-directory image NODE_IMAGE=$$(cat $(IMAGE_TEST_DIR)/base-image) IMAGE=$(TEST_IMAGE) \
+	  CA_SECRET=$(IMAGE_TEST_DIR)/ca-bundle.pem
 	IMAGE=$(TEST_IMAGE) IMAGE_CA_MARKER=$(IMAGE_TEST_DIR)/marker.pem \
 	  $(NPM) exec -- jest --config test/jest-image.config.js --ci
 
