@@ -94,7 +94,7 @@ describe(`CPU image ${IMAGE}`, () => {
 
   it('runs as non-root with a healthcheck on /health/ready and port 6008, and reports its size', async () => {
     const [image] = JSON.parse(await podman(['image', 'inspect', IMAGE]));
-    expect(image.Config.User).toBe('node');
+    expect(image.Config.User).toBe('1000:1000'); // numeric: Kubernetes' runAsNonRoot checks it
     expect(Object.keys(image.Config.ExposedPorts ?? {})).toEqual(['6008/tcp']);
     expect(JSON.stringify(image.Healthcheck?.Test)).toContain('/health/ready');
     expect(await podman(['exec', bare.name, 'id', '-u'])).toBe('1000');
