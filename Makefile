@@ -5,23 +5,48 @@ SHELL := /bin/bash
 NPM ?= npm
 DEMO_MODEL ?= models/Qwen3-Embedding-tiny
 NATIVE_ADDON := build/native/Release/qwen3_embed.node
+comma := ,
 APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread libgtest-dev nginx-light clang-format unzip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 
+# Container images (README "Deploy"): podman + runc from Debian (crun fails on these machines' cgroups).
+IMAGE_APT_PACKAGES := podman runc debootstrap openssl
+IMAGE ?= localhost/qwen3-embed:cpu
+# The base of both stages: the public image by default; `make test-image` builds a local equivalent.
+NODE_IMAGE ?= node:20-bookworm-slim
+# A CA bundle for a TLS-inspecting proxy, handed to the build as a secret (never stored in the image);
+# by default the bundle this machine's Node trusts, when it names one.
+IMAGE_CA ?= $(NODE_EXTRA_CA_CERTS)
+PODMAN := podman --runtime runc
+CONTAINER_LIMITS := --ulimit nofile=1024:1024 --ulimit nproc=4096:4096
+# Builds run at lower priority: a build takes every core for minutes.
+NICE ?= nice -n 10
+TEST_IMAGE := localhost/qwen3-embed:cpu-test
+IMAGE_TEST_DIR := .image-test
+
 .PHONY: help install install-dev system-deps node-deps native native-debug build demo-model serve dev \
         test test-unit test-native test-native-asan test-e2e lint format format-check typecheck clean \
-        k8s-tools k8s-render
+        k8s-tools k8s-render image-deps image test-image
 
 help:
 	@echo "make serve   install what is missing, then serve the demo model on http://localhost:6008"
 	@echo "make test    every test, lint, format check and typecheck (TS and C++)"
+	@echo "make image   the CPU container image ($(IMAGE)) with podman; make test-image builds and tests it"
 	@echo "other: install install-dev native build demo-model dev lint format typecheck clean"
 
+# Installs the Debian packages of $(1) that are missing.
+define apt-install
+@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+endef
+
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	$(call apt-install,$(APT_PACKAGES))
+
+image-deps:
+	$(call apt-install,$(IMAGE_APT_PACKAGES))
 
 node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
@@ -108,6 +133,28 @@ test-e2e: install-dev
 
 test: install-dev lint format-check typecheck test-native test-native-asan test-unit test-e2e
 	@echo "make test: all checks passed"
+
+# CA_SECRET: the proxy CA bundle as the build's `ca` secret, when there is one.
+image: image-deps
+	$(NICE) $(PODMAN) build --format docker --network host $(CONTAINER_LIMITS) \
+	  $(if $(CA_SECRET)$(IMAGE_CA),--secret id=ca$(comma)src=$(or $(CA_SECRET),$(IMAGE_CA))) \
+	  --build-arg NODE_IMAGE=$(NODE_IMAGE) -f docker/Dockerfile.cpu -t $(IMAGE) .
+	@$(PODMAN) image inspect --format '$(IMAGE): {{.Size}} bytes' $(IMAGE)
+
+# The CPU image on a locally built base (docker/local-base.sh, cached), then test/image.e2e-spec.ts
+# against it. The build's CA secret is IMAGE_CA plus a certificate made here, which the test then
+# looks for in the image. Image layers and the base are cached between runs (docs/images.md).
+test-image: image-deps install-dev
+	@mkdir -p $(IMAGE_TEST_DIR)
+	@# Kept across runs: cached layers were built with the same marker in the secret.
+	@[ -f $(IMAGE_TEST_DIR)/marker.pem ] || openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \
+	  -subj "/CN=qwen3 image test marker $$$$" -keyout $(IMAGE_TEST_DIR)/marker.key -out $(IMAGE_TEST_DIR)/marker.pem 2>/dev/null
+	@cat $(IMAGE_CA) $(IMAGE_TEST_DIR)/marker.pem > $(IMAGE_TEST_DIR)/ca-bundle.pem
+	$(NICE) bash docker/local-base.sh > $(IMAGE_TEST_DIR)/base-image
+	$(MAKE) --no-print-directory image NODE_IMAGE=$$(cat $(IMAGE_TEST_DIR)/base-image) IMAGE=$(TEST_IMAGE) \
+	  CA_SECRET=$(IMAGE_TEST_DIR)/ca-bundle.pem
+	IMAGE=$(TEST_IMAGE) IMAGE_CA_MARKER=$(IMAGE_TEST_DIR)/marker.pem \
+	  $(NPM) exec -- jest --config test/jest-image.config.js --ci
 
 clean:
 	rm -rf dist build coverage

@@ -6,6 +6,8 @@ module.exports = {
   rootDir: '..',
   roots: ['<rootDir>/test'],
   testRegex: '\\.e2e-spec\\.ts$',
+  // The image test builds on podman and runs from `make test-image` (test/jest-image.config.js).
+  testPathIgnorePatterns: ['/node_modules/', 'image\\.e2e-spec\\.ts$'],
   transform: { '^.+\\.ts$': 'ts-jest' },
   moduleFileExtensions: ['ts', 'js', 'json'],
   moduleNameMapper: pathsToModuleNameMapper(compilerOptions.paths, { prefix: '<rootDir>/' }),

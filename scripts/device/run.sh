@@ -18,6 +18,9 @@
 #   fixture   generate the tiny checkpoint (seed 0) and run scripts/reference/reference.py on it
 #   parity    bench/parity.js: the engine vs the fixture (cuda bf16 at TP 1, and 2 with >= 2 GPUs; cpu fp32)
 #   checkgpu  admin check-gpu and admin embed on the tiny checkpoint
+#   image     the CUDA image's build steps (docker/build-native.sh addon, stage, check: ldd against
+#             docker/cuda-runtime-libs.txt), then the API from the staged layout on the 4b checkpoint
+#             (or tiny) with a short bench (IMAGE_BENCH_POINTS, default "1x1 32x8")
 #   model4b   generate the 4b checkpoint (seed 0) into models/Qwen3-Embedding-4B (~8 GB, ~30 s)
 #   model8b   the same for the 8b (models/Qwen3-Embedding-8B, ~16 GB); profile8b and layouts8b run
 #             the profile and layouts steps on it (results tagged 8b, layouts-8b.json)
@@ -291,6 +294,49 @@ step_checkgpu() {
   admin embed --model-path "$TINY" --device cuda --dimensions 256 --query "what is tensor parallelism?" \
     "Tensor parallelism splits each weight matrix across GPUs." || return 1
   echo "| check-gpu | ok (admin check-gpu + embed on $TINY) |" >> "$RESULTS"
+}
+
+step_image() {
+  # The CUDA image's build steps (docker/build-native.sh, as docker/Dockerfile runs them): the addon
+  # against this host's PyTorch, /app laid out as the image's runtime stage, every .node checked with
+  # ldd against docker/cuda-runtime-libs.txt; then the API served from that layout (no
+  # LD_LIBRARY_PATH: the addon's RUNPATH alone) on the 4b checkpoint when present, and benchmarked.
+  local stage=$WORK/image-root model=${BENCH_MODEL:-} key=image-key-$$ port=6012 pid status=0
+  [ -n "$model" ] || { if [ -f "$BIG/config.json" ]; then model=$BIG; else model=$TINY; fi; }
+  [ -d "$model" ] || admin checkpoint generate --preset tiny --seed 0 --out "$TINY" || return 1
+  bash docker/build-native.sh addon "$APP/node_modules" > "$WORK/image-build.log" 2>&1 \
+    || { tail -40 "$WORK/image-build.log"; return 1; }
+  grep -E "qwen3:|build-native" "$WORK/image-build.log"
+  bash docker/build-native.sh stage "$stage" "$APP" || return 1
+  bash docker/build-native.sh check "$stage" | tee "$WORK/image-check.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  echo "| image ldd | $(tr '\n' ' ' < "$WORK/image-check.txt") |" >> "$RESULTS"
+  (cd "$stage/app" && exec env -u LD_LIBRARY_PATH MODEL_PATH="$(readlink -f "$model")" DEVICE=cuda API_KEY="$key" PORT="$port" \
+    LOG_LEVEL=warn NATIVE_ADDON_PATH="$stage/app/$ADDON" node dist/apps/api/src/main.js) > "$WORK/image-server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$port/health/ready" > /dev/null && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if ! curl -sf "http://127.0.0.1:$port/health/ready" > /dev/null; then
+    echo "the staged server did not get ready:"; tail -40 "$WORK/image-server.log"
+    kill "$pid" 2>/dev/null; return 1
+  fi
+  curl -s "http://127.0.0.1:$port/health" | head -c 600; echo
+  local corpus=$WORK/corpus.jsonl point
+  [ -f "$corpus" ] || admin bench --corpus builtin --corpus-size 2000 --write-corpus "$corpus" || status=1
+  for point in ${IMAGE_BENCH_POINTS:-1x1 32x8}; do
+    admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency "${point%x*}" --batch "${point#*x}" \
+      --requests "${BENCH_REQUESTS:-300}" --corpus "$corpus" --json > "$WORK/image-bench-$point.json" || status=1
+    node -e '
+      const r = require(process.argv[1]);
+      console.log(`| image layout ${process.argv[2]} c${r.concurrency} b${r.batch} | ${r.ok}/${r.requests} ok; ${r.throughput.embeddingsPerSecond.toFixed(1)} emb/s; p50 ${r.latencyMs.p50.toFixed(1)} ms |`);
+    ' "$WORK/image-bench-$point.json" "$(basename "$model")" >> "$RESULTS" || status=1
+  done
+  kill "$pid" 2>/dev/null
+  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  return $status
 }
 
 make_model() { # preset dir: generate the checkpoint (seed 0) unless one that inspects clean is there
