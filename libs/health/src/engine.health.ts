@@ -15,11 +15,16 @@ export class EngineHealthIndicator {
     private readonly config: AppConfig,
   ) {}
 
-  /** The failure reason only with HEALTH_DETAILS=full: the route is public and a load error names files. */
+  /**
+   * A failure reason only with HEALTH_DETAILS=full: the route is public and a load error names files.
+   * A download's progress (model id and bytes) is shown either way: it names no path and tells a
+   * probe's reader why the pod is not ready yet.
+   */
   isReady(key: string): HealthIndicatorResult {
     const indicator = this.health.check(key);
     const { ready, state, reason } = this.model.readiness();
-    const shown = reason && this.config.server.healthDetails === 'full' ? { reason } : {};
+    const shown =
+      reason && (this.config.server.healthDetails === 'full' || state === 'downloading') ? { reason } : {};
     return ready ? indicator.up({ state }) : indicator.down({ state, ...shown });
   }
 }
