@@ -1,11 +1,16 @@
 import { performance } from 'node:perf_hooks';
 import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
-import { QueueFullError, RequestAbortedError, ServiceUnavailableError } from '@app/common';
-import { EngineError, EngineErrorCode, EnginePort } from '@app/engine/engine.port';
+import {
+  InvalidRequestError,
+  QueueFullError,
+  RequestAbortedError,
+  ServiceUnavailableError,
+} from '@app/common';
+import { EngineError, EngineErrorCode, EngineInfo, EnginePort } from '@app/engine/engine.port';
 import { packBatch } from '@app/engine/packed-batch';
 import { MetricsService } from '@app/metrics/metrics.service';
 import { BATCHING_OPTIONS, BatchingOptions } from './batching.options';
-import { SequenceQueue } from './sequence-queue';
+import { RequestQueue } from './request-queue';
 
 /** One request's tokenized inputs, all embedded at the same Matryoshka size. */
 export interface EmbedJob {
@@ -13,6 +18,11 @@ export interface EmbedJob {
   dimensions: number;
   /** Aborted when the client goes away: work not yet running is dropped. */
   signal?: AbortSignal;
+  /**
+   * When the answer is due, on the `performance.now()` clock (e.g. arrival + X-Request-Deadline-Ms);
+   * default: submission + REQUEST_DEADLINE_MS.
+   */
+  deadline?: number;
 }
 
 export interface EmbedJobResult {
@@ -37,6 +47,8 @@ export interface BatchingStats {
   maxBatchSequences: number;
   maxQueueTokens: number;
   maxQueuedRequests: number;
+  /** Measured (or, before the first batch, assumed) tokens per second of one replica. */
+  tokensPerSecond: number;
 }
 
 class PendingRequest {
@@ -45,6 +57,10 @@ class PendingRequest {
   /** Tokens and sequences of this request not yet handed to the engine. */
   queuedTokens: number;
   queuedSequences: number;
+  /** The next sequence to put in a batch: sequences before it are in a batch (packed or running). */
+  next = 0;
+  /** In the request heap now. */
+  inQueue = false;
   settled = false;
   firstDispatchAt?: number;
   batches = 0;
@@ -54,6 +70,10 @@ class PendingRequest {
     readonly job: EmbedJob,
     readonly tokens: number,
     readonly enqueuedAt: number,
+    readonly deadline: number,
+    /** Its place in the heap: `tokens + aging * enqueuedAt` (smaller goes first). */
+    readonly priority: number,
+    readonly order: number,
     private readonly onResolve: (result: EmbedJobResult) => void,
     private readonly onReject: (error: unknown) => void,
   ) {
@@ -78,27 +98,37 @@ class PendingRequest {
   }
 }
 
-interface QueuedSequence {
+interface BatchItem {
   request: PendingRequest;
   index: number;
   tokens: Int32Array;
-  priority: number;
-  order: number;
-  /** Handed to the engine at least once (a retried half is not counted as queued again). */
+  /** Handed to the engine at least once (a part of a failed batch is not counted as queued again). */
   dispatched: boolean;
 }
 
 interface ForwardBatch {
-  items: QueuedSequence[];
+  items: BatchItem[];
   tokens: number;
-  /** A half of a failed batch: it is not split again. */
-  retry: boolean;
 }
 
-/** Failures worth one retry in halves: they may come from the batch's size or from one bad sequence. */
-const RETRYABLE: ReadonlySet<EngineErrorCode> = new Set(['OUT_OF_MEMORY', 'INTERNAL', 'INVALID_ARGUMENT']);
-/** How many sequences that do not fit the budget a batch may step over looking for ones that do. */
+interface RunningBatch {
+  started: number;
+  tokens: number;
+}
+
+/** Failures that say nothing about the other sequences of the batch: split it to find the culprit. */
+const SPLITTABLE: ReadonlySet<EngineErrorCode> = new Set(['OUT_OF_MEMORY', 'INTERNAL', 'INVALID_ARGUMENT']);
+/** How many requests that do not fit the budget a batch may step over looking for ones that do. */
 const MAX_SKIPS = 64;
+/**
+ * Before the first batch is measured, the engine is assumed to deliver this many FLOP/s on one
+ * replica (2 FLOP per weight and token): modest on purpose, so early estimates err towards waiting
+ * less than they say, and one measured batch outweighs it (PRIOR_SECONDS).
+ */
+const PRIOR_FLOPS: Record<EngineInfo['device'], number> = { cpu: 5e10, cuda: 1e14 };
+const PRIOR_SECONDS = 0.05;
+/** Weight kept by the older batches at each new one in the measured rate (a ~10-batch memory). */
+const RATE_DECAY = 0.9;
 
 /** The port rejects with EngineError; anything else is a bug somewhere below, reported as INTERNAL. */
 function asEngineError(error: unknown): EngineError {
@@ -108,29 +138,35 @@ function asEngineError(error: unknown): EngineError {
 }
 
 /**
- * The dynamic batching provider. Sequences of concurrent requests share forward batches under a token
- * budget and a sequence cap; a large request is spread over several batches and put back in order.
- * Exactly one batch runs per engine replica and the next one is packed while they run, so a finished
- * batch is followed at once. Short sequences go first, with aging so nothing starves. The queue is
- * bounded (429 with Retry-After when full); work of a client that disconnects is dropped before it
- * runs; a failed batch is retried once in halves and then fails only the requests it carried.
+ * The dynamic batching provider. Requests wait in one heap, smallest first with aging; a forward batch
+ * takes whole requests' sequences, in order, under a token budget and a sequence cap, so each request
+ * finishes as soon as it can instead of every request's texts being interleaved (under overload that
+ * made every request late). A large request is spread over several batches and put back in order.
+ * Exactly one batch runs per engine replica and the next one is packed while they run.
+ * Admission looks at the expected wait (tokens ahead / measured tokens per second) against the
+ * request's deadline, besides the size bounds: what cannot be served in time is refused at once (429
+ * with Retry-After), and what is still waiting when its deadline passes is dropped, as is the work of
+ * a client that disconnects. A failed batch is split in halves until the failing sequence runs alone;
+ * only its request fails.
  */
 @Injectable()
 export class BatchingService implements BeforeApplicationShutdown {
   private readonly logger = new Logger(BatchingService.name);
-  private readonly queue = new SequenceQueue<QueuedSequence>();
+  private readonly queue = new RequestQueue<PendingRequest>();
   private readonly pending = new Set<PendingRequest>();
+  /** Parts of failed batches, run before anything new. */
   private readonly retries: ForwardBatch[] = [];
+  private readonly running = new Set<RunningBatch>();
   private prepared?: ForwardBatch;
-  private inFlight = 0;
   private queuedTokens = 0;
   private queuedSequences = 0;
   private order = 0;
   private pumpScheduled = false;
   private accepting = true;
   private replicaCount?: number;
-  /** Smoothed tokens per second of one replica, for Retry-After. */
-  private throughput = 0;
+  /** Decayed sums of measured batches (tokens, seconds) of one replica, seeded with the prior. */
+  private rateTokens?: number;
+  private rateSeconds = PRIOR_SECONDS;
   private drained?: () => void;
   private readonly agingPerMs: number;
 
@@ -150,51 +186,44 @@ export class BatchingService implements BeforeApplicationShutdown {
     if (job.signal?.aborted) {
       return Promise.reject(new RequestAbortedError());
     }
-    const tokens = job.sequences.reduce((sum, sequence) => sum + sequence.length, 0);
     if (job.sequences.length === 0) {
       return Promise.resolve({ embeddings: [], queueTimeMs: 0, inferenceTimeMs: 0, batches: 0 });
     }
-    if (
-      this.pending.size >= this.options.maxQueuedRequests ||
-      (this.queuedTokens > 0 && this.queuedTokens + tokens > this.options.maxQueueTokens)
-    ) {
-      this.metrics.rejected.inc({ reason: 'queue_full' });
-      const retryAfter = this.retryAfterSeconds();
-      return Promise.reject(
-        new QueueFullError(
-          `The server is at capacity (${this.pending.size} requests, ${this.queuedTokens} tokens waiting); retry after ${retryAfter} s.`,
-          retryAfter,
-        ),
-      );
+    let tokens = 0;
+    for (const sequence of job.sequences) tokens += sequence.length;
+    const now = performance.now();
+    const deadline = job.deadline ?? now + this.options.requestDeadlineMs;
+    const priority = tokens + this.agingPerMs * now;
+    const refusal = this.admissionRefusal(tokens, priority, deadline, now);
+    if (refusal) {
+      return Promise.reject(refusal);
     }
 
     return new Promise<EmbedJobResult>((resolve, reject) => {
-      const now = performance.now();
-      const request = new PendingRequest(job, tokens, now, resolve, reject);
+      const request = new PendingRequest(job, tokens, now, deadline, priority, this.order++, resolve, reject);
       this.pending.add(request);
-      job.sequences.forEach((sequence, index) => {
-        this.queue.push({
-          request,
-          index,
-          tokens: sequence,
-          priority: sequence.length + this.agingPerMs * now,
-          order: this.order++,
-          dispatched: false,
-        });
-      });
+      request.inQueue = true;
+      this.queue.push(request);
       this.queuedTokens += tokens;
       this.queuedSequences += job.sequences.length;
-      if (job.signal) {
-        const signal = job.signal;
-        const onAbort = () => {
+      // Dropped if it has not started when its deadline passes (a timer is ~1 µs; no sweep needed).
+      const timer = setTimeout(() => this.expire(request), Math.max(0, deadline - now));
+      timer.unref();
+      let onAbort: (() => void) | undefined;
+      const signal = job.signal;
+      if (signal) {
+        onAbort = () => {
           if (!request.settled) {
             this.metrics.rejected.inc({ reason: 'client_closed' });
             this.settle(request, new RequestAbortedError());
           }
         };
         signal.addEventListener('abort', onAbort, { once: true });
-        request.detach = () => signal.removeEventListener('abort', onAbort);
       }
+      request.detach = () => {
+        clearTimeout(timer);
+        if (onAbort) signal?.removeEventListener('abort', onAbort);
+      };
       // A packed-ahead batch with room left is re-packed so the newcomer can join it.
       if (this.prepared && !this.isFull(this.prepared)) {
         this.returnPrepared();
@@ -208,12 +237,13 @@ export class BatchingService implements BeforeApplicationShutdown {
       pendingRequests: this.pending.size,
       queuedSequences: this.queuedSequences,
       queuedTokens: this.queuedTokens,
-      batchesInFlight: this.inFlight,
+      batchesInFlight: this.running.size,
       replicas: this.replicas(),
       maxBatchTokens: this.options.maxBatchTokens,
       maxBatchSequences: this.options.maxBatchSequences,
       maxQueueTokens: this.options.maxQueueTokens,
       maxQueuedRequests: this.options.maxQueuedRequests,
+      tokensPerSecond: this.tokensPerSecond(),
     };
   }
 
@@ -240,6 +270,84 @@ export class BatchingService implements BeforeApplicationShutdown {
   /** Graceful shutdown: Nest calls this before closing the HTTP server and disposing the engine. */
   async beforeApplicationShutdown(): Promise<void> {
     await this.drain(this.options.drainTimeoutMs);
+  }
+
+  /**
+   * Why a new request cannot be admitted, or undefined. Beyond the size bounds, it is refused when the
+   * work that will run before it (the running batches, parts of failed batches, the packed batch and
+   * every queued request placed ahead of it in the heap) would keep it from finishing its first batch
+   * by its deadline. Later, smaller arrivals may still overtake it; those that make it wait past its
+   * deadline get it dropped before it runs (`expire`). A request into an empty service is always
+   * admitted, however large.
+   */
+  private admissionRefusal(
+    tokens: number,
+    priority: number,
+    deadline: number,
+    now: number,
+  ): QueueFullError | undefined {
+    if (
+      this.pending.size >= this.options.maxQueuedRequests ||
+      (this.queuedTokens > 0 && this.queuedTokens + tokens > this.options.maxQueueTokens)
+    ) {
+      this.metrics.rejected.inc({ reason: 'queue_full' });
+      const retryAfter = this.retryAfterSeconds();
+      return new QueueFullError(
+        `The server is at capacity (${this.pending.size} requests, ${this.queuedTokens} tokens waiting); retry after ${retryAfter} s.`,
+        retryAfter,
+      );
+    }
+    if (this.pending.size === 0) {
+      return undefined;
+    }
+    const rate = this.tokensPerSecond() * this.replicas();
+    let ahead = this.prepared?.tokens ?? 0;
+    for (const batch of this.retries) ahead += batch.tokens;
+    // O(queued requests), a few µs at the request cap; nothing at all when the queue is empty.
+    for (const queued of this.queue.items()) {
+      if (queued.priority <= priority && !queued.settled) ahead += queued.queuedTokens;
+    }
+    const own = Math.min(tokens, this.options.maxBatchTokens);
+    const finish = this.nextStart(now) + ((ahead + own) / rate) * 1000;
+    if (finish <= deadline) {
+      return undefined;
+    }
+    this.metrics.rejected.inc({ reason: 'deadline' });
+    const retryAfter = this.retryAfterSeconds();
+    const waitMs = Math.round(finish - now);
+    return new QueueFullError(
+      `The server is overloaded: this request would take about ${waitMs} ms, past its deadline of ${Math.round(deadline - now)} ms; retry after ${retryAfter} s.`,
+      retryAfter,
+    );
+  }
+
+  /** When a replica is expected to be free: now, or when the earliest running batch should end. */
+  private nextStart(now: number): number {
+    if (this.running.size < this.replicas()) return now;
+    const msPerToken = 1000 / this.tokensPerSecond();
+    let earliest = Infinity;
+    for (const batch of this.running) {
+      earliest = Math.min(earliest, batch.started + batch.tokens * msPerToken);
+    }
+    return Math.max(now, earliest);
+  }
+
+  /** Tokens per second of one replica: measured batches, or the prior from the model's size. */
+  private tokensPerSecond(): number {
+    if (this.rateTokens === undefined) {
+      this.rateTokens = this.priorTokensPerSecond() * PRIOR_SECONDS;
+    }
+    return this.rateTokens / this.rateSeconds;
+  }
+
+  private priorTokensPerSecond(): number {
+    try {
+      const info = this.engine.info();
+      const weights = Math.max(1e6, info.parameters - info.vocabSize * info.hiddenSize);
+      return PRIOR_FLOPS[info.device] / (2 * weights);
+    } catch {
+      return 1000; // not loaded yet: nothing runs before it is, so the figure is soon replaced
+    }
   }
 
   private replicas(): number {
@@ -273,12 +381,12 @@ export class BatchingService implements BeforeApplicationShutdown {
   /** Fills every idle replica, then packs the next batch ahead. */
   private pump(): void {
     const replicas = this.replicas();
-    while (this.inFlight < replicas) {
+    while (this.running.size < replicas) {
       const batch = this.retries.shift() ?? this.takePrepared() ?? this.takeBatch();
       if (!batch) break;
       this.run(batch);
     }
-    if (this.inFlight >= replicas && !this.prepared && this.retries.length === 0) {
+    if (this.running.size >= replicas && !this.prepared && this.retries.length === 0) {
       this.prepared = this.takeBatch();
     }
     this.publishGauges();
@@ -290,32 +398,68 @@ export class BatchingService implements BeforeApplicationShutdown {
     return batch;
   }
 
+  /** Puts the packed-ahead batch's sequences back: each request resumes at its first one in it. */
   private returnPrepared(): void {
     const batch = this.takePrepared();
-    for (const item of batch?.items ?? []) {
-      if (!item.request.settled) this.queue.push(item);
+    if (!batch) return;
+    for (const item of batch.items) {
+      const request = item.request;
+      if (request.settled) continue;
+      request.next = Math.min(request.next, item.index);
+      if (!request.inQueue) {
+        request.inQueue = true;
+        this.queue.push(request);
+      }
     }
   }
 
-  /** Pops the best sequences that fit the budget; the best one always goes, so aging guarantees progress. */
+  /**
+   * Packs the next batch from the best requests, each contributing its next sequences in input order
+   * while they fit; the first sequence always goes, so a sequence longer than the budget runs alone.
+   * A request that has not started and could not finish its part of this batch by its deadline is
+   * dropped here instead of being run late.
+   */
   private takeBatch(): ForwardBatch | undefined {
     const { maxBatchTokens, maxBatchSequences } = this.options;
-    const items: QueuedSequence[] = [];
-    const skipped: QueuedSequence[] = [];
+    const items: BatchItem[] = [];
+    const putBack: PendingRequest[] = [];
+    let skips = 0;
     let tokens = 0;
-    while (items.length < maxBatchSequences && tokens < maxBatchTokens && skipped.length < MAX_SKIPS) {
-      const item = this.queue.pop();
-      if (!item) break;
-      if (item.request.settled) continue; // dropped: aborted or failed
-      if (items.length > 0 && tokens + item.tokens.length > maxBatchTokens) {
-        skipped.push(item);
-        continue;
+    let start = -1;
+    let msPerToken = 0;
+    while (items.length < maxBatchSequences && tokens < maxBatchTokens && skips < MAX_SKIPS) {
+      const request = this.queue.pop();
+      if (!request) break;
+      request.inQueue = false;
+      if (request.settled) continue; // dropped: aborted, expired or failed
+      const sequences = request.job.sequences;
+      if (request.next === 0 && request.firstDispatchAt === undefined) {
+        if (start < 0) {
+          start = this.nextStart(performance.now());
+          msPerToken = 1000 / this.tokensPerSecond();
+        }
+        const part = Math.min(request.queuedTokens, maxBatchTokens);
+        if (start + (tokens + part) * msPerToken > request.deadline) {
+          this.expire(request);
+          continue;
+        }
       }
-      items.push(item);
-      tokens += item.tokens.length;
+      const before = items.length;
+      while (request.next < sequences.length && items.length < maxBatchSequences) {
+        const sequence = sequences[request.next];
+        if (items.length > 0 && tokens + sequence.length > maxBatchTokens) break;
+        items.push({ request, index: request.next, tokens: sequence, dispatched: false });
+        tokens += sequence.length;
+        request.next += 1;
+      }
+      if (items.length === before) skips += 1;
+      if (request.next < sequences.length) putBack.push(request);
     }
-    for (const item of skipped) this.queue.push(item);
-    return items.length > 0 ? { items, tokens, retry: false } : undefined;
+    for (const request of putBack) {
+      request.inQueue = true;
+      this.queue.push(request);
+    }
+    return items.length > 0 ? { items, tokens } : undefined;
   }
 
   private run(batch: ForwardBatch): void {
@@ -324,24 +468,27 @@ export class BatchingService implements BeforeApplicationShutdown {
       return;
     }
     const started = performance.now();
-    const requests = new Set<PendingRequest>();
     let tokens = 0;
+    let previous: PendingRequest | undefined;
     for (const item of items) {
+      const request = item.request;
       tokens += item.tokens.length;
-      requests.add(item.request);
       if (!item.dispatched) {
         item.dispatched = true;
-        item.request.queuedTokens -= item.tokens.length;
-        item.request.queuedSequences -= 1;
+        request.queuedTokens -= item.tokens.length;
+        request.queuedSequences -= 1;
         this.queuedTokens -= item.tokens.length;
         this.queuedSequences -= 1;
       }
+      // A request's items are adjacent in a batch (and in its parts), so this counts each once.
+      if (request !== previous) {
+        request.firstDispatchAt ??= started;
+        request.batches += 1;
+        previous = request;
+      }
     }
-    for (const request of requests) {
-      request.firstDispatchAt ??= started;
-      request.batches += 1;
-    }
-    this.inFlight += 1;
+    const running: RunningBatch = { started, tokens };
+    this.running.add(running);
     this.metrics.batchSequences.observe(items.length);
     this.metrics.batchTokens.observe(tokens);
 
@@ -355,42 +502,39 @@ export class BatchingService implements BeforeApplicationShutdown {
     }
     result.then(
       (rows) => {
-        this.inFlight -= 1;
-        this.completed(items, batch.retry, tokens, rows, started);
+        this.running.delete(running);
+        this.completed(items, tokens, rows, started);
       },
       (error: unknown) => {
-        this.inFlight -= 1;
-        this.failed(items, batch.retry, error, started);
+        this.running.delete(running);
+        this.failed(items, error, started);
       },
     );
   }
 
-  private completed(
-    items: QueuedSequence[],
-    wasRetry: boolean,
-    tokens: number,
-    rows: Float32Array,
-    started: number,
-  ): void {
+  private completed(items: BatchItem[], tokens: number, rows: Float32Array, started: number): void {
     const now = performance.now();
-    const expected = items.reduce((sum, item) => sum + item.request.job.dimensions, 0);
+    let expected = 0;
+    for (const item of items) expected += item.request.job.dimensions;
     // Checked by tag, not instanceof: the addon's arrays may come from another realm (e.g. under jest).
     if (Object.prototype.toString.call(rows) !== '[object Float32Array]' || rows.length !== expected) {
       const error = new EngineError(
         'INTERNAL',
         `engine returned ${rows?.length} floats where ${expected} were due`,
       );
-      this.failed(items, wasRetry, error, started);
+      this.failed(items, error, started, false); // the engine's fault, not an input's
       return;
     }
-    this.pump(); // keep the replica busy before distributing rows
     const seconds = (now - started) / 1000;
+    if (seconds > 0) {
+      // Weighted by tokens: large batches, the ones that matter under load, dominate the estimate.
+      this.tokensPerSecond(); // seeds the prior on first use
+      this.rateTokens = (this.rateTokens ?? 0) * RATE_DECAY + tokens;
+      this.rateSeconds = this.rateSeconds * RATE_DECAY + seconds;
+    }
+    this.pump(); // keep the replica busy before distributing rows
     this.metrics.batchSeconds.observe(seconds);
     this.metrics.batches.inc({ outcome: 'ok' });
-    if (seconds > 0) {
-      const rate = tokens / seconds;
-      this.throughput = this.throughput === 0 ? rate : 0.8 * this.throughput + 0.2 * rate;
-    }
     let offset = 0;
     for (const item of items) {
       const request = item.request;
@@ -406,23 +550,34 @@ export class BatchingService implements BeforeApplicationShutdown {
     }
   }
 
-  private failed(items: QueuedSequence[], wasRetry: boolean, cause: unknown, started: number): void {
+  /**
+   * A failed batch of several sequences is split in halves, run before anything else, until the
+   * failing sequence runs alone: only its request fails, everything else completes (k bad sequences
+   * among n cost about 2k·log2(n) extra batches). A dead engine fails the batch at once.
+   */
+  private failed(items: BatchItem[], cause: unknown, started: number, split = true): void {
     this.metrics.batchSeconds.observe((performance.now() - started) / 1000);
     const error = asEngineError(cause);
     const live = items.filter((item) => !item.request.settled);
-    if (!wasRetry && live.length > 1 && RETRYABLE.has(error.code)) {
+    const splittable = split && SPLITTABLE.has(error.code) && this.engine.health().ok;
+    if (splittable && live.length > 1) {
       this.metrics.batches.inc({ outcome: 'retried' });
       this.logger.warn(
-        `forward batch of ${live.length} sequences failed (${error.code}); retrying in halves`,
+        `forward batch of ${live.length} sequences failed (${error.code}: ${error.message}); splitting it to find the sequence at fault`,
       );
       const middle = Math.ceil(live.length / 2);
-      for (const half of [live.slice(0, middle), live.slice(middle)]) {
-        this.retries.push({
-          items: half,
-          tokens: half.reduce((sum, item) => sum + item.tokens.length, 0),
-          retry: true,
-        });
-      }
+      const halves = [live.slice(0, middle), live.slice(middle)].map((half) => ({
+        items: half,
+        tokens: half.reduce((sum, item) => sum + item.tokens.length, 0),
+      }));
+      this.retries.unshift(...halves);
+    } else if (splittable && live.length === 1) {
+      this.metrics.batches.inc({ outcome: 'failed' });
+      const [item] = live;
+      this.logger.warn(
+        `input[${item.index}] (${item.tokens.length} tokens) fails on its own (${error.code}): ${error.message}`,
+      );
+      this.settle(item.request, this.inputError(item.index, error));
     } else {
       this.metrics.batches.inc({ outcome: 'failed' });
       this.logger.error(`forward batch of ${live.length} sequences failed (${error.code}): ${error.message}`);
@@ -431,6 +586,38 @@ export class BatchingService implements BeforeApplicationShutdown {
       }
     }
     this.pump();
+  }
+
+  /** What the client of an input that fails alone is told: no engine internals (they are logged). */
+  private inputError(index: number, error: EngineError): Error {
+    if (error.code === 'OUT_OF_MEMORY') {
+      return error; // 503: it may fit once other work drains
+    }
+    return new InvalidRequestError(
+      `input[${index}] could not be embedded: the model rejected it; check its text or token ids`,
+      'input',
+      'invalid_value',
+    );
+  }
+
+  /**
+   * Drops a request whose deadline passed (or, from takeBatch, would pass) before it started, also
+   * from the packed-ahead batch: 429 with Retry-After, nothing of it having run. Started requests run
+   * to the end.
+   */
+  private expire(request: PendingRequest): void {
+    if (request.settled || request.firstDispatchAt !== undefined) return;
+    this.metrics.rejected.inc({ reason: 'expired' });
+    const retryAfter = this.retryAfterSeconds();
+    const waited = Math.round(performance.now() - request.enqueuedAt);
+    this.settle(
+      request,
+      new QueueFullError(
+        `The server is overloaded: this request waited ${waited} ms and could not be served by its deadline; retry after ${retryAfter} s.`,
+        retryAfter,
+        'deadline_exceeded',
+      ),
+    );
   }
 
   /** Answers a request (or fails it) and forgets whatever of it still waits. */
@@ -447,9 +634,12 @@ export class BatchingService implements BeforeApplicationShutdown {
       this.returnPrepared();
       this.schedulePump();
     }
-    // Dropped sequences are skipped lazily when popped; compact when they dominate the heap.
-    if (this.queue.size > 2 * this.queuedSequences + 1024) {
-      this.queue.retain((item) => !item.request.settled);
+    // Dropped requests are skipped lazily when popped; compact when they dominate the heap.
+    if (this.queue.size > 2 * this.pending.size + 1024) {
+      this.queue.retain((queued) => {
+        queued.inQueue = !queued.settled;
+        return queued.inQueue;
+      });
     }
     if (error === undefined) {
       request.resolve(now);
@@ -462,9 +652,10 @@ export class BatchingService implements BeforeApplicationShutdown {
     this.publishGauges();
   }
 
+  /** How long what waits now takes to run: queued tokens / measured rate, 1..60 s. */
   private retryAfterSeconds(): number {
-    const rate = this.throughput * this.replicas();
-    const seconds = rate > 0 ? Math.ceil(this.queuedTokens / rate) : 1;
+    const rate = this.tokensPerSecond() * this.replicas();
+    const seconds = Math.ceil(this.queuedTokens / rate);
     return Math.min(60, Math.max(1, seconds));
   }
 
@@ -472,6 +663,6 @@ export class BatchingService implements BeforeApplicationShutdown {
     this.metrics.queueRequests.set(this.pending.size);
     this.metrics.queueSequences.set(this.queuedSequences);
     this.metrics.queueTokens.set(this.queuedTokens);
-    this.metrics.batchesInFlight.set(this.inFlight);
+    this.metrics.batchesInFlight.set(this.running.size);
   }
 }

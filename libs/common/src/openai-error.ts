@@ -111,7 +111,7 @@ export function toOpenAIError(exception: unknown): MappedError {
     return envelope(413, 'invalid_request_error', exception.message, 'request_too_large');
   }
   if (exception instanceof QueueFullError) {
-    return envelope(429, 'rate_limit_exceeded', exception.message, 'queue_full', null, {
+    return envelope(429, 'rate_limit_exceeded', exception.message, exception.code, null, {
       'retry-after': String(exception.retryAfterSeconds),
     });
   }

@@ -30,6 +30,7 @@ describe(loadAppConfig.name, () => {
       maxRequestTokens: 300000,
       maxQueueTokens: 1000000,
       maxQueuedRequests: 1024,
+      requestDeadlineMs: 30000,
       autoTruncate: false,
     });
     expect(sut.logLevel).toBe('info');
