@@ -10,6 +10,7 @@ import { EngineError, EngineErrorCode, EngineInfo, EnginePort } from '@app/engin
 import { packBatch } from '@app/engine/packed-batch';
 import { MetricsService } from '@app/metrics/metrics.service';
 import { BATCHING_OPTIONS, BatchingOptions } from './batching.options';
+import { BatchCostModel } from './batch-cost';
 import { RequestQueue } from './request-queue';
 
 /** One request's tokenized inputs, all embedded at the same Matryoshka size. */
@@ -121,14 +122,12 @@ const SPLITTABLE: ReadonlySet<EngineErrorCode> = new Set(['OUT_OF_MEMORY', 'INTE
 /** How many requests that do not fit the budget a batch may step over looking for ones that do. */
 const MAX_SKIPS = 64;
 /**
- * Before the first batch is measured, the engine is assumed to deliver this many FLOP/s on one
- * replica (2 FLOP per weight and token): modest on purpose, so early estimates err towards waiting
- * less than they say, and one measured batch outweighs it (PRIOR_SECONDS).
+ * Before any batch is measured, the engine is assumed to deliver this many FLOP/s on one replica
+ * (2 FLOP per weight and token) after a fixed cost per batch: modest figures, soon outweighed by
+ * measured batches (BatchCostModel).
  */
 const PRIOR_FLOPS: Record<EngineInfo['device'], number> = { cpu: 5e10, cuda: 1e14 };
-const PRIOR_SECONDS = 0.05;
-/** Weight kept by the older batches at each new one in the measured rate (a ~10-batch memory). */
-const RATE_DECAY = 0.9;
+const PRIOR_OVERHEAD_SECONDS: Record<EngineInfo['device'], number> = { cpu: 0.005, cuda: 0.002 };
 
 /** The port rejects with EngineError; anything else is a bug somewhere below, reported as INTERNAL. */
 function asEngineError(error: unknown): EngineError {
@@ -143,7 +142,7 @@ function asEngineError(error: unknown): EngineError {
  * finishes as soon as it can instead of every request's texts being interleaved (under overload that
  * made every request late). A large request is spread over several batches and put back in order.
  * Exactly one batch runs per engine replica and the next one is packed while they run.
- * Admission looks at the expected wait (tokens ahead / measured tokens per second) against the
+ * Admission looks at the expected wait (the tokens ahead, costed by the measured batches) against the
  * request's deadline, besides the size bounds: what cannot be served in time is refused at once (429
  * with Retry-After), and what is still waiting when its deadline passes is dropped, as is the work of
  * a client that disconnects. A failed batch is split in halves until the failing sequence runs alone;
@@ -164,9 +163,8 @@ export class BatchingService implements BeforeApplicationShutdown {
   private pumpScheduled = false;
   private accepting = true;
   private replicaCount?: number;
-  /** Decayed sums of measured batches (tokens, seconds) of one replica, seeded with the prior. */
-  private rateTokens?: number;
-  private rateSeconds = PRIOR_SECONDS;
+  /** What a batch costs on one replica; made once the engine is loaded (its prior needs the model). */
+  private costModel?: BatchCostModel;
   private drained?: () => void;
   private readonly agingPerMs: number;
 
@@ -243,7 +241,7 @@ export class BatchingService implements BeforeApplicationShutdown {
       maxBatchSequences: this.options.maxBatchSequences,
       maxQueueTokens: this.options.maxQueueTokens,
       maxQueuedRequests: this.options.maxQueuedRequests,
-      tokensPerSecond: this.tokensPerSecond(),
+      tokensPerSecond: this.cost().tokensPerSecond(),
     };
   }
 
@@ -300,7 +298,6 @@ export class BatchingService implements BeforeApplicationShutdown {
     if (this.pending.size === 0) {
       return undefined;
     }
-    const rate = this.tokensPerSecond() * this.replicas();
     let ahead = this.prepared?.tokens ?? 0;
     for (const batch of this.retries) ahead += batch.tokens;
     // O(queued requests), a few µs at the request cap; nothing at all when the queue is empty.
@@ -308,7 +305,7 @@ export class BatchingService implements BeforeApplicationShutdown {
       if (queued.priority <= priority && !queued.settled) ahead += queued.queuedTokens;
     }
     const own = Math.min(tokens, this.options.maxBatchTokens);
-    const finish = this.nextStart(now) + ((ahead + own) / rate) * 1000;
+    const finish = this.nextStart(now) + (this.cost().workSeconds(ahead + own) / this.replicas()) * 1000;
     if (finish <= deadline) {
       return undefined;
     }
@@ -324,30 +321,31 @@ export class BatchingService implements BeforeApplicationShutdown {
   /** When a replica is expected to be free: now, or when the earliest running batch should end. */
   private nextStart(now: number): number {
     if (this.running.size < this.replicas()) return now;
-    const msPerToken = 1000 / this.tokensPerSecond();
+    const cost = this.cost();
     let earliest = Infinity;
     for (const batch of this.running) {
-      earliest = Math.min(earliest, batch.started + batch.tokens * msPerToken);
+      earliest = Math.min(earliest, batch.started + cost.batchSeconds(batch.tokens) * 1000);
     }
     return Math.max(now, earliest);
   }
 
-  /** Tokens per second of one replica: measured batches, or the prior from the model's size. */
-  private tokensPerSecond(): number {
-    if (this.rateTokens === undefined) {
-      this.rateTokens = this.priorTokensPerSecond() * PRIOR_SECONDS;
-    }
-    return this.rateTokens / this.rateSeconds;
-  }
-
-  private priorTokensPerSecond(): number {
+  /** The batch cost model: measured batches over a prior from the model's size and device. */
+  private cost(): BatchCostModel {
+    if (this.costModel) return this.costModel;
+    let info: EngineInfo;
     try {
-      const info = this.engine.info();
-      const weights = Math.max(1e6, info.parameters - info.vocabSize * info.hiddenSize);
-      return PRIOR_FLOPS[info.device] / (2 * weights);
+      info = this.engine.info();
     } catch {
-      return 1000; // not loaded yet: nothing runs before it is, so the figure is soon replaced
+      // Not loaded yet (nothing runs before it is): a placeholder, not kept.
+      return new BatchCostModel(0.005, 1000, this.options.maxBatchTokens);
     }
+    const weights = Math.max(1e6, info.parameters - info.vocabSize * info.hiddenSize);
+    this.costModel = new BatchCostModel(
+      PRIOR_OVERHEAD_SECONDS[info.device],
+      PRIOR_FLOPS[info.device] / (2 * weights),
+      this.options.maxBatchTokens,
+    );
+    return this.costModel;
   }
 
   private replicas(): number {
@@ -426,7 +424,6 @@ export class BatchingService implements BeforeApplicationShutdown {
     let skips = 0;
     let tokens = 0;
     let start = -1;
-    let msPerToken = 0;
     while (items.length < maxBatchSequences && tokens < maxBatchTokens && skips < MAX_SKIPS) {
       const request = this.queue.pop();
       if (!request) break;
@@ -434,12 +431,9 @@ export class BatchingService implements BeforeApplicationShutdown {
       if (request.settled) continue; // dropped: aborted, expired or failed
       const sequences = request.job.sequences;
       if (request.next === 0 && request.firstDispatchAt === undefined) {
-        if (start < 0) {
-          start = this.nextStart(performance.now());
-          msPerToken = 1000 / this.tokensPerSecond();
-        }
+        if (start < 0) start = this.nextStart(performance.now());
         const part = Math.min(request.queuedTokens, maxBatchTokens);
-        if (start + (tokens + part) * msPerToken > request.deadline) {
+        if (start + this.cost().batchSeconds(tokens + part) * 1000 > request.deadline) {
           this.expire(request);
           continue;
         }
@@ -526,12 +520,7 @@ export class BatchingService implements BeforeApplicationShutdown {
       return;
     }
     const seconds = (now - started) / 1000;
-    if (seconds > 0) {
-      // Weighted by tokens: large batches, the ones that matter under load, dominate the estimate.
-      this.tokensPerSecond(); // seeds the prior on first use
-      this.rateTokens = (this.rateTokens ?? 0) * RATE_DECAY + tokens;
-      this.rateSeconds = this.rateSeconds * RATE_DECAY + seconds;
-    }
+    this.cost().observe(tokens, seconds);
     this.pump(); // keep the replica busy before distributing rows
     this.metrics.batchSeconds.observe(seconds);
     this.metrics.batches.inc({ outcome: 'ok' });
@@ -652,10 +641,9 @@ export class BatchingService implements BeforeApplicationShutdown {
     this.publishGauges();
   }
 
-  /** How long what waits now takes to run: queued tokens / measured rate, 1..60 s. */
+  /** How long what waits now takes to run, by the batch cost model, 1..60 s. */
   private retryAfterSeconds(): number {
-    const rate = this.tokensPerSecond() * this.replicas();
-    const seconds = Math.ceil(this.queuedTokens / rate);
+    const seconds = Math.ceil(this.cost().workSeconds(this.queuedTokens) / this.replicas());
     return Math.min(60, Math.max(1, seconds));
   }
 
