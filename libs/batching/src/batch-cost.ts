@@ -20,8 +20,11 @@ export class BatchCostModel {
     priorOverheadSeconds: number,
     priorTokensPerSecond: number,
     private readonly maxBatchTokens: number,
-    /** Weight kept by what was learnt at each new batch (0.98: about the last 50 batches). */
-    private readonly decay = 0.98,
+    /**
+     * Weight kept by what was learnt at each new batch (0.9: about the last 10 batches, so that it
+     * follows a machine whose speed changes, e.g. when other work takes its cores).
+     */
+    private readonly decay = 0.9,
   ) {
     const priorWeight = 0.5;
     for (const tokens of [1, maxBatchTokens]) {

@@ -128,6 +128,12 @@ const MAX_SKIPS = 64;
  */
 const PRIOR_FLOPS: Record<EngineInfo['device'], number> = { cpu: 5e10, cuda: 1e14 };
 const PRIOR_OVERHEAD_SECONDS: Record<EngineInfo['device'], number> = { cpu: 0.005, cuda: 0.002 };
+/**
+ * Expected durations are stretched by this much before they are held against a deadline: batch
+ * times vary (other work on the machine, sequence lengths), and a request answered late is worth as
+ * little as one refused, after having cost the engine.
+ */
+const DEADLINE_MARGIN = 1.25;
 
 /** The port rejects with EngineError; anything else is a bug somewhere below, reported as INTERNAL. */
 function asEngineError(error: unknown): EngineError {
@@ -230,6 +236,17 @@ export class BatchingService implements BeforeApplicationShutdown {
     });
   }
 
+  /**
+   * The admission check alone, for a request of about `tokens` tokens (a lower bound is fine): lets
+   * the caller refuse an overloaded request before paying for its tokenization. Throws the 429.
+   */
+  assertAdmissible(tokens: number, deadline: number): void {
+    if (!this.accepting) return; // submit() answers that
+    const now = performance.now();
+    const refusal = this.admissionRefusal(tokens, tokens + this.agingPerMs * now, deadline, now);
+    if (refusal) throw refusal;
+  }
+
   stats(): BatchingStats {
     return {
       pendingRequests: this.pending.size,
@@ -304,8 +321,14 @@ export class BatchingService implements BeforeApplicationShutdown {
     for (const queued of this.queue.items()) {
       if (queued.priority <= priority && !queued.settled) ahead += queued.queuedTokens;
     }
-    const own = Math.min(tokens, this.options.maxBatchTokens);
-    const finish = this.nextStart(now) + (this.cost().workSeconds(ahead + own) / this.replicas()) * 1000;
+    // It finishes with the batch that holds its first part, filled by whatever else waits.
+    const budget = this.options.maxBatchTokens;
+    const through = Math.ceil((ahead + Math.min(tokens, budget)) / budget) * budget;
+    const work = Math.min(through, this.queuedTokens + tokens);
+    const finish =
+      now +
+      (this.nextStart(now) - now + (this.cost().workSeconds(work) / this.replicas()) * 1000) *
+        DEADLINE_MARGIN;
     if (finish <= deadline) {
       return undefined;
     }
@@ -423,7 +446,7 @@ export class BatchingService implements BeforeApplicationShutdown {
     const putBack: PendingRequest[] = [];
     let skips = 0;
     let tokens = 0;
-    let start = -1;
+    let batchEnd = -1;
     while (items.length < maxBatchSequences && tokens < maxBatchTokens && skips < MAX_SKIPS) {
       const request = this.queue.pop();
       if (!request) break;
@@ -431,9 +454,14 @@ export class BatchingService implements BeforeApplicationShutdown {
       if (request.settled) continue; // dropped: aborted, expired or failed
       const sequences = request.job.sequences;
       if (request.next === 0 && request.firstDispatchAt === undefined) {
-        if (start < 0) start = this.nextStart(performance.now());
-        const part = Math.min(request.queuedTokens, maxBatchTokens);
-        if (start + this.cost().batchSeconds(tokens + part) * 1000 > request.deadline) {
+        if (batchEnd < 0) {
+          // This batch will be as full as what waits allows.
+          const filled = Math.min(maxBatchTokens, this.queuedTokens);
+          const now = performance.now();
+          batchEnd =
+            now + (this.nextStart(now) - now + this.cost().batchSeconds(filled) * 1000) * DEADLINE_MARGIN;
+        }
+        if (batchEnd > request.deadline) {
           this.expire(request);
           continue;
         }

@@ -71,6 +71,10 @@ export class EmbeddingsService {
     this.model.assertReady();
     const dimensions = this.dimensions(request.dimensions);
 
+    // Under overload, refuse before tokenizing: a text has at least one token per 8 characters or so
+    // (a lower bound keeps this from refusing what the exact check after tokenization would admit).
+    this.batching.assertAdmissible(minimumTokens(request.input), deadline);
+
     const tokenizeStarted = performance.now();
     let sequences = await this.tokenize(request);
     this.assertEmbeddable(sequences, request);
@@ -244,4 +248,14 @@ export function parseDeadlineHeader(value: string | string[] | undefined): numbe
     );
   }
   return ms;
+}
+
+/** A cheap lower bound of an input's token count, with the end-of-text of each input. */
+function minimumTokens(input: EmbeddingsRequestDto['input']): number {
+  if (typeof input === 'string') return 1 + (input.length >> 3);
+  let tokens = 0;
+  for (const item of input as unknown[]) {
+    tokens += typeof item === 'string' ? 1 + (item.length >> 3) : Array.isArray(item) ? item.length : 1;
+  }
+  return tokens;
 }
