@@ -21,13 +21,13 @@ const CAPACITY_SECONDS = 5;
 const OVERLOAD_SECONDS = 3;
 
 /**
- * The fixed mix: a short query (~10 tokens) and a document (~200 tokens) in turn, so that the engine,
- * not HTTP, is what 50x overloads on a 2-core machine.
+ * The fixed mix: a short query (~10 tokens) and a document (~400 tokens) in turn: enough work per
+ * request that 50x overloads the engine, not the event loop, on a 2-core machine.
  */
 function body(i: number): string {
   const input =
     i % 2 === 1
-      ? Array.from({ length: 80 }, (_, k) => `term${(i * 7 + k * 13) % 991}`).join(' ')
+      ? Array.from({ length: 160 }, (_, k) => `term${(i * 7 + k * 13) % 991}`).join(' ')
       : `what is item ${i % 997} about?`;
   return JSON.stringify({ input });
 }
@@ -38,8 +38,8 @@ interface Outcome {
   envelope: boolean;
   retryAfter: boolean;
   endedAt: number;
-  /** Server-side split of a success: tokenization, queue, inference (ms). */
-  server?: [number, number, number];
+  /** Server-side split of a success: tokenization, queue, inference (ms), and its tokens. */
+  server?: [number, number, number, number];
 }
 
 const quantile = (values: number[], q: number) => {
@@ -58,6 +58,8 @@ interface PhaseFigures {
   /** Successes answered within the deadline per second, and all successes per second. */
   goodput: number;
   throughput: number;
+  /** Tokens of the successes within the deadline per second (the mix served shifts to small ones). */
+  tokensPerSecond: number;
   p50: number;
   p99: number;
   status429: number;
@@ -87,6 +89,7 @@ function figures(
     late: ok.length - onTime.length,
     goodput: onTime.length / span,
     throughput: ok.length / span,
+    tokensPerSecond: onTime.reduce((sum, o) => sum + (o.server?.[3] ?? 0), 0) / span,
     p50: quantile(
       ok.map((o) => o.ms),
       0.5,
@@ -144,7 +147,7 @@ function send(i) {
       const chunks = [];
       if (res.statusCode === 200) {
         const h = (name) => Number(res.headers[name]);
-        server = [h('x-tokenization-time-ms'), h('x-queue-time-ms'), h('x-inference-time-ms')];
+        server = [h('x-tokenization-time-ms'), h('x-queue-time-ms'), h('x-inference-time-ms'), h('x-total-tokens')];
       }
       res.on('data', (chunk) => chunks.push(chunk));
       res.on('end', () => done(res.statusCode, Buffer.concat(chunks).toString(), res.headers['retry-after'] !== undefined));

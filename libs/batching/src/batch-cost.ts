@@ -21,10 +21,11 @@ export class BatchCostModel {
     priorTokensPerSecond: number,
     private readonly maxBatchTokens: number,
     /**
-     * Weight kept by what was learnt at each new batch (0.9: about the last 10 batches, so that it
-     * follows a machine whose speed changes, e.g. when other work takes its cores).
+     * Weight kept by what was learnt at each new batch (0.7: about the last 3 batches, so that it
+     * follows a machine whose speed changes within seconds, e.g. when HTTP work or other processes
+     * take the engine's cores; deadline checks add their own margin for the noise).
      */
-    private readonly decay = 0.9,
+    private readonly decay = 0.7,
   ) {
     const priorWeight = 0.5;
     for (const tokens of [1, maxBatchTokens]) {

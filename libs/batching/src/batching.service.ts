@@ -1,4 +1,4 @@
-import { performance } from 'node:perf_hooks';
+import { IntervalHistogram, monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
 import {
   InvalidRequestError,
@@ -133,7 +133,9 @@ const PRIOR_OVERHEAD_SECONDS: Record<EngineInfo['device'], number> = { cpu: 0.00
  * times vary (other work on the machine, sequence lengths), and a request answered late is worth as
  * little as one refused, after having cost the engine.
  */
-const DEADLINE_MARGIN = 1.25;
+const DEADLINE_MARGIN = 1.5;
+/** How often the event loop's delay is read (and its histogram restarted). */
+const LOOP_DELAY_WINDOW_MS = 500;
 
 /** The port rejects with EngineError; anything else is a bug somewhere below, reported as INTERNAL. */
 function asEngineError(error: unknown): EngineError {
@@ -173,6 +175,13 @@ export class BatchingService implements BeforeApplicationShutdown {
   private costModel?: BatchCostModel;
   private drained?: () => void;
   private readonly agingPerMs: number;
+  /**
+   * The event loop's delay (libuv samples it on a 20 ms timer): under overload a request also waits
+   * for the loop on its way in and out, time the batch cost does not see.
+   */
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 20 });
+  private loopDelayMs = 0;
+  private loopDelayReadAt = 0;
 
   constructor(
     private readonly engine: EnginePort,
@@ -180,6 +189,7 @@ export class BatchingService implements BeforeApplicationShutdown {
     @Inject(BATCHING_OPTIONS) private readonly options: BatchingOptions,
   ) {
     this.agingPerMs = options.agingTokensPerSecond / 1000;
+    this.loopDelay.enable();
   }
 
   /** Queues a request's sequences; resolves with one row per sequence, in order. */
@@ -280,6 +290,7 @@ export class BatchingService implements BeforeApplicationShutdown {
     for (const request of [...this.pending]) {
       this.settle(request, new ServiceUnavailableError('The server is shutting down.', 'shutting_down'));
     }
+    this.loopDelay.disable();
   }
 
   /** Graceful shutdown: Nest calls this before closing the HTTP server and disposing the engine. */
@@ -327,6 +338,7 @@ export class BatchingService implements BeforeApplicationShutdown {
     const work = Math.min(through, this.queuedTokens + tokens);
     const finish =
       now +
+      this.eventLoopDelayMs(now) +
       (this.nextStart(now) - now + (this.cost().workSeconds(work) / this.replicas()) * 1000) *
         DEADLINE_MARGIN;
     if (finish <= deadline) {
@@ -339,6 +351,18 @@ export class BatchingService implements BeforeApplicationShutdown {
       `The server is overloaded: this request would take about ${waitMs} ms, past its deadline of ${Math.round(deadline - now)} ms; retry after ${retryAfter} s.`,
       retryAfter,
     );
+  }
+
+  /** The event loop's mean delay over the last window, ms (0 when it keeps up). */
+  private eventLoopDelayMs(now: number): number {
+    if (now - this.loopDelayReadAt >= LOOP_DELAY_WINDOW_MS) {
+      // The histogram counts the timer's own 20 ms period in every sample.
+      const mean = this.loopDelay.count > 0 ? this.loopDelay.mean / 1e6 - 20 : 0;
+      this.loopDelayMs = Math.max(0, mean);
+      this.loopDelay.reset();
+      this.loopDelayReadAt = now;
+    }
+    return this.loopDelayMs;
   }
 
   /** When a replica is expected to be free: now, or when the earliest running batch should end. */
@@ -459,7 +483,9 @@ export class BatchingService implements BeforeApplicationShutdown {
           const filled = Math.min(maxBatchTokens, this.queuedTokens);
           const now = performance.now();
           batchEnd =
-            now + (this.nextStart(now) - now + this.cost().batchSeconds(filled) * 1000) * DEADLINE_MARGIN;
+            now +
+            this.eventLoopDelayMs(now) +
+            (this.nextStart(now) - now + this.cost().batchSeconds(filled) * 1000) * DEADLINE_MARGIN;
         }
         if (batchEnd > request.deadline) {
           this.expire(request);
