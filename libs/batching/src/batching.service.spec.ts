@@ -369,6 +369,11 @@ describe(BatchingService.name, () => {
     expect(settled.map((outcome) => outcome.status === 'rejected')).toEqual(
       jobs.map((_, r) => r === 3 || r === 12),
     );
+    // An engine fault (not a refusal of the input) keeps its code: 500 for that request, not 400.
+    expect(settled[3]).toMatchObject({
+      status: 'rejected',
+      reason: { name: 'EngineError', code: 'INTERNAL' },
+    });
     expect(engine.calls.length).toBeLessThanOrEqual(1 + 4 * Math.ceil(Math.log2(16)));
   });
 

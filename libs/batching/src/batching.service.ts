@@ -631,10 +631,15 @@ export class BatchingService implements BeforeApplicationShutdown {
     this.pump();
   }
 
-  /** What the client of an input that fails alone is told: no engine internals (they are logged). */
+  /**
+   * What the client of an input that fails alone is told. The engine refusing it (INVALID_ARGUMENT)
+   * is the input's fault: 400 naming it, without the engine's message (logged). Anything else stays
+   * the engine's error (500 with a generic message, 503 for out-of-memory): only this request fails,
+   * but an engine fault is not blamed on the client.
+   */
   private inputError(index: number, error: EngineError): Error {
-    if (error.code === 'OUT_OF_MEMORY') {
-      return error; // 503: it may fit once other work drains
+    if (error.code !== 'INVALID_ARGUMENT') {
+      return error;
     }
     return new InvalidRequestError(
       `input[${index}] could not be embedded: the model rejected it; check its text or token ids`,
