@@ -427,7 +427,7 @@ export class BatchingService implements BeforeApplicationShutdown {
   private pump(): void {
     const replicas = this.replicas();
     while (this.running.size < replicas) {
-      const batch = this.retries.shift() ?? this.takePrepared() ?? this.takeBatch();
+      const batch = this.retries.shift() ?? this.dispatchPrepared() ?? this.takeBatch();
       if (!batch) break;
       this.run(batch);
     }
@@ -435,6 +435,24 @@ export class BatchingService implements BeforeApplicationShutdown {
       this.prepared = this.takeBatch();
     }
     this.publishGauges();
+  }
+
+  /**
+   * The packed-ahead batch, now that a replica is free. It was checked against its requests'
+   * deadlines when packed, on the running batch's expected end; that batch may have run long, so
+   * requests that have not started and can no longer finish in time are dropped now.
+   */
+  private dispatchPrepared(): ForwardBatch | undefined {
+    const batch = this.takePrepared();
+    if (!batch) return undefined;
+    const now = performance.now();
+    const end =
+      now + this.eventLoopDelayMs(now) + this.cost().batchSeconds(batch.tokens) * 1000 * DEADLINE_MARGIN;
+    for (const item of batch.items) {
+      const request = item.request;
+      if (request.firstDispatchAt === undefined && end > request.deadline) this.expire(request);
+    }
+    return batch;
   }
 
   private takePrepared(): ForwardBatch | undefined {
