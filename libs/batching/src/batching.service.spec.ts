@@ -243,6 +243,23 @@ describe(BatchingService.name, () => {
     expect(await metrics.render()).toContain('embedding_requests_rejected_total{reason="expired"} 1');
   });
 
+  it('drops a packed request at dispatch when the batch before it ran too long for its deadline', async () => {
+    const running = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await tick();
+    // Packed behind the running batch: ~45 ms of its own (prior), 1.5x margin, 100 ms deadline.
+    const packed = sut.submit({
+      sequences: [seq(2, 1000)],
+      dimensions: 32,
+      deadline: performance.now() + 100,
+    });
+    await tick();
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the running batch overruns
+    engine.calls[0].resolve();
+    await expect(packed).rejects.toMatchObject({ code: 'deadline_exceeded' });
+    await running;
+    expect(engine.calls).toHaveLength(1);
+  });
+
   it('finishes requests one after another instead of interleaving their sequences', async () => {
     create({ maxBatchSequences: 4 });
     engine.completion = 'timer';
