@@ -16,6 +16,7 @@ import { BatchingService } from './batching.service';
         maxQueuedRequests: limits.maxQueuedRequests,
         agingTokensPerSecond: DEFAULT_AGING_TOKENS_PER_SECOND,
         drainTimeoutMs: server.shutdownTimeoutMs,
+        requestDeadlineMs: limits.requestDeadlineMs,
       }),
     },
   ],

@@ -15,6 +15,12 @@ export interface BatchingOptions {
   agingTokensPerSecond: number;
   /** At shutdown, how long admitted requests may take before they fail with 503. */
   drainTimeoutMs: number;
+  /**
+   * REQUEST_DEADLINE_MS: how long a request may take from arrival when it names no deadline. One
+   * whose expected wait passes it is refused (429) at once; one still waiting when it passes is
+   * dropped (429) rather than run late.
+   */
+  requestDeadlineMs: number;
 }
 
 export const BATCHING_OPTIONS = Symbol('BATCHING_OPTIONS');

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Logger } from '@nestjs/common';
 import { QueueFullError, RequestAbortedError, ServiceUnavailableError } from '@app/common';
 import { EngineError } from '@app/engine/engine.port';
@@ -43,6 +44,7 @@ describe(BatchingService.name, () => {
       maxQueuedRequests: 100,
       agingTokensPerSecond: 1000,
       drainTimeoutMs: 1000,
+      requestDeadlineMs: 60_000,
       ...options,
     });
   }
@@ -57,7 +59,8 @@ describe(BatchingService.name, () => {
     expect(engine.calls).toHaveLength(1);
     const { batch } = engine.calls[0];
     expect(Array.from(batch.cuSeqlens)).toEqual([0, 3, 6, 9]);
-    expect(Array.from(batch.dimensions)).toEqual([32, 32, 64]);
+    // Each request's sequences stay together (which request goes first depends on size and age).
+    expect(Array.from(batch.dimensions).join()).toMatch(/^(32,32,64|64,32,32)$/);
     engine.calls[0].resolve();
     const [ra, rb] = await Promise.all([a, b]);
     expect(ra.embeddings.map((row) => [row.length, row[0]])).toEqual([
@@ -87,7 +90,7 @@ describe(BatchingService.name, () => {
     engine.completion = 'timer';
     const result = await sut.submit({ sequences: [seq(1, 2), seq(2, 9), seq(3, 2)], dimensions: 32 });
     expect(result.embeddings.map((row) => row[0])).toEqual([1, 2, 3]);
-    expect(engine.calls.map((_, i) => engine.sequences(i).length)).toEqual([2, 1]);
+    expect(engine.calls.map((_, i) => engine.sequences(i).map((s) => s.length))).toEqual([[2], [9], [2]]);
   });
 
   it('splits a large request over batches and reassembles its rows in input order', async () => {
@@ -199,6 +202,105 @@ describe(BatchingService.name, () => {
     expect(text).toContain('embedding_requests_rejected_total{reason="queue_full"} 1');
   });
 
+  it('refuses at once a request whose expected wait passes its deadline, yet admits a smaller one', async () => {
+    // Before any batch is measured the fake (1e6 weights, CPU) is assumed to run 25k tokens/s + 5 ms: 45 ms
+    // for each of these 1000-token requests, held against the deadline with a 50% margin.
+    create({ requestDeadlineMs: 150 });
+    const running = sut.submit({ sequences: [seq(1, 1000)], dimensions: 32 });
+    await tick();
+    const queued = sut.submit({ sequences: [seq(2, 1000)], dimensions: 32 }); // ~135 ms with margin
+    const error = await sut.submit({ sequences: [seq(3, 1000)], dimensions: 32 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueueFullError);
+    expect(error).toMatchObject({ code: 'queue_full' });
+    expect((error as QueueFullError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect((error as Error).message).toMatch(/past its deadline of 150 ms/);
+    // A short one goes ahead of the queued long one, so it can still make its deadline.
+    const short = sut.submit({ sequences: [seq(4, 10)], dimensions: 32 });
+    // Its own deadline header can ask for more time.
+    const patient = sut.submit({
+      sequences: [seq(5, 1000)],
+      dimensions: 32,
+      deadline: performance.now() + 10_000,
+    });
+    engine.completion = 'timer';
+    engine.calls[0].resolve();
+    await Promise.all([running, queued, short, patient]);
+    expect(await metrics.render()).toContain('embedding_requests_rejected_total{reason="deadline"} 1');
+  });
+
+  it('drops a queued request whose deadline passes before it starts', async () => {
+    const running = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await tick();
+    const late = sut.submit({ sequences: [seq(2)], dimensions: 32, deadline: performance.now() + 30 });
+    const error = await late.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueueFullError);
+    expect(error).toMatchObject({ code: 'deadline_exceeded' });
+    expect(sut.stats()).toMatchObject({ pendingRequests: 1, queuedSequences: 0, queuedTokens: 0 });
+    engine.calls[0].resolve();
+    await running;
+    await tick();
+    expect(engine.calls).toHaveLength(1); // it never ran
+    expect(await metrics.render()).toContain('embedding_requests_rejected_total{reason="expired"} 1');
+  });
+
+  it('drops a packed request at dispatch when the batch before it ran too long for its deadline', async () => {
+    const running = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await tick();
+    // Packed behind the running batch: ~45 ms of its own (prior), 1.5x margin, 100 ms deadline.
+    const packed = sut.submit({
+      sequences: [seq(2, 1000)],
+      dimensions: 32,
+      deadline: performance.now() + 100,
+    });
+    await tick();
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the running batch overruns
+    engine.calls[0].resolve();
+    await expect(packed).rejects.toMatchObject({ code: 'deadline_exceeded' });
+    await running;
+    expect(engine.calls).toHaveLength(1);
+  });
+
+  it('finishes requests one after another instead of interleaving their sequences', async () => {
+    create({ maxBatchSequences: 4 });
+    engine.completion = 'timer';
+    // Mixed lengths: sequence-level short-first would take every request's short texts first.
+    const lengths = [1, 8, 2, 7, 3, 6, 4, 5];
+    const jobs = [0, 1, 2].map((r) => lengths.map((n, j) => seq(10 * r + j, n + r)));
+    const finished: number[] = [];
+    const results = await Promise.all(
+      jobs.map((sequences) =>
+        sut.submit({ sequences, dimensions: 32 }).then((result) => {
+          finished.push(engine.calls.length);
+          expect(result.embeddings.map((row) => row[0])).toEqual(sequences.map((s) => s[0]));
+          return result;
+        }),
+      ),
+    );
+    // Each request ran in 2 batches of 4, the three of them one after another (a request's rows are
+    // handed out once the next batch is already sent).
+    expect(results.map((result) => result.batches)).toEqual([2, 2, 2]);
+    expect(finished).toEqual([3, 5, 6]);
+  });
+
+  it('drops the parts not yet started of a long input whose client went away', async () => {
+    create({ maxBatchSequences: 2 });
+    const controller = new AbortController();
+    const long = sut.submit({
+      sequences: Array.from({ length: 10 }, (_, i) => seq(i + 1)),
+      dimensions: 32,
+      signal: controller.signal,
+    });
+    await tick();
+    expect(engine.calls).toHaveLength(1);
+    controller.abort();
+    await expect(long).rejects.toBeInstanceOf(RequestAbortedError);
+    expect(sut.stats()).toMatchObject({ pendingRequests: 0, queuedSequences: 0, queuedTokens: 0 });
+    engine.calls[0].resolve();
+    await tick();
+    await tick();
+    expect(engine.calls).toHaveLength(1);
+  });
+
   it('drops the queued work of a client that went away', async () => {
     const running = sut.submit({ sequences: [seq(1)], dimensions: 32 });
     await tick();
@@ -236,19 +338,87 @@ describe(BatchingService.name, () => {
     await expect(good).resolves.toMatchObject({ batches: 1 });
   });
 
-  it('retries a failed batch once in halves so one bad request cannot sink the others', async () => {
+  it('splits a failing batch until the sequence at fault runs alone, failing only its request', async () => {
     engine.completion = 'timer';
     engine.failWhen = (batch) =>
       batch.tokenIds.includes(99)
         ? new EngineError('INVALID_ARGUMENT', 'token id 99 out of range')
         : undefined;
-    const good = sut.submit({ sequences: [seq(1), seq(2)], dimensions: 32 });
-    const bad = sut.submit({ sequences: [seq(99), seq(99)], dimensions: 32 });
-    await expect(bad).rejects.toMatchObject({ name: 'EngineError', code: 'INVALID_ARGUMENT' });
-    const result = await good;
-    expect(result.embeddings.map((row) => row[0])).toEqual([1, 2]);
-    expect(engine.calls).toHaveLength(3);
-    expect(await metrics.render()).toContain('embedding_batches_total{outcome="retried"} 1');
+    // 40 concurrent requests of 1-3 sequences (80 in all) share one batch; one sequence is bad.
+    const sequencesOf = (r: number) => Array.from({ length: 1 + (r % 3) }, (_, j) => seq(1000 + 10 * r + j));
+    const jobs = Array.from({ length: 40 }, (_, r) => sequencesOf(r));
+    jobs[17][1] = seq(99);
+    const results = jobs.map((sequences) => sut.submit({ sequences, dimensions: 32 }));
+    const settled = await Promise.allSettled(results);
+    const n = jobs.flat().length;
+    settled.forEach((outcome, r) => {
+      if (r === 17) {
+        expect(outcome).toMatchObject({
+          status: 'rejected',
+          reason: { name: 'InvalidRequestError', param: 'input', code: 'invalid_value' },
+        });
+        const { message } = (outcome as PromiseRejectedResult).reason as Error;
+        expect(message).toMatch(/^input\[1\] could not be embedded/);
+        expect(message).not.toContain('out of range'); // engine internals stay in the log
+      } else {
+        expect(outcome.status).toBe('fulfilled');
+        const rows = (outcome as PromiseFulfilledResult<{ embeddings: Float32Array[] }>).value.embeddings;
+        expect(rows.map((row) => row[0])).toEqual(jobs[r].map((sequence) => sequence[0]));
+      }
+    });
+    // The first batch, then two halves per level down to the one sequence.
+    expect(engine.calls.length).toBeLessThanOrEqual(1 + 2 * Math.ceil(Math.log2(n)));
+    expect(await metrics.render()).toContain('embedding_batches_total{outcome="failed"} 1');
+  });
+
+  it('isolates two faulty sequences of different requests', async () => {
+    engine.completion = 'timer';
+    engine.failWhen = (batch) =>
+      batch.tokenIds.includes(98) || batch.tokenIds.includes(99)
+        ? new EngineError('INTERNAL', 'kernel said no')
+        : undefined;
+    const jobs = Array.from({ length: 16 }, (_, r) => [seq(500 + r)]);
+    jobs[3] = [seq(98)];
+    jobs[12] = [seq(99)];
+    const settled = await Promise.allSettled(
+      jobs.map((sequences) => sut.submit({ sequences, dimensions: 32 })),
+    );
+    expect(settled.map((outcome) => outcome.status === 'rejected')).toEqual(
+      jobs.map((_, r) => r === 3 || r === 12),
+    );
+    // An engine fault (not a refusal of the input) keeps its code: 500 for that request, not 400.
+    expect(settled[3]).toMatchObject({
+      status: 'rejected',
+      reason: { name: 'EngineError', code: 'INTERNAL' },
+    });
+    expect(engine.calls.length).toBeLessThanOrEqual(1 + 4 * Math.ceil(Math.log2(16)));
+  });
+
+  it('fails the whole batch at once when the engine is dead, without splitting', async () => {
+    engine.completion = 'timer';
+    engine.failWhen = () => new EngineError('DEVICE_FAILED', 'GPU 0 fell off the bus');
+    const settled = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, r) => sut.submit({ sequences: [seq(r + 1)], dimensions: 32 })),
+    );
+    expect(settled.every((outcome) => outcome.status === 'rejected')).toBe(true);
+    expect(engine.calls).toHaveLength(1);
+
+    create();
+    engine.completion = 'timer';
+    engine.healthFailure = 'lost device';
+    engine.failWhen = () => new EngineError('INTERNAL', 'cuda error');
+    await Promise.allSettled([1, 2, 3].map((id) => sut.submit({ sequences: [seq(id)], dimensions: 32 })));
+    expect(engine.calls).toHaveLength(1);
+  });
+
+  it('keeps out-of-memory of a sequence alone a 503-class engine error', async () => {
+    engine.completion = 'timer';
+    engine.failWhen = (batch) =>
+      batch.tokenIds.includes(77) ? new EngineError('OUT_OF_MEMORY', 'CUDA OOM') : undefined;
+    const big = sut.submit({ sequences: [seq(77)], dimensions: 32 });
+    const small = sut.submit({ sequences: [seq(1)], dimensions: 32 });
+    await expect(big).rejects.toMatchObject({ name: 'EngineError', code: 'OUT_OF_MEMORY' });
+    await expect(small).resolves.toBeDefined();
   });
 
   it('fails a batch whose rows do not add up', async () => {

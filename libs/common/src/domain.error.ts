@@ -57,12 +57,17 @@ export class ProtocolError extends Error {
   }
 }
 
-/** The batching queue is full; the client should retry after `retryAfterSeconds` (429). */
+/**
+ * The server is overloaded (429): the queue is full or holds more work than the request's deadline
+ * allows (`queue_full`), or the request's deadline passed before it could run (`deadline_exceeded`).
+ * Nothing of it ran; the client should retry after `retryAfterSeconds`.
+ */
 export class QueueFullError extends Error {
   override readonly name = 'QueueFullError';
   constructor(
     message: string,
     readonly retryAfterSeconds: number,
+    readonly code: 'queue_full' | 'deadline_exceeded' = 'queue_full',
   ) {
     super(message);
   }

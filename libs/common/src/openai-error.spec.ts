@@ -28,6 +28,11 @@ describe(toOpenAIError.name, () => {
     [new RequestTooLargeError('big'), 413, { code: 'request_too_large' }],
     [new QueueFullError('full', 3), 429, { type: 'rate_limit_exceeded', code: 'queue_full' }],
     [
+      new QueueFullError('late', 2, 'deadline_exceeded'),
+      429,
+      { type: 'rate_limit_exceeded', code: 'deadline_exceeded' },
+    ],
+    [
       new ServiceUnavailableError('loading', 'model_not_ready', 5),
       503,
       { type: 'server_error', code: 'model_not_ready' },

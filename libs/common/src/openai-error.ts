@@ -125,7 +125,7 @@ export function toOpenAIError(exception: unknown): MappedError {
     return envelope(status, 'invalid_request_error', exception.message, code);
   }
   if (exception instanceof QueueFullError) {
-    return envelope(429, 'rate_limit_exceeded', exception.message, 'queue_full', null, {
+    return envelope(429, 'rate_limit_exceeded', exception.message, exception.code, null, {
       'retry-after': String(exception.retryAfterSeconds),
     });
   }

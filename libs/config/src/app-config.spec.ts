@@ -34,6 +34,7 @@ describe(loadAppConfig.name, () => {
       maxRequestTokens: 300000,
       maxQueueTokens: 1000000,
       maxQueuedRequests: 1024,
+      requestDeadlineMs: 30000,
       autoTruncate: false,
     });
     expect(sut.logLevel).toBe('info');
@@ -93,6 +94,7 @@ describe(loadAppConfig.name, () => {
     [{ HEALTH_DETAILS: 'all' }, 'HEALTH_DETAILS: must be basic or full'],
     [{ NCCL_IB_DISABLE: 'yes' }, 'NCCL_IB_DISABLE: must be 0 or 1'],
     [{ CUDA_GRAPH_MAX_TOKENS: '9000' }, 'CUDA_GRAPH_MAX_TOKENS: must be at most 8192'],
+    [{ REQUEST_DEADLINE_MS: '0' }, 'REQUEST_DEADLINE_MS: must be at least 1'],
     [
       { MAX_QUEUE_TOKENS: '10', MAX_REQUEST_TOKENS: '20' },
       'MAX_QUEUE_TOKENS: must be at least MAX_REQUEST_TOKENS',

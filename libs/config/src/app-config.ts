@@ -87,6 +87,8 @@ export interface LimitsConfig {
   maxRequestTokens: number;
   maxQueueTokens: number;
   maxQueuedRequests: number;
+  /** REQUEST_DEADLINE_MS: a request's deadline from arrival unless it sends X-Request-Deadline-Ms. */
+  requestDeadlineMs: number;
   autoTruncate: boolean;
 }
 
@@ -305,6 +307,9 @@ export function loadAppConfig(
       maxRequestTokens,
       maxQueueTokens,
       maxQueuedRequests: dto.MAX_QUEUED_REQUESTS ?? 1_024,
+      // Half the 60 s that nginx's proxy_read_timeout and cloud load balancers default to: an
+      // answer later than that would reach nobody, and a refused client still has time to retry.
+      requestDeadlineMs: dto.REQUEST_DEADLINE_MS ?? 30_000,
       autoTruncate: dto.AUTO_TRUNCATE ?? false,
     },
     logLevel: (dto.LOG_LEVEL as LogLevel | undefined) ?? 'info',

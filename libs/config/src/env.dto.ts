@@ -136,6 +136,11 @@ export class EnvDto {
   @IsInt({ message: INT })
   @Transform(toInt)
   MAX_QUEUED_REQUESTS?: number;
+  @IsOptional()
+  @Min(1, { message: 'must be at least 1' })
+  @IsInt({ message: INT })
+  @Transform(toInt)
+  REQUEST_DEADLINE_MS?: number;
   @IsOptional() @IsBoolean({ message: BOOL }) @Transform(toBool) AUTO_TRUNCATE?: boolean;
   @IsOptional()
   @Matches(/^\d+(\.\d+)?\s*(b|kb|mb|gb)?$/i, { message: 'must be a size such as 16mb, 512kb or 1048576' })

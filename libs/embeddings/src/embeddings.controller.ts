@@ -1,9 +1,9 @@
-import { Body, Controller, HttpCode, Post, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Headers, HttpCode, Post, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiHeader, ApiOkResponse, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { OpenAIErrorDto } from '@app/common';
 import { EmbeddingsRequestDto, EmbeddingsResponseDto } from './embeddings.dto';
-import { EmbeddingsService } from './embeddings.service';
+import { DEADLINE_HEADER, EmbeddingsService, parseDeadlineHeader } from './embeddings.service';
 
 const ms = (value: number) => value.toFixed(1);
 
@@ -20,6 +20,12 @@ export class EmbeddingsController {
     description:
       'Timing headers: x-tokenization-time-ms, x-queue-time-ms, x-inference-time-ms, x-total-tokens, x-forward-batches.',
   })
+  @ApiHeader({
+    name: 'X-Request-Deadline-Ms',
+    required: false,
+    description:
+      'How long the client will wait, 1..3600000 ms (default REQUEST_DEADLINE_MS). Work that cannot be done in time is refused with 429 and Retry-After instead of run late.',
+  })
   @ApiOkResponse({ type: EmbeddingsResponseDto })
   @ApiResponse({
     status: 400,
@@ -29,19 +35,28 @@ export class EmbeddingsController {
   @ApiResponse({ status: 401, type: OpenAIErrorDto, description: 'Missing or wrong API key.' })
   @ApiResponse({ status: 404, type: OpenAIErrorDto, description: 'Unknown model.' })
   @ApiResponse({ status: 413, type: OpenAIErrorDto, description: 'Body or token limit exceeded.' })
-  @ApiResponse({ status: 429, type: OpenAIErrorDto, description: 'Queue full; see Retry-After.' })
+  @ApiResponse({
+    status: 429,
+    type: OpenAIErrorDto,
+    description: 'Overloaded: queue full or deadline out of reach; see Retry-After.',
+  })
   @ApiResponse({
     status: 503,
     type: OpenAIErrorDto,
     description: 'Loading, engine failure or shutting down.',
   })
-  async create(@Body() body: EmbeddingsRequestDto, @Res() res: Response): Promise<void> {
+  async create(
+    @Body() body: EmbeddingsRequestDto,
+    @Headers(DEADLINE_HEADER) deadlineHeader: string | undefined,
+    @Res() res: Response,
+  ): Promise<void> {
+    const deadlineMs = parseDeadlineHeader(deadlineHeader);
     // A client that disconnects has its queued work dropped.
     const abort = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();
     });
-    const { body: json, timings } = await this.embeddings.embed(body, abort.signal);
+    const { body: json, timings } = await this.embeddings.embed(body, abort.signal, deadlineMs);
     // The service writes the JSON itself (embedding-encoding.ts), and it goes out as is, with the
     // headers Express's res.send would set (type with charset, length; no ETag, as the app turns it
     // off) but without its header parsing (~30 µs for a short query, bench/server-overhead.ts).

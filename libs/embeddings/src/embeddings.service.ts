@@ -41,25 +41,43 @@ export class EmbeddingsService {
     this.busyPoll = new BusyPoll(config.server.busyPoll, config.server.busyPollLingerMs);
   }
 
-  async embed(sent: EmbeddingsRequestDto, signal?: AbortSignal): Promise<EmbeddingsResult> {
+  /**
+   * `deadlineMs`: the client's X-Request-Deadline-Ms (validated by `parseDeadlineHeader`), else
+   * REQUEST_DEADLINE_MS; counted from now.
+   */
+  async embed(
+    sent: EmbeddingsRequestDto,
+    signal?: AbortSignal,
+    deadlineMs?: number,
+  ): Promise<EmbeddingsResult> {
     // BUSY_POLL: no sleeping while this request waits for the tokenizer and the engine.
     const hold = this.busyPoll.hold();
     try {
-      return await this.embedHeld(sent, signal);
+      return await this.embedHeld(sent, signal, deadlineMs);
     } finally {
       hold.release();
     }
   }
 
-  private async embedHeld(sent: EmbeddingsRequestDto, signal?: AbortSignal): Promise<EmbeddingsResult> {
+  private async embedHeld(
+    sent: EmbeddingsRequestDto,
+    signal: AbortSignal | undefined,
+    deadlineMs: number | undefined,
+  ): Promise<EmbeddingsResult> {
     const started = performance.now();
+    const deadline = started + (deadlineMs ?? this.config.limits.requestDeadlineMs);
     const request = withoutNulls(sent);
     const modelId = this.model.resolve(request.model);
     this.model.assertReady();
     const dimensions = this.dimensions(request.dimensions);
 
+    // Under overload, refuse before tokenizing: a text has at least one token per 8 characters or so
+    // (a lower bound keeps this from refusing what the exact check after tokenization would admit).
+    this.batching.assertAdmissible(minimumTokens(request.input), deadline);
+
     const tokenizeStarted = performance.now();
     let sequences = await this.tokenize(request);
+    this.assertEmbeddable(sequences, request);
     const tokenizationMs = performance.now() - tokenizeStarted;
     this.metrics.tokenizationSeconds.observe(tokenizationMs / 1000);
     sequences = this.applyLengthPolicy(sequences, request.truncate ?? this.config.limits.autoTruncate);
@@ -71,7 +89,7 @@ export class EmbeddingsService {
       );
     }
 
-    const result = await this.batching.submit({ sequences, dimensions, signal });
+    const result = await this.batching.submit({ sequences, dimensions, signal, deadline });
     this.metrics.queueSeconds.observe(result.queueTimeMs / 1000);
     this.metrics.inferenceSeconds.observe(result.inferenceTimeMs / 1000);
     this.metrics.tokens.inc(totalTokens);
@@ -128,19 +146,52 @@ export class EmbeddingsService {
       );
     }
     const lists = typeof input[0] === 'number' ? [input as number[]] : (input as number[][]);
+    return lists.map((ids) => this.tokenizer.fromIds(ids));
+  }
+
+  /**
+   * Every input on its own, before it can join a batch: each id needs a row in the model's embedding
+   * table (the engine's vocabSize, 151665 for Qwen3-Embedding). The tokenizer knows 4 more ids, the
+   * special tokens `<think>`, `</think>`, `<tool_response>`, `</tool_response>` (151665-151668), which
+   * Hugging Face's pipeline cannot embed either (index out of range): such an input is refused alone,
+   * naming it, instead of failing the batch it would share with other clients' inputs.
+   */
+  private assertEmbeddable(sequences: Int32Array[], request: EmbeddingsRequestDto): void {
     const vocabSize = this.model.info.vocabSize;
-    lists.forEach((ids, index) => {
-      const bad = ids.findIndex((id) => id >= vocabSize);
-      if (bad >= 0) {
-        const where =
-          lists.length === 1 && typeof input[0] === 'number' ? `input[${bad}]` : `input[${index}][${bad}]`;
+    for (let index = 0; index < sequences.length; index += 1) {
+      const ids = sequences[index];
+      let bad = -1;
+      for (let j = 0; j < ids.length; j += 1) {
+        if (ids[j] >= vocabSize) {
+          bad = j;
+          break;
+        }
+      }
+      if (bad < 0) continue;
+      const { input } = request;
+      if (typeof input !== 'string' && typeof input[0] !== 'string') {
+        const where = typeof input[0] === 'number' ? `input[${bad}]` : `input[${index}][${bad}]`;
         throw new InvalidRequestError(
           `${where} is token id ${ids[bad]}, outside the model's vocabulary (0..${vocabSize - 1})`,
           'input',
         );
       }
-    });
-    return lists.map((ids) => this.tokenizer.fromIds(ids));
+      const found = [...new Set(Array.from(ids.subarray(bad)).filter((id) => id >= vocabSize))].map(
+        (id) => this.tokenizer.tokenText(id) ?? `token id ${id}`,
+      );
+      const listed = found.map((token) => `\`${token}\``).join(', ');
+      const what = found.length === 1 ? 'a special token' : 'special tokens';
+      if (request.instruction !== undefined && found.some((token) => request.instruction?.includes(token))) {
+        throw new InvalidRequestError(
+          `instruction contains ${listed}, ${what} this model cannot embed; remove ${found.length === 1 ? 'it' : 'them'}`,
+          'instruction',
+        );
+      }
+      throw new InvalidRequestError(
+        `input[${index}] contains ${listed}, ${what} this model cannot embed; remove ${found.length === 1 ? 'it' : 'them'}`,
+        'input',
+      );
+    }
   }
 
   private inputType(request: EmbeddingsRequestDto) {
@@ -179,4 +230,32 @@ export function withoutNulls(request: EmbeddingsRequestDto): EmbeddingsRequestDt
   const entries = Object.entries(request) as [keyof EmbeddingsRequestDto, unknown][];
   if (entries.every(([, value]) => value !== null)) return request;
   return Object.fromEntries(entries.filter(([, value]) => value !== null)) as unknown as EmbeddingsRequestDto;
+}
+
+/** X-Request-Deadline-Ms: how long the client will wait, in ms; absent means REQUEST_DEADLINE_MS. */
+export const DEADLINE_HEADER = 'x-request-deadline-ms';
+const MAX_DEADLINE_MS = 3_600_000;
+
+/** The deadline header's value in ms, or undefined when absent; anything but 1..3600000 is 400. */
+export function parseDeadlineHeader(value: string | string[] | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = typeof value === 'string' && /^\s*\d{1,7}\s*$/.test(value) ? Number(value) : NaN;
+  if (!(ms >= 1 && ms <= MAX_DEADLINE_MS)) {
+    throw new InvalidRequestError(
+      `The X-Request-Deadline-Ms header must be a whole number of milliseconds from 1 to ${MAX_DEADLINE_MS}`,
+      'X-Request-Deadline-Ms',
+      'invalid_value',
+    );
+  }
+  return ms;
+}
+
+/** A cheap lower bound of an input's token count, with the end-of-text of each input. */
+function minimumTokens(input: EmbeddingsRequestDto['input']): number {
+  if (typeof input === 'string') return 1 + (input.length >> 3);
+  let tokens = 0;
+  for (const item of input as unknown[]) {
+    tokens += typeof item === 'string' ? 1 + (item.length >> 3) : Array.isArray(item) ? item.length : 1;
+  }
+  return tokens;
 }

@@ -53,6 +53,11 @@ export class TokenizerService {
     return encodings.map((encoding) => this.terminate(encoding.getIds(), true));
   }
 
+  /** The token's text (e.g. `<think>` for 151667), or undefined for an id the tokenizer lacks. */
+  tokenText(id: number): string | undefined {
+    return this.tokenizer?.idToToken(id) ?? undefined;
+  }
+
   /** Token-id input: gets `<|endoftext|>` appended unless it already ends with it. */
   fromIds(ids: readonly number[]): Int32Array {
     return this.terminate(ids, false);

@@ -1,10 +1,10 @@
 /**
- * A binary min-heap of queued sequences ordered by `priority` (then arrival order). Priority is
- * `length + agingRate * enqueuedAt`: comparing it at any moment equals comparing
- * `length - agingRate * waited`, so short sequences go first and every sequence's priority improves as
+ * A binary min-heap of queued requests ordered by `priority` (then arrival order). Priority is
+ * `tokens + agingRate * enqueuedAt`: comparing it at any moment equals comparing
+ * `tokens - agingRate * waited`, so small requests go first and every request's priority improves as
  * it waits, with no re-sorting.
  */
-export class SequenceQueue<T extends { priority: number; order: number }> {
+export class RequestQueue<T extends { priority: number; order: number }> {
   private readonly heap: T[] = [];
 
   get size(): number {
@@ -44,6 +44,11 @@ export class SequenceQueue<T extends { priority: number; order: number }> {
     for (let index = (this.heap.length >> 1) - 1; index >= 0; index -= 1) {
       this.siftDown(index);
     }
+  }
+
+  /** The items in heap order (not sorted); for estimates that look at everything waiting. */
+  items(): readonly T[] {
+    return this.heap;
   }
 
   clear(): T[] {
