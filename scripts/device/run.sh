@@ -311,7 +311,10 @@ step_image() {
   bash docker/build-native.sh check "$stage" | tee "$WORK/image-check.txt"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
   echo "| image ldd | $(tr '\n' ' ' < "$WORK/image-check.txt") |" >> "$RESULTS"
-  (cd "$stage/app" && exec env -u LD_LIBRARY_PATH MODEL_PATH="$(readlink -f "$model")" DEVICE=cuda API_KEY="$key" PORT="$port" \
+  # Resolved here: inside the subshell the path would be read relative to the staged /app.
+  local model_dir
+  model_dir=$(readlink -f "$model")
+  (cd "$stage/app" && exec env -u LD_LIBRARY_PATH MODEL_PATH="$model_dir" DEVICE=cuda API_KEY="$key" PORT="$port" \
     LOG_LEVEL=warn NATIVE_ADDON_PATH="$stage/app/$ADDON" node dist/apps/api/src/main.js) > "$WORK/image-server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do
