@@ -10,4 +10,6 @@ module.exports = {
   moduleFileExtensions: ['ts', 'js', 'json'],
   moduleNameMapper: pathsToModuleNameMapper(compilerOptions.paths, { prefix: '<rootDir>/' }),
   testEnvironment: 'node',
+  // Generous: CI is two cores, and a few specs write checkpoints or boot the app with a fake engine.
+  testTimeout: 30000,
 };
