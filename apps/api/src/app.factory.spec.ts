@@ -277,6 +277,14 @@ describe(createApp.name, () => {
     expect((await fetch(`${sut.url}/docs`)).status).toBe(200);
     const spec = await readJson(await fetch(`${sut.url}/docs/json`));
     expect(spec.paths['/v1/embeddings']).toBeDefined();
+    // The examples name the served model (another id is 404) and the key is no JWT.
+    expect(spec.components.schemas.EmbeddingsRequestDto.properties.model.example).toBe('fake-embedding');
+    expect(spec.components.schemas.ModelDto.properties.id.example).toBe('fake-embedding');
+    expect(spec.components.securitySchemes.bearer).toEqual({
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'API key',
+    });
   });
 
   it('shows no filesystem path and no host data on /health by default', async () => {
