@@ -10,6 +10,7 @@ import { BatchingService } from '@app/batching';
 import { answerProtocolErrorsInEnvelope, verifyJsonBodyShape } from '@app/common';
 import { AppConfig } from '@app/config';
 import { MODEL_EXAMPLE, ModelService } from '@app/embeddings';
+import { MetricsService } from '@app/metrics';
 import { AppModule, AppModuleOptions } from './app.module';
 import { GracefulShutdown } from './graceful-shutdown';
 
@@ -119,6 +120,7 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
   const { port } = server.address() as AddressInfo;
 
   const model = app.get(ModelService);
+  app.get(MetricsService).reportReadiness(() => model.readiness().ready);
   const ready = options.load === false ? new Promise<void>(() => undefined) : model.load();
   ready.catch(() => undefined); // the caller decides what a failed load means (main exits)
 

@@ -196,7 +196,7 @@ describe(BatchingService.name, () => {
     engine.calls[0].resolve();
     await Promise.all([running, waiting]);
     const text = await metrics.render();
-    expect(text).toContain('embedding_requests_rejected_total{reason="queue_full"} 1');
+    expect(text).toContain('qwen3_embed_requests_rejected_total{reason="queue_full"} 1');
   });
 
   it('drops the queued work of a client that went away', async () => {
@@ -248,7 +248,7 @@ describe(BatchingService.name, () => {
     const result = await good;
     expect(result.embeddings.map((row) => row[0])).toEqual([1, 2]);
     expect(engine.calls).toHaveLength(3);
-    expect(await metrics.render()).toContain('embedding_batches_total{outcome="retried"} 1');
+    expect(await metrics.render()).toContain('qwen3_embed_batches_total{outcome="retried"} 1');
   });
 
   it('fails a batch whose rows do not add up', async () => {
@@ -286,9 +286,9 @@ describe(BatchingService.name, () => {
       sut.submit({ sequences: [seq(2, 4)], dimensions: 32 }),
     ]);
     const text = await metrics.render();
-    expect(text).toContain('embedding_batch_sequences_sum 2');
-    expect(text).toContain('embedding_batch_tokens_sum 8');
-    expect(text).toContain('embedding_batches_total{outcome="ok"} 1');
-    expect(text).toContain('embedding_queue_tokens 0');
+    expect(text).toContain('qwen3_embed_batch_sequences_sum 2');
+    expect(text).toContain('qwen3_embed_batch_tokens_sum 8');
+    expect(text).toContain('qwen3_embed_batches_total{outcome="ok"} 1');
+    expect(text).toContain('qwen3_embed_queue_tokens 0');
   });
 });
