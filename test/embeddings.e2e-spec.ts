@@ -167,11 +167,11 @@ describe('POST /v1/embeddings (openai SDK, real engine)', () => {
     expect(small.every((res) => res.data.length === 1)).toBe(true);
     const after = await metrics();
     const batches =
-      metricValue(after, 'embedding_batches_total{outcome="ok"}') -
-      metricValue(before, 'embedding_batches_total{outcome="ok"}');
+      metricValue(after, 'qwen3_embed_batches_total{outcome="ok"}') -
+      metricValue(before, 'qwen3_embed_batches_total{outcome="ok"}');
     const sequences =
-      metricValue(after, 'embedding_batch_sequences_sum') -
-      metricValue(before, 'embedding_batch_sequences_sum');
+      metricValue(after, 'qwen3_embed_batch_sequences_sum') -
+      metricValue(before, 'qwen3_embed_batch_sequences_sum');
     expect(sequences).toBe(64 + 16);
     // One request per batch would take 17 batches.
     expect(batches).toBeLessThanOrEqual(8);
@@ -195,16 +195,16 @@ describe('POST /v1/embeddings (openai SDK, real engine)', () => {
 
     const metrics = await (await fetch(`${running.url}/metrics`)).text();
     for (const name of [
-      'http_requests_total',
-      'embedding_tokenization_seconds_bucket',
-      'embedding_queue_seconds_bucket',
-      'embedding_inference_seconds_bucket',
-      'embedding_request_seconds_bucket',
-      'embedding_batch_sequences_bucket',
-      'embedding_batch_tokens_bucket',
-      'embedding_queue_requests',
-      'embedding_tokens_total',
-      'engine_device_memory_used_bytes',
+      'qwen3_embed_http_requests_total',
+      'qwen3_embed_tokenization_seconds_bucket',
+      'qwen3_embed_queue_seconds_bucket',
+      'qwen3_embed_inference_seconds_bucket',
+      'qwen3_embed_request_seconds_bucket',
+      'qwen3_embed_batch_sequences_bucket',
+      'qwen3_embed_batch_tokens_bucket',
+      'qwen3_embed_queue_requests',
+      'qwen3_embed_tokens_total',
+      'qwen3_embed_device_memory_used_bytes',
       'process_cpu_seconds_total',
     ]) {
       expect(metrics).toContain(name);

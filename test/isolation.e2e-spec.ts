@@ -115,9 +115,9 @@ describe('isolation between clients (real engine)', () => {
     const metrics = async () => (await fetch(`${url}/metrics`)).text();
     const closedBefore = metricValue(
       await metrics(),
-      'embedding_requests_rejected_total{reason="client_closed"}',
+      'qwen3_embed_requests_rejected_total{reason="client_closed"}',
     );
-    const batchesBefore = metricValue(await metrics(), 'embedding_batches_total{outcome="ok"}');
+    const batchesBefore = metricValue(await metrics(), 'qwen3_embed_batches_total{outcome="ok"}');
     // About 30k tokens: 30 forward batches, a minute or more of CPU work.
     const body = JSON.stringify({ input: Array.from({ length: 100 }, (_, i) => doc(300, i)) });
     const req = httpRequest(`${url}/v1/embeddings`, {
@@ -128,23 +128,23 @@ describe('isolation between clients (real engine)', () => {
     req.end(body);
     // Wait until it runs, then hang up.
     for (let i = 0; i < 200; i += 1) {
-      if (metricValue(await metrics(), 'embedding_batches_in_flight') > 0) break;
+      if (metricValue(await metrics(), 'qwen3_embed_batches_in_flight') > 0) break;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     req.destroy();
     let text = '';
     for (let i = 0; i < 200; i += 1) {
       text = await metrics();
-      if (metricValue(text, 'embedding_queue_requests') === 0) break;
+      if (metricValue(text, 'qwen3_embed_queue_requests') === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    expect(metricValue(text, 'embedding_requests_rejected_total{reason="client_closed"}')).toBe(
+    expect(metricValue(text, 'qwen3_embed_requests_rejected_total{reason="client_closed"}')).toBe(
       closedBefore + 1,
     );
-    expect(metricValue(text, 'embedding_queue_sequences')).toBe(0);
+    expect(metricValue(text, 'qwen3_embed_queue_sequences')).toBe(0);
     // A short request is served after at most the batch that was running, not the abandoned work.
     expect((await post({ input: 'are you free?' })).status).toBe(200);
-    const batchesAfter = metricValue(await metrics(), 'embedding_batches_total{outcome="ok"}');
+    const batchesAfter = metricValue(await metrics(), 'qwen3_embed_batches_total{outcome="ok"}');
     expect(batchesAfter - batchesBefore).toBeLessThanOrEqual(3); // of 30 + 1
   });
 });

@@ -82,7 +82,7 @@ describe('behind nginx (docker/nginx/nginx.conf)', () => {
     expect(ready.status).toBe(200);
     const metrics = await fetch(`${nginx.url}/metrics`);
     expect(metrics.status).toBe(200);
-    expect(await metrics.text()).toContain('http_requests_total');
+    expect(await metrics.text()).toContain('qwen3_embed_http_requests_total');
   });
 
   it('reuses upstream connections (keepalive) across many requests', async () => {

@@ -13,7 +13,7 @@ interface Outcome {
   status: number | string;
 }
 
-const EMBEDDINGS_OK = 'http_requests_total{method="POST",route="/v1/embeddings",status="200"}';
+const EMBEDDINGS_OK = 'qwen3_embed_http_requests_total{method="POST",route="/v1/embeddings",status="200"}';
 const SHUTDOWN_TIMEOUT_MS = 5000;
 const sleep = (ms: number) => new Promise((wait) => setTimeout(wait, ms));
 
@@ -149,10 +149,10 @@ describe('scale-out: three replicas behind nginx', () => {
 
     // /metrics per replica, straight from each process: the queue gauge the autoscaler reads, and the
     // request count that nginx's log attributes to that replica.
-    expect(r1Metrics).toMatch(/^embedding_queue_tokens \d+$/m);
+    expect(r1Metrics).toMatch(/^qwen3_embed_queue_tokens\{model="[^"]+"\} \d+$/m);
     for (const replica of [r0, r2]) {
       const text = await replica.metrics();
-      expect(text).toMatch(/^embedding_queue_tokens \d+$/m);
+      expect(text).toMatch(/^qwen3_embed_queue_tokens\{model="[^"]+"\} \d+$/m);
       const attributed = outcomes.filter((o) => tried.get(o.id)!.at(-1) === replica.port);
       // r0's counter restarted with its process: only what it served after the kill is its new process's.
       const sinceStart = replica === r0 ? attributed.filter((o) => o.phase !== 'all-up') : attributed;

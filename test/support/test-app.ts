@@ -62,8 +62,12 @@ export async function startTestApp(
 
 /** Reads one sample of a metric from the Prometheus text (0 when absent). */
 export function metricValue(text: string, sample: string): number {
-  const line = text.split('\n').find((candidate) => candidate.startsWith(`${sample} `));
-  return line ? Number(line.slice(sample.length + 1)) : 0;
+  for (const candidate of text.split('\n')) {
+    // Every series carries the served model as a default label; samples are named without it.
+    const line = candidate.replace(/\{model="[^"]*"\}|,model="[^"]*"(?=\})/, '');
+    if (line.startsWith(`${sample} `)) return Number(line.slice(sample.length + 1));
+  }
+  return 0;
 }
 
 /** A response body for assertions (the tests check its shape). */

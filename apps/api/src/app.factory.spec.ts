@@ -270,13 +270,27 @@ describe(createApp.name, () => {
       info: { engine: { status: 'up', state: 'ready' } },
     });
     const metrics = await (await fetch(`${sut.url}/metrics`)).text();
-    expect(metrics).toContain('http_requests_total{method="POST",route="/v1/embeddings",status="200"}');
     expect(metrics).toContain(
-      'engine_device_memory_used_bytes{device="-1",name="cpu",replica="0",rank="0"} 1',
+      'qwen3_embed_http_requests_total{method="POST",route="/v1/embeddings",status="200",model="fake-embedding"}',
     );
+    expect(metrics).toContain(
+      'qwen3_embed_device_memory_used_bytes{device="-1",name="cpu",replica="0",rank="0",model="fake-embedding"} 1',
+    );
+    expect(metrics).toMatch(
+      /^qwen3_embed_build_info\{version="\d+\.\d+\.\d+[^"]*",commit="[^"]+",device="cpu",model="fake-embedding"\} 1$/m,
+    );
+    expect(metrics).toContain('qwen3_embed_ready{model="fake-embedding"} 1');
     expect((await fetch(`${sut.url}/docs`)).status).toBe(200);
     const spec = await readJson(await fetch(`${sut.url}/docs/json`));
     expect(spec.paths['/v1/embeddings']).toBeDefined();
+    // The examples name the served model (another id is 404) and the key is no JWT.
+    expect(spec.components.schemas.EmbeddingsRequestDto.properties.model.example).toBe('fake-embedding');
+    expect(spec.components.schemas.ModelDto.properties.id.example).toBe('fake-embedding');
+    expect(spec.components.securitySchemes.bearer).toEqual({
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'API key',
+    });
   });
 
   it('shows no filesystem path and no host data on /health by default', async () => {

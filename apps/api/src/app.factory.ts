@@ -2,13 +2,15 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
+import type { SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import { Logger } from 'nestjs-pino';
 import { ApiKeyService } from '@app/auth';
 import { BatchingService } from '@app/batching';
 import { answerProtocolErrorsInEnvelope, verifyJsonBodyShape } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ModelService } from '@app/embeddings';
+import { MODEL_EXAMPLE, ModelService } from '@app/embeddings';
+import { MetricsService } from '@app/metrics';
 import { AppModule, AppModuleOptions } from './app.module';
 import { GracefulShutdown } from './graceful-shutdown';
 
@@ -45,6 +47,16 @@ function publicUrl(host: string, port: number): string {
   return `http://${shown}:${port}`;
 }
 
+/** The examples name the served model, so "Try it out" works as shown (another id is 404). */
+function showServedModel(document: OpenAPIObject, modelId: string): void {
+  for (const schema of Object.values(document.components?.schemas ?? {})) {
+    for (const property of Object.values((schema as SchemaObject).properties ?? {})) {
+      const field = property as SchemaObject;
+      if (field.example === MODEL_EXAMPLE) field.example = modelId;
+    }
+  }
+}
+
 /**
  * Builds and starts the HTTP service: listens first (so probes see 503 while loading), then loads the
  * engine and warms up. `apps/api/src/main.ts` and the end-to-end tests both start it this way.
@@ -76,9 +88,11 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
         'OpenAI-compatible embeddings for Qwen3-Embedding. Send `Authorization: Bearer <key>`; health, metrics and these docs are public.',
       )
       .setVersion('1')
-      .addBearerAuth()
+      // An opaque API key, not a JWT (Nest's default bearerFormat).
+      .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'API key' })
       .build(),
   );
+  showServedModel(document, config.model.servedNames[0]);
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs/json' });
 
   const server = app.getHttpServer() as Server;
@@ -106,6 +120,7 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
   const { port } = server.address() as AddressInfo;
 
   const model = app.get(ModelService);
+  app.get(MetricsService).reportReadiness(() => model.readiness().ready);
   const ready = options.load === false ? new Promise<void>(() => undefined) : model.load();
   ready.catch(() => undefined); // the caller decides what a failed load means (main exits)
 

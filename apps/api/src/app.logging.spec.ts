@@ -51,17 +51,18 @@ describe('the app logs', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  const post = (body: unknown, requestId: string) =>
+  const post = (body: unknown, requestId: string, headers: Record<string, string> = {}) =>
     fetch(`${sut.url}/v1/embeddings?access_token=${KEY}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-id': requestId },
+      headers: { 'content-type': 'application/json', 'x-request-id': requestId, ...headers },
       body: JSON.stringify(body),
     });
   const about = (requestId: string) =>
     lines.filter((line) => (line.req as { id?: string } | undefined)?.id === requestId);
 
-  it('writes one line per request: its id, method, path, status and time, nothing else of it', async () => {
-    const res = await post({ input: 'private text' }, 'req-ok');
+  it('writes one line per request: its id, method, client, path, status, tokens and times, nothing else of it', async () => {
+    // From loopback, a trusted proxy: the client is the one Nginx names.
+    const res = await post({ input: 'private text' }, 'req-ok', { 'x-forwarded-for': '198.51.100.7' });
     expect(res.status).toBe(200);
     await res.text();
     await new Promise((resolve) => setImmediate(resolve));
@@ -69,8 +70,14 @@ describe('the app logs', () => {
     expect(more).toEqual([]);
     expect(line).toMatchObject({
       level: 30,
-      req: { id: 'req-ok', method: 'POST', path: '/v1/embeddings', remoteAddress: '127.0.0.1' },
-      res: { statusCode: 200 },
+      req: { id: 'req-ok', method: 'POST', path: '/v1/embeddings', remoteAddress: '198.51.100.7' },
+      res: {
+        statusCode: 200,
+        tokens: Number(res.headers.get('x-total-tokens')),
+        tokenizationMs: Number(res.headers.get('x-tokenization-time-ms')),
+        queueMs: Number(res.headers.get('x-queue-time-ms')),
+        inferenceMs: Number(res.headers.get('x-inference-time-ms')),
+      },
       responseTime: expect.any(Number),
       msg: 'request completed',
     });
@@ -90,7 +97,7 @@ describe('the app logs', () => {
     const res = await post({ input: 'x' }, 'req-500');
     engine.failWhen = undefined;
     expect(res.status).toBe(500);
-    await res.text();
+    const body = (await res.json()) as { error: { code: string | null; type: string } };
     await new Promise((resolve) => setImmediate(resolve));
     expect(about('req-500').map((line) => [line.level, line.msg])).toEqual(
       expect.arrayContaining([
@@ -98,5 +105,9 @@ describe('the app logs', () => {
         [50, 'request errored'],
       ]),
     );
+    const errored = about('req-500').find((line) => line.msg === 'request errored');
+    expect(errored).toMatchObject({
+      res: { statusCode: 500, errorCode: body.error.code ?? body.error.type },
+    });
   });
 });

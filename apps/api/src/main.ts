@@ -1,5 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { keyPrefix } from '@app/auth';
+import { buildInfo } from '@app/common';
+import { loggableConfig, parseServerArguments, serverArgumentsHelp, ServerArguments } from '@app/config';
 import { createApp, RunningApp } from './app.factory';
 
 /** A path as one shell word. */
@@ -7,16 +9,30 @@ function shellQuote(path: string): string {
   return /^[\w./-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
 }
 
+const COMMAND = 'node dist/apps/api/src/main.js';
+
 /**
- * `node dist/apps/api/src/main.js [--demo]`. With --demo and no key configured, a random key is
- * generated into .demo/api-key (mode 0600; reused by later runs) and only its prefix is printed, with
- * the line that exports it (see docs/service.md).
+ * `node dist/apps/api/src/main.js [--demo] [--model-path DIR --port N ...]`: one flag per environment
+ * variable (`--help`), winning over the environment. With --demo and no key configured, a random key
+ * is generated into .demo/api-key (mode 0600; reused by later runs) and only its prefix is printed,
+ * with the line that exports it (see docs/service.md).
  */
 async function main(): Promise<void> {
-  const demo = process.argv.includes('--demo');
+  let args: ServerArguments;
+  try {
+    args = parseServerArguments(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  if (args.help) {
+    process.stdout.write(serverArgumentsHelp(COMMAND));
+    return;
+  }
+  const demo = args.demo;
   let running: RunningApp;
   try {
-    running = await createApp({ demo });
+    running = await createApp({ demo, env: args.env });
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n`);
     process.exit(1);
@@ -26,7 +42,11 @@ async function main(): Promise<void> {
   const modelId = config.model.servedNames[0];
   const { hub } = config.model;
   const source = hub ? `${hub.modelId}@${hub.revision} (Hub cache ${hub.cacheDir})` : config.model.path;
-  logger.log(`listening on ${url}; loading ${source} as ${modelId} on ${config.model.device}`);
+  const { version, commit } = buildInfo();
+  logger.log(
+    { version, commit, config: loggableConfig(config) },
+    `qwen3-embed-server ${version} (${commit}): listening on ${url}; loading ${source} as ${modelId} on ${config.model.device}`,
+  );
 
   if (demo || generatedKey) {
     const lines = [
@@ -51,17 +71,20 @@ async function main(): Promise<void> {
     } else {
       lines.push('  API key: from API_KEYS_FILE (export KEY=<one of its keys>)');
     }
-    if (!config.auth.disabled) {
-      lines.push(
-        `  try:     curl ${url}/v1/embeddings -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{"model":"${modelId}","input":"hello"}'`,
-      );
-    }
+    lines.push('  loading the model: /health/ready answers 503 until it is ready');
     process.stdout.write(`${lines.join('\n')}\n\n`);
   }
 
   try {
     await ready;
     if (!shutdown?.started) logger.log(`ready: ${modelId} serves on ${url}`);
+    // Only now: before, the request would answer 503.
+    if ((demo || generatedKey) && !shutdown?.started) {
+      const auth = config.auth.disabled ? '' : ' -H "Authorization: Bearer $KEY"';
+      process.stdout.write(
+        `\n  ready:   ${modelId}; try: curl ${url}/v1/embeddings${auth} -H 'Content-Type: application/json' -d '{"model":"${modelId}","input":"hello"}'\n\n`,
+      );
+    }
   } catch (error) {
     if (shutdown?.started) {
       return; // a signal during the load (or the download) cancelled it; the shutdown exits

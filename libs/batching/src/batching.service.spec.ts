@@ -199,7 +199,7 @@ describe(BatchingService.name, () => {
     engine.calls[0].resolve();
     await Promise.all([running, waiting]);
     const text = await metrics.render();
-    expect(text).toContain('embedding_requests_rejected_total{reason="queue_full"} 1');
+    expect(text).toContain('qwen3_embed_requests_rejected_total{reason="queue_full"} 1');
   });
 
   it('refuses at once a request whose expected wait passes its deadline, yet admits a smaller one', async () => {
@@ -225,7 +225,7 @@ describe(BatchingService.name, () => {
     engine.completion = 'timer';
     engine.calls[0].resolve();
     await Promise.all([running, queued, short, patient]);
-    expect(await metrics.render()).toContain('embedding_requests_rejected_total{reason="deadline"} 1');
+    expect(await metrics.render()).toContain('qwen3_embed_requests_rejected_total{reason="deadline"} 1');
   });
 
   it('drops a queued request whose deadline passes before it starts', async () => {
@@ -240,7 +240,7 @@ describe(BatchingService.name, () => {
     await running;
     await tick();
     expect(engine.calls).toHaveLength(1); // it never ran
-    expect(await metrics.render()).toContain('embedding_requests_rejected_total{reason="expired"} 1');
+    expect(await metrics.render()).toContain('qwen3_embed_requests_rejected_total{reason="expired"} 1');
   });
 
   it('drops a packed request at dispatch when the batch before it ran too long for its deadline', async () => {
@@ -368,7 +368,7 @@ describe(BatchingService.name, () => {
     });
     // The first batch, then two halves per level down to the one sequence.
     expect(engine.calls.length).toBeLessThanOrEqual(1 + 2 * Math.ceil(Math.log2(n)));
-    expect(await metrics.render()).toContain('embedding_batches_total{outcome="failed"} 1');
+    expect(await metrics.render()).toContain('qwen3_embed_batches_total{outcome="failed"} 1');
   });
 
   it('isolates two faulty sequences of different requests', async () => {
@@ -456,9 +456,9 @@ describe(BatchingService.name, () => {
       sut.submit({ sequences: [seq(2, 4)], dimensions: 32 }),
     ]);
     const text = await metrics.render();
-    expect(text).toContain('embedding_batch_sequences_sum 2');
-    expect(text).toContain('embedding_batch_tokens_sum 8');
-    expect(text).toContain('embedding_batches_total{outcome="ok"} 1');
-    expect(text).toContain('embedding_queue_tokens 0');
+    expect(text).toContain('qwen3_embed_batch_sequences_sum 2');
+    expect(text).toContain('qwen3_embed_batch_tokens_sum 8');
+    expect(text).toContain('qwen3_embed_batches_total{outcome="ok"} 1');
+    expect(text).toContain('qwen3_embed_queue_tokens 0');
   });
 });

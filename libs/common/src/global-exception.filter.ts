@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, Logger } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { RequestAbortedError } from './domain.error';
+import type { ResponseLocals } from './logging.config';
 import { toOpenAIError } from './openai-error';
 
 /** The one exception filter: every error leaves the service as an OpenAI error envelope. */
@@ -27,6 +28,8 @@ export class GlobalExceptionFilter implements ExceptionFilter {
         'unhandled error while serving a request',
       );
     }
+    // For the request line (AccessLogMiddleware).
+    (response.locals as ResponseLocals).errorCode = mapped.body.error.code ?? mapped.body.error.type;
     response.status(mapped.status).set(mapped.headers).json(mapped.body);
   }
 }

@@ -9,3 +9,4 @@ export * from './seeded-random';
 export * from './busy-poll';
 export * from './json-body-shape';
 export * from './http-protocol-errors';
+export * from './build-info';

@@ -23,7 +23,26 @@ describe(AccessLogMiddleware.name, () => {
     new AccessLogMiddleware({ pinoHttp: [options, capture] });
     const middleware = new AccessLogMiddleware({ pinoHttp: [options, capture] });
     server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      // As Express sets them: the client behind a trusted proxy, and the filter's error code.
+      if (req.url === '/proxied') Object.assign(req, { ip: '203.0.113.9' });
       middleware.use(req, res, () => undefined);
+      if (req.url === '/timed') {
+        res.setHeader('x-request-id', 'timed');
+        res.writeHead(200, {
+          'x-tokenization-time-ms': '0.41',
+          'x-queue-time-ms': '0.05',
+          'x-inference-time-ms': '3.20',
+          'x-total-tokens': '12',
+        });
+        res.end('{}');
+        return;
+      }
+      if (req.url === '/refused') {
+        Object.assign(res, { locals: { errorCode: 'invalid_request_error' } });
+        res.statusCode = 400;
+        res.end('{}');
+        return;
+      }
       if (req.url === '/slow') {
         // Answered never: the client gives up.
         res.on('close', () => slow.closed());
@@ -119,6 +138,22 @@ describe(AccessLogMiddleware.name, () => {
       'responseTime',
       'msg',
     ]);
+  });
+
+  it('carries tokens and timings of an embeddings answer, the error code of a failure and the proxied client', async () => {
+    await (await fetch(`${url}/timed`)).text();
+    await (await fetch(`${url}/refused`)).text();
+    await (await fetch(`${url}/proxied`)).text();
+    await new Promise((resolve) => setImmediate(resolve));
+    const line = (path: string) => lines.find((entry) => (entry.req as { path: string }).path === path);
+    expect(line('/timed')).toMatchObject({
+      res: { statusCode: 200, tokens: 12, tokenizationMs: 0.41, queueMs: 0.05, inferenceMs: 3.2 },
+    });
+    expect(line('/refused')).toMatchObject({
+      level: 40,
+      res: { statusCode: 400, errorCode: 'invalid_request_error' },
+    });
+    expect(line('/proxied')).toMatchObject({ req: { remoteAddress: '203.0.113.9' } });
   });
 
   it('warns on client errors and stays quiet for health and metrics', async () => {

@@ -12,9 +12,30 @@ function pathOf(url: string | undefined): string {
   return (url ?? '').split('?')[0];
 }
 
+/** Where the global filter leaves the OpenAI error code of a failed request, for the request line. */
+export interface ResponseLocals {
+  errorCode?: string;
+}
+
+/** Per-request figures of an embeddings answer, as its headers carry them, and the error code. */
+function outcomeOf(res: ServerResponse & { locals?: ResponseLocals }): Record<string, number | string> {
+  const fields: Record<string, number | string> = {};
+  const tokens = res.getHeader('x-total-tokens');
+  if (tokens !== undefined) {
+    fields.tokens = Number(tokens);
+    fields.tokenizationMs = Number(res.getHeader('x-tokenization-time-ms'));
+    fields.queueMs = Number(res.getHeader('x-queue-time-ms'));
+    fields.inferenceMs = Number(res.getHeader('x-inference-time-ms'));
+  }
+  const code = res.locals?.errorCode;
+  if (code) fields.errorCode = code;
+  return fields;
+}
+
 /**
  * Structured JSON request logs with request ids (the client's x-request-id when sane, echoed back).
- * Only method, path, status and timings are logged: never headers (keys) nor bodies (input text).
+ * Only method, path, client address (Nginx's X-Forwarded-For through Express's trust proxy), status,
+ * tokens, timings and the error code are logged: never headers (keys) nor bodies (input text).
  * nestjs-pino's LoggerModule gives the app its logger; its own request middleware is off
  * (`useExisting` with no routes) and AccessLogMiddleware writes the request lines with these same
  * options. That middleware ran every request inside an AsyncLocalStorage, so that app logs written
@@ -57,8 +78,8 @@ export function createLoggerParams(level: string): Params {
 
 type Serializer = (value: never) => unknown;
 type Level = 'info' | 'warn' | 'error' | 'silent';
-type LoggedRequest = IncomingMessage & { originalUrl?: string };
-type LoggedResponse = ServerResponse & { err?: Error };
+type LoggedRequest = IncomingMessage & { originalUrl?: string; ip?: string };
+type LoggedResponse = ServerResponse & { err?: Error; locals?: ResponseLocals };
 
 /**
  * The request lines, as pino-http writes them with the options of `createLoggerParams` (its fields,
@@ -97,12 +118,13 @@ export class AccessLogMiddleware implements NestMiddleware {
       res.off('error', finished);
       this.write(request, res, Date.now() - started, req, error);
     };
-    // The request as pino's serializers see it, taken as it arrives.
+    // The request as pino's serializers see it, taken as it arrives; Express's req.ip is the client
+    // behind a trusted proxy.
     const request = this.serializeRequest({
       id,
       method: req.method,
       url: req.originalUrl || req.url,
-      remoteAddress: req.socket?.remoteAddress,
+      remoteAddress: req.ip ?? req.socket?.remoteAddress,
     } as never);
     if (!this.quiet(req)) {
       res.on('close', finished);
@@ -121,7 +143,10 @@ export class AccessLogMiddleware implements NestMiddleware {
   ): void {
     const level = this.level(req, res, error);
     if (level === 'silent') return;
-    const response = this.serializeResponse({ statusCode: res.headersSent ? res.statusCode : null } as never);
+    const response = {
+      ...(this.serializeResponse({ statusCode: res.headersSent ? res.statusCode : null } as never) as object),
+      ...outcomeOf(res),
+    };
     const failure = error ?? res.err;
     if (failure || res.statusCode >= 500) {
       const err = failure ?? new Error(`failed with status code ${res.statusCode}`);

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadAppConfig } from './app-config';
+import { loadAppConfig, loggableConfig } from './app-config';
 
 const base = { API_KEY: 'k', MODEL_PATH: '/models/Qwen3-Embedding-4B' };
 
@@ -229,6 +229,25 @@ describe(loadAppConfig.name, () => {
       expect(() => loadAppConfig({ ...hubEnv, HF_ENDPOINT: 'mirror' })).toThrow(
         /HF_ENDPOINT: must be an http\(s\) URL/,
       );
+    });
+  });
+});
+
+describe(loggableConfig.name, () => {
+  it('keeps paths and limits, never keys nor the Hub token', () => {
+    const config = loadAppConfig({
+      API_KEY: 'sk-secret-one',
+      API_KEYS: 'sk-secret-two',
+      MODEL_ID: 'Qwen/Qwen3-Embedding-0.6B',
+      HF_TOKEN: 'hf_secrettoken',
+      HF_HUB_CACHE: '/tmp/hub',
+    });
+    const sut = JSON.stringify(loggableConfig(config));
+    expect(sut).not.toMatch(/secret/);
+    expect(loggableConfig(config)).toMatchObject({
+      auth: { keys: 2 },
+      model: { hub: { token: 'set', modelId: 'Qwen/Qwen3-Embedding-0.6B' } },
+      server: { port: 6008 },
     });
   });
 });

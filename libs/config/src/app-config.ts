@@ -368,3 +368,19 @@ export function loadHubConfig(overrides: {
   if (!hub) throw new Error('MODEL_ID: missing');
   return hub;
 }
+
+/**
+ * The effective configuration as logged at boot: everything but secrets (keys are counted, the Hub
+ * token only said to be present).
+ */
+export function loggableConfig(config: AppConfigData): Record<string, unknown> {
+  const { keys, ...auth } = config.auth;
+  const hub = config.model.hub && { ...config.model.hub, token: config.model.hub.token ? 'set' : undefined };
+  return {
+    server: config.server,
+    auth: { ...auth, keys: keys.length },
+    model: { ...config.model, hub },
+    limits: config.limits,
+    logLevel: config.logLevel,
+  };
+}

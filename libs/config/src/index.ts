@@ -1,3 +1,5 @@
 export * from './app-config';
 export * from './config.module';
 export * from './env.dto';
+export * from './tool-config';
+export * from './config-flags';

@@ -25,6 +25,9 @@ import {
 } from './embedding-input.validator';
 import type { InputType } from './prompt-template';
 
+/** The model id in the OpenAPI examples; the app puts the served model's id in its place (app.factory). */
+export const MODEL_EXAMPLE = 'Qwen3-Embedding-4B';
+
 export type EncodingFormat = 'float' | 'base64';
 
 const ENCODING_FORMATS: EncodingFormat[] = ['float', 'base64'];
@@ -55,7 +58,7 @@ export class EmbeddingsRequestDto {
   @ApiPropertyOptional({
     description:
       'The served model id (see GET /v1/models) or one of its aliases, such as the Hugging Face name. When omitted, the served model is used.',
-    example: 'Qwen3-Embedding-4B',
+    example: MODEL_EXAMPLE,
   })
   @IsOptional()
   @IsString({ message: 'model must be a string' })
@@ -202,7 +205,7 @@ export class EmbeddingsResponseDto {
 }
 
 export class ModelDto {
-  @ApiProperty({ example: 'Qwen3-Embedding-4B' })
+  @ApiProperty({ example: MODEL_EXAMPLE })
   id!: string;
 
   @ApiProperty({ enum: ['model'] })

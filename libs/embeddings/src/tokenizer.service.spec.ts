@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TokenizerService } from './tokenizer.service';
 
@@ -9,6 +10,12 @@ describe(TokenizerService.name, () => {
   const sut = new TokenizerService();
 
   beforeAll(() => sut.load(QWEN3_TOKENIZER));
+
+  it('names a missing model directory and the command that creates the demo model', () => {
+    expect(() => new TokenizerService().load('models/Qwen3-Embedding-absent/tokenizer.json')).toThrow(
+      /the model directory \/.*models\/Qwen3-Embedding-absent does not exist: set MODEL_PATH .*`npm run admin -- checkpoint generate --preset tiny`/,
+    );
+  });
 
   it('reads the end-of-text id from the vocabulary', () => {
     expect(sut.eosId).toBe(EOS);
@@ -55,8 +62,7 @@ describe(TokenizerService.name, () => {
   });
 
   it('fails to load a file that is not a tokenizer', () => {
-    expect(() => new TokenizerService().load('/nonexistent/tokenizer.json')).toThrow(
-      'cannot load the tokenizer /nonexistent/tokenizer.json',
-    );
+    const path = join(tmpdir(), 'no-such-tokenizer.json');
+    expect(() => new TokenizerService().load(path)).toThrow(`cannot load the tokenizer ${path}`);
   });
 });

@@ -1,5 +1,8 @@
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Injectable } from '@nestjs/common';
 import { Tokenizer } from '@anush008/tokenizers';
+import { DEMO_MODEL_COMMAND } from '@app/config';
 
 export const END_OF_TEXT = '<|endoftext|>';
 
@@ -17,6 +20,13 @@ export class TokenizerService {
 
   /** Loads `<model>/tokenizer.json`; fails if it does not know `<|endoftext|>`. */
   load(tokenizerPath: string): void {
+    // The first file read from the model directory: a missing directory is named here, with the way out.
+    const directory = resolve(dirname(tokenizerPath));
+    if (!existsSync(directory)) {
+      throw new Error(
+        `the model directory ${directory} does not exist: set MODEL_PATH (or --model-path) to a Hugging Face checkpoint directory, or create the demo model with \`${DEMO_MODEL_COMMAND}\``,
+      );
+    }
     let tokenizer: Tokenizer;
     try {
       tokenizer = Tokenizer.fromFile(tokenizerPath);

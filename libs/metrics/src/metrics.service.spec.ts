@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { NextFunction, Request, Response } from 'express';
+import { buildInfo } from '@app/common/build-info';
+import { loadAppConfig } from '@app/config';
 import { EnginePort } from '@app/engine/engine.port';
 import { FakeEngine } from '@app/engine/testing';
 import { HttpMetricsMiddleware } from './http-metrics.middleware';
@@ -16,10 +18,14 @@ describe(MetricsService.name, () => {
       },
     });
     const text = await new MetricsService(engine).render();
-    expect(text).toContain('engine_device_memory_used_bytes{device="0",name="H100",replica="0",rank="0"} 9');
-    expect(text).toContain('engine_device_memory_used_bytes{device="1",name="H100",replica="0",rank="1"} 8');
     expect(text).toContain(
-      'engine_device_memory_total_bytes{device="1",name="H100",replica="0",rank="1"} 80',
+      'qwen3_embed_device_memory_used_bytes{device="0",name="H100",replica="0",rank="0"} 9',
+    );
+    expect(text).toContain(
+      'qwen3_embed_device_memory_used_bytes{device="1",name="H100",replica="0",rank="1"} 8',
+    );
+    expect(text).toContain(
+      'qwen3_embed_device_memory_total_bytes{device="1",name="H100",replica="0",rank="1"} 80',
     );
   });
 
@@ -30,14 +36,39 @@ describe(MetricsService.name, () => {
       },
     } as unknown as EnginePort;
     const text = await new MetricsService(engine).render();
-    expect(text).not.toMatch(/^engine_device_memory_used_bytes\{/m);
+    expect(text).not.toMatch(/^qwen3_embed_device_memory_used_bytes\{/m);
+  });
+
+  it('labels every series with the served model, and reports build info and readiness', async () => {
+    const config = loadAppConfig({
+      AUTH_DISABLED: 'true',
+      DEVICE: 'cpu',
+      MODEL_PATH: '/models/Qwen3-Embedding-tiny',
+    });
+    const sut = new MetricsService(undefined, config);
+    sut.tokens.inc(3);
+    let ready = false;
+    sut.reportReadiness(() => ready);
+    expect(await sut.render()).toContain('qwen3_embed_ready{model="Qwen3-Embedding-tiny"} 0');
+    ready = true;
+    const text = await sut.render();
+    expect(text).toContain('qwen3_embed_ready{model="Qwen3-Embedding-tiny"} 1');
+    expect(text).toContain('qwen3_embed_tokens_total{model="Qwen3-Embedding-tiny"} 3');
+    const { version, commit } = buildInfo();
+    expect(text).toContain(
+      `qwen3_embed_build_info{version="${version}",commit="${commit}",device="cpu",model="Qwen3-Embedding-tiny"} 1`,
+    );
+    expect(version).toMatch(/^\d+\.\d+\.\d+/);
+    // Every metric of the service's own carries the prefix.
+    const own = [...text.matchAll(/^# TYPE (\S+)/gm)].map((match) => match[1]);
+    expect(own.filter((name) => !/^(qwen3_embed_|process_|nodejs_)/.test(name))).toEqual([]);
   });
 
   it('keeps a registry per instance, so two apps in one process do not collide', async () => {
     const first = new MetricsService();
     const second = new MetricsService();
     first.tokens.inc(5);
-    expect(await second.render()).toContain('embedding_tokens_total 0');
+    expect(await second.render()).toContain('qwen3_embed_tokens_total 0');
   });
 });
 
@@ -55,7 +86,9 @@ describe(HttpMetricsMiddleware.name, () => {
       (res as unknown as EventEmitter).emit('finish');
     }
     const text = await metrics.render();
-    expect(text).toContain('http_requests_total{method="GET",route="/v1/models/*id",status="200"} 1');
-    expect(text).toContain('http_requests_total{method="GET",route="unmatched",status="404"} 1');
+    expect(text).toContain(
+      'qwen3_embed_http_requests_total{method="GET",route="/v1/models/*id",status="200"} 1',
+    );
+    expect(text).toContain('qwen3_embed_http_requests_total{method="GET",route="unmatched",status="404"} 1');
   });
 });

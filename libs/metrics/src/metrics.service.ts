@@ -1,5 +1,7 @@
 import { Injectable, Optional } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { buildInfo } from '@app/common/build-info';
+import { AppConfig } from '@app/config';
 import { EngineDeviceInfo, EnginePort } from '@app/engine/engine.port';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -11,20 +13,22 @@ const POWERS_OF_TWO = (from: number, to: number): number[] => {
 
 /**
  * The service's Prometheus metrics, on a registry of its own (so several apps in one process, as in
- * tests, never collide). Services record into it; `/metrics` renders it.
+ * tests, never collide). Services record into it; `/metrics` renders it. Names carry the `qwen3_embed_`
+ * prefix (as TEI's `te_` and vLLM's `vllm:`), and every series the served model's id as `model` (one
+ * model per process: set once as a default label, no per-observation cost).
  */
 @Injectable()
 export class MetricsService {
   readonly registry = new Registry();
 
   readonly httpRequests = new Counter({
-    name: 'http_requests_total',
+    name: 'qwen3_embed_http_requests_total',
     help: 'HTTP requests by method, route and status',
     labelNames: ['method', 'route', 'status'] as const,
     registers: [this.registry],
   });
   readonly httpDuration = new Histogram({
-    name: 'http_request_duration_seconds',
+    name: 'qwen3_embed_http_request_duration_seconds',
     help: 'HTTP request latency by method, route and status',
     labelNames: ['method', 'route', 'status'] as const,
     buckets: LATENCY_BUCKETS,
@@ -32,92 +36,115 @@ export class MetricsService {
   });
 
   readonly tokenizationSeconds = new Histogram({
-    name: 'embedding_tokenization_seconds',
+    name: 'qwen3_embed_tokenization_seconds',
     help: 'Time to tokenize the inputs of one request',
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
   readonly queueSeconds = new Histogram({
-    name: 'embedding_queue_seconds',
+    name: 'qwen3_embed_queue_seconds',
     help: 'Time a request waited before its first forward batch started',
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
   readonly inferenceSeconds = new Histogram({
-    name: 'embedding_inference_seconds',
+    name: 'qwen3_embed_inference_seconds',
     help: 'Time from the first forward batch of a request to its last row',
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
   readonly requestSeconds = new Histogram({
-    name: 'embedding_request_seconds',
+    name: 'qwen3_embed_request_seconds',
     help: 'Total time to serve an embeddings request (validation, tokenization, queue, inference)',
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
   readonly batchSeconds = new Histogram({
-    name: 'embedding_batch_seconds',
+    name: 'qwen3_embed_batch_seconds',
     help: 'Engine time of one forward batch',
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
   readonly batchSequences = new Histogram({
-    name: 'embedding_batch_sequences',
+    name: 'qwen3_embed_batch_sequences',
     help: 'Sequences per forward batch',
     buckets: POWERS_OF_TWO(1, 4096),
     registers: [this.registry],
   });
   readonly batchTokens = new Histogram({
-    name: 'embedding_batch_tokens',
+    name: 'qwen3_embed_batch_tokens',
     help: 'Tokens per forward batch',
     buckets: POWERS_OF_TWO(16, 262144),
     registers: [this.registry],
   });
   readonly batches = new Counter({
-    name: 'embedding_batches_total',
+    name: 'qwen3_embed_batches_total',
     help: 'Forward batches by outcome (ok, failed, retried)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
   readonly queueRequests = new Gauge({
-    name: 'embedding_queue_requests',
+    name: 'qwen3_embed_queue_requests',
     help: 'Requests admitted and not yet answered',
     registers: [this.registry],
   });
   readonly queueSequences = new Gauge({
-    name: 'embedding_queue_sequences',
+    name: 'qwen3_embed_queue_sequences',
     help: 'Sequences waiting for a forward batch',
     registers: [this.registry],
   });
   readonly queueTokens = new Gauge({
-    name: 'embedding_queue_tokens',
+    name: 'qwen3_embed_queue_tokens',
     help: 'Tokens waiting for a forward batch',
     registers: [this.registry],
   });
   readonly batchesInFlight = new Gauge({
-    name: 'embedding_batches_in_flight',
+    name: 'qwen3_embed_batches_in_flight',
     help: 'Forward batches running on the engine',
     registers: [this.registry],
   });
   readonly tokens = new Counter({
-    name: 'embedding_tokens_total',
+    name: 'qwen3_embed_tokens_total',
     help: 'Tokens embedded (prompt tokens, including the appended end-of-text token)',
     registers: [this.registry],
   });
   readonly inputs = new Counter({
-    name: 'embedding_inputs_total',
+    name: 'qwen3_embed_inputs_total',
     help: 'Inputs (sequences) embedded',
     registers: [this.registry],
   });
   readonly rejected = new Counter({
-    name: 'embedding_requests_rejected_total',
+    name: 'qwen3_embed_requests_rejected_total',
     help: 'Embeddings requests refused before inference, by reason',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
 
-  constructor(@Optional() private readonly engine?: EnginePort) {
+  /** 1 while the model serves (what /health/ready answers 200 for), else 0. */
+  private ready: () => boolean = () => false;
+
+  constructor(
+    @Optional() private readonly engine?: EnginePort,
+    @Optional() config?: AppConfig,
+  ) {
+    if (config) this.registry.setDefaultLabels({ model: config.model.servedNames[0] });
     collectDefaultMetrics({ register: this.registry });
+    const { version, commit } = buildInfo();
+    new Gauge({
+      name: 'qwen3_embed_build_info',
+      help: 'Always 1: the version, commit and device of this process',
+      labelNames: ['version', 'commit', 'device'] as const,
+      registers: [this.registry],
+    }).set({ version, commit, device: config?.model.device ?? 'unknown' }, 1);
+    const ready = () => this.ready();
+    new Gauge({
+      name: 'qwen3_embed_ready',
+      help: '1 when the model is loaded and serves (/health/ready is 200), else 0',
+      registers: [this.registry],
+      collect() {
+        this.set(ready() ? 1 : 0);
+      },
+    });
     const devices = () => {
       try {
         return this.engine?.info().devices ?? [];
@@ -145,15 +172,20 @@ export class MetricsService {
         },
       });
     deviceMemoryGauge(
-      'engine_device_memory_used_bytes',
+      'qwen3_embed_device_memory_used_bytes',
       'Device memory held by the engine (weights and caches), per device',
       (device) => device.usedMemoryBytes,
     );
     deviceMemoryGauge(
-      'engine_device_memory_total_bytes',
+      'qwen3_embed_device_memory_total_bytes',
       'Total memory of each device the engine uses',
       (device) => device.totalMemoryBytes,
     );
+  }
+
+  /** Where qwen3_embed_ready reads readiness from (the model's lifecycle, wired by the app). */
+  reportReadiness(probe: () => boolean): void {
+    this.ready = probe;
   }
 
   render(): Promise<string> {

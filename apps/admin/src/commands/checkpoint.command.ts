@@ -9,8 +9,8 @@ import { parseByteSize, parseInteger } from './option-parsers';
 
 interface GenerateOptions {
   preset: string;
-  seed: number;
-  out: string;
+  seed?: number;
+  out?: string;
   dtype: CheckpointDtype;
   force?: boolean;
   tokenizer?: string;
@@ -29,8 +29,8 @@ export class GenerateCheckpointCommand extends CommandRunner {
   async run(_params: string[], options: GenerateOptions): Promise<void> {
     const result = await this.checkpoints.generate({
       preset: options.preset,
-      seed: options.seed,
-      outDir: options.out,
+      seed: options.seed ?? 0,
+      outDir: options.out ?? defaultOutDir(options.preset),
       dtype: options.dtype ?? 'bf16',
       force: options.force === true,
       tokenizerPath: options.tokenizer,
@@ -54,12 +54,15 @@ export class GenerateCheckpointCommand extends CommandRunner {
     return value.toLowerCase();
   }
 
-  @Option({ flags: '--seed <n>', description: 'random seed (same seed, same bytes)', required: true })
+  @Option({ flags: '--seed <n>', description: 'random seed (same seed, same bytes; default 0)' })
   parseSeed(value: string): number {
     return parseInteger('--seed', value);
   }
 
-  @Option({ flags: '--out <dir>', description: 'output directory', required: true })
+  @Option({
+    flags: '--out <dir>',
+    description: `output directory (default ${defaultOutDir('tiny')} for tiny, ${defaultOutDir('4b')} for 4b, ...)`,
+  })
   parseOut(value: string): string {
     return value;
   }
@@ -89,6 +92,16 @@ export class GenerateCheckpointCommand extends CommandRunner {
   parseMaxShardSize(value: string): number {
     return parseByteSize('--max-shard-size', value);
   }
+}
+
+/**
+ * tiny is the demo model `make serve` serves; the others carry random weights, and a directory named
+ * like the real checkpoint (models/Qwen3-Embedding-4B, the server's default) would pass for it.
+ */
+function defaultOutDir(preset: string): string {
+  return preset === 'tiny'
+    ? 'models/Qwen3-Embedding-tiny'
+    : `models/Qwen3-Embedding-${preset.toUpperCase()}-random`;
 }
 
 @Command({

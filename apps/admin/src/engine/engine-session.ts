@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { AppConfig, loadAppConfig } from '@app/config';
+import { AppConfig, loadToolConfig } from '@app/config';
 import { ModelService } from '@app/embeddings/model.service';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
 import { NativeEngine } from '@app/engine/native-engine';
@@ -27,19 +27,30 @@ export interface OpenSession {
  */
 @Injectable()
 export class EngineSession {
-  /** The service configuration from the environment plus overrides; API keys are not required. */
+  /**
+   * The service configuration from the environment and `.env` plus overrides; API keys are not
+   * required. With no MODEL_PATH / DEVICE anywhere, what `make serve` serves (loadToolConfig); the
+   * defaults it picked go to stderr.
+   */
   config(overrides: EngineOverrides = {}): AppConfig {
-    const env: Record<string, string | undefined> = {
-      ...process.env,
-      AUTH_DISABLED: 'true',
-      WARMUP: 'false',
-    };
-    if (overrides.modelPath) env.MODEL_PATH = overrides.modelPath;
-    if (overrides.device) env.DEVICE = overrides.device;
-    if (overrides.dtype) env.DTYPE = overrides.dtype;
-    if (overrides.tensorParallelSize) env.TENSOR_PARALLEL_SIZE = String(overrides.tensorParallelSize);
-    if (overrides.addonPath) env.NATIVE_ADDON_PATH = overrides.addonPath;
-    return loadAppConfig(env);
+    const { config, notes } = loadToolConfig(
+      {
+        MODEL_PATH: overrides.modelPath,
+        DEVICE: overrides.device,
+        DTYPE: overrides.dtype,
+        TENSOR_PARALLEL_SIZE: overrides.tensorParallelSize?.toString(),
+        NATIVE_ADDON_PATH: overrides.addonPath,
+      },
+      (addonPath) => {
+        try {
+          return new NativeEngine(addonPath).cudaDevices().length > 0;
+        } catch {
+          return false; // an addon that cannot load fails again, with its message, when the engine is built
+        }
+      },
+    );
+    for (const note of notes) process.stderr.write(`note: ${note}\n`);
+    return config;
   }
 
   /** An engine with no model, for build and device queries. */
