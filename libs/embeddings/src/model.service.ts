@@ -11,6 +11,7 @@ import {
 import { ModelNotFoundError, ServiceUnavailableError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { EngineInfo, EngineLoadOptions, EnginePort } from '@app/engine/engine.port';
+import { deviceLayout } from '@app/engine/device-layout';
 import { packBatch } from '@app/engine/packed-batch';
 import { formatBytes } from '@app/checkpoint/quantities';
 import { HubModelDownloader } from '@app/hub/hub-model-downloader';
@@ -210,23 +211,11 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
 
   private loadOptions(): EngineLoadOptions {
     const { model } = this.config;
-    let deviceIds: number[] = [];
-    if (model.device === 'cuda') {
-      const count = model.visibleCudaDevices ?? this.cudaDeviceCount?.();
-      if (count === undefined) {
-        throw new Error('cannot count the GPUs; set CUDA_VISIBLE_DEVICES');
-      }
-      if (count === 0) {
-        throw new Error('DEVICE=cuda but no CUDA device is visible');
-      }
-      deviceIds = Array.from({ length: count }, (_, index) => index);
-    }
-    const tensorParallelSize = model.tensorParallelSize ?? (model.device === 'cuda' ? deviceIds.length : 1);
-    if (model.device === 'cuda' && deviceIds.length % tensorParallelSize !== 0) {
-      throw new Error(
-        `TENSOR_PARALLEL_SIZE=${tensorParallelSize} does not divide the ${deviceIds.length} visible GPUs`,
-      );
-    }
+    const { deviceIds, tensorParallelSize } = deviceLayout(
+      model.device,
+      model.device === 'cuda' ? (model.visibleCudaDevices ?? this.cudaDeviceCount?.()) : undefined,
+      model.tensorParallelSize,
+    );
     return {
       modelPath: this.directory,
       device: model.device,

@@ -1,5 +1,6 @@
 export * from './engine.port';
 export * from './packed-batch';
+export * from './device-layout';
 export * from './addon-types';
 export * from './native-engine';
 export * from './engine.module';
