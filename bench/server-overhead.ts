@@ -3,7 +3,7 @@
  * API app (`createApp`, as apps/api starts it: bearer auth with a key, the validation pipe, pino
  * request logs at `info`, metrics, request ids, the real Qwen3 tokenizer, the batcher) runs in a child
  * process over a FAKE engine that answers at once with fixed unit rows (float rows still go through
- * the addon's native formatter when it is built), so what is measured is the server alone, never a
+ * the addon's native formatter, NativeFloatArrayFormatter, when it is built), so what is measured is the server alone, never a
  * model. One keep-alive client sends the requests one at a time; 1 and 8 texts of 16 tokens (with the
  * appended end-of-text), float and base64, 2560 dimensions.
  *
@@ -31,6 +31,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_QUERY_PROMPT, writeTokenizerOnlyModel } from '@app/checkpoint';
 import { EmbeddingsService } from '@app/embeddings/embeddings.service';
 import { EngineInfo, EnginePort, PackedBatch } from '@app/engine/engine.port';
+import { NativeFloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { NativeEngine } from '@app/engine/native-engine';
 import { createApp } from '@app/api/app.factory';
 import { keepAliveAgent, send } from './http-client';
@@ -116,10 +117,7 @@ export class InstantEngine extends EnginePort {
   private readonly row = unitRow(HIDDEN);
   private readonly prefixNorms = new Map<number, number>();
 
-  constructor(
-    private readonly formatter?: (row: Float32Array) => string,
-    private readonly delayMs = 0,
-  ) {
+  constructor(private readonly delayMs = 0) {
     super();
   }
 
@@ -151,10 +149,6 @@ export class InstantEngine extends EnginePort {
     }
     if (this.delayMs <= 0) return Promise.resolve(rows);
     return new Promise((resolve) => setTimeout(() => resolve(rows), this.delayMs));
-  }
-
-  override floatArrayJson(values: Float32Array): string | undefined {
-    return this.formatter?.(values);
   }
 
   private prefixNorm(dimensions: number): number {
@@ -306,13 +300,13 @@ async function serve(addonPath: string | undefined, engineMs: number, busyPoll: 
   const scratch = mkdtempSync(join(tmpdir(), 'server-overhead-'));
   const modelDir = join(scratch, 'Qwen3-Embedding-4B'); // the served id, from the directory's name
   writeTokenizerOnlyModel(modelDir, { query: DEFAULT_QUERY_PROMPT, document: '' });
-  let formatter: ((row: Float32Array) => string) | undefined;
-  if (addonPath && existsSync(addonPath)) {
-    const native = new NativeEngine(addonPath);
-    formatter = (row) => native.floatArrayJson(row);
-  }
+  const formatter =
+    addonPath && existsSync(addonPath)
+      ? new NativeFloatArrayFormatter(new NativeEngine(addonPath))
+      : undefined;
   const running = await createApp({
-    engine: new InstantEngine(formatter, engineMs),
+    engine: new InstantEngine(engineMs),
+    floatArrayFormatter: formatter,
     inheritProcessEnv: false,
     shutdownHooks: false,
     env: {

@@ -9,6 +9,7 @@ import { BatchingService } from '@app/batching';
 import { answerProtocolErrorsInEnvelope, verifyJsonBodyShape } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ModelService } from '@app/embeddings';
+import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { AppModule, AppModuleOptions } from './app.module';
 import { GracefulShutdown } from './graceful-shutdown';
 
@@ -89,7 +90,7 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
       : new GracefulShutdown(
           {
             server,
-            markStopping: () => app.get(ModelService).markStopping(),
+            markStopping: () => app.get(ModelLifecycle).markStopping(),
             drain: (timeoutMs) => app.get(BatchingService).drain(timeoutMs),
             close: () => app.close(),
           },
