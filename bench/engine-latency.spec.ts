@@ -1,5 +1,5 @@
 import { packBatch } from '@app/engine/packed-batch';
-import { parseLayouts, parseShapes, shapeBatch } from './engine-latency';
+import { parseCli, parseLayouts, parseShapes, shapeBatch } from './engine-latency';
 
 describe('engine-latency', () => {
   it('reads layouts as name:deviceIds:tp:cudaGraphMaxTokens[:nccl]', () => {
@@ -42,5 +42,27 @@ describe('engine-latency', () => {
       [0, 1, 2].map((s) => ({ tokens: batch.tokenIds.slice(s * 5, s * 5 + 5), dimensions: 64 })),
     );
     expect(packed).toEqual(batch);
+  });
+
+  it("reads scripts/device/run.sh's flags, and refuses one it does not know", () => {
+    expect(
+      parseCli([
+        '--model',
+        'm',
+        '--device',
+        'cuda',
+        '--layouts',
+        'tp1:0:1:512',
+        '--shapes',
+        '1x16',
+        '--runs',
+        '5',
+        '--json',
+        'o.json',
+      ]),
+    ).toMatchObject({ model: 'm', device: 'cuda', dtype: 'bfloat16', runs: 5, json: 'o.json' });
+    expect(parseCli(['--model=m', '--device=cpu'])).toMatchObject({ dtype: 'float32', runs: 200 });
+    expect(() => parseCli(['--model', 'm', '--run', '5'])).toThrow("Unknown option '--run'");
+    expect(() => parseCli(['--runs', '5'])).toThrow('--model is required');
   });
 });

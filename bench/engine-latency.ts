@@ -14,9 +14,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import type { EngineDevice, EngineDtype, PackedBatch } from '@app/engine/engine.port';
 import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
-import { LatencySummary, summariseLatencies } from '../apps/admin/src/bench/latency-summary';
+import { LatencySummary, summariseLatencies } from './latency-summary';
 
 export interface LatencyLayout {
   name: string;
@@ -92,24 +93,29 @@ interface Cli {
   json?: string;
 }
 
-function parseCli(argv: string[]): Cli {
-  const values: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}`);
-    const [key, inline] = arg.slice(2).split('=', 2);
-    values[key] = inline ?? argv[++i];
-  }
+export function parseCli(argv: string[]): Cli {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      device: { type: 'string', default: 'cuda' },
+      dtype: { type: 'string' },
+      layouts: { type: 'string' },
+      shapes: { type: 'string', default: '1x16,8x16,4x128' },
+      runs: { type: 'string', default: '200' },
+      json: { type: 'string' },
+    },
+  });
   if (!values.model) throw new Error('--model is required');
-  const device = (values.device ?? 'cuda') as EngineDevice;
-  const runs = Number(values.runs ?? '200');
+  const device = values.device as EngineDevice;
+  const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
   return {
     model: values.model,
     device,
     dtype: (values.dtype ?? (device === 'cpu' ? 'float32' : 'bfloat16')) as EngineDtype,
     layouts: parseLayouts(values.layouts ?? (device === 'cpu' ? 'cpu:::0' : 'tp1:0:1:512')),
-    shapes: parseShapes(values.shapes ?? '1x16,8x16,4x128'),
+    shapes: parseShapes(values.shapes),
     runs,
     json: values.json,
   };

@@ -9,7 +9,7 @@ import {
 } from '@app/checkpoint';
 import { fromBase64 } from '@app/embeddings/embedding-encoding';
 import { FakeEngine } from '@app/engine/testing';
-import { ParityFixture, readFixture, runParity } from './parity';
+import { parseCli, ParityFixture, readFixture, runParity } from './parity';
 
 const FIXTURE = join(__dirname, '..', 'test', 'fixtures', 'parity-tiny.json');
 
@@ -81,5 +81,45 @@ describe(runParity.name, () => {
 
     expect(sut.passed).toBe(false);
     expect(sut.tokenization.mismatches.map((m) => m.id)).toEqual([bent.items[0].id]);
+  });
+
+  it("reads scripts/device/run.sh's flags", () => {
+    expect(
+      parseCli([
+        '--model',
+        'tiny',
+        '--fixture',
+        'f.json',
+        '--device',
+        'cuda',
+        '--dtype',
+        'bfloat16',
+        '--tp',
+        '2',
+        '--alone-every-dimension',
+        '--skip-hash',
+        '--json',
+        'o.json',
+      ]),
+    ).toEqual({
+      model: 'tiny',
+      fixture: 'f.json',
+      device: 'cuda',
+      dtype: 'bfloat16',
+      tp: 2,
+      deviceIds: undefined,
+      threshold: undefined,
+      json: 'o.json',
+      addon: undefined,
+      skipHash: true,
+      aloneEveryDimension: true,
+    });
+    expect(parseCli(['--model=m', '--fixture=f', '--device-ids', '0,1'])).toMatchObject({
+      device: 'cpu',
+      tp: 1,
+      deviceIds: [0, 1],
+      skipHash: false,
+    });
+    expect(() => parseCli(['--model', 'm', '--fixture', 'f', '--device', 'tpu'])).toThrow('--device');
   });
 });

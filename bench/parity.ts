@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import type { EngineDevice, EngineDtype, EngineInfo, EnginePort } from '@app/engine/engine.port';
 import { packBatch, splitRows } from '@app/engine/packed-batch';
 import { fromBase64 } from '@app/embeddings/embedding-encoding';
@@ -340,29 +341,37 @@ interface CliOptions {
   aloneEveryDimension: boolean;
 }
 
-function parseCli(argv: string[]): CliOptions {
-  const values: Record<string, string> = {};
-  const flags = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}`);
-    const [key, inline] = arg.slice(2).split('=', 2);
-    if (key === 'skip-hash' || key === 'help' || key === 'alone-every-dimension') flags.add(key);
-    else values[key] = inline ?? argv[++i];
-  }
-  if (flags.has('help')) {
+export function parseCli(argv: string[]): CliOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      fixture: { type: 'string' },
+      device: { type: 'string', default: 'cpu' },
+      dtype: { type: 'string' },
+      tp: { type: 'string', default: '1' },
+      'device-ids': { type: 'string' },
+      threshold: { type: 'string' },
+      json: { type: 'string' },
+      addon: { type: 'string' },
+      'skip-hash': { type: 'boolean', default: false },
+      'alone-every-dimension': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
     process.stdout.write(
       'usage: parity --model <dir> --fixture <json> [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--tp n] [--device-ids 0,1] [--threshold x] [--json out.json] [--addon path] [--skip-hash] [--alone-every-dimension]\n',
     );
     process.exit(0);
   }
-  const device = (values.device ?? 'cpu') as EngineDevice;
+  const device = values.device as EngineDevice;
   if (device !== 'cpu' && device !== 'cuda') throw new Error('--device must be cpu or cuda');
   const dtype = values.dtype as EngineDtype | undefined;
   if (dtype && !['float32', 'bfloat16', 'float16'].includes(dtype))
     throw new Error('--dtype must be float32, bfloat16 or float16');
   if (!values.model || !values.fixture) throw new Error('--model and --fixture are required');
-  const tp = Number(values.tp ?? '1');
+  const tp = Number(values.tp);
   if (!Number.isInteger(tp) || tp < 1) throw new Error('--tp must be a positive integer');
   return {
     model: values.model,
@@ -374,8 +383,8 @@ function parseCli(argv: string[]): CliOptions {
     threshold: values.threshold !== undefined ? Number(values.threshold) : undefined,
     json: values.json,
     addon: values.addon,
-    skipHash: flags.has('skip-hash'),
-    aloneEveryDimension: flags.has('alone-every-dimension'),
+    skipHash: values['skip-hash'],
+    aloneEveryDimension: values['alone-every-dimension'],
   };
 }
 

@@ -9,9 +9,10 @@
  */
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import { embeddingsResponseJson, FloatArrayJson } from '@app/embeddings/embedding-encoding';
 import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
-import { percentile } from '../apps/admin/src/bench/latency-summary';
+import { percentile } from './latency-summary';
 
 export interface ResponseJsonRow {
   rows: number;
@@ -87,8 +88,9 @@ export function measureResponseJson(
 }
 
 function main(): void {
-  const runsArg = process.argv.indexOf('--runs');
-  const runs = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 300;
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '300' } } });
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
   const engine = new NativeEngine(process.env.NATIVE_ADDON_PATH ?? defaultAddonPath());
   const native: FloatArrayJson = (row) => engine.floatArrayJson(row);
   const fallback: FloatArrayJson = () => undefined;

@@ -3,7 +3,7 @@ import {
   formatQuantiles,
   InstantEngine,
   outsideEngine,
-  parseArgs,
+  parseOptions,
   parsePoints,
   parseServerSpec,
   POINTS,
@@ -42,13 +42,11 @@ describe('server-overhead bench', () => {
     expect(Math.hypot(...rows.subarray(0, 2560))).toBeCloseTo(1, 5);
     expect(Math.hypot(...rows.subarray(2560))).toBeCloseTo(1, 5);
     expect(sut.info()).toMatchObject({ hiddenSize: 2560, vocabSize: 151665, replicas: 1 });
-    expect(sut.floatArrayJson(rows)).toBeUndefined();
-    expect(new InstantEngine(() => '[0]').floatArrayJson(rows)).toBe('[0]');
     expect(unitRow(8)).toEqual(unitRow(8));
   });
 
   it('reads its options, one server being itself unless others are named', () => {
-    expect(parseArgs([], '/self.js', '/addon.node')).toEqual({
+    expect(parseOptions([], '/self.js', '/addon.node')).toEqual({
       points: POINTS,
       requests: 2000,
       warmup: 300,
@@ -59,12 +57,12 @@ describe('server-overhead bench', () => {
       engineMs: 0,
       busyPoll: false,
     });
-    const options = parseArgs(
+    const options = parseOptions(
       ['--requests', '10', '--server', 'before=/a.js', '--server', '/b.js', '--json', 'o.json'],
       '/self.js',
     );
     expect(options).toMatchObject({ requests: 10, json: 'o.json' });
-    expect(parseArgs(['--engine-ms', '3', '--busy-poll'], '/self.js')).toMatchObject({
+    expect(parseOptions(['--engine-ms', '3', '--busy-poll'], '/self.js')).toMatchObject({
       engineMs: 3,
       busyPoll: true,
     });
@@ -72,18 +70,20 @@ describe('server-overhead bench', () => {
       { label: 'before', script: '/a.js' },
       { label: 'server1', script: '/b.js' },
     ]);
-    expect(parseArgs(['--points', '1xbase64, 8xfloat'], '/self.js').points).toEqual([
+    expect(parseOptions(['--points', '1xbase64, 8xfloat'], '/self.js').points).toEqual([
       { texts: 1, encoding: 'base64' },
       { texts: 8, encoding: 'float' },
     ]);
     expect(() => parsePoints('9xfloat')).toThrow('--points');
     expect(() => parsePoints('1xhex')).toThrow('--points');
     expect(parseServerSpec('x.js', 3)).toEqual({ label: 'server3', script: 'x.js' });
-    expect(() => parseArgs(['--requests', 'many'], '/self.js')).toThrow('--requests must be a whole number');
+    expect(() => parseOptions(['--requests', 'many'], '/self.js')).toThrow(
+      '--requests must be a whole number',
+    );
   });
 
   it('answers after its delay when given one, and takes that delay out of the server time', async () => {
-    const sut = new InstantEngine(undefined, 20);
+    const sut = new InstantEngine(20);
     const batch = packBatch([{ tokens: Int32Array.of(1, 2), dimensions: 8 }]);
     const started = performance.now();
     const rows = await sut.embed(batch);

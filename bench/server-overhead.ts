@@ -3,7 +3,7 @@
  * API app (`createApp`, as apps/api starts it: bearer auth with a key, the validation pipe, pino
  * request logs at `info`, metrics, request ids, the real Qwen3 tokenizer, the batcher) runs in a child
  * process over a FAKE engine that answers at once with fixed unit rows (float rows still go through
- * the addon's native formatter when it is built), so what is measured is the server alone, never a
+ * the addon's native formatter, NativeFloatArrayFormatter, when it is built), so what is measured is the server alone, never a
  * model. One keep-alive client sends the requests one at a time; 1 and 8 texts of 16 tokens (with the
  * appended end-of-text), float and base64, 2560 dimensions.
  *
@@ -23,17 +23,19 @@
  */
 import { ChildProcess, fork } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import { DEFAULT_QUERY_PROMPT, writeTokenizerOnlyModel } from '@app/checkpoint';
 import { EmbeddingsService } from '@app/embeddings/embeddings.service';
 import { EngineInfo, EnginePort, PackedBatch } from '@app/engine/engine.port';
+import { NativeFloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { NativeEngine } from '@app/engine/native-engine';
-import { percentile } from '../apps/admin/src/bench/latency-summary';
-import { createApp } from '../apps/api/src/app.factory';
+import { createApp } from '@app/api/app.factory';
+import { keepAliveAgent, send } from './http-client';
+import { percentile } from './latency-summary';
 
 /** Short queries of 16 tokens each with the appended `<|endoftext|>` (Qwen3 tokenizer). */
 export const SHORT_TEXTS: readonly string[] = [
@@ -115,10 +117,7 @@ export class InstantEngine extends EnginePort {
   private readonly row = unitRow(HIDDEN);
   private readonly prefixNorms = new Map<number, number>();
 
-  constructor(
-    private readonly formatter?: (row: Float32Array) => string,
-    private readonly delayMs = 0,
-  ) {
+  constructor(private readonly delayMs = 0) {
     super();
   }
 
@@ -150,10 +149,6 @@ export class InstantEngine extends EnginePort {
     }
     if (this.delayMs <= 0) return Promise.resolve(rows);
     return new Promise((resolve) => setTimeout(() => resolve(rows), this.delayMs));
-  }
-
-  override floatArrayJson(values: Float32Array): string | undefined {
-    return this.formatter?.(values);
   }
 
   private prefixNorm(dimensions: number): number {
@@ -236,35 +231,45 @@ export function parseServerSpec(value: string, index: number): ServerSpec {
     : { label: `server${index}`, script: value };
 }
 
-export function parseArgs(argv: readonly string[], self: string, defaultAddon?: string): BenchOptions {
-  const value = (name: string): string | undefined => {
-    const at = argv.indexOf(name);
-    return at >= 0 ? argv[at + 1] : undefined;
-  };
-  const count = (name: string, fallback: number): number => {
-    const raw = value(name);
-    const parsed = raw === undefined ? fallback : Number(raw);
-    if (!Number.isInteger(parsed) || parsed < 0)
-      throw new Error(`${name} must be a whole number, got ${raw}`);
-    return parsed;
-  };
-  const servers = argv
-    .map((arg, index) => (arg === '--server' ? argv[index + 1] : undefined))
-    .filter((spec): spec is string => spec !== undefined)
-    .map((spec, index) => parseServerSpec(spec, index));
-  const points = value('--points');
-  const options: BenchOptions = {
-    points: points === undefined ? [...POINTS] : parsePoints(points),
-    requests: count('--requests', 2000),
-    warmup: count('--warmup', 300),
-    rounds: Math.max(1, count('--rounds', 5)),
+function wholeNumber(name: string, raw: string | undefined, fallback: number): number {
+  const parsed = raw === undefined ? fallback : Number(raw);
+  if (!Number.isInteger(parsed) || parsed < 0) throw new Error(`${name} must be a whole number, got ${raw}`);
+  return parsed;
+}
+
+/** The command line, both the client's and the `--serve` child's (which is given only its own flags). */
+function parseCommandLine(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    options: {
+      points: { type: 'string' },
+      requests: { type: 'string' },
+      warmup: { type: 'string' },
+      rounds: { type: 'string' },
+      server: { type: 'string', multiple: true },
+      addon: { type: 'string' },
+      json: { type: 'string' },
+      'engine-ms': { type: 'string' },
+      'busy-poll': { type: 'boolean', default: false },
+      serve: { type: 'boolean', default: false },
+    },
+  }).values;
+}
+
+export function parseOptions(argv: readonly string[], self: string, defaultAddon?: string): BenchOptions {
+  const values = parseCommandLine(argv);
+  const servers = (values.server ?? []).map((spec, index) => parseServerSpec(spec, index));
+  return {
+    points: values.points === undefined ? [...POINTS] : parsePoints(values.points),
+    requests: wholeNumber('--requests', values.requests, 2000),
+    warmup: wholeNumber('--warmup', values.warmup, 300),
+    rounds: Math.max(1, wholeNumber('--rounds', values.rounds, 5)),
     servers: servers.length > 0 ? servers : [{ label: 'this', script: self }],
-    addon: value('--addon') ?? defaultAddon,
-    json: value('--json'),
-    engineMs: count('--engine-ms', 0),
-    busyPoll: argv.includes('--busy-poll'),
+    addon: values.addon ?? defaultAddon,
+    json: values.json,
+    engineMs: wholeNumber('--engine-ms', values['engine-ms'], 0),
+    busyPoll: values['busy-poll'],
   };
-  return options;
 }
 
 /**
@@ -295,13 +300,13 @@ async function serve(addonPath: string | undefined, engineMs: number, busyPoll: 
   const scratch = mkdtempSync(join(tmpdir(), 'server-overhead-'));
   const modelDir = join(scratch, 'Qwen3-Embedding-4B'); // the served id, from the directory's name
   writeTokenizerOnlyModel(modelDir, { query: DEFAULT_QUERY_PROMPT, document: '' });
-  let formatter: ((row: Float32Array) => string) | undefined;
-  if (addonPath && existsSync(addonPath)) {
-    const native = new NativeEngine(addonPath);
-    formatter = (row) => native.floatArrayJson(row);
-  }
+  const formatter =
+    addonPath && existsSync(addonPath)
+      ? new NativeFloatArrayFormatter(new NativeEngine(addonPath))
+      : undefined;
   const running = await createApp({
-    engine: new InstantEngine(formatter, engineMs),
+    engine: new InstantEngine(engineMs),
+    floatArrayFormatter: formatter,
     inheritProcessEnv: false,
     shutdownHooks: false,
     env: {
@@ -408,44 +413,15 @@ class ServerProcess {
   }
 }
 
-/** One request on the keep-alive agent: milliseconds from the write to the last body byte, and the body. */
-function post(url: URL, agent: Agent, body: Buffer): Promise<{ ms: number; status: number; text: string }> {
-  return new Promise((done, fail) => {
-    const started = performance.now();
-    const req = request(
-      url,
-      {
-        method: 'POST',
-        agent,
-        headers: {
-          authorization: `Bearer ${API_KEY}`,
-          'content-type': 'application/json',
-          'content-length': body.length,
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const ms = performance.now() - started;
-          done({ ms, status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
-        });
-        res.on('error', fail);
-      },
-    );
-    req.on('error', fail);
-    req.end(body);
-  });
-}
-
 async function drive(server: ServerProcess, point: BenchPoint, count: number): Promise<number[]> {
   const url = new URL('/v1/embeddings', server.url);
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const agent = keepAliveAgent(1);
   const body = Buffer.from(requestBody(point));
+  const headers = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
   const latencies: number[] = [];
   try {
     for (let index = 0; index < count; index += 1) {
-      const { ms, status, text } = await post(url, agent, body);
+      const { ms, status, body: text } = await send(url, { method: 'POST', headers, body }, agent);
       // Checked after the clock stopped: the client's parse is not the server's time.
       const parsed = JSON.parse(text) as { data?: unknown[]; usage?: { prompt_tokens?: number } };
       if (status !== 200 || parsed.data?.length !== point.texts) {
@@ -544,17 +520,12 @@ export function formatResults(results: readonly PointResult[], engineMs = 0): st
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const defaultAddon = resolve(__dirname, '../../build/native/Release/qwen3_embed.node');
-  if (argv.includes('--serve')) {
-    const at = argv.indexOf('--addon');
-    const delay = argv.indexOf('--engine-ms');
-    await serve(
-      at >= 0 ? argv[at + 1] : undefined,
-      delay >= 0 ? Number(argv[delay + 1]) : 0,
-      argv.includes('--busy-poll'),
-    );
+  if (parseCommandLine(argv).serve) {
+    const child = parseOptions(argv, __filename);
+    await serve(child.addon, child.engineMs, child.busyPoll);
     return;
   }
-  const options = parseArgs(argv, __filename, defaultAddon);
+  const options = parseOptions(argv, __filename, defaultAddon);
   process.stdout.write(
     `server overhead: ${options.requests} requests per point and server (after ${options.warmup} warm-up), ` +
       `${options.rounds} rounds, one keep-alive client, Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model})\n`,

@@ -8,6 +8,7 @@
  *   node dist/bench/trace-summary.js TRACE.json [--label tp2] [--top 12] [--json out.json]
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
 export type KernelKind = 'gemm' | 'attention' | 'allreduce' | 'fused' | 'copy' | 'other';
 
@@ -143,20 +144,20 @@ export function formatSummary(label: string, summaries: readonly DeviceSummary[]
   return lines.join('\n');
 }
 
-function main(argv: readonly string[]): void {
-  const path = argv[0];
-  if (path === undefined || path.startsWith('--')) {
+function main(argv: string[]): void {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { label: { type: 'string' }, top: { type: 'string', default: '12' }, json: { type: 'string' } },
+  });
+  const path = positionals[0];
+  if (path === undefined || positionals.length > 1) {
     throw new Error('usage: trace-summary TRACE.json [--label L] [--top N] [--json OUT]');
   }
-  const option = (name: string) => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
   const trace = JSON.parse(readFileSync(path, 'utf8')) as { traceEvents?: TraceEvent[] };
-  const summaries = summarizeTrace(trace.traceEvents ?? [], Number(option('--top') ?? 12));
-  process.stdout.write(`${formatSummary(option('--label') ?? path, summaries)}\n`);
-  const json = option('--json');
-  if (json !== undefined) writeFileSync(json, `${JSON.stringify(summaries, null, 2)}\n`);
+  const summaries = summarizeTrace(trace.traceEvents ?? [], Number(values.top));
+  process.stdout.write(`${formatSummary(values.label ?? path, summaries)}\n`);
+  if (values.json !== undefined) writeFileSync(values.json, `${JSON.stringify(summaries, null, 2)}\n`);
 }
 
 if (require.main === module) main(process.argv.slice(2));

@@ -1,5 +1,6 @@
 import { Module, OnModuleInit } from '@nestjs/common';
 import { InjectCommander } from 'nest-commander';
+import { LoadGenerator } from '@app/bench/load-generator';
 import { CheckpointModule } from '@app/checkpoint';
 import { HubModelDownloader } from '@app/hub';
 import { BenchCommand } from './commands/bench.command';
@@ -10,7 +11,6 @@ import { CreateKeyCommand, KeysCommand } from './commands/keys.command';
 import { DownloadModelCommand, InspectModelCommand, ModelCommand } from './commands/model.command';
 import { EngineSession } from './engine/engine-session';
 import { ApiKeyGenerator } from './keys/api-key-generator';
-import { LoadGenerator } from './bench/load-generator';
 
 /** The program name the help prints: the CLI runs as `npm run admin -- <command>`. */
 export const ADMIN_CLI_NAME = 'admin';

@@ -10,6 +10,7 @@ import { BatchingService } from '@app/batching';
 import { answerProtocolErrorsInEnvelope, verifyJsonBodyShape } from '@app/common';
 import { AppConfig } from '@app/config';
 import { MODEL_EXAMPLE, ModelService } from '@app/embeddings';
+import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { MetricsService } from '@app/metrics';
 import { AppModule, AppModuleOptions } from './app.module';
 import { GracefulShutdown } from './graceful-shutdown';
@@ -103,7 +104,7 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
       : new GracefulShutdown(
           {
             server,
-            markStopping: () => app.get(ModelService).markStopping(),
+            markStopping: () => app.get(ModelLifecycle).markStopping(),
             drain: (timeoutMs) => app.get(BatchingService).drain(timeoutMs),
             close: () => app.close(),
           },

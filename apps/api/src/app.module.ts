@@ -11,6 +11,7 @@ import {
 import { AppConfig, AppConfigModule, AppConfigModuleOptions } from '@app/config';
 import { acceptEmbeddingsRequest, EmbeddingsModule, EmbeddingsRequestDto } from '@app/embeddings';
 import { EnginePort } from '@app/engine/engine.port';
+import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { HealthModule } from '@app/health';
 import { MetricsModule } from '@app/metrics';
 import { EngineHostModule } from './engine-host.module';
@@ -18,6 +19,8 @@ import { EngineHostModule } from './engine-host.module';
 export interface AppModuleOptions extends AppConfigModuleOptions {
   /** Replaces the native engine (HTTP-layer tests only; end-to-end tests use the real one). */
   engine?: EnginePort;
+  /** With `engine`: how float rows are written (default JSON.stringify; the bench passes the addon's). */
+  floatArrayFormatter?: FloatArrayFormatter;
 }
 
 /** The HTTP service: composes the libs; the behaviour lives in them. */
@@ -32,7 +35,7 @@ export class AppModule implements NestModule {
           inject: [AppConfig],
           useFactory: (config: AppConfig) => createLoggerParams(config.logLevel),
         }),
-        EngineHostModule.forRoot(options.engine),
+        EngineHostModule.forRoot(options.engine, options.floatArrayFormatter),
         MetricsModule,
         AuthModule,
         EmbeddingsModule,

@@ -1,21 +1,40 @@
-import { DynamicModule, Global, Module } from '@nestjs/common';
+import { DynamicModule, Global, Module, Provider } from '@nestjs/common';
 import { AppConfig } from '@app/config';
-import { CUDA_DEVICE_COUNT, CudaDeviceCount } from '@app/embeddings/model.service';
-import { EngineModule, EnginePort, NativeEngine } from '@app/engine';
+import {
+  CUDA_DEVICE_COUNT,
+  CudaDeviceCount,
+  EngineModule,
+  EnginePort,
+  FloatArrayFormatter,
+  ModelLifecycle,
+  NativeEngine,
+  NativeFloatArrayFormatter,
+} from '@app/engine';
+import { HubModelDownloader } from '@app/hub/hub-model-downloader';
+
+/** The engine's owners, whichever engine is bound: the model's lifecycle and its Hub downloads. */
+const LIFECYCLE: Provider[] = [ModelLifecycle, HubModelDownloader];
+const EXPORTED = [FloatArrayFormatter, ModelLifecycle];
 
 /**
- * Binds the EnginePort for the whole app: the native addon (NATIVE_ADDON_PATH, else its default
- * path) through EngineModule, or an engine given by the caller (unit tests of the HTTP layer).
+ * Binds the EnginePort for the whole app, with the model lifecycle that loads and disposes it and
+ * the row formatter of the responses: the native addon (NATIVE_ADDON_PATH, else its default path)
+ * and its formatter through EngineModule, or an engine given by the caller (unit tests of the HTTP
+ * layer, the server-overhead bench), with JSON.stringify unless a formatter is given too.
  */
 @Global()
 @Module({})
 export class EngineHostModule {
-  static forRoot(engine?: EnginePort): DynamicModule {
+  static forRoot(engine?: EnginePort, formatter?: FloatArrayFormatter): DynamicModule {
     if (engine) {
       return {
         module: EngineHostModule,
-        providers: [{ provide: EnginePort, useValue: engine }],
-        exports: [EnginePort],
+        providers: [
+          { provide: EnginePort, useValue: engine },
+          { provide: FloatArrayFormatter, useValue: formatter ?? new FloatArrayFormatter() },
+          ...LIFECYCLE,
+        ],
+        exports: [EnginePort, ...EXPORTED],
       };
     }
     return {
@@ -36,8 +55,14 @@ export class EngineHostModule {
             () =>
               native.cudaDevices().length,
         },
+        {
+          provide: FloatArrayFormatter,
+          inject: [NativeEngine],
+          useFactory: (native: NativeEngine) => new NativeFloatArrayFormatter(native),
+        },
+        ...LIFECYCLE,
       ],
-      exports: [CUDA_DEVICE_COUNT],
+      exports: [...EXPORTED, CUDA_DEVICE_COUNT],
     };
   }
 }

@@ -110,10 +110,11 @@ export async function inspectCheckpoint(directory: string): Promise<CheckpointRe
     if (fields.hidden_act !== undefined && fields.hidden_act !== 'silu') {
       error('config.json', `hidden_act is ${JSON.stringify(fields.hidden_act)}, expected "silu"`);
     }
+    // The engine refuses a scaled RoPE (native loader): say so here rather than pass the checkpoint.
     if (fields.rope_scaling !== undefined && fields.rope_scaling !== null) {
-      warning(
+      error(
         'config.json',
-        `rope_scaling ${JSON.stringify(fields.rope_scaling)} is not supported and is ignored`,
+        `rope_scaling ${JSON.stringify(fields.rope_scaling)} is not supported (it must be null or absent)`,
       );
     }
     const { architecture, problems } = architectureFromConfigJson(fields);

@@ -1,4 +1,5 @@
 export * from './domain.error';
+export * from './engine.error';
 export * from './global-exception.filter';
 export * from './logging.config';
 export * from './openai-error';

@@ -1,5 +1,5 @@
 import { BadRequestException, NotFoundException } from '@nestjs/common';
-import { EngineError } from '@app/engine/engine.port';
+import { EngineError } from './engine.error';
 import {
   AuthenticationError,
   InvalidRequestError,

@@ -1,5 +1,4 @@
 import { HttpException, HttpStatus } from '@nestjs/common';
-import { EngineError } from '@app/engine/engine.port';
 import {
   AuthenticationError,
   InvalidRequestError,
@@ -11,6 +10,7 @@ import {
   RouteNotFoundError,
   ServiceUnavailableError,
 } from './domain.error';
+import { EngineError } from './engine.error';
 
 /** The OpenAI error envelope: every error response has this body. */
 export interface OpenAIErrorBody {

@@ -126,7 +126,7 @@ export interface LoadConfigOptions {
 }
 
 /** Relative to the working directory (the repository for `make serve`; git-ignored). */
-const DEMO_KEY_FILE = '.demo/api-key';
+export const DEMO_KEY_FILE = '.demo/api-key';
 
 const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 /** body-parser decodes the body into one string, and V8's strings are at most this long. */

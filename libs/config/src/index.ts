@@ -3,3 +3,4 @@ export * from './config.module';
 export * from './env.dto';
 export * from './tool-config';
 export * from './config-flags';
+export * from './client-api-key';

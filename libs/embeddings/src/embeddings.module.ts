@@ -1,6 +1,5 @@
 import { Module } from '@nestjs/common';
 import { BatchingModule } from '@app/batching/batching.module';
-import { HubModelDownloader } from '@app/hub/hub-model-downloader';
 import { EmbeddingsController } from './embeddings.controller';
 import { EmbeddingsService } from './embeddings.service';
 import { ModelService } from './model.service';
@@ -10,7 +9,7 @@ import { TokenizerService } from './tokenizer.service';
 @Module({
   imports: [BatchingModule],
   controllers: [EmbeddingsController, ModelsController],
-  providers: [EmbeddingsService, ModelService, TokenizerService, HubModelDownloader],
+  providers: [EmbeddingsService, ModelService, TokenizerService],
   exports: [ModelService, TokenizerService, BatchingModule],
 })
 export class EmbeddingsModule {}

@@ -1,5 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { loadAppConfig } from '@app/config';
+import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
+import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { FakeEngine } from '@app/engine/testing';
 import { HubModelDownloader, HubSnapshot } from '@app/hub';
 import type { HubDownloadOptions } from '@app/hub';
@@ -14,7 +16,8 @@ function create(env: Record<string, string>, cudaCount?: () => number) {
   const config = loadAppConfig({ API_KEY: 'k', MODEL_PATH: QWEN3_TOKENIZER_DIR, ...env });
   // load() waits for engine.releaseLoad().
   const engine = new FakeEngine({ info: { hiddenSize: 256, maxPositionEmbeddings: 4096 }, holdLoad: true });
-  return { engine, sut: new ModelService(config, engine, new TokenizerService(), cudaCount) };
+  const lifecycle = new ModelLifecycle(config, engine, cudaCount);
+  return { engine, lifecycle, sut: new ModelService(config, lifecycle, new TokenizerService()) };
 }
 
 describe(ModelService.name, () => {
@@ -35,7 +38,7 @@ describe(ModelService.name, () => {
   });
 
   it('disposes the engine at shutdown without waiting for a load in progress (disposal cancels it)', async () => {
-    const { engine, sut } = create({ DEVICE: 'cpu' });
+    const { engine, lifecycle, sut } = create({ DEVICE: 'cpu' });
     // As the native engine does: dispose() stops the load on its thread.
     const dispose = jest.spyOn(engine, 'dispose').mockImplementation(async () => engine.releaseLoad());
     const loading = sut.load().catch(() => undefined);
@@ -43,7 +46,7 @@ describe(ModelService.name, () => {
     sut.markStopping();
     expect(sut.readiness()).toMatchObject({ ready: false, state: 'stopping' });
 
-    await sut.onApplicationShutdown();
+    await lifecycle.onApplicationShutdown();
 
     expect(dispose).toHaveBeenCalledTimes(1);
     await loading;
@@ -128,6 +131,21 @@ describe(ModelService.name, () => {
     expect(sut.defaultDimensions).toBe(256);
   });
 
+  it('writes float rows with the formatter it is given, else leaves them to JSON.stringify', () => {
+    const config = loadAppConfig({ API_KEY: 'k', MODEL_PATH: QWEN3_TOKENIZER_DIR, DEVICE: 'cpu' });
+    const lifecycle = new ModelLifecycle(config, new FakeEngine());
+    class Bracketed extends FloatArrayFormatter {
+      override format(values: Float32Array): string {
+        return `[${values.join(',')}]`;
+      }
+    }
+    const row = Float32Array.of(0.5, -1);
+    expect(new ModelService(config, lifecycle, new TokenizerService()).floatArrayJson(row)).toBeUndefined();
+    expect(
+      new ModelService(config, lifecycle, new TokenizerService(), new Bracketed()).floatArrayJson(row),
+    ).toBe('[0.5,-1]');
+  });
+
   it('accepts the served id, its aliases, the directory name and the Hugging Face name', () => {
     const { sut } = create({ SERVED_MODEL_NAME: 'embed,text-embedding-3-small' });
     expect(sut.id).toBe('embed');
@@ -157,7 +175,8 @@ describe(ModelService.name, () => {
       });
       const engine = new FakeEngine({ info: { hiddenSize: 256 } });
       const hub = new HeldDownloader();
-      return { engine, hub, sut: new ModelService(config, engine, new TokenizerService(), undefined, hub) };
+      const lifecycle = new ModelLifecycle(config, engine, undefined, hub);
+      return { engine, hub, lifecycle, sut: new ModelService(config, lifecycle, new TokenizerService()) };
     }
 
     it('is "downloading" (not ready) until the snapshot is there, then loads from it', async () => {
@@ -183,11 +202,11 @@ describe(ModelService.name, () => {
     });
 
     it('cancels the download when the server shuts down', async () => {
-      const { hub, sut } = createHub();
+      const { hub, lifecycle, sut } = createHub();
       void sut.load().catch(() => undefined);
       await new Promise(setImmediate);
       expect(hub.options?.signal?.aborted).toBe(false);
-      sut.beforeApplicationShutdown();
+      lifecycle.beforeApplicationShutdown();
       expect(hub.options?.signal?.aborted).toBe(true);
     });
   });

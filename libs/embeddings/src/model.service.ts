@@ -1,58 +1,26 @@
-import { basename, join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import {
-  BeforeApplicationShutdown,
-  Inject,
-  Injectable,
-  Logger,
-  OnApplicationShutdown,
-  Optional,
-} from '@nestjs/common';
-import { ModelNotFoundError, ServiceUnavailableError } from '@app/common';
+import { join } from 'node:path';
+import { Injectable } from '@nestjs/common';
+import { ModelNotFoundError } from '@app/common';
 import { AppConfig } from '@app/config';
-import { EngineInfo, EngineLoadOptions, EnginePort } from '@app/engine/engine.port';
+import { EngineInfo, PackedBatch } from '@app/engine/engine.port';
+import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
+import { ModelLifecycle, Readiness } from '@app/engine/model-lifecycle.service';
 import { packBatch } from '@app/engine/packed-batch';
-import { formatBytes } from '@app/checkpoint/quantities';
-import { HubModelDownloader } from '@app/hub/hub-model-downloader';
 import { PromptTemplate } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
 
-export type ModelState = 'idle' | 'downloading' | 'loading' | 'warming' | 'ready' | 'failed' | 'stopping';
-
-/**
- * Counts the CUDA devices visible to this process (the addon's `cudaDevices().length`). Needed only
- * when DEVICE=cuda and CUDA_VISIBLE_DEVICES is unset.
- */
-export const CUDA_DEVICE_COUNT = Symbol('CUDA_DEVICE_COUNT');
-export type CudaDeviceCount = () => number;
-
-export interface Readiness {
-  ready: boolean;
-  state: ModelState;
-  reason?: string;
-}
+export type { ModelState, Readiness } from '@app/engine/model-lifecycle.service';
 
 const HF_ORGANIZATION = 'Qwen';
 
 /**
- * The served model: loads the engine and tokenizer, warms up, knows its names, limits and prompts, and
- * tells whether it can serve. Readiness comes from this state and `engine.health()` only, never from
- * an embed call, so probes never wait behind running batches.
+ * The served model as the embeddings API sees it: its names, limits and prompts, and the tokenizer
+ * and warm-up that its setup needs. The model's life on the engine (download, device layout, load,
+ * readiness, disposal) is ModelLifecycle's, in libs/engine.
  */
 @Injectable()
-export class ModelService implements BeforeApplicationShutdown, OnApplicationShutdown {
-  private readonly logger = new Logger(ModelService.name);
-  private current: ModelState = 'idle';
-  private failure?: string;
-  private engineInfo?: EngineInfo;
+export class ModelService {
   private template = new PromptTemplate({ query: '', document: '' });
-  private loading?: Promise<void>;
-  /** The checkpoint directory: MODEL_PATH, or the cache snapshot that MODEL_ID resolved to. */
-  private directory: string;
-  /** Stops a MODEL_ID download when the server shuts down (the partial file is kept to resume). */
-  private readonly download = new AbortController();
-  /** While downloading: how far it is, for /health/ready. */
-  private downloadProgress?: string;
   /** Unix seconds at which the service started; reported as the model's `created`. */
   readonly created = Math.floor(Date.now() / 1000);
   readonly id: string;
@@ -60,16 +28,12 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
 
   constructor(
     private readonly config: AppConfig,
-    private readonly engine: EnginePort,
+    private readonly lifecycle: ModelLifecycle,
     private readonly tokenizer: TokenizerService,
-    @Optional() @Inject(CUDA_DEVICE_COUNT) private readonly cudaDeviceCount?: CudaDeviceCount,
-    @Optional() private readonly hub: HubModelDownloader = new HubModelDownloader(),
+    private readonly formatter: FloatArrayFormatter = new FloatArrayFormatter(),
   ) {
     const [id, ...aliases] = config.model.servedNames;
-    this.directory = config.model.path;
-    const directory = config.model.hub
-      ? basename(config.model.hub.modelId)
-      : basename(resolve(config.model.path));
+    const directory = lifecycle.directoryName;
     this.id = id;
     this.names = new Map(
       [id, ...aliases, directory, `${HF_ORGANIZATION}/${directory}`].map((name) => [
@@ -79,8 +43,8 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
     );
   }
 
-  get state(): ModelState {
-    return this.current;
+  get state(): Readiness['state'] {
+    return this.lifecycle.state;
   }
 
   /** Every name a request may use for this model, the served id first. */
@@ -89,10 +53,7 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
   }
 
   get info(): EngineInfo {
-    if (!this.engineInfo) {
-      throw new ServiceUnavailableError('The model is loading.', 'model_not_ready', 5);
-    }
-    return this.engineInfo;
+    return this.lifecycle.info;
   }
 
   get prompts(): PromptTemplate {
@@ -110,7 +71,6 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
     return Math.min(this.config.model.embeddingDimension ?? hidden, hidden);
   }
 
-  /** Resolves the request's `model` to the served id; omitted means the served model. */
   /** The served id for a request's `model`; null or absent means the served model. */
   resolve(requested: string | null | undefined): string {
     if (requested === undefined || requested === null || this.names.has(requested.toLowerCase())) {
@@ -120,169 +80,45 @@ export class ModelService implements BeforeApplicationShutdown, OnApplicationShu
   }
 
   readiness(): Readiness {
-    if (this.current === 'ready') {
-      const health = this.engine.health();
-      if (!health.ok) {
-        this.failure = health.reason ?? 'the engine reported a failure';
-        this.current = 'failed';
-        this.logger.error(`engine failed: ${this.failure}`);
-      }
-    }
-    const reason = this.failure ?? (this.current === 'downloading' ? this.downloadProgress : undefined);
-    return { ready: this.current === 'ready', state: this.current, reason };
+    return this.lifecycle.readiness();
   }
 
   /** Throws the 503 that embeddings requests get while the model cannot serve. */
   assertReady(): void {
-    const { ready, state } = this.readiness();
-    if (ready) return;
-    if (state === 'failed') {
-      throw new ServiceUnavailableError('The embedding engine is unavailable.', 'engine_unavailable');
-    }
-    if (state === 'stopping') {
-      throw new ServiceUnavailableError('The server is shutting down.', 'shutting_down');
-    }
-    throw new ServiceUnavailableError('The model is loading; retry shortly.', 'model_not_ready', 5);
+    this.lifecycle.assertReady();
   }
 
-  /** A row as JSON text from the engine's native formatter; undefined when it has none. */
+  /** A row as JSON text from the native formatter; undefined when there is none. */
   floatArrayJson(row: Float32Array): string | undefined {
-    return this.engine.floatArrayJson(row);
+    return this.formatter.format(row);
   }
 
-  /** Loads the engine and tokenizer, then warms up; resolves once ready. Safe to call twice. */
+  /** Sets the model up (ModelLifecycle.setup) with the tokenizer, prompts and warm-up. Safe to call twice. */
   load(): Promise<void> {
-    this.loading ??= this.loadOnce().catch((error: unknown) => {
-      this.current = 'failed';
-      this.failure = (error as Error).message;
-      throw error;
+    return this.lifecycle.setup({
+      prepare: async (directory) => {
+        this.tokenizer.load(join(directory, 'tokenizer.json'));
+        this.template = await PromptTemplate.load(directory);
+      },
+      warmUpBatch: () => this.warmUpBatch(),
     });
-    return this.loading;
   }
 
-  private async loadOnce(): Promise<void> {
-    const { model } = this.config;
-    for (const warning of this.config.warnings) this.logger.warn(warning);
-    const source = model.hub;
-    if (source) {
-      this.current = 'downloading';
-      const snapshot = await this.hub.download(source, {
-        signal: this.download.signal,
-        log: (line) => this.logger.log(line),
-        warn: (line) => this.logger.warn(line),
-        onProgress: (bytes, total) => {
-          this.downloadProgress = `${source.modelId}: ${formatBytes(bytes)} of ${formatBytes(total)} downloaded`;
-        },
-      });
-      this.directory = snapshot.directory;
-    }
-    if (this.current === 'stopping') return;
-    this.current = 'loading';
-    const options = this.loadOptions();
-    this.logger.log(
-      `loading ${this.directory} on ${options.device} (${options.dtype}, devices [${options.deviceIds.join(',')}], tensor parallel ${options.tensorParallelSize})`,
-    );
-    const started = performance.now();
-    this.tokenizer.load(join(this.directory, 'tokenizer.json'));
-    const [info, template] = await Promise.all([
-      this.engine.load(options),
-      PromptTemplate.load(this.directory),
-    ]);
-    this.engineInfo = info;
-    this.template = template;
-    if (this.config.model.embeddingDimension && this.config.model.embeddingDimension > info.hiddenSize) {
-      this.logger.warn(
-        `EMBEDDING_DIMENSION=${this.config.model.embeddingDimension} exceeds the hidden size; using ${info.hiddenSize}`,
-      );
-    }
-    this.logger.log(
-      `loaded ${info.modelType} (${info.numLayers} layers, hidden ${info.hiddenSize}, ${info.replicas} replica(s) of ${info.tensorParallelSize} device(s)) in ${Math.round(performance.now() - started)} ms`,
-    );
-    // A shutdown that began during the load keeps the state `stopping`.
-    if (model.warmup && this.current === 'loading') {
-      this.current = 'warming';
-      await this.warmUp();
-    }
-    if (this.current === 'warming' || this.current === 'loading') {
-      this.current = 'ready';
-    }
+  /** Readiness turns 503 (`stopping`) for good: the first thing a shutdown does. */
+  markStopping(): void {
+    this.lifecycle.markStopping();
   }
 
-  private loadOptions(): EngineLoadOptions {
-    const { model } = this.config;
-    let deviceIds: number[] = [];
-    if (model.device === 'cuda') {
-      const count = model.visibleCudaDevices ?? this.cudaDeviceCount?.();
-      if (count === undefined) {
-        throw new Error('cannot count the GPUs; set CUDA_VISIBLE_DEVICES');
-      }
-      if (count === 0) {
-        throw new Error('DEVICE=cuda but no CUDA device is visible');
-      }
-      deviceIds = Array.from({ length: count }, (_, index) => index);
-    }
-    const tensorParallelSize = model.tensorParallelSize ?? (model.device === 'cuda' ? deviceIds.length : 1);
-    if (model.device === 'cuda' && deviceIds.length % tensorParallelSize !== 0) {
-      throw new Error(
-        `TENSOR_PARALLEL_SIZE=${tensorParallelSize} does not divide the ${deviceIds.length} visible GPUs`,
-      );
-    }
-    return {
-      modelPath: this.directory,
-      device: model.device,
-      dtype: model.dtype,
-      deviceIds,
-      tensorParallelSize,
-      cpuThreads: model.cpuThreads,
-      cudaGraphMaxTokens: model.cudaGraphMaxTokens,
-      peerAllReduce: model.peerAllReduce,
-      // BUSY_POLL: the engine's rank threads spin between batches as the event loop does.
-      idleSpinUs: this.config.server.busyPoll ? this.config.server.busyPollLingerMs * 1000 : 0,
-      onProgress: (message) => this.logger.log(message),
-    };
-  }
-
-  /** One short query and one short document through the engine, so the first client pays no setup. */
-  private async warmUp(): Promise<void> {
-    const started = performance.now();
+  /** One short query and one short document, tokenized and prompted as requests are. */
+  private async warmUpBatch(): Promise<PackedBatch> {
     const [query, document] = await this.tokenizer.encode([
       `${this.template.prefix({ inputType: 'query' })}warm-up`,
       'warm-up',
     ]);
     const dimensions = this.defaultDimensions;
-    await this.engine.embed(
-      packBatch([
-        { tokens: query, dimensions },
-        { tokens: document, dimensions },
-      ]),
-    );
-    this.logger.log(`warmed up in ${Math.round(performance.now() - started)} ms`);
-  }
-
-  /** Readiness turns 503 (`stopping`) for good: the first thing a shutdown does. */
-  markStopping(): void {
-    if (this.current !== 'failed') {
-      this.current = 'stopping';
-    }
-    this.download.abort();
-  }
-
-  beforeApplicationShutdown(): void {
-    this.markStopping();
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    if (this.loading) {
-      // Disposing first cancels a load still running on the engine's thread (a large checkpoint
-      // takes minutes); waiting for the load to end first would hold the shutdown that long.
-      const disposal = this.engine.dispose();
-      await this.loading.catch(() => undefined);
-      try {
-        await disposal;
-        this.logger.log('engine disposed');
-      } catch (error) {
-        this.logger.warn(`engine dispose failed: ${(error as Error).message}`);
-      }
-    }
+    return packBatch([
+      { tokens: query, dimensions },
+      { tokens: document, dimensions },
+    ]);
   }
 }

@@ -15,7 +15,8 @@ describe(EngineModule.name, () => {
     expect(moduleRef.get(NativeEngine)).toBe(sut);
 
     await moduleRef.close();
-    expect(sut.health()).toEqual({ ok: false, reason: 'the engine has been disposed' });
+    // Disposal is ModelLifecycle's (its teardown), not the module's.
+    expect(sut.health()).toEqual({ ok: false, reason: 'no model loaded' });
   });
 
   it('takes the addon path from an async factory', async () => {

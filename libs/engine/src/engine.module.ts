@@ -26,8 +26,8 @@ export const ENGINE_MODULE_OPTIONS = Symbol('ENGINE_MODULE_OPTIONS');
 
 /**
  * Provides `EnginePort` (and the concrete `NativeEngine`, for the admin commands' build and device
- * checks). The engine is created unloaded; whoever owns startup calls `load()`. It is disposed on
- * application shutdown.
+ * checks). The engine is created unloaded; ModelLifecycle loads it (setup) and disposes it
+ * (teardown).
  */
 @Module({})
 export class EngineModule {

@@ -90,25 +90,10 @@ export interface EngineInfo {
   devices: EngineDeviceInfo[];
 }
 
-export type EngineErrorCode =
-  | 'ENGINE_DISPOSED'
-  | 'ENGINE_NOT_LOADED'
-  | 'INVALID_ARGUMENT'
-  | 'MODEL_LOAD_FAILED'
-  | 'OUT_OF_MEMORY'
-  | 'DEVICE_FAILED'
-  | 'INTERNAL';
-
-/** A domain error from the engine; the HTTP layer maps codes to statuses. */
-export class EngineError extends Error {
-  constructor(
-    readonly code: EngineErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'EngineError';
-  }
-}
+// The engine's errors are plain domain errors of libs/common (which sits below the engine), mapped to
+// HTTP by the one global filter; re-exported here for the engine's users.
+export { EngineError } from '@app/common/engine.error';
+export type { EngineErrorCode } from '@app/common/engine.error';
 
 export abstract class EnginePort {
   /** Loads the checkpoint onto the devices; resolves with the model's description. */
@@ -122,13 +107,4 @@ export abstract class EnginePort {
   /** ok=false once a device failed; the reason says why. */
   abstract health(): { ok: boolean; reason?: string };
   abstract dispose(): Promise<void>;
-  /**
-   * The JSON text of a row with the shortest digits that read back as the same float32
-   * ("0.0023064255", as OpenAI writes embeddings); null and NaN/Infinity become `null`. Engines
-   * without a native formatter return undefined, and callers fall back to JSON.stringify.
-   */
-  floatArrayJson(values: Float32Array): string | undefined {
-    void values;
-    return undefined;
-  }
 }

@@ -2,8 +2,6 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
-import type { OnApplicationShutdown } from '@nestjs/common';
-
 import type {
   AddonAllReduceCheck,
   AddonBinding,
@@ -77,7 +75,7 @@ export function toEngineError(error: unknown): EngineError {
  * with an actionable message rather than the process at import time). Every native error is
  * converted to an EngineError; once disposed, every call fails with ENGINE_DISPOSED.
  */
-export class NativeEngine extends EnginePort implements OnApplicationShutdown {
+export class NativeEngine extends EnginePort {
   private binding?: AddonBinding;
   private engine?: AddonEngine;
   private disposed = false;
@@ -152,10 +150,6 @@ export class NativeEngine extends EnginePort implements OnApplicationShutdown {
     return this.disposal;
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    await this.dispose();
-  }
-
   /** Versions and features compiled into the addon. */
   buildInfo(): AddonBuildInfo {
     return this.loadBinding().buildInfo();
@@ -179,8 +173,8 @@ export class NativeEngine extends EnginePort implements OnApplicationShutdown {
     }
   }
 
-  /** The row as JSON text, formatted natively (see EnginePort.floatArrayJson). */
-  override floatArrayJson(values: Float32Array): string {
+  /** The row as JSON text, formatted natively (see NativeFloatArrayFormatter). */
+  floatArrayJson(values: Float32Array): string {
     try {
       return this.loadBinding().floatArrayJson(values);
     } catch (error) {

@@ -1,11 +1,11 @@
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { AppConfig, HealthDetails } from '@app/config';
-import { ModelService, Readiness } from '@app/embeddings/model.service';
+import { ModelLifecycle, Readiness } from '@app/engine/model-lifecycle.service';
 import { EngineHealthIndicator } from './engine.health';
 
 describe(EngineHealthIndicator.name, () => {
   function create(readiness: Readiness, healthDetails: HealthDetails = 'full'): EngineHealthIndicator {
-    const model = { readiness: () => readiness } as unknown as ModelService;
+    const model = { readiness: () => readiness } as unknown as ModelLifecycle;
     const config = { server: { healthDetails } } as AppConfig;
     return new EngineHealthIndicator(new HealthIndicatorService(), model, config);
   }

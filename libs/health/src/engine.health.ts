@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { AppConfig } from '@app/config';
-import { ModelService } from '@app/embeddings/model.service';
+import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 
 /**
  * Engine readiness from the model's state and `engine.health()`: synchronous, so a probe never waits
@@ -11,7 +11,7 @@ import { ModelService } from '@app/embeddings/model.service';
 export class EngineHealthIndicator {
   constructor(
     private readonly health: HealthIndicatorService,
-    private readonly model: ModelService,
+    private readonly model: ModelLifecycle,
     private readonly config: AppConfig,
   ) {}
 

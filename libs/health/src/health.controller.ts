@@ -5,8 +5,8 @@ import type { Response } from 'express';
 import { Public } from '@app/auth/public.decorator';
 import { BatchingService } from '@app/batching/batching.service';
 import { AppConfig } from '@app/config';
-import { ModelService } from '@app/embeddings/model.service';
 import type { EngineInfo } from '@app/engine/engine.port';
+import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { EngineHealthIndicator } from './engine.health';
 
 /** The engine facts about the model and layout, without its path and per-device host data. */
@@ -24,7 +24,7 @@ export class HealthController {
   constructor(
     private readonly health: HealthCheckService,
     private readonly engine: EngineHealthIndicator,
-    private readonly model: ModelService,
+    private readonly model: ModelLifecycle,
     private readonly batching: BatchingService,
     private readonly config: AppConfig,
   ) {}
@@ -51,7 +51,7 @@ export class HealthController {
     return {
       status: ready ? 'ok' : state,
       ...(reason && full ? { reason } : {}),
-      model: this.model.id,
+      model: this.config.model.servedNames[0],
       device: this.config.model.device,
       replicas: info?.replicas ?? null,
       queue: this.batching.stats(),

@@ -1,11 +1,11 @@
 import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
-import { EmbeddingsModule } from '@app/embeddings/embeddings.module';
+import { BatchingModule } from '@app/batching/batching.module';
 import { EngineHealthIndicator } from './engine.health';
 import { HealthController } from './health.controller';
 
 @Module({
-  imports: [TerminusModule.forRoot({ logger: false }), EmbeddingsModule],
+  imports: [TerminusModule.forRoot({ logger: false }), BatchingModule],
   controllers: [HealthController],
   providers: [EngineHealthIndicator],
 })

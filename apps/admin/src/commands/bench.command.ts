@@ -1,7 +1,8 @@
 import { Command, CommandRunner, Option } from 'nest-commander';
-import { builtinCorpus, loadCorpus, writeCorpus } from '../bench/bench-corpus';
-import { BenchClient, keepAliveFetch } from '../bench/http-client';
-import { formatLoadRun, LoadGenerator } from '../bench/load-generator';
+import { builtinCorpus, loadCorpus, writeCorpus } from '@app/bench/bench-corpus';
+import { BenchClient, keepAliveFetch } from '@app/bench/http-client';
+import { formatLoadRun, LoadGenerator } from '@app/bench/load-generator';
+import { discoverClientApiKey } from '@app/config';
 import { parseChoice, parseInteger } from './option-parsers';
 
 interface BenchOptions {
@@ -49,12 +50,13 @@ export class BenchCommand extends CommandRunner {
     log(
       `bench: ${options.requests} requests of ${options.batch} input(s) from ${texts.length} texts, concurrency ${options.concurrency}`,
     );
+    const apiKey = this.apiKey(options, log);
     let lastShown = 0;
     const client = options.client === 'fetch' ? fetch : keepAliveFetch(options.concurrency);
     const result = await this.load.run(
       {
         url: options.url,
-        apiKey: options.apiKey ?? process.env.API_KEY,
+        apiKey,
         model: options.model,
         texts,
         concurrency: options.concurrency,
@@ -81,12 +83,27 @@ export class BenchCommand extends CommandRunner {
     if (result.ok === 0) process.exitCode = 1;
   }
 
+  /** --api-key, else the key the first run uses (API_KEY, KEY, .demo/api-key), named on stderr. */
+  private apiKey(options: BenchOptions, log: (line: string) => void): string | undefined {
+    if (options.apiKey) return options.apiKey;
+    const found = discoverClientApiKey();
+    log(
+      found
+        ? `bench: key from ${found.source}`
+        : 'bench: no key (--api-key, API_KEY, KEY or .demo/api-key); a server that checks keys answers 401',
+    );
+    return found?.key;
+  }
+
   @Option({ flags: '--url <url>', description: 'server base URL, e.g. http://localhost:6008' })
   parseUrl(value: string): string {
     return new URL(value).toString();
   }
 
-  @Option({ flags: '--api-key <key>', description: 'bearer key (default: $API_KEY)' })
+  @Option({
+    flags: '--api-key <key>',
+    description: 'bearer key (default: $API_KEY, else $KEY, else .demo/api-key as `make serve` writes it)',
+  })
   parseApiKey(value: string): string {
     return value;
   }

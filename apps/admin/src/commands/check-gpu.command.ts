@@ -1,6 +1,6 @@
 import { formatBytes } from '@app/checkpoint';
+import { deviceLayout } from '@app/engine/device-layout';
 import { Command, CommandRunner, Option } from 'nest-commander';
-import { deviceLayout } from '../engine/device-layout';
 import { EngineSession } from '../engine/engine-session';
 import { EngineCommandOptions, engineOptionParsers, overridesFrom } from './engine-options';
 
@@ -60,7 +60,7 @@ export class CheckGpuCommand extends CommandRunner {
     if (devices.length === 0)
       throw new CheckFailed('no CUDA device is visible (driver, container runtime or CUDA_VISIBLE_DEVICES)');
 
-    const layout = deviceLayout(devices.length, config.model.tensorParallelSize);
+    const layout = deviceLayout('cuda', devices.length, config.model.tensorParallelSize);
     out(
       `layout     ${layout.replicas} replica(s) x tensor parallel ${layout.tensorParallelSize}: ${layout.groups.map((group) => `[${group.join(',')}]`).join(' ')}`,
     );

@@ -2,6 +2,8 @@ import { Injectable } from '@nestjs/common';
 import { AppConfig, loadToolConfig } from '@app/config';
 import { ModelService } from '@app/embeddings/model.service';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
+import { NativeFloatArrayFormatter } from '@app/engine/float-array-formatter';
+import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { NativeEngine } from '@app/engine/native-engine';
 
 /** Command-line overrides of the service's environment (MODEL_PATH, DEVICE, DTYPE, ...). */
@@ -17,12 +19,13 @@ export interface OpenSession {
   config: AppConfig;
   engine: NativeEngine;
   model: ModelService;
+  lifecycle: ModelLifecycle;
   tokenizer: TokenizerService;
 }
 
 /**
  * Builds the engine the way the API does (same config validation, same device layout and loading
- * code in ModelService), but only when a command asks: `checkpoint`, `model inspect`, `keys` and
+ * code in ModelLifecycle), but only when a command asks: `checkpoint`, `model inspect`, `keys` and
  * `bench` never touch the addon or need an API key.
  */
 @Injectable()
@@ -63,17 +66,18 @@ export class EngineSession {
     const config = this.config(overrides);
     const engine = this.engine(config);
     const tokenizer = new TokenizerService();
-    const model = new ModelService(config, engine, tokenizer, () => engine.cudaDevices().length);
+    const lifecycle = new ModelLifecycle(config, engine, () => engine.cudaDevices().length);
+    const model = new ModelService(config, lifecycle, tokenizer, new NativeFloatArrayFormatter(engine));
     try {
       await model.load();
     } catch (error) {
-      await engine.dispose().catch(() => undefined);
+      await lifecycle.teardown();
       throw error;
     }
-    return { config, engine, model, tokenizer };
+    return { config, engine, model, lifecycle, tokenizer };
   }
 
   async close(session: OpenSession): Promise<void> {
-    await session.engine.dispose();
+    await session.lifecycle.teardown();
   }
 }
