@@ -96,6 +96,23 @@ describe('HTTP protocol errors in the OpenAI envelope (raw sockets)', () => {
     expect(response.headers.connection).toBe('close');
   });
 
+  it('answers an HTTP/1.1 request without Host with 400 (Node would send an empty one)', async () => {
+    const response = await rawRequest(port, `GET /v1/models HTTP/1.1\r\n${AUTH}\r\n`);
+    expectEnvelope(response, 400, 'invalid_http_request');
+    expect(response.headers.connection).toBe('close');
+    // HTTP/1.0 needs no Host.
+    const old = await rawRequest(port, `GET /health/live HTTP/1.0\r\n\r\n`);
+    expect(old.statusLine).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  it('answers CONNECT with 405 (Node would close the socket without an answer)', async () => {
+    const response = await rawRequest(
+      port,
+      'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+    );
+    expectEnvelope(response, 405, 'method_not_allowed');
+  });
+
   it('lets Expect: 100-continue through: 100, then the answer', async () => {
     const connection = await RawHttpConnection.open(port);
     try {

@@ -40,12 +40,12 @@ export class RequestTooLargeError extends Error {
 }
 
 export type ProtocolProblem =
-  'malformed' | 'timeout' | 'headers_too_large' | 'too_large' | 'expectation_failed';
+  'malformed' | 'timeout' | 'headers_too_large' | 'too_large' | 'expectation_failed' | 'method_not_allowed';
 
 /**
  * The HTTP message itself is unusable, found by Node's parser before routing: bad framing (400), not
  * received in time (408), headers too large (431), chunk extensions too large (413), an `Expect`
- * other than 100-continue (417).
+ * other than 100-continue (417), a method this server never serves (CONNECT: 405).
  */
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';

@@ -35,6 +35,16 @@ export function rawErrorResponse(error: ProtocolError): string {
   );
 }
 
+/** Answers on a raw socket and closes it, giving the client a moment to read the answer. */
+function endWithError(socket: Duplex, error: ProtocolError): void {
+  socket.end(rawErrorResponse(error));
+  // Closing at once could reset the connection while the client is still sending, and lose the
+  // answer; it gets a moment to read it and close.
+  const linger = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+}
+
 /**
  * Errors Node's HTTP server raises before a request reaches Express (bad framing, 408, 431, 413 of
  * chunk extensions) and `Expect` headers other than 100-continue (417) are answered in the OpenAI
@@ -51,12 +61,37 @@ export function answerProtocolErrorsInEnvelope(server: Server): void {
       socket.destroy();
       return;
     }
-    socket.end(rawErrorResponse(protocolErrorOf(error)));
-    // Closing at once could reset the connection while the client is still sending, and lose the
-    // answer; it gets a moment to read it and close.
-    const linger = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS);
-    linger.unref();
-    socket.once('close', () => clearTimeout(linger));
+    endWithError(socket, protocolErrorOf(error));
+  });
+  // CONNECT never reaches Express: without a listener Node closes the socket with no answer.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    endWithError(
+      socket,
+      new ProtocolError('CONNECT is not supported: this is an HTTP API, not a proxy.', 'method_not_allowed'),
+    );
+  });
+  // Node answers an HTTP/1.1 request without Host with its own bodiless 400 before any listener
+  // runs. With that check off (a server field, read per request), the app's handlers (Express) are
+  // wrapped so such a request is answered here in the envelope and never reaches them.
+  Object.assign(server, { requireHostHeader: false });
+  const handlers = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+      const { status, body } = toOpenAIError(
+        new ProtocolError('The request is not valid HTTP/1.1: it has no Host header.', 'malformed'),
+      );
+      const json = JSON.stringify(body);
+      res.shouldKeepAlive = false;
+      res.writeHead(status, {
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': Buffer.byteLength(json),
+        Connection: 'close',
+      });
+      res.end(json);
+      return;
+    }
+    for (const handler of handlers) handler.call(server, req, res);
   });
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
     const { status, body } = toOpenAIError(

@@ -57,6 +57,7 @@ const PROTOCOL_STATUS: Record<ProtocolProblem, [status: number, code: string]> =
   too_large: [413, 'request_too_large'],
   headers_too_large: [431, 'request_headers_too_large'],
   expectation_failed: [417, 'expectation_failed'],
+  method_not_allowed: [405, 'method_not_allowed'],
 };
 
 function fromEngineError(error: EngineError): MappedError {
