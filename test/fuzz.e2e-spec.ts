@@ -31,11 +31,12 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const STALL_LIMIT_MS = 2_000;
 const MIB = 1024 * 1024;
 /**
- * After GC, against a baseline taken once a quarter of the stream has run (RSS climbs to a plateau
- * while the rarer large bodies first arrive). Generous: this catches a leak per request, not a budget.
+ * Growth over the second half of the stream, after GC. RSS climbs ~150-250 MiB over the first few
+ * thousand requests, to a plateau, as the rarer large bodies first arrive (allocators keep what they
+ * took); a leak per request keeps growing after it. Generous: a leak detector, not a budget.
  */
 const HEAP_GROWTH_LIMIT = 64 * MIB;
-const RSS_GROWTH_LIMIT = 160 * MIB;
+const RSS_GROWTH_LIMIT = 128 * MIB;
 const BODY_LIMIT_BYTES = 2 * MIB;
 /** The stream stops here, reporting what it found, rather than running into jest's timeout. */
 const WALL_LIMIT_MS = 480_000;
@@ -320,7 +321,7 @@ describe('fuzz: generated requests against the real app', () => {
     await running?.app.close();
   });
 
-  it(`answers ${REQUESTS} seeded requests with embeddings or the error envelope`, async () => {
+  it(`answers ${ONLY.length || REQUESTS} seeded requests with embeddings or the error envelope`, async () => {
     const ctx: CaseContext = {
       apiKey: TEST_API_KEY,
       servedModel: SERVED_MODEL,
@@ -407,11 +408,11 @@ describe('fuzz: generated requests against the real app', () => {
     const deadline = started + WALL_LIMIT_MS;
     const cpuBefore = process.cpuUsage();
     loopDelay.enable();
-    const warmup = Math.ceil(indices.length / 4);
-    await run(0, warmup);
+    const half = Math.ceil(indices.length / 2);
+    await run(0, half);
     const baseline = memory(gc);
     const rssSeries: number[] = [];
-    for (let from = warmup; from < indices.length; from += 2000) {
+    for (let from = half; from < indices.length; from += 2000) {
       await run(from, Math.min(from + 2000, indices.length));
       rssSeries.push(memory(gc).rss);
     }
@@ -438,7 +439,7 @@ describe('fuzz: generated requests against the real app', () => {
           .map(([family, count]) => `${family}: ${count}`)
           .join(', ')}`,
         `  memory (after GC${gc ? '' : ' unavailable'}): before rss ${mib(before.rss)} heap ${mib(before.heapUsed)}; ` +
-          `after warm-up rss ${mib(baseline.rss)} heap ${mib(baseline.heapUsed)}; after rss ${mib(after.rss)} heap ${mib(after.heapUsed)}; ` +
+          `half-way rss ${mib(baseline.rss)} heap ${mib(baseline.heapUsed)}; after rss ${mib(after.rss)} heap ${mib(after.heapUsed)}; ` +
           `rss every 2000 requests ${rssSeries.map((rss) => (rss / MIB).toFixed(0)).join(', ')} MiB`,
         `  event loop: max delay ${stallMs.toFixed(0)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms`,
         `  slowest: ${slowest.map(({ ms, what }) => `${(ms / 1000).toFixed(2)} s ${what}`).join('; ')}`,
@@ -476,7 +477,7 @@ describe('fuzz: generated requests against the real app', () => {
     expect(statuses.get('400') ?? 0).toBeGreaterThan(indices.length * 0.2);
   }, 600_000);
 
-  it('keeps memory bounded (heap and RSS after GC, against a baseline after warm-up)', () => {
+  it('keeps memory bounded (heap and RSS after GC over the second half of the stream)', () => {
     expect(figures.rssGrowth).toBeDefined();
     expect(figures.rssGrowth!).toBeLessThan(RSS_GROWTH_LIMIT);
     if (figures.gc) expect(figures.heapGrowth!).toBeLessThan(HEAP_GROWTH_LIMIT);
