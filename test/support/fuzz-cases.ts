@@ -125,9 +125,9 @@ const EDGE_PIECES = [
   '${x}',
   'Instruct: x\nQuery:',
   '{"input":"x"}',
-  '<|endoftext',
-  '|>',
 ];
+/** Pieces of special tokens, which may join into one in a text. */
+const SPECIAL_FRAGMENTS = ['<|endoftext', '|>', '<think', '>', '</'];
 
 const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((code) => String.fromCharCode(code));
 /**
@@ -149,20 +149,21 @@ const oneOf = <T>(units: T[]): fc.Arbitrary<T> => fc.constantFrom(...units);
  * One piece of text: mostly ASCII, with unicode, control characters, lone surrogates, specials. Built
  * once per kind: fast-check's unicode units build a large lookup table on first use.
  */
-function makeTextUnit(withPastTable: boolean): fc.Arbitrary<string> {
+function makeTextUnit(withSpecials: boolean): fc.Arbitrary<string> {
   return fc.oneof(
     { weight: 10, arbitrary: fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 1 }) },
     { weight: 3, arbitrary: oneOf(['the', ' word', ' of', ' 42', '.', ',']) },
     { weight: 5, arbitrary: codePoint },
     { weight: 3, arbitrary: oneOf(EDGE_PIECES) },
     { weight: 1, arbitrary: loneSurrogate },
-    { weight: 1, arbitrary: oneOf(SPECIAL_IN_TABLE) },
-    { weight: withPastTable ? 2 : 0, arbitrary: oneOf(SPECIAL_PAST_TABLE) },
+    { weight: withSpecials ? 1 : 0, arbitrary: oneOf([...SPECIAL_IN_TABLE, ...SPECIAL_FRAGMENTS]) },
+    { weight: withSpecials ? 2 : 0, arbitrary: oneOf(SPECIAL_PAST_TABLE) },
   );
 }
-const textUnits = { safe: makeTextUnit(false), any: makeTextUnit(true) };
-const textUnit = (withPastTable: boolean): fc.Arbitrary<string> =>
-  withPastTable ? textUnits.any : textUnits.safe;
+// Texts of valid requests carry no special token: issue 14 lets the service refuse those per input.
+const textUnits = { plain: makeTextUnit(false), any: makeTextUnit(true) };
+const textUnit = (withSpecials: boolean): fc.Arbitrary<string> =>
+  withSpecials ? textUnits.any : textUnits.plain;
 
 /**
  * Non-empty text that fits MAX_INPUT_TOKENS=128 with a prompt: at most 100 UTF-8 bytes, and a
@@ -443,10 +444,10 @@ function nearValidBody(ctx: CaseContext): fc.Arbitrary<Body> {
   });
 }
 
-/** Valid requests carrying special-token text, those past the table included. */
+/** Otherwise valid requests whose texts carry special tokens (those past the table included). */
 function specialTokensBody(): fc.Arbitrary<Body> {
   const special = fc
-    .array(fc.oneof(oneOf([...SPECIAL_PAST_TABLE, ...SPECIAL_IN_TABLE]), validText), {
+    .array(fc.oneof(oneOf([...SPECIAL_PAST_TABLE, ...SPECIAL_IN_TABLE, ...SPECIAL_FRAGMENTS]), validText), {
       minLength: 1,
       maxLength: 4,
     })
