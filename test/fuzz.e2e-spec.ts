@@ -16,7 +16,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { RunningApp } from '../apps/api/src/app.factory';
 import { type CaseContext, caseGenerator, type FuzzCase, type RequestSpec } from './support/fuzz-cases';
-import { rawExchange, type WireResponse } from './support/raw-http';
+import { rawExchange, type WireResponse } from './support/raw-exchange';
 import { cosine, SERVED_MODEL, startTestApp, TEST_API_KEY } from './support/test-app';
 
 // The one place the suite reads the shell: a failure prints the seed that reproduces it, and
