@@ -6,7 +6,7 @@ NPM ?= npm
 DEMO_MODEL ?= models/Qwen3-Embedding-tiny
 NATIVE_ADDON := build/native/Release/qwen3_embed.node
 comma := ,
-APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread libgtest-dev nginx-light clang-format unzip
+APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread libgtest-dev nlohmann-json3-dev nginx-light clang-format unzip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 
