@@ -128,6 +128,10 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/parallel/in_process_communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/peer_all_reduce.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/nccl_communicator.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/job_queue.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/error_classification.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/device_context.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/replica.cpp
   ${QWEN3_NATIVE_DIR}/src/runtime/engine.cpp
   ${QWEN3_NATIVE_DIR}/src/runtime/devices.cpp
 )
