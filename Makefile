@@ -8,7 +8,7 @@ NATIVE_ADDON := build/native/Release/qwen3_embed.node
 comma := ,
 # What building and serving need; what only the tests and checks need (GoogleTest, the Nginx the
 # scale-out tests run, clang-format, unzip for the kubectl download) comes with `make test`.
-APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread
+APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread nlohmann-json3-dev
 TEST_APT_PACKAGES := libgtest-dev nginx-light clang-format unzip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)

@@ -43,6 +43,10 @@ cmd_addon() {
   prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
   rpath=$(nvidia_lib_dirs "$site")
   command -v ninja > /dev/null && generator=(-G Ninja)
+  # A GPU host without nlohmann-json3-dev uses the copy scripts/device/pack.sh put in the bundle.
+  local json_args=()
+  [ -f "$ROOT/.device/include/nlohmann/json.hpp" ] \
+    && json_args=(-DQWEN3_NLOHMANN_JSON_INCLUDE_DIR="$ROOT/.device/include")
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
   log "libtorch $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)') at $torch_dir; arch $TORCH_CUDA_ARCH_LIST"
   # The definitions cmake-js passes (cmake-js print-configure); cmake-js itself is a dev dependency
@@ -57,6 +61,7 @@ cmd_addon() {
     -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$ROOT/build/native/Release" \
     -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_BUILD_RPATH="$rpath" \
+    "${json_args[@]}" \
     ${CMAKE_EXTRA_ARGS:-}
   cmake --build build/native -j "${JOBS:-$(nproc)}"
   [ -f "$ADDON" ] || { echo "$ADDON was not produced" >&2; return 1; }

@@ -68,6 +68,46 @@ if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
 endif()
 message(STATUS "qwen3: CUDA ${QWEN3_WITH_CUDA}, NCCL ${QWEN3_WITH_NCCL}")
 
+# nlohmann-json (header-only, >= 3.11) reads the checkpoint's JSON: Debian's nlohmann-json3-dev, or
+# a copy of its include directory named by QWEN3_NLOHMANN_JSON_INCLUDE_DIR (the GPU host bundle's
+# .device/include, see scripts/device/pack.sh).
+set(QWEN3_NLOHMANN_JSON_INCLUDE_DIR "" CACHE PATH "Directory holding nlohmann/json.hpp (optional)")
+if(QWEN3_NLOHMANN_JSON_INCLUDE_DIR)
+  set(_qwen3_json_hpp "${QWEN3_NLOHMANN_JSON_INCLUDE_DIR}/nlohmann/json.hpp")
+  if(NOT EXISTS "${_qwen3_json_hpp}")
+    message(FATAL_ERROR "qwen3: QWEN3_NLOHMANN_JSON_INCLUDE_DIR has no nlohmann/json.hpp")
+  endif()
+  # The version macros live in detail/abi_macros.hpp since 3.11, in json.hpp before.
+  set(_qwen3_json_version "")
+  foreach(_file json.hpp detail/abi_macros.hpp)
+    if(EXISTS "${QWEN3_NLOHMANN_JSON_INCLUDE_DIR}/nlohmann/${_file}")
+      file(STRINGS "${QWEN3_NLOHMANN_JSON_INCLUDE_DIR}/nlohmann/${_file}" _lines
+        REGEX "#define NLOHMANN_JSON_VERSION_(MAJOR|MINOR|PATCH) +[0-9]+")
+      string(APPEND _qwen3_json_version "${_lines}")
+    endif()
+  endforeach()
+  string(REGEX REPLACE ".*MAJOR +([0-9]+).*MINOR +([0-9]+).*PATCH +([0-9]+).*" "\\1.\\2.\\3"
+    _qwen3_json_version "${_qwen3_json_version}")
+  if(_qwen3_json_version VERSION_LESS 3.11)
+    message(FATAL_ERROR "qwen3: nlohmann-json ${_qwen3_json_version} in "
+      "${QWEN3_NLOHMANN_JSON_INCLUDE_DIR} is too old: 3.11 or newer is needed")
+  endif()
+  add_library(qwen3_nlohmann_json INTERFACE)
+  target_include_directories(qwen3_nlohmann_json SYSTEM INTERFACE
+    "${QWEN3_NLOHMANN_JSON_INCLUDE_DIR}")
+  set(QWEN3_JSON_TARGET qwen3_nlohmann_json)
+else()
+  find_package(nlohmann_json 3.11 QUIET)
+  if(NOT nlohmann_json_FOUND)
+    message(FATAL_ERROR "qwen3: nlohmann-json 3.11 or newer not found: install it "
+      "(apt-get install nlohmann-json3-dev), or set nlohmann_json_DIR to its CMake package, or "
+      "QWEN3_NLOHMANN_JSON_INCLUDE_DIR to a directory holding nlohmann/json.hpp")
+  endif()
+  set(_qwen3_json_version "${nlohmann_json_VERSION}")
+  set(QWEN3_JSON_TARGET nlohmann_json::nlohmann_json)
+endif()
+message(STATUS "qwen3: nlohmann-json ${_qwen3_json_version}")
+
 set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/common/error.cpp
   ${QWEN3_NATIVE_DIR}/src/common/json_floats.cpp
@@ -88,6 +128,10 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/parallel/in_process_communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/peer_all_reduce.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/nccl_communicator.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/job_queue.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/error_classification.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/device_context.cpp
+  ${QWEN3_NATIVE_DIR}/src/runtime/replica.cpp
   ${QWEN3_NATIVE_DIR}/src/runtime/engine.cpp
   ${QWEN3_NATIVE_DIR}/src/runtime/devices.cpp
 )
@@ -95,7 +139,7 @@ set(QWEN3_CORE_SOURCES
 add_library(qwen3_core STATIC ${QWEN3_CORE_SOURCES})
 target_include_directories(qwen3_core PUBLIC ${QWEN3_NATIVE_DIR}/src)
 # TORCH_CXX_FLAGS (the C++ ABI flag) travels with the torch target to everything that links this.
-target_link_libraries(qwen3_core PUBLIC ${TORCH_LIBRARIES} Threads::Threads)
+target_link_libraries(qwen3_core PUBLIC ${TORCH_LIBRARIES} Threads::Threads ${QWEN3_JSON_TARGET})
 set_target_properties(qwen3_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_compile_options(qwen3_core PRIVATE -Wall -Wextra)
 # One header set for every libtorch translation unit: builds on small machines stay quick.

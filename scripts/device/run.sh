@@ -126,9 +126,19 @@ PY
   echo "| gpu | $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1) x $count |" >> "$RESULTS"
 }
 
+# Sets json_args to the bundle's copy of the nlohmann-json headers (scripts/device/pack.sh), when
+# there is one: the GPU host has no network and may lack nlohmann-json3-dev.
+set_json_args() {
+  json_args=()
+  if [ -f "$ROOT/.device/include/nlohmann/json.hpp" ]; then
+    json_args=(-DQWEN3_NLOHMANN_JSON_INCLUDE_DIR="$ROOT/.device/include")
+  fi
+}
+
 step_build() {
   [ -f CMakeLists.txt ] || { echo "no CMakeLists.txt at the repository root" >&2; return 1; }
-  local torch_prefix generator=()
+  local torch_prefix generator=() json_args
+  set_json_args
   torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
   command -v ninja >/dev/null && generator=(-G Ninja)
   # The definitions cmake-js passes (cmake-js print-configure), with the packed header packages.
@@ -141,7 +151,7 @@ step_build() {
     -DNODE_RUNTIME=node -DNODE_RUNTIMEVERSION="$(node -p process.versions.node)" -DNODE_ARCH=x64 \
     -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$ROOT/build/native/Release" \
     -DCMAKE_PREFIX_PATH="$torch_prefix" \
-    ${CMAKE_EXTRA_ARGS:-} || return 1
+    "${json_args[@]}" ${CMAKE_EXTRA_ARGS:-} || return 1
   cmake --build build/native -j 16 || return 1
   [ -f "$ADDON" ] || { echo "$ADDON was not produced" >&2; return 1; }
   node -e '
@@ -154,12 +164,14 @@ step_build() {
 admin() { node "$APP/dist/apps/admin/src/main.js" "$@"; }
 
 step_nativetests() {
-  local torch_prefix generator=()
+  local torch_prefix generator=() json_args
+  set_json_args
   torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
   command -v ninja >/dev/null && generator=(-G Ninja)
   # shellcheck disable=SC2086
   cmake -S native/tests -B build/native-tests "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_PREFIX_PATH="$torch_prefix" ${CMAKE_EXTRA_ARGS:-} > "$WORK/cfg-tests.log" 2>&1 \
+    -DCMAKE_PREFIX_PATH="$torch_prefix" "${json_args[@]}" ${CMAKE_EXTRA_ARGS:-} \
+    > "$WORK/cfg-tests.log" 2>&1 \
     || { tail -40 "$WORK/cfg-tests.log"; return 1; }
   grep -E "qwen3:" "$WORK/cfg-tests.log"
   cmake --build build/native-tests -j 16 > "$WORK/build-tests.log" 2>&1 \

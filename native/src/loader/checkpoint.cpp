@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <iomanip>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -120,18 +121,21 @@ std::unique_ptr<Checkpoint> Checkpoint::Open(const std::string& dir,
 
   if (IsRegularFile(index_path)) {
     json::Value index = ParseJsonFile(index_path);
-    const json::Value* map = index.Find("weight_map");
+    const json::Value* map = json::Find(index, "weight_map");
     if (map == nullptr || !map->is_object()) {
       ThrowModelLoadFailed(index_path + ": missing \"weight_map\" object");
     }
     std::set<std::string> seen;
-    for (const auto& [name, file] : map->as_object()) {
-      if (!file.is_string() || !IsSafeRelativePath(file.as_string())) {
+    for (const auto& entry : map->items()) {
+      const std::string& name = entry.key();
+      const json::Value& file = entry.value();
+      if (!file.is_string() || !IsSafeRelativePath(file.get_ref<const std::string&>())) {
         ThrowModelLoadFailed(index_path + ": tensor '" + name +
                              "' maps to an invalid file name (must be a relative path)");
       }
-      weight_map.emplace_back(name, file.as_string());
-      if (seen.insert(file.as_string()).second) shard_names.push_back(file.as_string());
+      const auto& shard = file.get_ref<const std::string&>();
+      weight_map.emplace_back(name, shard);
+      if (seen.insert(shard).second) shard_names.push_back(shard);
     }
     if (shard_names.empty()) ThrowModelLoadFailed(index_path + ": weight_map is empty");
     std::sort(shard_names.begin(), shard_names.end());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string_view>
 
 #include "common/error.h"
@@ -102,11 +103,13 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   }
   if (!root.is_object()) Fail(path, "header is not a JSON object");
 
-  for (const auto& [name, value] : root.as_object()) {
+  for (const auto& member : root.items()) {
+    const std::string& name = member.key();
+    const json::Value& value = member.value();
     if (name == "__metadata__") {
       if (!value.is_object()) Fail(path, "__metadata__ is not an object");
-      for (const auto& [key, item] : value.as_object()) {
-        if (item.is_string()) metadata_[key] = item.as_string();
+      for (const auto& item : value.items()) {
+        if (item.value().is_string()) metadata_[item.key()] = item.value().get<std::string>();
       }
       continue;
     }
@@ -114,35 +117,35 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     TensorEntry entry;
     entry.name = name;
 
-    const json::Value* dtype = value.Find("dtype");
+    const json::Value* dtype = json::Find(value, "dtype");
     if (dtype == nullptr || !dtype->is_string()) FailTensor(path, name, "missing dtype");
-    if (!ParseDType(dtype->as_string(), &entry.dtype)) {
-      FailTensor(path, name, "unknown dtype '" + dtype->as_string() + "'");
+    if (!ParseDType(dtype->get_ref<const std::string&>(), &entry.dtype)) {
+      FailTensor(path, name, "unknown dtype '" + dtype->get_ref<const std::string&>() + "'");
     }
 
-    const json::Value* shape = value.Find("shape");
+    const json::Value* shape = json::Find(value, "shape");
     if (shape == nullptr || !shape->is_array()) FailTensor(path, name, "missing shape");
     uint64_t numel = 1;
-    for (const auto& dim : shape->as_array()) {
-      if (!dim.is_integer() || dim.as_int64() < 0) {
+    for (const auto& dim : *shape) {
+      if (!dim.is_number_unsigned() ||
+          dim.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         FailTensor(path, name, "shape has a dimension that is not a non-negative integer");
       }
-      const auto d = static_cast<uint64_t>(dim.as_int64());
+      const auto d = dim.get<uint64_t>();
       if (d != 0 && numel > std::numeric_limits<uint64_t>::max() / d) {
         FailTensor(path, name, "shape overflows");
       }
       numel *= d;
-      entry.shape.push_back(dim.as_int64());
+      entry.shape.push_back(static_cast<int64_t>(d));
     }
 
-    const json::Value* offsets = value.Find("data_offsets");
-    if (offsets == nullptr || !offsets->is_array() || offsets->as_array().size() != 2 ||
-        !offsets->as_array()[0].is_integer() || !offsets->as_array()[1].is_integer() ||
-        offsets->as_array()[0].as_int64() < 0 || offsets->as_array()[1].as_int64() < 0) {
+    const json::Value* offsets = json::Find(value, "data_offsets");
+    if (offsets == nullptr || !offsets->is_array() || offsets->size() != 2 ||
+        !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
       FailTensor(path, name, "data_offsets must be two non-negative integers");
     }
-    const auto begin = static_cast<uint64_t>(offsets->as_array()[0].as_int64());
-    const auto end = static_cast<uint64_t>(offsets->as_array()[1].as_int64());
+    const auto begin = (*offsets)[0].get<uint64_t>();
+    const auto end = (*offsets)[1].get<uint64_t>();
     const std::string range = "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
     if (end < begin) FailTensor(path, name, "data_offsets " + range + " end before they begin");
     if (end > data_size) {

@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 
@@ -17,7 +18,7 @@ class ConfigReader {
   }
 
   const json::Value* Get(const char* key) const {
-    const json::Value* v = root_.Find(key);
+    const json::Value* v = json::Find(root_, key);
     return (v == nullptr || v->is_null()) ? nullptr : v;
   }
 
@@ -30,7 +31,7 @@ class ConfigReader {
     if (!v->is_number()) Fail(std::string("\"") + key + "\" must be a positive integer");
     int64_t value = 0;
     try {
-      value = v->as_int64();
+      value = json::AsInt64(*v);
     } catch (const json::TypeError&) {
       Fail(std::string("\"") + key + "\" must be a positive integer");
     }
@@ -43,17 +44,17 @@ class ConfigReader {
   double PositiveNumber(const char* key, double fallback) const {
     const json::Value* v = Get(key);
     if (v == nullptr) return fallback;
-    if (!v->is_number() || !(v->as_double() > 0) || !std::isfinite(v->as_double())) {
+    if (!v->is_number() || !(v->get<double>() > 0) || !std::isfinite(v->get<double>())) {
       Fail(std::string("\"") + key + "\" must be a positive number");
     }
-    return v->as_double();
+    return v->get<double>();
   }
 
   bool Flag(const char* key) const {
     const json::Value* v = Get(key);
     if (v == nullptr) return false;
-    if (!v->is_bool()) Fail(std::string("\"") + key + "\" must be a boolean");
-    return v->as_bool();
+    if (!v->is_boolean()) Fail(std::string("\"") + key + "\" must be a boolean");
+    return v->get<bool>();
   }
 
   const json::Value& root() const { return root_; }
@@ -65,8 +66,9 @@ class ConfigReader {
 
 bool ListsQwen3Architecture(const json::Value* architectures) {
   if (architectures == nullptr || !architectures->is_array()) return false;
-  for (const auto& a : architectures->as_array()) {
-    if (a.is_string() && (a.as_string() == "Qwen3ForCausalLM" || a.as_string() == "Qwen3Model")) {
+  for (const auto& a : *architectures) {
+    if (a.is_string() && (a.get_ref<const std::string&>() == "Qwen3ForCausalLM" ||
+                          a.get_ref<const std::string&>() == "Qwen3Model")) {
       return true;
     }
   }
@@ -82,9 +84,10 @@ ModelConfig ModelConfig::FromJson(const json::Value& root, const std::string& so
   ModelConfig c;
   const json::Value* model_type = r.Get("model_type");
   if (model_type != nullptr) {
-    if (!model_type->is_string() || model_type->as_string() != "qwen3") {
+    if (!model_type->is_string() || model_type->get_ref<const std::string&>() != "qwen3") {
       r.Fail("model_type " +
-             (model_type->is_string() ? "\"" + model_type->as_string() + "\"" : "(not a string)") +
+             (model_type->is_string() ? "\"" + model_type->get_ref<const std::string&>() + "\""
+                                      : "(not a string)") +
              " is not supported; this engine runs \"qwen3\" (Qwen3-Embedding) checkpoints");
     }
   } else if (!ListsQwen3Architecture(r.Get("architectures"))) {
@@ -114,7 +117,7 @@ ModelConfig ModelConfig::FromJson(const json::Value& root, const std::string& so
   if (c.head_dim % 2 != 0) r.Fail("head_dim must be even for rotary embeddings");
 
   const json::Value* act = r.Get("hidden_act");
-  if (act != nullptr && (!act->is_string() || act->as_string() != "silu")) {
+  if (act != nullptr && (!act->is_string() || act->get_ref<const std::string&>() != "silu")) {
     r.Fail("hidden_act must be \"silu\"");
   }
   if (r.Flag("attention_bias")) r.Fail("attention_bias: true is not supported");
@@ -122,8 +125,8 @@ ModelConfig ModelConfig::FromJson(const json::Value& root, const std::string& so
   if (r.Flag("use_sliding_window")) r.Fail("use_sliding_window: true is not supported");
   if (const json::Value* layer_types = r.Get("layer_types")) {
     if (!layer_types->is_array()) r.Fail("layer_types must be an array");
-    for (const auto& t : layer_types->as_array()) {
-      if (!t.is_string() || t.as_string() != "full_attention") {
+    for (const auto& t : *layer_types) {
+      if (!t.is_string() || t.get_ref<const std::string&>() != "full_attention") {
         r.Fail("layer_types other than \"full_attention\" are not supported");
       }
     }
@@ -136,17 +139,17 @@ ModelConfig ModelConfig::FromJson(const json::Value& root, const std::string& so
   c.rope_theta = r.PositiveNumber("rope_theta", 10000.0);
   if (const json::Value* rope = r.Get("rope_parameters")) {
     if (!rope->is_object()) r.Fail("rope_parameters must be an object");
-    const json::Value* type = rope->Find("rope_type");
+    const json::Value* type = json::Find(*rope, "rope_type");
     if (type != nullptr && !type->is_null() &&
-        (!type->is_string() || type->as_string() != "default")) {
+        (!type->is_string() || type->get_ref<const std::string&>() != "default")) {
       r.Fail("rope_parameters.rope_type must be \"default\" (scaled RoPE is not supported)");
     }
-    const json::Value* theta = rope->Find("rope_theta");
+    const json::Value* theta = json::Find(*rope, "rope_theta");
     if (theta != nullptr && !theta->is_null()) {
-      if (!theta->is_number() || !(theta->as_double() > 0)) {
+      if (!theta->is_number() || !(theta->get<double>() > 0)) {
         r.Fail("rope_parameters.rope_theta must be a positive number");
       }
-      c.rope_theta = theta->as_double();
+      c.rope_theta = theta->get<double>();
     }
   }
   return c;
