@@ -6,6 +6,7 @@ import { generateHubTestCheckpoint } from '@app/hub/testing/hub-test-checkpoint'
 import { HubTestServer, repositoryFiles } from '@app/hub/testing/hub-test-server';
 import { createApp, RunningApp } from '../apps/api/src/app.factory';
 import { assertPrerequisites, cosine, NATIVE_ADDON, readJson, TEST_API_KEY } from './support/test-app';
+import { E2E_LOG_LEVEL } from './support/test-env';
 
 const MODEL_ID = 'acme/Qwen3-Embedding-test';
 const COMMIT = 'fedcba9876543210fedcba9876543210fedcba98';
@@ -22,7 +23,7 @@ function boot(env: Record<string, string>): Promise<RunningApp> {
       PORT: '0',
       API_KEY: TEST_API_KEY,
       NATIVE_ADDON_PATH: NATIVE_ADDON,
-      LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'silent',
+      LOG_LEVEL: E2E_LOG_LEVEL,
       ...env,
     },
   });

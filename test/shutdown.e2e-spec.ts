@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { assertPrerequisites, DEMO_MODEL, Json, NATIVE_ADDON, TEST_API_KEY } from './support/test-app';
+import { CHILD_PATH } from './support/test-env';
 
 const MAIN = resolve(__dirname, '../dist/apps/api/src/main.js');
 const SHUTDOWN_TIMEOUT_MS = 2_500;
@@ -48,7 +49,7 @@ class ServerProcess {
     const child = spawn(process.execPath, [MAIN], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        PATH: CHILD_PATH,
         MODEL_PATH: DEMO_MODEL,
         DEVICE: 'cpu',
         HOST: '127.0.0.1',

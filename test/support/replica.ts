@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { freePort } from './nginx';
 import { assertPrerequisites, DEMO_MODEL, NATIVE_ADDON, TEST_API_KEY } from './test-app';
+import { CHILD_PATH } from './test-env';
 
 const MAIN = resolve(__dirname, '../../dist/apps/api/src/main.js');
 
@@ -50,7 +51,7 @@ export class Replica {
       cwd: resolve(__dirname, '../..'),
       stdio: ['ignore', 'ignore', 'pipe'],
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        PATH: CHILD_PATH,
         MODEL_PATH: DEMO_MODEL,
         NATIVE_ADDON_PATH: NATIVE_ADDON,
         DEVICE: 'cpu',

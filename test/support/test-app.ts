@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createApp, RunningApp } from '../../apps/api/src/app.factory';
+import { E2E_LOG_LEVEL } from './test-env';
 
 export { cosine, norm } from '@app/embeddings/embedding-similarity';
 
@@ -45,7 +46,7 @@ export async function startTestApp(
       PORT: '0',
       API_KEY: TEST_API_KEY,
       NATIVE_ADDON_PATH: NATIVE_ADDON,
-      LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'silent',
+      LOG_LEVEL: E2E_LOG_LEVEL,
       ...env,
     },
   });

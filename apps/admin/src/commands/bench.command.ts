@@ -54,7 +54,7 @@ export class BenchCommand extends CommandRunner {
     const result = await this.load.run(
       {
         url: options.url,
-        apiKey: options.apiKey ?? process.env.API_KEY,
+        apiKey: options.apiKey,
         model: options.model,
         texts,
         concurrency: options.concurrency,
@@ -86,7 +86,7 @@ export class BenchCommand extends CommandRunner {
     return new URL(value).toString();
   }
 
-  @Option({ flags: '--api-key <key>', description: 'bearer key (default: $API_KEY)' })
+  @Option({ flags: '--api-key <key>', description: 'bearer key', env: 'API_KEY' })
   parseApiKey(value: string): string {
     return value;
   }

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { AppConfig, loadAppConfig } from '@app/config';
+import { AppConfig, loadProcessConfig } from '@app/config';
 import { ModelService } from '@app/embeddings/model.service';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
 import { NativeEngine } from '@app/engine/native-engine';
@@ -29,17 +29,13 @@ export interface OpenSession {
 export class EngineSession {
   /** The service configuration from the environment plus overrides; API keys are not required. */
   config(overrides: EngineOverrides = {}): AppConfig {
-    const env: Record<string, string | undefined> = {
-      ...process.env,
-      AUTH_DISABLED: 'true',
-      WARMUP: 'false',
-    };
+    const env: Record<string, string | undefined> = { AUTH_DISABLED: 'true', WARMUP: 'false' };
     if (overrides.modelPath) env.MODEL_PATH = overrides.modelPath;
     if (overrides.device) env.DEVICE = overrides.device;
     if (overrides.dtype) env.DTYPE = overrides.dtype;
     if (overrides.tensorParallelSize) env.TENSOR_PARALLEL_SIZE = String(overrides.tensorParallelSize);
     if (overrides.addonPath) env.NATIVE_ADDON_PATH = overrides.addonPath;
-    return loadAppConfig(env);
+    return loadProcessConfig(env);
   }
 
   /** An engine with no model, for build and device queries. */
