@@ -7,10 +7,6 @@ DEMO_MODEL ?= models/Qwen3-Embedding-tiny
 NATIVE_ADDON := build/native/Release/qwen3_embed.node
 comma := ,
 APT_PACKAGES := cmake g++ make python3 libtorch-dev libopenblas0-pthread libgtest-dev nginx-light clang-format unzip
-# `make lint` beyond ESLint: shellcheck over every shell script, flake8 (.flake8) over the Python scripts (scripts/reference).
-LINT_APT_PACKAGES := shellcheck flake8
-SHELL_SCRIPTS = .ci/run $(shell git ls-files '*.sh')
-PYTHON_SCRIPTS = $(shell git ls-files '*.py')
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= $(shell nproc)
 
@@ -29,7 +25,7 @@ NICE ?= nice -n 10
 TEST_IMAGE := localhost/qwen3-embed:cpu-test
 IMAGE_TEST_DIR := .image-test
 
-.PHONY: help install install-dev system-deps lint-deps node-deps native native-debug build demo-model serve dev \
+.PHONY: help install install-dev system-deps node-deps native native-debug build demo-model serve dev \
         test test-unit test-native test-native-asan test-e2e lint format format-check typecheck clean \
         k8s-tools k8s-render image-deps image test-image
 
@@ -51,9 +47,6 @@ system-deps:
 
 image-deps:
 	$(call apt-install,$(IMAGE_APT_PACKAGES))
-
-lint-deps:
-	$(call apt-install,$(LINT_APT_PACKAGES))
 
 node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
@@ -107,6 +100,15 @@ serve: install
 
 dev: install
 	MODEL_PATH=$(DEMO_MODEL) DEVICE=cpu npx nest start api --watch -- --demo
+
+# `make lint` beyond ESLint: shellcheck over every shell script, flake8 (.flake8) over the Python scripts
+# (scripts/reference), both from Debian.
+LINT_APT_PACKAGES := shellcheck flake8
+SHELL_SCRIPTS = .ci/run $(shell git ls-files '*.sh')
+PYTHON_SCRIPTS = $(shell git ls-files '*.py')
+.PHONY: lint-deps
+lint-deps:
+	$(call apt-install,$(LINT_APT_PACKAGES))
 
 lint: node-deps lint-deps
 	$(NPM) run --silent lint
