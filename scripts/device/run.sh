@@ -14,7 +14,7 @@
 #
 # Steps:
 #   gpu       nvidia-smi, torch/CUDA versions (always cheap)
-#   build     compile the addon with CUDA against the host's PyTorch (plain cmake, -j16)
+#   build     compile the addon with CUDA against the host's PyTorch (docker/build-native.sh addon, -j16)
 #   nativetests  the GoogleTest suite built against the host's PyTorch (CUDA kernels, graphs, NCCL TP)
 #   fixture   generate the tiny checkpoint (seed 0) and run scripts/reference/reference.py on it
 #   parity    bench/parity.js: the engine vs the fixture (cuda bf16 at TP 1, and 2 with >= 2 GPUs; cpu fp32)
@@ -132,22 +132,9 @@ PY
 
 step_build() {
   [ -f CMakeLists.txt ] || { echo "no CMakeLists.txt at the repository root" >&2; return 1; }
-  local torch_prefix generator=()
-  torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-  command -v ninja >/dev/null && generator=(-G Ninja)
-  # The definitions cmake-js passes (cmake-js print-configure), with the packed header packages.
-  # shellcheck disable=SC2086
-  cmake -S . -B build/native "${generator[@]}" --no-warn-unused-cli \
-    -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_JS_VERSION=7.3.1 \
-    -DCMAKE_JS_INC="$APP/node_modules/node-api-headers/include;$APP/node_modules/node-addon-api" \
-    -DCMAKE_JS_SRC= -DCMAKE_JS_LIB= \
-    -DNODE_RUNTIME=node -DNODE_RUNTIMEVERSION="$(node -p process.versions.node)" -DNODE_ARCH=x64 \
-    -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$ROOT/build/native/Release" \
-    -DCMAKE_PREFIX_PATH="$torch_prefix" \
-    ${CMAKE_EXTRA_ARGS:-} || return 1
-  cmake --build build/native -j 16 || return 1
-  [ -f "$ADDON" ] || { echo "$ADDON was not produced" >&2; return 1; }
+  # The CUDA image's build steps (plain cmake with the definitions cmake-js passes, the packed header
+  # packages; the NVIDIA wheels' lib directories in the addon's RUNPATH), so a GPU run builds as the image does.
+  JOBS=16 bash docker/build-native.sh addon "$APP/node_modules" || return 1
   node -e '
     const addon = require(process.argv[1]);
     console.log(JSON.stringify({ buildInfo: addon.buildInfo(), cudaDevices: addon.cudaDevices() }));
