@@ -113,8 +113,19 @@ serve: install
 dev: install
 	MODEL_PATH=$(DEMO_MODEL) DEVICE=cpu npx nest start api --watch -- --demo
 
-lint: node-deps
+# `make lint` beyond ESLint: shellcheck over every shell script, flake8 (.flake8) over the Python scripts
+# (scripts/reference), both from Debian.
+LINT_APT_PACKAGES := shellcheck flake8
+SHELL_SCRIPTS = .ci/run $(shell git ls-files '*.sh')
+PYTHON_SCRIPTS = $(shell git ls-files '*.py')
+.PHONY: lint-deps
+lint-deps:
+	$(call apt-install,$(LINT_APT_PACKAGES))
+
+lint: node-deps lint-deps
 	$(NPM) run --silent lint
+	shellcheck $(SHELL_SCRIPTS)
+	flake8 $(PYTHON_SCRIPTS)
 
 format: node-deps test-deps
 	$(NPM) run --silent format

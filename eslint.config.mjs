@@ -28,7 +28,18 @@ export default tseslint.config(
     },
   },
   {
-    files: ['libs/config/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts', 'apps/admin/**/*.ts', '**/*.spec.ts'],
+    // Tests read their own knobs through test/support/test-env.ts (which says why it may).
+    files: ['libs/config/**/*.ts'],
+    rules: { 'no-restricted-properties': 'off' },
+  },
+  {
+    // Until bench/ finds its one home (issue 16): these read NATIVE_ADDON_PATH / BUSY_POLL_LINGER_MS.
+    files: [
+      'bench/parity.ts',
+      'bench/engine-latency.ts',
+      'bench/response-json.ts',
+      'bench/server-overhead.ts',
+    ],
     rules: { 'no-restricted-properties': 'off' },
   },
   {

@@ -18,12 +18,12 @@ import type { RunningApp } from '../apps/api/src/app.factory';
 import { type CaseContext, caseGenerator, type FuzzCase, type RequestSpec } from './support/fuzz-cases';
 import { rawExchange, type WireResponse } from './support/raw-exchange';
 import { cosine, SERVED_MODEL, startTestApp, TEST_API_KEY } from './support/test-app';
+import { FUZZ_ONLY, FUZZ_REQUESTS, FUZZ_SEED } from './support/test-env';
 
-// The one place the suite reads the shell: a failure prints the seed that reproduces it, and
-// FUZZ_ONLY=i,j sends only those cases of the same stream.
-const SEED = Number(process.env.FUZZ_SEED ?? 20261202);
-const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 10_000);
-const ONLY = (process.env.FUZZ_ONLY ?? '').split(',').filter(Boolean).map(Number);
+// A failure prints the seed that reproduces it; FUZZ_ONLY=i,j sends only those cases of the same stream.
+const SEED = FUZZ_SEED;
+const REQUESTS = FUZZ_REQUESTS;
+const ONLY = FUZZ_ONLY;
 const CONCURRENCY = 12;
 /** No answer in this long is a hang (the slowest legitimate request here takes a few seconds). */
 const REQUEST_TIMEOUT_MS = 30_000;

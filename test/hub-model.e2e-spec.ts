@@ -5,7 +5,8 @@ import OpenAI from 'openai';
 import { generateHubTestCheckpoint } from '@app/hub/testing/hub-test-checkpoint';
 import { HubTestServer, repositoryFiles } from '@app/hub/testing/hub-test-server';
 import { createApp, RunningApp } from '../apps/api/src/app.factory';
-import { assertPrerequisites, cosine, NATIVE_ADDON, readJson, TEST_API_KEY } from './support/test-app';
+import { assertPrerequisites, cosine, readJson, TEST_API_KEY, TEST_SERVER_ENV } from './support/test-app';
+import { E2E_LOG_LEVEL } from './support/test-env';
 
 const MODEL_ID = 'acme/Qwen3-Embedding-test';
 const COMMIT = 'fedcba9876543210fedcba9876543210fedcba98';
@@ -16,15 +17,7 @@ function boot(env: Record<string, string>): Promise<RunningApp> {
   return createApp({
     inheritProcessEnv: false,
     shutdownHooks: false,
-    env: {
-      DEVICE: 'cpu',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      API_KEY: TEST_API_KEY,
-      NATIVE_ADDON_PATH: NATIVE_ADDON,
-      LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'silent',
-      ...env,
-    },
+    env: { ...TEST_SERVER_ENV, LOG_LEVEL: E2E_LOG_LEVEL, ...env },
   });
 }
 

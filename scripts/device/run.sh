@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # the step_* functions are called by name ("step_$name"), which shellcheck cannot follow
 # Runs on the GPU host, from the repository root, after scripts/device/pack.sh made .device/ here and
 # the device tool carried it there. Steps run in the order given; results land in $OUT:
 #   summary.md          one line per step (status, seconds) plus each step's result table
@@ -13,7 +14,7 @@
 #
 # Steps:
 #   gpu       nvidia-smi, torch/CUDA versions (always cheap)
-#   build     compile the addon with CUDA against the host's PyTorch (plain cmake, -j16)
+#   build     compile the addon with CUDA against the host's PyTorch (docker/build-native.sh addon, -j16)
 #   nativetests  the GoogleTest suite built against the host's PyTorch (CUDA kernels, graphs, NCCL TP)
 #   fixture   generate the tiny checkpoint (seed 0) and run scripts/reference/reference.py on it
 #   parity    bench/parity.js: the engine vs the fixture (cuda bf16 at TP 1, and 2 with >= 2 GPUs; cpu fp32)
@@ -47,8 +48,9 @@
 # BENCH_POINTS ("1x1 16x1 32x8 64x16": concurrency x batch), PARITY_TP (default: 1 and 2 when >= 2
 # GPUs), PARITY_FIXTURE (default: $OUT/parity-tiny.json if the fixture step ran, else
 # test/fixtures/parity-tiny.json), CMAKE_EXTRA_ARGS, TORCH_CUDA_ARCH_LIST (9.0).
+# No -e: a failing step is recorded in the summary and the next step still runs.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 OUT=${OUT:-$ROOT/.device-out}
 export WORK=${WORK:-/tmp/qwen3-device}
@@ -85,7 +87,9 @@ RESULTS=$WORK/results.md
 # ---------------------------------------------------------------------------------------------------
 setup() {
   mkdir -p build/device-stamps
-  [ -f .device/node.xz ] && [ -f .device/app.tar.xz ] || { echo "no .device bundle: run scripts/device/pack.sh here and carry .device" >&2; return 1; }
+  if [ ! -f .device/node.xz ] || [ ! -f .device/app.tar.xz ]; then
+    echo "no .device bundle: run scripts/device/pack.sh here and carry .device" >&2; return 1
+  fi
   local node_sum app_sum
   node_sum=$(md5sum < .device/node.xz | cut -c1-32)
   if [ ! -x build/device-stamps/node ] || [ "$(cat build/device-stamps/node.md5 2>/dev/null)" != "$node_sum" ]; then
@@ -137,27 +141,14 @@ set_json_args() {
 
 step_build() {
   [ -f CMakeLists.txt ] || { echo "no CMakeLists.txt at the repository root" >&2; return 1; }
-  local torch_prefix generator=() json_args
-  set_json_args
-  torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-  command -v ninja >/dev/null && generator=(-G Ninja)
-  # The definitions cmake-js passes (cmake-js print-configure), with the packed header packages.
-  # shellcheck disable=SC2086
-  cmake -S . -B build/native "${generator[@]}" --no-warn-unused-cli \
-    -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_JS_VERSION=7.3.1 \
-    -DCMAKE_JS_INC="$APP/node_modules/node-api-headers/include;$APP/node_modules/node-addon-api" \
-    -DCMAKE_JS_SRC= -DCMAKE_JS_LIB= \
-    -DNODE_RUNTIME=node -DNODE_RUNTIMEVERSION="$(node -p process.versions.node)" -DNODE_ARCH=x64 \
-    -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$ROOT/build/native/Release" \
-    -DCMAKE_PREFIX_PATH="$torch_prefix" \
-    "${json_args[@]}" ${CMAKE_EXTRA_ARGS:-} || return 1
-  cmake --build build/native -j 16 || return 1
-  [ -f "$ADDON" ] || { echo "$ADDON was not produced" >&2; return 1; }
+  # The CUDA image's build steps (plain cmake with the definitions cmake-js passes, the packed header
+  # packages; the NVIDIA wheels' lib directories in the addon's RUNPATH), so a GPU run builds as the image does.
+  JOBS=16 bash docker/build-native.sh addon "$APP/node_modules" || return 1
   node -e '
     const addon = require(process.argv[1]);
     console.log(JSON.stringify({ buildInfo: addon.buildInfo(), cudaDevices: addon.cudaDevices() }));
   ' "$ROOT/$ADDON" || return 1
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
   echo "| addon | $(node -e 'const a=require(process.argv[1]);const b=a.buildInfo();console.log(`torch ${b.torchVersion}, cuda ${b.cuda}, nccl ${b.nccl}, flash ${b.flashAttention}`)' "$ROOT/$ADDON") |" >> "$RESULTS"
 }
 
@@ -178,7 +169,7 @@ step_nativetests() {
     || { grep -E -A5 "error" "$WORK/build-tests.log" | head -80; return 1; }
   # One process per test, each under a time limit, output streamed: a hang names its test and
   # leaves a backtrace (gdb when the host has it) instead of eating the whole call.
-  local status=0 passed=0 failed=() test pid
+  local status=0 passed=0 failed_tests=() test pid
   local filter=${NATIVE_TEST_FILTER:-CudaTest.*:FusedKernelTest.*:PeerAllReduceTest.*:BuildTest.*}
   for test in $(build/native-tests/native_tests --gtest_filter="$filter" --gtest_list_tests |
       awk '/^[^ ]/ {suite=$1} /^  / {print suite $1}'); do
@@ -189,17 +180,17 @@ step_nativetests() {
       echo "TIMEOUT $test"
       command -v gdb > /dev/null && timeout 60 gdb -p "$pid" -batch -ex 'thread apply all bt 12' 2>/dev/null | grep -E '^(Thread|#)' | head -120
       kill -9 "$pid"; wait "$pid" 2>/dev/null
-      failed+=("$test (timeout)"); status=1
+      failed_tests+=("$test (timeout)"); status=1
     elif wait "$pid"; then
       passed=$((passed + 1))
       grep -E "^\[ *(OK|SKIPPED) *\]" "$WORK/test.log" | head -1
     else
-      failed+=("$test"); status=1
+      failed_tests+=("$test"); status=1
       grep -v "^\[ *RUN" "$WORK/test.log" | tail -40
     fi
   done
-  echo "| native tests ($filter) | $passed passed; failed: ${failed[*]:-none} |" >> "$RESULTS"
-  return $status
+  echo "| native tests ($filter) | $passed passed; failed: ${failed_tests[*]:-none} |" >> "$RESULTS"
+  return "$status"
 }
 
 step_enginelat() {
@@ -215,7 +206,7 @@ step_enginelat() {
     --layouts "$layouts" --shapes "${ENGINE_SHAPES:-1x16,8x16,4x128,32x128}" --runs "${ENGINE_RUNS:-200}" \
     --json "$OUT/engine-latency.json" | tee "$WORK/enginelat.txt" || status=1
   tr '\t' ' ' < "$WORK/enginelat.txt" | sed 's/^/| engine latency | /; s/$/ |/' >> "$RESULTS"
-  return $status
+  return "$status"
 }
 
 step_profile() {
@@ -239,7 +230,7 @@ step_profile() {
     { node "$APP/dist/bench/trace-summary.js" "$WORK/trace-${RUN_TAG:-}$name.json" --label "$tag$name, $shape: $line"
       echo; } | tee -a "$OUT/profile.md" || status=1
   done
-  return $status
+  return "$status"
 }
 
 step_gemmsearch() {
@@ -251,10 +242,11 @@ step_gemmsearch() {
     || { grep -E -A5 "error" "$WORK/build-gemm.log" | head -40; return 1; }
   local tp status=0
   for tp in ${GEMM_TP:-1 2}; do
-    { build/native-tests/gemm_search --tp="$tp" --tokens="${GEMM_TOKENS:-16}" || status=1; echo; } \
-      | tee -a "$OUT/gemm-search.md"
+    # Outside a pipeline's { } group, so that a failure reaches the step's status.
+    build/native-tests/gemm_search --tp="$tp" --tokens="${GEMM_TOKENS:-16}" | tee -a "$OUT/gemm-search.md" || status=1
+    echo | tee -a "$OUT/gemm-search.md"
   done
-  return $status
+  return "$status"
 }
 
 step_fixture() {
@@ -263,12 +255,13 @@ step_fixture() {
   python3 scripts/reference/reference.py --model "$TINY" --texts test/fixtures/parity-texts.json \
     --out "$OUT/parity-tiny.json" --device cuda
   local status=$?
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
   node -e '
     const f = require(process.argv[1]);
     const a = f.agreement;
     console.log(`| fixture | ${f.items.length} texts, dims ${f.dimensions.join("/")}; ST vs AutoModel min cos ${a.sentenceTransformersVsAutoModelMinCosine}; padded batch min cos ${a.leftPaddedBatchVsSingleMinCosine}; tokenizer problems ${a.tokenizerPostProcessorProblems.length}; ok ${a.ok} |`);
   ' "$OUT/parity-tiny.json" >> "$RESULTS" 2>/dev/null
-  return $status
+  return "$status"
 }
 
 step_parity() {
@@ -290,13 +283,14 @@ step_parity() {
   node "$APP/dist/bench/parity.js" --model "$TINY" --fixture "$fixture" --device cpu --dtype float32 --tp 1 \
     --json "$WORK/parity-cpu.json" || status=1
   runs+=("$WORK/parity-cpu.json")
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
   node -e '
     const fs = require("fs");
     const runs = process.argv.slice(1).filter((p) => fs.existsSync(p)).map((p) => JSON.parse(fs.readFileSync(p, "utf8")));
     fs.writeFileSync(process.env.OUT + "/parity-result.json", JSON.stringify(runs, null, 1));
     for (const r of runs) console.log(`| parity ${r.device} ${r.dtype} tp${r.tensorParallelSize} | ${r.passed ? "PASS" : "FAIL"}: min cos alone ${r.minCosine.alone.toFixed(6)}, packed ${r.minCosine.packed.toFixed(6)}, alone vs packed ${r.minCosine.aloneVsPacked.toFixed(6)} (threshold ${r.threshold}) |`);
   ' "${runs[@]}" >> "$RESULTS"
-  return $status
+  return "$status"
 }
 
 step_checkgpu() {
@@ -344,6 +338,7 @@ step_image() {
   for point in ${IMAGE_BENCH_POINTS:-1x1 32x8}; do
     admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency "${point%x*}" --batch "${point#*x}" \
       --requests "${BENCH_REQUESTS:-300}" --corpus "$corpus" --json > "$WORK/image-bench-$point.json" || status=1
+    # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
     node -e '
       const r = require(process.argv[1]);
       console.log(`| image layout ${process.argv[2]} c${r.concurrency} b${r.batch} | ${r.ok}/${r.requests} ok; ${r.throughput.embeddingsPerSecond.toFixed(1)} emb/s; p50 ${r.latencyMs.p50.toFixed(1)} ms |`);
@@ -351,7 +346,7 @@ step_image() {
   done
   kill "$pid" 2>/dev/null
   for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  return $status
+  return "$status"
 }
 
 make_model() { # preset dir: generate the checkpoint (seed 0) unless one that inspects clean is there
@@ -396,6 +391,7 @@ step_bench() {
 
   python3 scripts/reference/baseline_bench.py --model "$model" --corpus "$corpus" --out "$WORK/baseline.json" \
     --batch-size 32 --latency-requests 100 || echo "baseline failed" >&2
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
   node -e '
     const fs = require("fs");
     const [baselinePath, ...runPaths] = process.argv.slice(1);
@@ -431,6 +427,7 @@ step_parity4b() {
       --dtype bfloat16 --tp "$tp" --skip-hash --json "$WORK/parity-4b-tp$tp.json" || status=1
     runs+=("$WORK/parity-4b-tp$tp.json")
   done
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
   node -e '
     const fs = require("fs");
     const runs = process.argv.slice(1).filter((p) => fs.existsSync(p)).map((p) => JSON.parse(fs.readFileSync(p, "utf8")));
@@ -442,7 +439,7 @@ step_parity4b() {
     } catch {}
     for (const r of runs) console.log(`| parity 4b ${r.device} ${r.dtype} tp${r.tensorParallelSize} | ${r.passed ? "PASS" : "FAIL"}: min cos alone ${r.minCosine.alone.toFixed(6)}, packed ${r.minCosine.packed.toFixed(6)}, alone vs packed ${r.minCosine.aloneVsPacked.toFixed(6)} (threshold ${r.threshold}) |`);
   ' "${runs[@]}" >> "$RESULTS"
-  return $status
+  return "$status"
 }
 
 # Starts the API server in the background (SERVER_PID) and waits until it is ready. visible-gpus and tp
@@ -491,13 +488,14 @@ step_layouts() {
     [ "$gpus" -ge 2 ] && layouts="$layouts tp2:0,1:2 dp2:0,1:1"
     [ "$gpus" -ge 4 ] && layouts="$layouts tp4:0,1,2,3:4 tp2x2:0,1,2,3:2 dp4:0,1,2,3:1"
   fi
-  local tpoint=${BENCH_THROUGHPUT:-64x16} runs=() qos_fd= tag=${RUN_TAG:+$RUN_TAG-}
+  local tpoint=${BENCH_THROUGHPUT:-64x16} runs=() qos_fd='' tag=${RUN_TAG:+$RUN_TAG-}
   echo "| cpu idle | driver $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo -), governor $(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null || echo -), states $(cat /sys/devices/system/cpu/cpu0/cpuidle/state*/name 2>/dev/null | tr '\n' ' ') |" >> "$RESULTS"
   # BENCH_CPU_DMA_LATENCY=N: hold a PM QoS request of N us on /dev/cpu_dma_latency during the layouts,
   # which keeps the CPUs out of idle states slower to leave than that (what tuned's latency profiles do).
   if [ -n "${BENCH_CPU_DMA_LATENCY:-}" ]; then
     local v=$BENCH_CPU_DMA_LATENCY
     if exec {qos_fd}> /dev/cpu_dma_latency; then
+      # shellcheck disable=SC2059  # the inner printf writes the \xNN escapes that this format turns into bytes
       printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((v & 255)) $((v >> 8 & 255)) $((v >> 16 & 255)) $((v >> 24 & 255)))" >&"$qos_fd"
       echo "| cpu_dma_latency | held at $v us during the layouts |" >> "$RESULTS"
     else
@@ -522,6 +520,7 @@ step_layouts() {
     stop_server
     runs+=("$name")
   done
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
   node -e '
     const fs = require("fs");
     const work = process.argv[1];
@@ -567,7 +566,7 @@ step_overhead() {
     grep -E "^[0-9]+ x (base64|float)" "$OUT/server-overhead.md" | tail -1 |
       sed "s/^/| overhead $label | /; s/$/ |/" >> "$RESULTS"
   done
-  return $status
+  return "$status"
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -47,7 +47,9 @@ def load_corpus(path: str) -> list[str]:
         raise SystemExit(f"{path}: {where} is neither a string nor an object with 'text'")
 
     if path.endswith(".jsonl"):
-        texts = [from_item(json.loads(line), f"line {n + 1}") for n, line in enumerate(text.splitlines()) if line.strip()]
+        texts = [
+            from_item(json.loads(line), f"line {n + 1}") for n, line in enumerate(text.splitlines()) if line.strip()
+        ]
     elif path.endswith(".json"):
         data = json.loads(text)
         if not isinstance(data, list):
@@ -143,7 +145,10 @@ def main() -> int:
         sync()
         seconds = time.perf_counter() - t0
         rounds.append(seconds)
-        log(f"  round {round_index + 1}: {seconds:.2f} s, {len(texts) / seconds:.1f} embeddings/s, {total_tokens / seconds:.0f} tokens/s")
+        log(
+            f"  round {round_index + 1}: {seconds:.2f} s, {len(texts) / seconds:.1f} embeddings/s, "
+            f"{total_tokens / seconds:.0f} tokens/s"
+        )
     best = min(rounds)
 
     latencies = []
@@ -199,8 +204,10 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"baseline  {len(texts) / best:.1f} embeddings/s  {total_tokens / best:.0f} tokens/s (batch {args.batch_size}); "
-        f"latency batch {args.batch}: p50 {latency['p50']:.1f} ms p90 {latency['p90']:.1f} ms p99 {latency['p99']:.1f} ms",
+        f"baseline  {len(texts) / best:.1f} embeddings/s  {total_tokens / best:.0f} tokens/s "
+        f"(batch {args.batch_size}); "
+        f"latency batch {args.batch}: p50 {latency['p50']:.1f} ms p90 {latency['p90']:.1f} ms "
+        f"p99 {latency['p99']:.1f} ms",
         flush=True,
     )
     return 0

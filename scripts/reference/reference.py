@@ -304,7 +304,9 @@ def main() -> int:
     ) and not st_token_mismatches and batch_min_cosine >= AGREEMENT_MIN_COSINE
     fixture = {
         "format": 1,
-        "description": "HF reference embeddings (fp32) for test/fixtures/parity-texts.json; see scripts/reference/reference.py",
+        "description": (
+            "HF reference embeddings (fp32) for test/fixtures/parity-texts.json; see scripts/reference/reference.py"
+        ),
         "model": {
             "name": model_dir.name,
             "hiddenSize": hidden,

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:net';
 import { promisify } from 'node:util';
+import { freePort } from './free-port';
 
 const execFileAsync = promisify(execFile);
 
@@ -35,17 +35,6 @@ export async function podmanStatus(
     if (typeof code !== 'number') throw error;
     return { code, stdout: stdout?.trim() ?? '' };
   }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
 }
 
 export interface ContainerOptions {

@@ -1,8 +1,9 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { freePort } from './nginx';
-import { assertPrerequisites, DEMO_MODEL, NATIVE_ADDON, TEST_API_KEY } from './test-app';
+import { freePort } from './free-port';
+import { assertPrerequisites, DEMO_MODEL, TEST_SERVER_ENV } from './test-app';
+import { CHILD_PATH } from './test-env';
 
 const MAIN = resolve(__dirname, '../../dist/apps/api/src/main.js');
 
@@ -50,13 +51,10 @@ export class Replica {
       cwd: resolve(__dirname, '../..'),
       stdio: ['ignore', 'ignore', 'pipe'],
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        PATH: CHILD_PATH,
+        ...TEST_SERVER_ENV,
         MODEL_PATH: DEMO_MODEL,
-        NATIVE_ADDON_PATH: NATIVE_ADDON,
-        DEVICE: 'cpu',
-        HOST: '127.0.0.1',
         PORT: String(this.port),
-        API_KEY: TEST_API_KEY,
         LOG_LEVEL: 'warn',
         OMP_NUM_THREADS: '1',
         ...this.env,

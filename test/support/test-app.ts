@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createApp, RunningApp } from '../../apps/api/src/app.factory';
+import { E2E_LOG_LEVEL } from './test-env';
 
 export { cosine, norm } from '@app/embeddings/embedding-similarity';
 
@@ -9,6 +10,15 @@ export const DEMO_MODEL = join(ROOT, 'models/Qwen3-Embedding-tiny');
 export const NATIVE_ADDON = join(ROOT, 'build/native/Release/qwen3_embed.node');
 export const TEST_API_KEY = 'e2e-test-key';
 export const SERVED_MODEL = 'Qwen3-Embedding-tiny';
+
+/** What every test server runs with: the real addon on the CPU, loopback, the test key; the model is each test's. */
+export const TEST_SERVER_ENV: Record<string, string> = {
+  DEVICE: 'cpu',
+  HOST: '127.0.0.1',
+  PORT: '0',
+  API_KEY: TEST_API_KEY,
+  NATIVE_ADDON_PATH: NATIVE_ADDON,
+};
 
 /**
  * The end-to-end tests run the real addon on the demo model; without them they fail here, saying what
@@ -38,16 +48,7 @@ export async function startTestApp(
     inheritProcessEnv: false,
     shutdownHooks: false,
     load: options.load,
-    env: {
-      MODEL_PATH: DEMO_MODEL,
-      DEVICE: 'cpu',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      API_KEY: TEST_API_KEY,
-      NATIVE_ADDON_PATH: NATIVE_ADDON,
-      LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'silent',
-      ...env,
-    },
+    env: { ...TEST_SERVER_ENV, MODEL_PATH: DEMO_MODEL, LOG_LEVEL: E2E_LOG_LEVEL, ...env },
   });
   if (options.load !== false) {
     try {

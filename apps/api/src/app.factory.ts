@@ -75,8 +75,8 @@ export async function createApp(options: CreateAppOptions = {}): Promise<Running
   // The limit holds for the inflated bytes of a gzip/deflate body too; the shape check bounds the parse.
   app.useBodyParser('json', { limit: config.server.bodyLimitBytes, verify: verifyJsonBodyShape });
   app.disable('x-powered-by');
-  // Express would hash every response body for an ETag (a SHA-1: ~1.2 ms on the event loop for a
-  // 64-row embeddings response, bench/response-json.ts) that no client of this API revalidates with.
+  // Express would hash every response body for an ETag (a SHA-1 on the event loop, long for a large
+  // embeddings response: bench/response-json.ts) that no client of this API revalidates with.
   app.set('etag', false);
   // Client addresses in the logs come from Nginx's X-Forwarded-For when it runs on a private network.
   app.set('trust proxy', 'loopback, linklocal, uniquelocal');

@@ -21,8 +21,8 @@ type Outcome = { user: ApiKeyPrincipal | false } | { error: unknown };
  * string: passport-http-bearer's strategy reads the key (RFC 6750; a key in two places is refused) and
  * ApiKeyService checks it. The strategy runs as passport runs one, on a copy given the success, fail
  * and error actions, but here and synchronously: with one strategy, no session and a synchronous
- * check, passport's middleware and @nestjs/passport's promises around it only cost time (~25 µs a
- * request, bench/server-overhead.ts).
+ * check, passport's middleware and @nestjs/passport's promises around it only cost time on every
+ * request (bench/server-overhead.ts measures the server's own time).
  */
 @Injectable()
 export class BearerStrategy {

@@ -29,11 +29,6 @@ export class ModelNotFoundError extends Error {
   }
 }
 
-/** A route that does not exist (404). */
-export class RouteNotFoundError extends Error {
-  override readonly name = 'RouteNotFoundError';
-}
-
 /** The request is larger than a configured limit: body bytes or total tokens (413). */
 export class RequestTooLargeError extends Error {
   override readonly name = 'RequestTooLargeError';

@@ -39,8 +39,8 @@ function outcomeOf(res: ServerResponse & { locals?: ResponseLocals }): Record<st
  * nestjs-pino's LoggerModule gives the app its logger; its own request middleware is off
  * (`useExisting` with no routes) and AccessLogMiddleware writes the request lines with these same
  * options. That middleware ran every request inside an AsyncLocalStorage, so that app logs written
- * during a request carried it, which puts a hook on every promise the process makes (~20 µs of a
- * short query, bench/server-overhead.ts); the one such log, the filter's 500, names its request.
+ * during a request carried it, which puts a hook on every promise the process makes (measurable in a
+ * short query: bench/server-overhead.ts); the one such log, the filter's 500, names its request.
  */
 export function createLoggerParams(level: string): Params {
   return {
@@ -85,7 +85,7 @@ type LoggedResponse = ServerResponse & { err?: Error; locals?: ResponseLocals };
  * The request lines, as pino-http writes them with the options of `createLoggerParams` (its fields,
  * levels and messages: 'request completed'; 'request aborted' when the client left first; 'request
  * errored' with an error for a 5xx), written with pino directly: pino-http made a child logger for
- * every request and put three listeners on every response (~25 µs of a short query,
+ * every request and put three listeners on every response (measurable in a short query:
  * bench/server-overhead.ts). logging.config.spec.ts holds the lines to pino-http's.
  */
 @Injectable()

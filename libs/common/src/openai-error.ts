@@ -7,7 +7,6 @@ import {
   ProtocolProblem,
   QueueFullError,
   RequestTooLargeError,
-  RouteNotFoundError,
   ServiceUnavailableError,
 } from './domain.error';
 import { EngineError } from './engine.error';
@@ -114,9 +113,6 @@ export function toOpenAIError(exception: unknown): MappedError {
   }
   if (exception instanceof ModelNotFoundError) {
     return envelope(404, 'invalid_request_error', exception.message, 'model_not_found', 'model');
-  }
-  if (exception instanceof RouteNotFoundError) {
-    return envelope(404, 'invalid_request_error', exception.message, 'not_found');
   }
   if (exception instanceof RequestTooLargeError) {
     return envelope(413, 'invalid_request_error', exception.message, 'request_too_large');

@@ -346,6 +346,17 @@ function hubModelConfig(dto: EnvDto, modelId: string, token: string | undefined)
 }
 
 /**
+ * The service configuration for a command outside the server (`admin`): this process's environment
+ * with `overrides` laid over it (an `undefined` override unsets the variable), validated as at boot.
+ */
+export function loadProcessConfig(
+  overrides: Record<string, string | undefined>,
+  options: LoadConfigOptions = {},
+): AppConfig {
+  return loadAppConfig({ ...process.env, ...overrides }, options);
+}
+
+/**
  * The Hub settings for a download outside the service (`admin model download`): this process's
  * environment (HF_TOKEN, HF_HOME, HF_ENDPOINT, ...) under the given overrides, validated as at boot.
  */
@@ -355,7 +366,6 @@ export function loadHubConfig(overrides: {
   cacheDir?: string;
 }): HubModelConfig {
   const env: Record<string, string | undefined> = {
-    ...process.env,
     AUTH_DISABLED: 'true',
     // A download needs no GPU: GPU settings of the environment are not its business.
     DEVICE: 'cpu',
@@ -364,7 +374,7 @@ export function loadHubConfig(overrides: {
   };
   if (overrides.revision) env.MODEL_REVISION = overrides.revision;
   if (overrides.cacheDir) env.HF_HUB_CACHE = overrides.cacheDir;
-  const hub = loadAppConfig(env).model.hub;
+  const hub = loadProcessConfig(env).model.hub;
   if (!hub) throw new Error('MODEL_ID: missing');
   return hub;
 }

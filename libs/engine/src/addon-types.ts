@@ -87,13 +87,3 @@ export interface AddonBinding {
   /** "[v0,v1,...]" with the shortest float32 round-trip digits; non-finite values as null. */
   floatArrayJson(values: Float32Array): string;
 }
-
-/**
- * What the addon rejects or throws with: TypeError / RangeError for bad arguments (with
- * `code: 'INVALID_ARGUMENT'`), otherwise an Error whose `code` is an EngineErrorCode.
- */
-export interface AddonError {
-  name: string;
-  message: string;
-  code?: string;
-}

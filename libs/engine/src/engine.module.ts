@@ -31,18 +31,6 @@ export const ENGINE_MODULE_OPTIONS = Symbol('ENGINE_MODULE_OPTIONS');
  */
 @Module({})
 export class EngineModule {
-  static forRoot(options: EngineModuleOptions & { isGlobal?: boolean } = {}): DynamicModule {
-    return {
-      module: EngineModule,
-      global: options.isGlobal ?? false,
-      providers: [
-        { provide: NativeEngine, useFactory: () => new NativeEngine(options.addonPath) },
-        { provide: EnginePort, useExisting: NativeEngine },
-      ],
-      exports: [EnginePort, NativeEngine],
-    };
-  }
-
   static forRootAsync(options: EngineModuleAsyncOptions): DynamicModule {
     return {
       module: EngineModule,

@@ -1,3 +1,4 @@
+/* eslint-disable no-restricted-properties -- the command reads the Hub settings (HF_ENDPOINT, ...) from the process environment, as from a user's shell */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
