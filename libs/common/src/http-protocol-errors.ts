@@ -35,6 +35,19 @@ export function rawErrorResponse(error: ProtocolError): string {
   );
 }
 
+/** Answers a request the app never sees in the envelope, closing the connection after it. */
+function answerAndClose(res: ServerResponse, error: ProtocolError): void {
+  const { status, body } = toOpenAIError(error);
+  const json = JSON.stringify(body);
+  res.shouldKeepAlive = false;
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(json),
+    Connection: 'close',
+  });
+  res.end(json);
+}
+
 /** Answers on a raw socket and closes it, giving the client a moment to read the answer. */
 function endWithError(socket: Duplex, error: ProtocolError): void {
   socket.end(rawErrorResponse(error));
@@ -78,32 +91,15 @@ export function answerProtocolErrorsInEnvelope(server: Server): void {
   server.removeAllListeners('request');
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
-      const { status, body } = toOpenAIError(
+      answerAndClose(
+        res,
         new ProtocolError('The request is not valid HTTP/1.1: it has no Host header.', 'malformed'),
       );
-      const json = JSON.stringify(body);
-      res.shouldKeepAlive = false;
-      res.writeHead(status, {
-        'Content-Type': 'application/json; charset=utf-8',
-        'Content-Length': Buffer.byteLength(json),
-        Connection: 'close',
-      });
-      res.end(json);
       return;
     }
     for (const handler of handlers) handler.call(server, req, res);
   });
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-    const { status, body } = toOpenAIError(
-      new ProtocolError("Only 'Expect: 100-continue' is supported.", 'expectation_failed'),
-    );
-    const json = JSON.stringify(body);
-    res.shouldKeepAlive = false;
-    res.writeHead(status, {
-      'Content-Type': 'application/json; charset=utf-8',
-      'Content-Length': Buffer.byteLength(json),
-      Connection: 'close',
-    });
-    res.end(json);
+    answerAndClose(res, new ProtocolError("Only 'Expect: 100-continue' is supported.", 'expectation_failed'));
   });
 }
