@@ -3,7 +3,7 @@
  * only. It measures the capacity of a fixed request mix (closed loop at saturation), then offers 10x
  * and 50x that rate open loop for a few seconds each, and checks that successful requests keep coming
  * at >= 80% of capacity within the deadline, every failure being a 429/503 envelope (429 with
- * Retry-After). Figures are printed (docs/service.md, "Overload"). About 40 s on 2 cores.
+ * Retry-After). Figures are printed (docs/testing.md, "Overload"). About 40 s on 2 cores.
  */
 import { Worker } from 'node:worker_threads';
 import type { RunningApp } from '../apps/api/src/app.factory';
@@ -253,7 +253,7 @@ describe('overload (real engine, loopback)', () => {
     }
     const round = (phase: PhaseFigures) =>
       Object.fromEntries(Object.entries(phase).map(([key, value]) => [key, Math.round(value * 10) / 10]));
-    // The figures docs/service.md quotes.
+    // The figures docs/testing.md quotes.
     console.log(
       `overload figures (deadline ${deadlineMs} ms):\n${Object.entries(results)
         .map(([phase, values]) => `${phase}: ${JSON.stringify(round(values))}`)

@@ -325,7 +325,7 @@ function modelNames(ctx: CaseContext): string[] {
   return [ctx.servedModel, ctx.servedModel.toLowerCase(), `Qwen/${ctx.servedModel}`];
 }
 
-/** Built valid (fields and limits as docs/service.md states): must be answered 200. */
+/** Built valid (fields and limits as docs/api.md states): must be answered 200. */
 function validBody(ctx: CaseContext): fc.Arbitrary<Body> {
   return fc
     .record({

@@ -15,7 +15,7 @@ const COMMAND = 'node dist/apps/api/src/main.js';
  * `node dist/apps/api/src/main.js [--demo] [--model-path DIR --port N ...]`: one flag per environment
  * variable (`--help`), winning over the environment. With --demo and no key configured, a random key
  * is generated into .demo/api-key (mode 0600; reused by later runs) and only its prefix is printed,
- * with the line that exports it (see docs/service.md).
+ * with the line that exports it (see docs/operations.md).
  */
 async function main(): Promise<void> {
   let args: ServerArguments;

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
  * Keeps the event loop turning (one setImmediate after another) while at least one hold is open,
  * and for `lingerMs` after the last one closed, so the JS thread does not sleep between a request's
  * steps (waiting for the tokenizer's thread, then for the engine's forward), nor between the
- * requests of a steady client. Measured (docs/service.md, "Busy polling"): after such a sleep the
+ * requests of a steady client. Measured (docs/benchmarks.md, "Busy polling"): after such a sleep the
  * rest of a request's JavaScript runs measurably slower, and a short query's time outside the engine
  * grows. Costs a CPU core while requests are in the service (and for lingerMs after); does nothing
  * when off.

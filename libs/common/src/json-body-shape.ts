@@ -6,7 +6,7 @@ import { InvalidRequestError } from './domain.error';
  * JSON.parse time is not proportional to bytes alone: on the dev machine 1.5 MB holding one object
  * of 100k keys takes 120-390 ms (V8 builds a dictionary object), 16 MB of `{},` 6.3 s and 16 MB of
  * `[` 6.9 s, all on the event loop. Under these bounds the parse of a body stays within a few times
- * that of a plain body of the same size (docs/service.md, "Request parsing"). An embeddings body
+ * that of a plain body of the same size (docs/operations.md, "Request parsing bounds"). An embeddings body
  * needs depth 3, 9 fields, 2049 arrays and 2066 strings.
  */
 export const JSON_BODY_LIMITS = {

@@ -9,7 +9,7 @@ export interface AppConfigModuleOptions {
   env?: Record<string, string | undefined>;
   /** Read process.env and `.env` (default true). Tests pass false to be independent of the shell. */
   inheritProcessEnv?: boolean;
-  /** Started with --demo (see docs/service.md). */
+  /** Started with --demo (see docs/operations.md, "Keys and authentication"). */
   demo?: boolean;
 }
 

@@ -56,7 +56,7 @@ struct EngineOptions {
   // How long an idle rank thread spins for the next batch before it sleeps on a condition variable
   // (microseconds). 0: sleep at once. Spinning saves the wake-up of a sleeping thread (tens of
   // microseconds on a virtual machine) per rank and batch, for a busy core per rank meanwhile.
-  // The server sets it from BUSY_POLL and BUSY_POLL_LINGER_MS (docs/service.md).
+  // The server sets it from BUSY_POLL and BUSY_POLL_LINGER_MS (docs/operations.md, "Busy polling").
   uint32_t idle_spin_us = 0;
 };
 
