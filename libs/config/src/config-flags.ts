@@ -70,7 +70,7 @@ export function serverArgumentsHelp(command: string): string {
     `usage: ${command} [--demo] [--<option> <value> ...]`,
     '',
     'Every option sets the environment variable beside it (flags win over the environment and .env;',
-    'README "Configuration" and .env.example describe each). Booleans take true or false.',
+    'docs/configuration.md describes each). Booleans take true or false.',
     '',
     `  ${'--demo'.padEnd(width)}serve with a generated key in .demo/api-key when none is configured`,
     `  ${'--help'.padEnd(width)}this text`,
