@@ -154,7 +154,8 @@ test-unit: install-dev k8s-tools
 test-e2e: install-dev
 	$(NPM) run --silent test:e2e -- --ci
 
-test: install-dev lint format-check typecheck test-native test-native-asan test-unit test-e2e
+# The whole suite, as CI runs it (.ci/run): the CPU image built and tested end to end comes last.
+test: install-dev lint format-check typecheck test-native test-native-asan test-unit test-e2e test-image
 	@echo "make test: all checks passed"
 
 # CA_SECRET: the proxy CA bundle as the build's `ca` secret, when there is one.
