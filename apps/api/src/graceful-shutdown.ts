@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
@@ -31,12 +32,14 @@ export interface GracefulShutdownOptions {
 export const DEFAULT_FLUSH_GRACE_MS = 1_000;
 export const DEFAULT_HARD_DEADLINE_GRACE_MS = 5_000;
 const FLUSH_POLL_MS = 20;
+/** How long idle keep-alive connections stay open after the signal (see shutdown()). */
+const IDLE_LINGER_MS = 1_000;
 
 /**
  * SIGTERM/SIGINT handling with a bounded end, replacing Nest's shutdown hooks (which drain before the
  * HTTP server stops listening, leave Node's header and request timeouts unchecked once it closes,
  * and wait for every client to leave). On the first signal, at once: readiness turns 503, the server
- * stops listening (new connections are refused), idle keep-alive connections are closed, and every
+ * stops listening (new connections are refused), idle keep-alive connections are closed a second later, and every
  * answer from then on carries `Connection: close`. Admitted work runs for up to `timeoutMs`; what is
  * left gets the 503 `shutting_down` envelope. Answers being written get `flushGraceMs` more, then
  * every connection still open (half-sent headers or bodies, slow readers) is destroyed, the app is
@@ -111,8 +114,13 @@ export class GracefulShutdown {
     // One more poll phase first: it accepts the connections waiting in the listen backlog, which
     // closing the listener would reset (their clients sent a request and get ECONNRESET).
     await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
-    // Stops listening and, since Node 19, closes the keep-alive connections that wait idle.
-    server.close();
+    // Stops listening. http.Server.close would also close the idle keep-alive connections at once,
+    // and a busy client sends its next request on its connection within microseconds of an answer:
+    // closed under it, that request is lost (a reset, not an answer). So the listener is closed
+    // alone; a request on an open connection is answered (503 once draining) with
+    // `Connection: close`, which ends that connection, and what is still idle a moment later is closed.
+    net.Server.prototype.close.call(server);
+    setTimeout(() => server.closeIdleConnections(), Math.min(IDLE_LINGER_MS, timeoutMs)).unref();
     for (const res of this.responses) closeAfter(res);
     this.logger.log(
       `${reason}: not accepting connections; admitted work has ${timeoutMs} ms, exit by ${timeoutMs + this.hardDeadlineGraceMs} ms`,
