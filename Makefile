@@ -19,8 +19,9 @@ IMAGE ?= localhost/qwen3-embed:cpu
 # The base of both stages: the public image by default; `make test-image` builds a local equivalent.
 NODE_IMAGE ?= node:20-bookworm-slim
 # A CA bundle for a TLS-inspecting proxy, handed to the build as a secret (never stored in the image);
-# by default the bundle this machine's Node trusts, when it names one.
-IMAGE_CA ?= $(NODE_EXTRA_CA_CERTS)
+# by default the bundle this machine's Node trusts, else the system's bundle (where Debian's
+# update-ca-certificates puts a proxy's CA), so a build behind such a proxy works without settings.
+IMAGE_CA ?= $(or $(NODE_EXTRA_CA_CERTS),$(wildcard /etc/ssl/certs/ca-certificates.crt))
 PODMAN := podman --runtime runc
 CONTAINER_LIMITS := --ulimit nofile=1024:1024 --ulimit nproc=4096:4096
 # Builds run at lower priority: a build takes every core for minutes.
