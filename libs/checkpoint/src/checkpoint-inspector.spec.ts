@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateCheckpoint } from './checkpoint-generator';
 import { CheckpointIssue, formatCheckpointReport, inspectCheckpoint } from './checkpoint-inspector';
-import { readSafetensorsHeader, readTensorBytes, TensorSpec, writeSafetensorsFile } from './safetensors';
+import { TensorSpec } from './safetensors';
+import { rewriteWeights as rewriteCheckpointWeights } from './testing/broken-checkpoints';
 import { MINI_ARCHITECTURE } from './testing/mini-architecture';
 
 type StoredTensor = TensorSpec & { data: Uint8Array };
@@ -39,16 +40,8 @@ describe(inspectCheckpoint.name, () => {
     return dir;
   };
 
-  const rewriteWeights = async (file: string, transform: (tensors: StoredTensor[]) => StoredTensor[]) => {
-    const path = join(dir, file);
-    const header = await readSafetensorsHeader(path);
-    const tensors: StoredTensor[] = [];
-    for (const entry of header.tensors) {
-      const { bytes } = await readTensorBytes(path, entry.name);
-      tensors.push({ name: entry.name, dtype: entry.dtype, shape: entry.shape, data: bytes });
-    }
-    await writeSafetensorsFile(path, transform(tensors), header.metadata);
-  };
+  const rewriteWeights = (file: string, transform: (tensors: StoredTensor[]) => StoredTensor[]) =>
+    rewriteCheckpointWeights(dir, file, transform);
 
   const errors = (issues: CheckpointIssue[]) => issues.filter((issue) => issue.severity === 'error');
 

@@ -37,7 +37,8 @@ export interface BrokenCheckpointCase {
   engine: RegExp;
 }
 
-async function rewriteWeights(
+/** Rewrites one safetensors file of a checkpoint directory through `transform` (its metadata kept). */
+export async function rewriteWeights(
   dir: string,
   file: string,
   transform: (tensors: StoredTensor[]) => StoredTensor[],
