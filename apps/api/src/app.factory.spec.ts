@@ -5,12 +5,13 @@ import { writeTokenizerOnlyModel } from '@app/checkpoint';
 import { FakeEngine } from '@app/engine/testing';
 import { fromBase64 } from '@app/embeddings/embedding-encoding';
 import { createApp, RunningApp } from './app.factory';
+import { startWithFakeEngine, UNIT_TEST_KEY } from './testing/fake-engine-app';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const readJson = (res: Response): Promise<any> => res.json();
 
 const HIDDEN = 64;
-const KEY = 'unit-test-key';
+const KEY = UNIT_TEST_KEY;
 
 describe(createApp.name, () => {
   let modelDir: string;
@@ -29,24 +30,12 @@ describe(createApp.name, () => {
     writeTokenizerOnlyModel(modelDir, { query: 'Instruct: find\nQuery:', document: '' });
     // Rows derive from the token ids, so equal inputs give equal rows.
     engine = new FakeEngine({ info: { hiddenSize: HIDDEN } });
-    sut = await createApp({
-      engine,
-      inheritProcessEnv: false,
-      shutdownHooks: false,
-      env: {
-        API_KEY: KEY,
-        MODEL_PATH: modelDir,
-        SERVED_MODEL_NAME: 'fake-embedding,text-embedding-3-small',
-        DEVICE: 'cpu',
-        HOST: '127.0.0.1',
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        BODY_LIMIT: '64kb',
-        MAX_INPUT_TOKENS: '16',
-        MAX_REQUEST_TOKENS: '40',
-      },
+    sut = await startWithFakeEngine(engine, modelDir, {
+      SERVED_MODEL_NAME: 'fake-embedding,text-embedding-3-small',
+      BODY_LIMIT: '64kb',
+      MAX_INPUT_TOKENS: '16',
+      MAX_REQUEST_TOKENS: '40',
     });
-    await sut.ready;
   });
 
   afterAll(async () => {
@@ -317,21 +306,13 @@ describe('createApp with HEALTH_DETAILS=full', () => {
   beforeAll(async () => {
     modelDir = mkdtempSync(join(tmpdir(), 'Qwen3-Embedding-fake-'));
     writeTokenizerOnlyModel(modelDir, { query: 'Instruct: find\nQuery:', document: '' });
-    sut = await createApp({
-      engine: new FakeEngine({ info: { hiddenSize: HIDDEN, modelPath: modelDir } }),
-      inheritProcessEnv: false,
-      shutdownHooks: false,
-      env: {
-        API_KEY: KEY,
-        MODEL_PATH: modelDir,
-        DEVICE: 'cpu',
-        HOST: '127.0.0.1',
-        PORT: '0',
-        LOG_LEVEL: 'silent',
+    sut = await startWithFakeEngine(
+      new FakeEngine({ info: { hiddenSize: HIDDEN, modelPath: modelDir } }),
+      modelDir,
+      {
         HEALTH_DETAILS: 'full',
       },
-    });
-    await sut.ready;
+    );
   });
 
   afterAll(async () => {

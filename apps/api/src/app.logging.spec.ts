@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { writeTokenizerOnlyModel } from '@app/checkpoint';
 import { EngineError } from '@app/engine/engine.port';
 import { FakeEngine } from '@app/engine/testing';
-import { createApp, RunningApp } from './app.factory';
+import type { RunningApp } from './app.factory';
+import { startWithFakeEngine, UNIT_TEST_KEY } from './testing/fake-engine-app';
 
-const KEY = 'unit-test-key';
+const KEY = UNIT_TEST_KEY;
 
 /** The app's JSON log lines, as written to stdout (synchronously, by pino's destination). */
 describe('the app logs', () => {
@@ -29,20 +30,7 @@ describe('the app logs', () => {
     const modelDir = join(scratch, 'Qwen3-Embedding-fake');
     writeTokenizerOnlyModel(modelDir);
     engine = new FakeEngine();
-    sut = await createApp({
-      engine,
-      inheritProcessEnv: false,
-      shutdownHooks: false,
-      env: {
-        API_KEY: KEY,
-        MODEL_PATH: modelDir,
-        DEVICE: 'cpu',
-        HOST: '127.0.0.1',
-        PORT: '0',
-        LOG_LEVEL: 'info',
-      },
-    });
-    await sut.ready;
+    sut = await startWithFakeEngine(engine, modelDir, { LOG_LEVEL: 'info' });
   });
 
   afterAll(async () => {
