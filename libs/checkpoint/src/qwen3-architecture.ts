@@ -88,8 +88,11 @@ export function qwen3Preset(name: string): Qwen3Architecture {
   return preset;
 }
 
-/** What the generator draws for a tensor: N(0, 0.02) for matrices, 1 + noise for RMSNorm weights. */
-export type Qwen3TensorRole = 'embedding' | 'linear' | 'norm';
+/**
+ * What the generator draws for a tensor: N(0, 0.02) for matrices, 1 + noise for norm weights, small
+ * values for biases (the other families; Qwen3 has none).
+ */
+export type Qwen3TensorRole = 'embedding' | 'linear' | 'norm' | 'bias';
 
 export interface Qwen3TensorSpec extends TensorSpec {
   role: Qwen3TensorRole;

@@ -19,6 +19,8 @@ export const WEIGHT_DISTRIBUTIONS: Readonly<Record<Qwen3TensorRole, { mean: numb
   linear: { mean: 0, std: 0.02 },
   // RMSNorm weights near 1 with enough spread that q_norm/k_norm/norm visibly shape the output.
   norm: { mean: 1, std: 0.1 },
+  // Biases (Qwen2's q/k/v, every encoder linear and LayerNorm): small, so they shift without dominating.
+  bias: { mean: 0, std: 0.02 },
 };
 
 const IRWIN_HALL_LEVELS = 1021;

