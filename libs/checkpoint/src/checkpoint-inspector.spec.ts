@@ -163,21 +163,33 @@ describe(inspectCheckpoint.name, () => {
     );
   });
 
-  it('reports missing and malformed config fields', async () => {
+  it('reports missing config fields', async () => {
     await copyOf(single);
     const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
     delete config.hidden_size;
-    config.model_type = 'llama';
+    await writeFile(join(dir, 'config.json'), JSON.stringify(config));
+
+    const sut = await inspectCheckpoint(dir);
+
+    expect(errors(sut.issues)).toEqual([
+      expect.objectContaining({ file: 'config.json', message: 'hidden_size is missing' }),
+    ]);
+  });
+
+  it('names the families it knows when model_type is another', async () => {
+    await copyOf(single);
+    const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
+    config.model_type = 'gpt2';
     await writeFile(join(dir, 'config.json'), JSON.stringify(config));
 
     const sut = await inspectCheckpoint(dir);
 
     expect(errors(sut.issues)).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ file: 'config.json', message: 'hidden_size is missing' }),
         expect.objectContaining({
           file: 'config.json',
-          message: expect.stringMatching(/model_type is "llama"/),
+          message:
+            'model_type is "gpt2", expected one of "qwen3", "qwen2", "mistral", "llama", "bert", "xlm-roberta"',
         }),
       ]),
     );

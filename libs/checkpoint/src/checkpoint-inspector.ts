@@ -5,11 +5,21 @@ import { architectureFromConfigJson } from './checkpoint-files';
 import { SafetensorsDtype } from './dtype';
 import { EOS_TOKEN, EOS_TOKEN_ID } from './embedding-tokenizer';
 import {
-  Qwen3Architecture,
-  qwen3ArchitectureProblems,
-  Qwen3ParameterCount,
-  qwen3TensorSpecs,
-} from './qwen3-architecture';
+  expectedTemplateTokens,
+  familyArchitectureFromConfigJson,
+  familyOfModelType,
+  templateEnds,
+} from './family-inspection';
+import {
+  asModelArchitecture,
+  isEncoder,
+  MODEL_FAMILIES,
+  ModelArchitecture,
+  modelArchitectureProblems,
+  ModelFamily,
+  modelTensorSpecs,
+} from './model-architecture';
+import { qwen3ArchitectureProblems, Qwen3ParameterCount } from './qwen3-architecture';
 import { formatBytes, formatCount } from './quantities';
 import { elementCount, layoutProblems, readSafetensorsHeader, TensorEntry } from './safetensors';
 import { SHARD_INDEX_FILE_NAME, SINGLE_FILE_NAME } from './shard-plan';
@@ -25,8 +35,10 @@ export interface CheckpointIssue {
 export interface CheckpointSummary {
   dir: string;
   modelType?: string;
+  /** The family model_type names (undefined: one the service does not run). */
+  family?: ModelFamily;
   architectures?: string[];
-  architecture?: Qwen3Architecture;
+  architecture?: ModelArchitecture;
   configDtype?: string;
   parameters?: Qwen3ParameterCount;
   /** Parameters actually stored (all tensors in the files). */
@@ -37,9 +49,12 @@ export interface CheckpointSummary {
   shards: Array<{ file: string; tensors: number; bytes: number }>;
   weightBytes: number;
   diskBytes: number;
-  tokenizer?: { file: string; appendsEos: boolean; maxId?: number };
+  /** special: the first/last special tokens its post-processor adds (the other families). */
+  tokenizer?: { file: string; appendsEos: boolean; maxId?: number; special?: string[] };
   prompts?: Record<string, string>;
   pooling?: string;
+  /** The sentence-transformers modules after the Transformer, in modules.json order (types' last part). */
+  modules?: string[];
   generator?: Record<string, string>;
 }
 
@@ -52,10 +67,13 @@ export interface CheckpointReport {
 const SUPPORTED_DTYPES: readonly SafetensorsDtype[] = ['BF16', 'F16', 'F32'];
 /** Tensors a checkpoint may carry that the embedding model ignores. */
 const IGNORED_TENSOR =
-  /^(model\.)?(lm_head\.weight|layers\.\d+\.self_attn\.rotary_emb\.inv_freq|rotary_emb\.inv_freq)$/;
+  /^(model\.|bert\.|roberta\.)?(lm_head\.weight|layers\.\d+\.self_attn\.rotary_emb\.inv_freq|rotary_emb\.inv_freq|embeddings\.position_ids)$/;
+/** Tensors an encoder checkpoint may lack: BertModel's pooler, which embedding models never use. */
+const OPTIONAL_TENSOR = /^pooler\./;
 
 /**
- * Validates a Hugging Face Qwen3 checkpoint directory without loading weights: config fields, every
+ * Validates a Hugging Face checkpoint directory of any family the service runs (MODEL_FAMILIES)
+ * without loading weights: config fields, every
  * expected tensor present with the right shape and a supported dtype, safetensors headers against file
  * sizes (truncation), the shard index against the shards, tokenizer and sentence-transformers files.
  * Every problem names its file and, where it applies, its tensor.
@@ -103,31 +121,22 @@ export async function inspectCheckpoint(directory: string): Promise<CheckpointRe
         : typeof fields.dtype === 'string'
           ? fields.dtype
           : undefined;
-    if (fields.model_type !== 'qwen3') {
-      error('config.json', `model_type is ${JSON.stringify(fields.model_type)}, expected "qwen3"`);
-    }
-    if (fields.attention_bias === true) error('config.json', 'attention_bias is true; Qwen3 has no biases');
-    if (fields.hidden_act !== undefined && fields.hidden_act !== 'silu') {
-      error('config.json', `hidden_act is ${JSON.stringify(fields.hidden_act)}, expected "silu"`);
-    }
-    // The engine refuses a scaled RoPE (native loader): say so here rather than pass the checkpoint.
-    if (fields.rope_scaling !== undefined && fields.rope_scaling !== null) {
+    const family = familyOfModelType(fields.model_type);
+    summary.family = family;
+    if (family === undefined) {
       error(
         'config.json',
-        `rope_scaling ${JSON.stringify(fields.rope_scaling)} is not supported (it must be null or absent)`,
+        `model_type is ${JSON.stringify(fields.model_type)}, expected one of ${MODEL_FAMILIES.map((f) => `"${f}"`).join(', ')}`,
       );
-    }
-    const { architecture, problems } = architectureFromConfigJson(fields);
-    for (const problem of problems) error('config.json', problem);
-    if (problems.length === 0) {
-      const structural = qwen3ArchitectureProblems(architecture);
-      for (const problem of structural) error('config.json', problem);
-      if (structural.length === 0) {
-        summary.architecture = architecture;
-        const specs = qwen3TensorSpecs(architecture);
-        const total = specs.reduce((sum, spec) => sum + elementCount(spec.shape), 0);
-        const embedding = elementCount(specs[0].shape);
-        summary.parameters = { total, embedding, nonEmbedding: total - embedding };
+    } else if (family === 'qwen3') {
+      inspectQwen3Config(fields, summary, error);
+    } else {
+      const { architecture, problems } = familyArchitectureFromConfigJson(family, fields);
+      for (const problem of problems) error('config.json', problem);
+      if (problems.length === 0 && architecture) {
+        const structural = modelArchitectureProblems(architecture);
+        for (const problem of structural) error('config.json', problem);
+        if (structural.length === 0) setArchitecture(summary, architecture);
       }
     }
   } else if (config !== undefined) {
@@ -148,17 +157,24 @@ export async function inspectCheckpoint(directory: string): Promise<CheckpointRe
       const added = Array.isArray(fields.added_tokens)
         ? (fields.added_tokens as Array<Record<string, unknown>>)
         : [];
-      const eos = added.find((token) => token.content === EOS_TOKEN);
-      if (!eos) error('tokenizer.json', `no ${EOS_TOKEN} added token`);
-      else if (eos.id !== EOS_TOKEN_ID)
-        error('tokenizer.json', `${EOS_TOKEN} has id ${String(eos.id)}, expected ${EOS_TOKEN_ID}`);
-      const appendsEos = postProcessorAppendsEos(fields.post_processor);
-      summary.tokenizer = { file: 'tokenizer.json', appendsEos };
-      if (!appendsEos) {
-        warning(
-          'tokenizer.json',
-          `post_processor does not append ${EOS_TOKEN}: this service appends it itself, but transformers and sentence-transformers will not`,
-        );
+      if (summary.family === undefined || summary.family === 'qwen3') {
+        const eos = added.find((token) => token.content === EOS_TOKEN);
+        if (!eos) error('tokenizer.json', `no ${EOS_TOKEN} added token`);
+        else if (eos.id !== EOS_TOKEN_ID)
+          error('tokenizer.json', `${EOS_TOKEN} has id ${String(eos.id)}, expected ${EOS_TOKEN_ID}`);
+        const appendsEos = postProcessorAppendsEos(fields.post_processor);
+        summary.tokenizer = { file: 'tokenizer.json', appendsEos };
+        if (!appendsEos) {
+          warning(
+            'tokenizer.json',
+            `post_processor does not append ${EOS_TOKEN}: this service appends it itself, but transformers and sentence-transformers will not`,
+          );
+        }
+      } else {
+        summary.tokenizer = { file: 'tokenizer.json', appendsEos: false };
+        if (summary.architecture) {
+          inspectFamilyTokenizer(summary, fields, added, await readTokenizerEos(dir), warning);
+        }
       }
       const vocab = (fields.model as Record<string, unknown> | undefined)?.vocab;
       const vocabIds = vocab && typeof vocab === 'object' ? Object.keys(vocab).length : 0;
@@ -181,7 +197,21 @@ export async function inspectCheckpoint(directory: string): Promise<CheckpointRe
       ) as Record<string, string>;
     }
   }
-  if (existsSync(join(dir, 'modules.json'))) await readJson(dir, 'modules.json', error, false);
+  if (existsSync(join(dir, 'modules.json'))) {
+    const modules = await readJson(dir, 'modules.json', error, false);
+    if (Array.isArray(modules)) {
+      summary.modules = modules
+        .map(
+          (module) =>
+            String((module as Record<string, unknown>)?.type ?? '?')
+              .split('.')
+              .pop() ?? '?',
+        )
+        .filter((type) => type !== 'Transformer');
+    } else if (modules !== undefined) {
+      error('modules.json', 'is not a JSON array');
+    }
+  }
   const poolingFile = join('1_Pooling', 'config.json');
   if (existsSync(join(dir, poolingFile))) {
     const pooling = (await readJson(dir, poolingFile, error, false)) as Record<string, unknown> | undefined;
@@ -190,7 +220,7 @@ export async function inspectCheckpoint(directory: string): Promise<CheckpointRe
         .filter(([key, value]) => key.startsWith('pooling_mode_') && value === true)
         .map(([key]) => key.slice('pooling_mode_'.length));
       summary.pooling = modes.join(', ') || 'none';
-      if (modes.length !== 1 || modes[0] !== 'lasttoken') {
+      if ((summary.family ?? 'qwen3') === 'qwen3' && (modes.length !== 1 || modes[0] !== 'lasttoken')) {
         warning(
           poolingFile,
           `pooling is ${summary.pooling}; Qwen3-Embedding (and this service) use lasttoken`,
@@ -208,6 +238,88 @@ export async function inspectCheckpoint(directory: string): Promise<CheckpointRe
 }
 
 type Report = (file: string, message: string, tensor?: string) => void;
+
+/** Qwen3's config checks: no biases, SiLU, no RoPE scaling (the engine refuses it). */
+function inspectQwen3Config(
+  fields: Record<string, unknown>,
+  summary: CheckpointSummary,
+  error: Report,
+): void {
+  if (fields.attention_bias === true) error('config.json', 'attention_bias is true; Qwen3 has no biases');
+  if (fields.hidden_act !== undefined && fields.hidden_act !== 'silu') {
+    error('config.json', `hidden_act is ${JSON.stringify(fields.hidden_act)}, expected "silu"`);
+  }
+  // The engine refuses a scaled RoPE (native loader): say so here rather than pass the checkpoint.
+  if (fields.rope_scaling !== undefined && fields.rope_scaling !== null) {
+    error(
+      'config.json',
+      `rope_scaling ${JSON.stringify(fields.rope_scaling)} is not supported (it must be null or absent)`,
+    );
+  }
+  const { architecture, problems } = architectureFromConfigJson(fields);
+  for (const problem of problems) error('config.json', problem);
+  if (problems.length > 0) return;
+  const structural = qwen3ArchitectureProblems(architecture);
+  for (const problem of structural) error('config.json', problem);
+  if (structural.length === 0) setArchitecture(summary, asModelArchitecture(architecture));
+}
+
+function setArchitecture(summary: CheckpointSummary, architecture: ModelArchitecture): void {
+  summary.architecture = architecture;
+  let total = 0;
+  let embedding = 0;
+  for (const spec of modelTensorSpecs(architecture)) {
+    const n = elementCount(spec.shape);
+    total += n;
+    if (spec.role === 'embedding') embedding += n;
+  }
+  summary.parameters = { total, embedding, nonEmbedding: total - embedding };
+}
+
+/** tokenizer_config.json's eos_token (a string or an AddedToken object), if the file says. */
+async function readTokenizerEos(dir: string): Promise<string | undefined> {
+  const path = join(dir, 'tokenizer_config.json');
+  if (!existsSync(path)) return undefined;
+  try {
+    const config = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    const eos = config.eos_token as string | { content?: string } | null | undefined;
+    return typeof eos === 'string' ? eos : (eos?.content ?? undefined);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The other families' tokenizer checks: the post-processor adds the specials the family's pooling
+ * relies on (a decoder's EOS last, [CLS]/<s> first for an encoder); a missing one is a warning, as
+ * for Qwen3: the service follows the file, but the embeddings would not be the model's.
+ */
+function inspectFamilyTokenizer(
+  summary: CheckpointSummary,
+  tokenizer: Record<string, unknown>,
+  added: Array<Record<string, unknown>>,
+  configEos: string | undefined,
+  warning: Report,
+): void {
+  const architecture = summary.architecture!;
+  const eosFromConfig = isEncoder(architecture)
+    ? undefined
+    : added.find((token) => token.id === architecture.eosTokenId)?.content;
+  const eos = configEos ?? (typeof eosFromConfig === 'string' ? eosFromConfig : undefined);
+  const expected = expectedTemplateTokens(architecture, eos);
+  const actual = templateEnds(tokenizer.post_processor);
+  summary.tokenizer!.appendsEos = !isEncoder(architecture) && eos !== undefined && actual.last === eos;
+  summary.tokenizer!.special = [actual.first, actual.last].filter((token) => token !== undefined) as string[];
+  if (expected.first !== undefined && actual.first !== expected.first) {
+    warning('tokenizer.json', `post_processor does not start a sequence with ${expected.first}`);
+  }
+  if (expected.last !== undefined && actual.last !== expected.last) {
+    warning(
+      'tokenizer.json',
+      `post_processor does not append ${expected.last}${isEncoder(architecture) ? '' : ' (the EOS whose hidden state last-token pooling reads)'}`,
+    );
+  }
+}
 
 interface LocatedTensor {
   file: string;
@@ -336,9 +448,10 @@ function checkExpectedTensors(
   warning: Report,
 ): void {
   const architecture = summary.architecture!;
-  const expected = qwen3TensorSpecs(architecture);
-  const prefixed = tensors.has(`model.${expected[0].name}`) && !tensors.has(expected[0].name);
-  const prefix = prefixed ? 'model.' : '';
+  const expected = modelTensorSpecs(architecture);
+  // Decoders may prefix `model.`; encoders saved from a task model `bert.` / `roberta.`.
+  const candidates = isEncoder(architecture) ? ['', 'bert.', 'roberta.'] : ['', 'model.'];
+  const prefix = candidates.find((p) => tensors.has(`${p}${expected[0].name}`)) ?? '';
   summary.tensorPrefix = prefix;
   const fallbackFile = summary.shards.length === 1 ? summary.shards[0].file : SHARD_INDEX_FILE_NAME;
   const expectedNames = new Set<string>();
@@ -347,7 +460,8 @@ function checkExpectedTensors(
     expectedNames.add(name);
     const found = tensors.get(name);
     if (!found) {
-      error(fallbackFile, 'missing tensor', name);
+      if (!(isEncoder(architecture) && OPTIONAL_TENSOR.test(spec.name)))
+        error(fallbackFile, 'missing tensor', name);
       continue;
     }
     const { entry, file } = found;
@@ -415,11 +529,15 @@ export function formatCheckpointReport(report: CheckpointReport): string {
   row('checkpoint', summary.dir);
   const a = summary.architecture;
   if (a) {
+    const shape = isEncoder(a)
+      ? `hidden ${a.hiddenSize}, ${a.numHiddenLayers} layers, ${a.numAttentionHeads} heads x ${a.hiddenSize / a.numAttentionHeads}, mlp ${a.intermediateSize}, vocab ${a.vocabSize}, max positions ${a.maxPositionEmbeddings}, token types ${a.typeVocabSize}, eps ${a.layerNormEps}`
+      : `hidden ${a.hiddenSize}, ${a.numHiddenLayers} layers, ${a.numAttentionHeads} q / ${a.numKeyValueHeads} kv heads x ${a.headDim}, mlp ${a.intermediateSize}, vocab ${a.vocabSize}, max positions ${a.maxPositionEmbeddings}, eps ${a.rmsNormEps}, rope theta ${a.ropeTheta}${a.ropeScaling ? ` (${a.ropeScaling.ropeType} scaling x${a.ropeScaling.factor})` : ''}${a.attentionBias ? ', attention biases' : ''}${a.slidingWindow ? `, sliding window ${a.slidingWindow}` : ''}`;
     row(
       'model',
-      `${summary.modelType ?? '?'}${summary.architectures ? ` (${summary.architectures.join(', ')})` : ''}: hidden ${a.hiddenSize}, ${a.numHiddenLayers} layers, ${a.numAttentionHeads} q / ${a.numKeyValueHeads} kv heads x ${a.headDim}, mlp ${a.intermediateSize}, vocab ${a.vocabSize}, max positions ${a.maxPositionEmbeddings}, eps ${a.rmsNormEps}, rope theta ${a.ropeTheta}`,
+      `${summary.modelType ?? '?'}${summary.architectures ? ` (${summary.architectures.join(', ')})` : ''}: ${shape}`,
     );
   }
+  if (summary.family) row('family', `${summary.family} (${a && isEncoder(a) ? 'encoder' : 'decoder'})`);
   if (summary.parameters) {
     row(
       'parameters',
@@ -436,11 +554,17 @@ export function formatCheckpointReport(report: CheckpointReport): string {
     );
   }
   if (summary.tokenizer) {
-    const { file, appendsEos, maxId } = summary.tokenizer;
+    const { file, appendsEos, maxId, special } = summary.tokenizer;
     const rows = summary.architecture?.vocabSize;
+    const adds =
+      special && special.length > 0
+        ? ` (adds ${special.join(' … ')})`
+        : appendsEos
+          ? ` (appends ${EOS_TOKEN})`
+          : '';
     row(
       'tokenizer',
-      `${file}${appendsEos ? ` (appends ${EOS_TOKEN})` : ''}${maxId !== undefined ? `, ids 0..${maxId}` : ''}${rows !== undefined && maxId !== undefined && maxId >= rows ? ` (ids >= ${rows} have no embedding row and are rejected)` : ''}`,
+      `${file}${adds}${maxId !== undefined ? `, ids 0..${maxId}` : ''}${rows !== undefined && maxId !== undefined && maxId >= rows ? ` (ids >= ${rows} have no embedding row and are rejected)` : ''}`,
     );
   }
   if (summary.prompts) {
@@ -452,6 +576,7 @@ export function formatCheckpointReport(report: CheckpointReport): string {
     );
   }
   if (summary.pooling) row('pooling', summary.pooling);
+  if (summary.modules) row('modules', summary.modules.join(' -> ') || 'none');
   if (summary.generator) {
     row(
       'generated',

