@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import {
   AddedTokenJson,
   embeddingTokenizerConfig,
@@ -152,17 +150,14 @@ function encoderTokenizerFiles(arch: EncoderArchitecture, maxLength: number): Fa
   };
 }
 
-/** Resolves an npm tokenizer file; beside a bundle (the GPU host), node_modules/<module> there. */
+/** Resolves an npm tokenizer file (on the GPU host, the stub scripts/device/pack.sh ships). */
 function resolveFamilyTokenizer(module: string): string {
   try {
     return require.resolve(module);
   } catch {
-    // fall through
+    const pkg = module.split('/models/')[0];
+    throw new Error(`cannot find ${module}: install ${pkg} or pass --tokenizer <path>`);
   }
-  const bundled = join(dirname(require.main?.filename ?? process.cwd()), 'node_modules', module);
-  if (existsSync(bundled)) return bundled;
-  const pkg = module.split('/models/')[0];
-  throw new Error(`cannot find ${module}: install ${pkg} or pass --tokenizer <path>`);
 }
 
 /**
