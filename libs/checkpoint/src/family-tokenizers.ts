@@ -142,6 +142,8 @@ function encoderTokenizerFiles(arch: EncoderArchitecture, maxLength: number): Fa
       added_tokens_decoder: addedTokensDecoder(tokenizer),
       ...specials,
       clean_up_tokenization_spaces: true,
+      // XLM-R has one token type; like XLMRobertaTokenizer, do not hand the model token_type_ids.
+      model_input_names: ['input_ids', 'attention_mask'],
       model_max_length: maxLength,
       tokenizer_class: TOKENIZER_CLASS,
     },
