@@ -42,6 +42,8 @@
 #   overhead  the server's own time per short query on this host's CPU with a fake engine (at once,
 #             after 3 ms, after 3 ms + BUSY_POLL; OVERHEAD_POINTS, OVERHEAD_REQUESTS, OVERHEAD_ROUNDS)
 #             -> server-overhead.md
+#   familyload  generate every tiny family preset (+ a bert one with mean pooling and Dense) and check
+#             that transformers/sentence-transformers load them cleanly -> generated-families.json
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -566,6 +568,29 @@ step_overhead() {
     grep -E "^[0-9]+ x (base64|float)" "$OUT/server-overhead.md" | tail -1 |
       sed "s/^/| overhead $label | /; s/$/ |/" >> "$RESULTS"
   done
+  return "$status"
+}
+
+# Generated checkpoints of the other families (issue 18): transformers' AutoModel/AutoTokenizer and
+# sentence-transformers load each cleanly (no weight or loading warnings, AutoTokenizer = tokenizer.json).
+step_familyload() {
+  local dirs=() preset dir
+  for preset in qwen2-tiny mistral-tiny llama-tiny bert-tiny xlm-roberta-tiny; do
+    dir=$WORK/families/$preset
+    admin checkpoint generate --preset "$preset" --seed 0 --out "$dir" --force > /dev/null || return 1
+    dirs+=("$dir")
+  done
+  admin checkpoint generate --preset bert-tiny --seed 0 --out "$WORK/families/bert-tiny-mean-dense" --force \
+    --pooling mean --no-include-prompt --dense 32 > /dev/null || return 1
+  dirs+=("$WORK/families/bert-tiny-mean-dense")
+  python3 scripts/reference/check_generated_families.py --texts test/fixtures/parity-texts.json \
+    --out "$OUT/generated-families.json" "${dirs[@]}"
+  local status=$?
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+  node -e '
+    for (const r of require(process.argv[1]).results)
+      console.log(`| familyload ${r.model.split("/").pop()} | ${r.ok ? "ok" : "FAILED: " + r.problems.join("; ")} | ${r.tokenizerClass ?? ""} ${(r.modules ?? []).join(">")} |`);
+  ' "$OUT/generated-families.json" >> "$RESULTS" 2>/dev/null
   return "$status"
 }
 
