@@ -1,7 +1,7 @@
 import { Tokenizer } from '@anush008/tokenizers';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateCheckpoint } from './checkpoint-generator';
@@ -155,6 +155,18 @@ const TINY: Array<{
 describe('generated checkpoints of the other families', () => {
   let root: string;
 
+  const generated = new Map<FamilyPresetName, Promise<string>>();
+  /** The preset's checkpoint under root, written once for every test that reads it. */
+  const generate = (preset: FamilyPresetName): Promise<string> => {
+    if (!generated.has(preset)) {
+      generated.set(
+        preset,
+        generateCheckpoint({ preset, seed: 0, outDir: join(root, preset) }).then((result) => result.outDir),
+      );
+    }
+    return generated.get(preset)!;
+  };
+
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'families-'));
   });
@@ -167,9 +179,7 @@ describe('generated checkpoints of the other families', () => {
     let dir: string;
 
     beforeAll(async () => {
-      dir = (
-        await generateCheckpoint({ preset: expected.preset, seed: 0, outDir: join(root, expected.preset) })
-      ).outDir;
+      dir = await generate(expected.preset);
     });
 
     it('writes config.json as transformers does for the family', async () => {
@@ -291,7 +301,75 @@ describe('generated checkpoints of the other families', () => {
         .update(await readFile(join(dir, 'model.safetensors')))
         .digest('hex');
 
-    expect(await hash(again.outDir)).toBe(await hash(join(root, 'bert-tiny')));
+    expect(await hash(again.outDir)).toBe(await hash(await generate('bert-tiny')));
+  });
+
+  describe('inspection of a broken family checkpoint', () => {
+    const broken = async (
+      preset: FamilyPresetName,
+      file: string,
+      edit: (json: Json) => void,
+    ): Promise<string> => {
+      const dir = join(root, `broken-${preset}-${file.replace(/\W/g, '')}`);
+      await cp(await generate(preset), dir, { recursive: true });
+      const json = await readJson(dir, file);
+      edit(json);
+      await writeFile(join(dir, file), JSON.stringify(json));
+      return dir;
+    };
+
+    it('refuses a rope_scaling other than llama3 on llama, and any on mistral', async () => {
+      const llama = await broken('llama-tiny', 'config.json', (config) => {
+        config.rope_scaling = { rope_type: 'yarn', factor: 4 };
+      });
+      const mistral = await broken('mistral-tiny', 'config.json', (config) => {
+        config.rope_scaling = { rope_type: 'llama3', factor: 4 };
+      });
+
+      for (const dir of [llama, mistral]) {
+        const report = await inspectCheckpoint(dir);
+        expect(report.ok).toBe(false);
+        expect(report.issues).toEqual([
+          expect.objectContaining({
+            file: 'config.json',
+            message: expect.stringMatching(/^rope_scaling .* is not supported/),
+          }),
+        ]);
+      }
+    });
+
+    it('names a tensor of the wrong shape for the family', async () => {
+      const dir = await broken('bert-tiny', 'config.json', (config) => {
+        config.type_vocab_size = 3;
+      });
+
+      const report = await inspectCheckpoint(dir);
+
+      expect(report.issues).toEqual([
+        expect.objectContaining({
+          severity: 'error',
+          tensor: 'embeddings.token_type_embeddings.weight',
+          message: 'shape [2, 64], expected [3, 64]',
+        }),
+      ]);
+    });
+
+    it("warns when a decoder's tokenizer does not append its EOS", async () => {
+      const dir = await broken('mistral-tiny', 'tokenizer.json', (tokenizer) => {
+        tokenizer.post_processor = null;
+      });
+
+      const report = await inspectCheckpoint(dir);
+
+      expect(report.ok).toBe(true);
+      expect(report.issues).toEqual([
+        expect.objectContaining({
+          severity: 'warning',
+          file: 'tokenizer.json',
+          message: expect.stringMatching(/does not append <\/s>/),
+        }),
+      ]);
+    });
   });
 
   it('knows the published shapes of the realistic presets', () => {

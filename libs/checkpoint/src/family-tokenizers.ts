@@ -6,7 +6,14 @@ import {
   withEmbeddingPostProcessor,
 } from './embedding-tokenizer';
 import { unigramTokenizerJson, wordPieceTokenizerJson } from './generated-tokenizers';
-import { DecoderArchitecture, EncoderArchitecture, isEncoder, ModelArchitecture } from './model-architecture';
+import {
+  DecoderArchitecture,
+  EncoderArchitecture,
+  GENERATED_UNIGRAM_ROWS,
+  GENERATED_WORDPIECE_ROWS,
+  isEncoder,
+  ModelArchitecture,
+} from './model-architecture';
 
 type Json = Record<string, unknown>;
 
@@ -100,9 +107,8 @@ async function decoderTokenizerFiles(
 
 function encoderTokenizerFiles(arch: EncoderArchitecture, maxLength: number): FamilyTokenizerFiles {
   // The tiny presets' tables are the tokenizer's size; a realistic preset has more rows (unused).
-  const size = Math.min(arch.vocabSize, 4096);
   if (arch.family === 'bert') {
-    const tokenizer = wordPieceTokenizerJson(size);
+    const tokenizer = wordPieceTokenizerJson(Math.min(arch.vocabSize, GENERATED_WORDPIECE_ROWS));
     return {
       tokenizer,
       tokenizerConfig: {
@@ -126,7 +132,7 @@ function encoderTokenizerFiles(arch: EncoderArchitecture, maxLength: number): Fa
       vocabSize: tokenizerVocabSize(tokenizer),
     };
   }
-  const tokenizer = unigramTokenizerJson(size);
+  const tokenizer = unigramTokenizerJson(Math.min(arch.vocabSize, GENERATED_UNIGRAM_ROWS));
   const specials = {
     bos_token: '<s>',
     cls_token: '<s>',
