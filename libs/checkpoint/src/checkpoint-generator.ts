@@ -82,9 +82,8 @@ const CHUNKS_PER_WRITE = 4;
 
 /**
  * Writes a Hugging Face checkpoint of any family (a complete sentence-transformers model) with seeded
- * random weights. Weights stream to disk
- * (two write buffers alternate, so drawing overlaps writing); the directory appears under its final
- * name only when complete.
+ * random weights. Weights stream to disk (two write buffers alternate, so drawing overlaps writing);
+ * the directory appears under its final name only when complete.
  */
 export async function generateCheckpoint(options: GenerateCheckpointOptions): Promise<GeneratedCheckpoint> {
   const started = process.hrtime.bigint();
