@@ -16,6 +16,9 @@ import { readSafetensorsHeader } from './safetensors';
 
 type Json = Record<string, unknown>;
 
+// Each decoder preset parses a 2-11 MB tokenizer.json and writes 4-19 MB: slow on two busy CI cores.
+jest.setTimeout(120_000);
+
 const readJson = async (dir: string, file: string): Promise<Json> =>
   JSON.parse(await readFile(join(dir, file), 'utf8')) as Json;
 
