@@ -342,11 +342,6 @@ export function modelPreset(name: string): ModelArchitecture {
   return preset;
 }
 
-/** Encoder head size (hidden / heads: BERT has no head_dim field). */
-export function encoderHeadDim(arch: EncoderArchitecture): number {
-  return arch.hiddenSize / arch.numAttentionHeads;
-}
-
 export type TensorRole = Qwen3TensorRole;
 export type ModelTensorSpec = Qwen3TensorSpec;
 
