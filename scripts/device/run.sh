@@ -264,6 +264,81 @@ step_fixture() {
   return "$status"
 }
 
+# The tiny family checkpoints CI checks the CPU engine against (test/families-parity.e2e-spec.ts):
+# fixture name | `admin checkpoint generate` arguments (seed 0 is added). FAMILIES picks names.
+FAMILY_MATRIX=(
+  "qwen2-tiny|--preset qwen2-tiny"
+  "mistral-tiny|--preset mistral-tiny"
+  "llama-tiny|--preset llama-tiny"
+  "bert-tiny|--preset bert-tiny"
+  "bert-tiny-mean|--preset bert-tiny --pooling mean"
+  "bert-tiny-dense64|--preset bert-tiny --dense 64"
+  "xlm-roberta-tiny|--preset xlm-roberta-tiny"
+  "xlm-roberta-tiny-mean-noprompt|--preset xlm-roberta-tiny --pooling mean --no-include-prompt"
+  "xlm-roberta-tiny-no-normalize|--preset xlm-roberta-tiny --no-normalize"
+)
+
+hf_versions() {
+  python3 -c 'import torch, transformers, sentence_transformers, tokenizers; print(f"torch {torch.__version__}, transformers {transformers.__version__}, sentence-transformers {sentence_transformers.__version__}, tokenizers {tokenizers.__version__}")'
+}
+
+step_families() {
+  # Each entry: generate (seed 0), then scripts/reference/st_reference.py in fp32 on the GPU; a failing
+  # entry is reported and the next one runs. The fixtures travel back as one archive (the device tool
+  # returns at most 8 files): $OUT/family-fixtures.tar.gz, to unpack into test/fixtures/.
+  local versions dir fixtures=$WORK/family-fixtures entry name args status=0 rc line ok=() bad=()
+  versions=$(hf_versions) || { echo "python3 lacks torch/transformers/sentence-transformers" >&2; return 1; }
+  echo "$versions"
+  echo "| families: HF versions | $versions |" >> "$RESULTS"
+  rm -rf "$fixtures" "$WORK/family-rejected" && mkdir -p "$fixtures" "$WORK/families"
+  for entry in "${FAMILY_MATRIX[@]}"; do
+    name=${entry%%|*} args="${entry#*|} --seed 0"
+    if [ -n "${FAMILIES:-}" ] && [[ " $FAMILIES " != *" $name "* ]]; then continue; fi
+    echo "=== family $name: checkpoint generate $args"
+    dir=$WORK/families/$name
+    # shellcheck disable=SC2086  # args is a list of flags
+    if ! admin checkpoint generate $args --out "$dir" --force > "$WORK/generate-$name.log" 2>&1; then
+      tail -20 "$WORK/generate-$name.log"
+      echo "| family $name | FAILED: checkpoint generate $args (log above) |" >> "$RESULTS"
+      bad+=("$name"); status=1; continue
+    fi
+    (cd "$dir" && find . -type f | sort | tr '\n' ' '); echo
+    timeout "${FAMILY_TIMEOUT:-180}" python3 scripts/reference/st_reference.py --model "$dir" \
+      --texts test/fixtures/parity-texts.json --out "$fixtures/parity-$name.json" --name "$name" \
+      --generator-args "$args" --device cuda > "$WORK/reference-$name.json"
+    rc=$?
+    line=$(tail -1 "$WORK/reference-$name.json")
+    echo "$line"
+    if [ "$rc" = 0 ]; then
+      ok+=("$name")
+    else
+      # Exit 2: written, but the HF paths disagree; kept apart so it cannot be committed by mistake.
+      [ -f "$fixtures/parity-$name.json" ] && mkdir -p "$WORK/family-rejected" &&
+        mv "$fixtures/parity-$name.json" "$WORK/family-rejected/"
+      bad+=("$name"); status=1
+    fi
+    # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+    node -e '
+      const [name, rc, line] = process.argv.slice(1);
+      let r; try { r = JSON.parse(line); } catch { r = undefined; }
+      const f = (x) => (typeof x === "number" ? x.toFixed(9) : "-");
+      console.log(r
+        ? `| family ${name} | ${r.ok ? "ok" : "DISAGREES"} (exit ${rc}): ${r.family} ${r.pooling}, ${r.items} texts (${r.truncated} truncated), dims ${r.dims.join("/")}; AutoModel vs ST min cos ${f(r.autoModelMinCosine)}, max rel err ${r.autoModelMaxRelativeError?.toExponential(1) ?? "-"}; batched vs single ${f(r.batchMinCosine)}; tokenizer problems ${r.tokenizerProblems}; unit norms ${r.unitNorms} |`
+        : `| family ${name} | FAILED (exit ${rc}): no result line; see logs.txt |`);
+    ' "$name" "$rc" "$line" >> "$RESULTS"
+  done
+  if compgen -G "$WORK/family-rejected/parity-*.json" > /dev/null; then
+    tar -C "$WORK/family-rejected" -czf "$OUT/family-rejected.tar.gz" . || status=1
+  fi
+  if compgen -G "$fixtures/parity-*.json" > /dev/null; then
+    tar -C "$fixtures" -czf "$OUT/family-fixtures.tar.gz" . || status=1
+    echo "| families: fixtures | $OUT/family-fixtures.tar.gz: $(cd "$fixtures" && find . -name 'parity-*.json' | sort | tr '\n' ' ')|" >> "$RESULTS"
+  fi
+  echo "families ok: ${ok[*]:-none}; failed: ${bad[*]:-none}"
+  echo "| families | ok: ${ok[*]:-none}; failed: ${bad[*]:-none} |" >> "$RESULTS"
+  return "$status"
+}
+
 step_parity() {
   [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
   [ -d "$TINY" ] || admin checkpoint generate --preset tiny --seed 0 --out "$TINY" || return 1
