@@ -43,6 +43,12 @@ function promptOptions(item: ParityFixtureItem): { input_type?: 'query' | 'docum
     : { input_type: item.kind };
 }
 
+/** The same choice as the service's PromptTemplate takes it. */
+function prefixOptions(item: ParityFixtureItem): { inputType?: 'query' | 'document'; instruction?: string } {
+  const { input_type: inputType, instruction } = promptOptions(item);
+  return { inputType, instruction };
+}
+
 describe('family checkpoints match sentence-transformers (CPU fp32, through the API)', () => {
   if (FAMILY_FILES.length === 0) {
     it.skip('no family fixture (test/fixtures/parity-<name>.json) yet: the GPU host writes them (docs/gpu-host.md, step families)', () =>
@@ -89,7 +95,7 @@ describe('family checkpoints match sentence-transformers (CPU fp32, through the 
 
     it('builds the inputs and token ids sentence-transformers fed the model', async () => {
       const prompts = running!.app.get(ModelService).prompts;
-      const inputs = fixture.items.map((item) => prompts.prefix(promptOptions(item)) + item.text);
+      const inputs = fixture.items.map((item) => prompts.prefix(prefixOptions(item)) + item.text);
       const sequences = await running!.app.get(TokenizerService).encode(inputs);
       const mismatches: string[] = [];
       fixture.items.forEach((item, index) => {

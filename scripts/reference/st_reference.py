@@ -247,6 +247,23 @@ def load_dense_weights(model_dir: Path, layer: dict):
     return weight, bias
 
 
+def st_features(st, texts: list[str]):
+    """What SentenceTransformer feeds its first module (preprocess() in 6.x, tokenize() before)."""
+    method = getattr(st, "preprocess", None) or st.tokenize
+    return method(texts)
+
+
+def st_prompt_length(st, prompt: str) -> int:
+    """The prompt_length encode() hands to Pooling: the prompt's ids without a closing special token."""
+    if not prompt:
+        return 0
+    measure = getattr(st[0], "_get_prompt_length", None)
+    if measure is not None:
+        value = measure(prompt)
+        return int(value) if value is not None else 0
+    return int(st_features(st, [prompt])["input_ids"].shape[-1]) - 1
+
+
 def st_encode(st, text: str, prompt: str):
     """One text through SentenceTransformer.encode with an explicit prompt (None when it is empty)."""
     # An empty prompt must stay None: encode() counts even "" as a prompt of one token ([CLS]) and
@@ -318,17 +335,13 @@ def main() -> int:
     problems: list[str] = []
     st_vectors = []
     for item in items:
-        features = st.tokenize([item["input"]])
+        features = st_features(st, [item["input"]])
         item["tokenIds"] = [int(x) for x in features["input_ids"][0].tolist()]
         untruncated = list(tokenizer(item["input"])["input_ids"])
         item["truncated"] = len(untruncated) > len(item["tokenIds"])
         if not item["truncated"] and untruncated != item["tokenIds"]:
             problems.append(f"{item['id']}: tokenizer() and SentenceTransformer.tokenize() give different ids")
-        if item["prompt"]:
-            # What encode() passes to Pooling as prompt_length: the prompt's ids minus the closing token.
-            item["promptLength"] = int(st.tokenize([item["prompt"]])["input_ids"].shape[-1]) - 1
-        else:
-            item["promptLength"] = 0
+        item["promptLength"] = st_prompt_length(st, item["prompt"])
         st_vectors.append(np.asarray(st_encode(st, item["text"], item["prompt"]), np.float64))
     log(f"encoded {len(items)} texts one by one; {sum(i['truncated'] for i in items)} truncated to {max_seq_length}")
 
