@@ -45,6 +45,14 @@ from pathlib import Path
 AGREEMENT_MIN_COSINE = 0.99999
 AGREEMENT_MAX_RELATIVE_ERROR = 1e-4
 MIN_DIMENSION = 32
+LEGACY_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
 DENSE_ACTIVATIONS = {
     "torch.nn.modules.linear.Identity": "identity",
     "torch.nn.modules.activation.Tanh": "tanh",
@@ -118,18 +126,12 @@ def describe_pipeline(model_dir: Path) -> dict:
         path = model_dir / module.get("path", "")
         if kind == "Pooling":
             config = read_json(path / "config.json", {})
-            modes = [
-                name
-                for key, name in (
-                    ("pooling_mode_cls_token", "cls"),
-                    ("pooling_mode_mean_tokens", "mean"),
-                    ("pooling_mode_lasttoken", "lasttoken"),
-                    ("pooling_mode_max_tokens", "max"),
-                    ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"),
-                    ("pooling_mode_weightedmean_tokens", "weightedmean"),
-                )
-                if config.get(key)
-            ]
+            # sentence-transformers 6 writes `pooling_mode`; older files one boolean per mode (none
+            # set means mean), which it still reads.
+            modes = config.get("pooling_mode")
+            if modes is None:
+                modes = [name for key, name in LEGACY_POOLING_KEYS.items() if config.get(key)] or ["mean"]
+            modes = [modes] if isinstance(modes, str) else list(modes)
             if len(modes) != 1:
                 raise SystemExit(f"{path / 'config.json'}: expected exactly one pooling mode, got {modes}")
             pooling = modes[0]
