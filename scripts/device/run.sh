@@ -22,7 +22,8 @@
 #   families  every tiny family checkpoint of FAMILY_MATRIX (issue 18), generated at seed 0, then
 #             scripts/reference/st_reference.py (sentence-transformers fp32 + an AutoModel cross-check) on
 #             each -> $OUT/family-fixtures.tar.gz (parity-<name>.json, for test/fixtures/; FAMILIES picks
-#             names; a fixture whose HF paths disagree goes to family-rejected.tar.gz). No addon needed
+#             names; FAMILY_DEVICE (cuda) for the reference; a fixture whose HF paths disagree goes to
+#             family-rejected.tar.gz). No addon needed
 #   familiesbf16  per realistic preset (FAMILIES_BF16, default bert-base xlm-roberta-base qwen2-1.5b
 #             llama-1b mistral-7b): generate, st_reference.py fp32 on the GPU, the engine in bf16 through
 #             bench/parity.js -> $OUT/families-bf16-result.json, min cosine per family in the summary
@@ -316,7 +317,7 @@ step_families() {
     (cd "$dir" && find . -type f | sort | tr '\n' ' '); echo
     timeout "${FAMILY_TIMEOUT:-180}" python3 scripts/reference/st_reference.py --model "$dir" \
       --texts test/fixtures/parity-texts.json --out "$fixtures/parity-$name.json" --name "$name" \
-      --generator-args "$args" --device cuda > "$WORK/reference-$name.json"
+      --generator-args "$args" --device "${FAMILY_DEVICE:-cuda}" > "$WORK/reference-$name.json"
     rc=$?
     line=$(tail -1 "$WORK/reference-$name.json")
     echo "$line"
