@@ -5,6 +5,7 @@
 #   summary.md          one line per step (status, seconds) plus each step's result table
 #   logs.txt            every step's full output
 #   parity-tiny.json    the HF reference fixture (step fixture)
+#   family-fixtures.tar.gz  the family fixtures (step families; the tool returns at most 8 files)
 #   parity-result.json  the Node parity check(s) (step parity)
 #   bench-results.json  server vs sentence-transformers (step bench)
 #
@@ -18,6 +19,17 @@
 #   nativetests  the GoogleTest suite built against the host's PyTorch (CUDA kernels, graphs, NCCL TP)
 #   fixture   generate the tiny checkpoint (seed 0) and run scripts/reference/reference.py on it
 #   parity    bench/parity.js: the engine vs the fixture (cuda bf16 at TP 1, and 2 with >= 2 GPUs; cpu fp32)
+#   families  every tiny family checkpoint of FAMILY_MATRIX (issue 18), generated at seed 0, then
+#             scripts/reference/st_reference.py (sentence-transformers fp32 + an AutoModel cross-check) on
+#             each -> $OUT/family-fixtures.tar.gz (parity-<name>.json, for test/fixtures/; FAMILIES picks
+#             names; FAMILY_DEVICE (cuda) for the reference; a fixture whose HF paths disagree goes to
+#             family-rejected.tar.gz). No addon needed
+#   familiesbf16  per realistic preset (FAMILIES_BF16, default bert-base xlm-roberta-base qwen2-1.5b
+#             llama-1b mistral-7b): generate, st_reference.py fp32 on the GPU, the engine in bf16 through
+#             bench/parity.js -> $OUT/families-bf16-result.json, min cosine per family in the summary
+#   encoderbench  bert-base (bge-base's shape) on the builtin corpus's short queries: the API server at
+#             ENCODER_POINTS vs sentence-transformers (baseline_bench.py) in ENCODER_ST_DTYPES at
+#             ENCODER_ST_BATCHES on the same GPU -> $OUT/encoder-bench.json, ratio in the summary
 #   checkgpu  admin check-gpu and admin embed on the tiny checkpoint
 #   image     the CUDA image's build steps (docker/build-native.sh addon, stage, check: ldd against
 #             docker/cuda-runtime-libs.txt), then the API from the staged layout on the 4b checkpoint
@@ -266,6 +278,187 @@ step_fixture() {
   return "$status"
 }
 
+# The tiny family checkpoints CI checks the CPU engine against (test/families-parity.e2e-spec.ts):
+# fixture name | `admin checkpoint generate` arguments (seed 0 is added). FAMILIES picks names.
+FAMILY_MATRIX=(
+  "qwen2-tiny|--preset qwen2-tiny"
+  "mistral-tiny|--preset mistral-tiny"
+  "llama-tiny|--preset llama-tiny"
+  "bert-tiny|--preset bert-tiny"
+  "bert-tiny-mean|--preset bert-tiny --pooling mean"
+  "bert-tiny-dense64|--preset bert-tiny --dense 64"
+  "xlm-roberta-tiny|--preset xlm-roberta-tiny"
+  "xlm-roberta-tiny-mean-noprompt|--preset xlm-roberta-tiny --pooling mean --no-include-prompt"
+  "xlm-roberta-tiny-no-normalize|--preset xlm-roberta-tiny --no-normalize"
+)
+
+hf_versions() {
+  python3 -c 'import torch, transformers, sentence_transformers, tokenizers; print(f"torch {torch.__version__}, transformers {transformers.__version__}, sentence-transformers {sentence_transformers.__version__}, tokenizers {tokenizers.__version__}")'
+}
+
+step_families() {
+  # Each entry: generate (seed 0), then scripts/reference/st_reference.py in fp32 on the GPU; a failing
+  # entry is reported and the next one runs. The fixtures travel back as one archive (the device tool
+  # returns at most 8 files): $OUT/family-fixtures.tar.gz, to unpack into test/fixtures/.
+  local versions dir fixtures=$WORK/family-fixtures entry name args status=0 rc line ok=() bad=()
+  versions=$(hf_versions) || { echo "python3 lacks torch/transformers/sentence-transformers" >&2; return 1; }
+  echo "$versions"
+  echo "| families: HF versions | $versions |" >> "$RESULTS"
+  rm -rf "$fixtures" "$WORK/family-rejected" && mkdir -p "$fixtures" "$WORK/families"
+  for entry in "${FAMILY_MATRIX[@]}"; do
+    name=${entry%%|*} args="${entry#*|} --seed 0"
+    if [ -n "${FAMILIES:-}" ] && [[ " $FAMILIES " != *" $name "* ]]; then continue; fi
+    echo "=== family $name: checkpoint generate $args"
+    dir=$WORK/families/$name
+    # shellcheck disable=SC2086  # args is a list of flags
+    if ! admin checkpoint generate $args --out "$dir" --force > "$WORK/generate-$name.log" 2>&1; then
+      tail -20 "$WORK/generate-$name.log"
+      echo "| family $name | FAILED: checkpoint generate $args (log above) |" >> "$RESULTS"
+      bad+=("$name"); status=1; continue
+    fi
+    (cd "$dir" && find . -type f | sort | tr '\n' ' '); echo
+    timeout "${FAMILY_TIMEOUT:-180}" python3 scripts/reference/st_reference.py --model "$dir" \
+      --texts test/fixtures/parity-texts.json --out "$fixtures/parity-$name.json" --name "$name" \
+      --generator-args "$args" --device "${FAMILY_DEVICE:-cuda}" > "$WORK/reference-$name.json"
+    rc=$?
+    line=$(tail -1 "$WORK/reference-$name.json")
+    echo "$line"
+    if [ "$rc" = 0 ]; then
+      ok+=("$name")
+    else
+      # Exit 2: written, but the HF paths disagree; kept apart so it cannot be committed by mistake.
+      [ -f "$fixtures/parity-$name.json" ] && mkdir -p "$WORK/family-rejected" &&
+        mv "$fixtures/parity-$name.json" "$WORK/family-rejected/"
+      bad+=("$name"); status=1
+    fi
+    # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+    node -e '
+      const [name, rc, line] = process.argv.slice(1);
+      let r; try { r = JSON.parse(line); } catch { r = undefined; }
+      const f = (x) => (typeof x === "number" ? x.toFixed(9) : "-");
+      console.log(r
+        ? `| family ${name} | ${r.ok ? "ok" : "DISAGREES"} (exit ${rc}): ${r.family} ${r.pooling}, ${r.items} texts (${r.truncated} truncated), dims ${r.dims.join("/")}; AutoModel vs ST min cos ${f(r.autoModelMinCosine)}, max rel err ${r.autoModelMaxRelativeError?.toExponential(1) ?? "-"}; batched vs single ${f(r.batchMinCosine)}; tokenizer problems ${r.tokenizerProblems}; unit norms ${r.unitNorms} |`
+        : `| family ${name} | FAILED (exit ${rc}): no result line; see logs.txt |`);
+    ' "$name" "$rc" "$line" >> "$RESULTS"
+  done
+  if compgen -G "$WORK/family-rejected/parity-*.json" > /dev/null; then
+    tar -C "$WORK/family-rejected" -czf "$OUT/family-rejected.tar.gz" . || status=1
+  fi
+  if compgen -G "$fixtures/parity-*.json" > /dev/null; then
+    tar -C "$fixtures" -czf "$OUT/family-fixtures.tar.gz" . || status=1
+    echo "| families: fixtures | $OUT/family-fixtures.tar.gz: $(cd "$fixtures" && find . -name 'parity-*.json' | sort | tr '\n' ' ')|" >> "$RESULTS"
+  fi
+  echo "families ok: ${ok[*]:-none}; failed: ${bad[*]:-none}"
+  echo "| families | ok: ${ok[*]:-none}; failed: ${bad[*]:-none} |" >> "$RESULTS"
+  return "$status"
+}
+
+step_familiesbf16() {
+  # Issue 18's GPU parity at realistic sizes: per preset (FAMILIES_BF16), generate (seed 0), the
+  # sentence-transformers fp32 reference on the GPU (st_reference.py, no AutoModel cross-check: the
+  # families step does that on the tiny ones), then the engine in bf16 through bench/parity.js on the
+  # same token ids. The checkpoint is deleted after each preset (disk).
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  local preset dir status=0 runs=() hf_args=()
+  [ "${FAMILIES_BF16_HF_BASELINE:-0}" = 1 ] && hf_args=(--bf16-baseline)
+  hf_versions
+  mkdir -p "$WORK/families-bf16"
+  for preset in ${FAMILIES_BF16:-bert-base xlm-roberta-base qwen2-1.5b llama-1b mistral-7b}; do
+    echo "=== $preset"
+    dir=$WORK/families-bf16/$preset
+    local started=$SECONDS
+    if ! admin checkpoint generate --preset "$preset" --seed 0 --out "$dir" --force > "$WORK/generate-$preset.log" 2>&1; then
+      tail -20 "$WORK/generate-$preset.log"
+      echo "| bf16 $preset | FAILED: checkpoint generate --preset $preset |" >> "$RESULTS"
+      status=1; continue
+    fi
+    echo "generated $(du -sh "$dir" | cut -f1) in $((SECONDS - started)) s"
+    if ! timeout "${FAMILY_BF16_TIMEOUT:-300}" python3 scripts/reference/st_reference.py --model "$dir" \
+        --texts test/fixtures/parity-texts.json --out "$WORK/parity-$preset-reference.json" --name "$preset" \
+        --generator-args "--preset $preset --seed 0" --device cuda --skip-automodel "${hf_args[@]}"; then
+      echo "| bf16 $preset | FAILED: the sentence-transformers reference (see logs.txt) |" >> "$RESULTS"
+      status=1; rm -rf "$dir"; continue
+    fi
+    node "$APP/dist/bench/parity.js" --model "$dir" --fixture "$WORK/parity-$preset-reference.json" --device cuda \
+      --dtype bfloat16 --tp 1 --skip-hash --json "$WORK/parity-bf16-$preset.json" || status=1
+    runs+=("$WORK/parity-bf16-$preset.json")
+    echo "$preset: $((SECONDS - started)) s in all"
+    echo "| bf16 $preset time | $((SECONDS - started)) s (generate, reference, engine) |" >> "$RESULTS"
+    rm -rf "$dir"
+  done
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+  node -e '
+    const fs = require("fs");
+    const runs = process.argv.slice(1).filter((p) => fs.existsSync(p)).map((p) => JSON.parse(fs.readFileSync(p, "utf8")));
+    fs.writeFileSync(process.env.OUT + "/families-bf16-result.json", JSON.stringify(runs, null, 1));
+    const f = (x) => (typeof x === "number" ? x.toFixed(6) : "-");
+    for (const r of runs) {
+      const min = Math.min(r.minCosine.alone, r.minCosine.packed);
+      console.log(`| bf16 ${r.model} ${r.device} tp${r.tensorParallelSize} | ${r.passed ? "PASS" : "FAIL"}: min cos ${f(min)} (alone ${f(r.minCosine.alone)}, packed ${f(r.minCosine.packed)}, alone vs packed ${f(r.minCosine.aloneVsPacked)}; threshold ${r.threshold})${r.maxNormError !== null && r.maxNormError !== undefined ? `; max norm error ${r.maxNormError.toExponential(2)}` : ""}${r.problems.length ? "; " + r.problems.join("; ") : ""} |`);
+    }
+  ' "${runs[@]}" >> "$RESULTS"
+  return "$status"
+}
+
+step_encoderbench() {
+  # Issue 18 criterion 5: an encoder of bge-base's shape (preset bert-base) on short texts (the builtin
+  # bench corpus's queries, 6-20 words): the API server + admin bench at ENCODER_POINTS, then
+  # sentence-transformers on the same texts and GPU in each of ENCODER_ST_DTYPES at each of
+  # ENCODER_ST_BATCHES -> $OUT/encoder-bench.json, ratio best server / best sentence-transformers.
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  local model=$WORK/encoder-bert-base key=bench-key-$$ port=6014 requests=${ENCODER_REQUESTS:-1000}
+  local all=$WORK/corpus-encoder-all.jsonl queries=$WORK/corpus-encoder-queries.jsonl runs=() baselines=() dtype status=0
+  make_model bert-base "$model" || return 1
+  admin bench --corpus builtin --corpus-size 4000 --write-corpus "$all" || return 1
+  # The corpus's queries are its texts of at most 20 words (passages have 60 or more).
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+  node -e '
+    const fs = require("fs");
+    const lines = fs.readFileSync(process.argv[1], "utf8").split("\n").filter((l) => l && JSON.parse(l).text.split(" ").length <= 20);
+    fs.writeFileSync(process.argv[2], lines.join("\n") + "\n");
+    console.log(`${lines.length} short texts`);
+  ' "$all" "$queries" || return 1
+  echo "starting the API server on $model"
+  start_server "$model" "" "" "$port" "$key" "$WORK/server-encoder.log" || return 1
+  curl -s "http://127.0.0.1:$port/health" | head -c 600; echo
+  for point in ${ENCODER_POINTS:-1x1 16x1 64x1 32x8 64x16 128x32}; do
+    local c=${point%x*} b=${point#*x}
+    echo "bench concurrency $c batch $b"
+    admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency "$c" --batch "$b" \
+      --requests "$requests" --corpus "$queries" --json > "$WORK/encoder-c$c-b$b.json" || status=1
+    runs+=("$WORK/encoder-c$c-b$b.json")
+  done
+  stop_server
+  echo "--- server log (tail) ---"; tail -20 "$WORK/server-encoder.log"
+  for dtype in ${ENCODER_ST_DTYPES:-bfloat16 float16}; do
+    python3 scripts/reference/baseline_bench.py --model "$model" --corpus "$queries" --out "$WORK/encoder-st-$dtype.json" \
+      --dtype "$dtype" --batch-sizes "${ENCODER_ST_BATCHES:-32,128,512}" --latency-requests 200 || status=1
+    baselines+=("$WORK/encoder-st-$dtype.json")
+  done
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+  node -e '
+    const fs = require("fs");
+    const read = (p) => { try { return JSON.parse(fs.readFileSync(p, "utf8")); } catch { return undefined; } };
+    const [count, ...paths] = process.argv.slice(1);
+    const server = paths.slice(0, Number(count)).map(read).filter(Boolean);
+    const baselines = paths.slice(Number(count)).map(read).filter(Boolean);
+    const bestServer = Math.max(0, ...server.map((r) => r.throughput.embeddingsPerSecond));
+    const bestSt = Math.max(0, ...baselines.map((b) => b.throughputRun.throughput.embeddingsPerSecond));
+    const result = { model: "bert-base (seed 0)", server, baselines,
+      ratio: { bestServerOverBestSentenceTransformers: bestSt ? bestServer / bestSt : null } };
+    fs.writeFileSync(process.env.OUT + "/encoder-bench.json", JSON.stringify(result, null, 1));
+    const f = (x, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
+    for (const r of server)
+      console.log(`| encoder c${r.concurrency} b${r.batch} | ${r.ok}/${r.requests} ok; ${f(r.throughput.embeddingsPerSecond)} emb/s, ${f(r.throughput.tokensPerSecond, 0)} tok/s; p50 ${f(r.latencyMs.p50)} p99 ${f(r.latencyMs.p99)} ms |`);
+    for (const b of baselines) {
+      const l = b.latencyRun.latencyMs;
+      console.log(`| encoder sentence-transformers ${b.dtype} | ${b.throughputRuns.map((t) => `batch ${t.batchSize}: ${f(t.throughput.embeddingsPerSecond)} emb/s`).join(", ")} (${b.attnImplementation}); one text p50 ${f(l.p50, 2)} ms |`);
+    }
+    console.log(`| encoder ratio | best server ${f(bestServer)} emb/s / best sentence-transformers ${f(bestSt)} emb/s = ${f(result.ratio.bestServerOverBestSentenceTransformers, 2)} |`);
+  ' "${#runs[@]}" "${runs[@]}" "${baselines[@]}" >> "$RESULTS" || status=1
+  return "$status"
+}
+
 step_parity() {
   [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
   [ -d "$TINY" ] || admin checkpoint generate --preset tiny --seed 0 --out "$TINY" || return 1
@@ -392,7 +585,7 @@ step_bench() {
   echo "--- server log (tail) ---"; tail -20 "$WORK/server.log"
 
   python3 scripts/reference/baseline_bench.py --model "$model" --corpus "$corpus" --out "$WORK/baseline.json" \
-    --batch-size 32 --latency-requests 100 || echo "baseline failed" >&2
+    --batch-size 32 --latency-requests 100 --max-seq-length 8192 || echo "baseline failed" >&2
   # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
   node -e '
     const fs = require("fs");

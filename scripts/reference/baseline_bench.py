@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """sentence-transformers baseline: throughput and latency on the same corpus as `admin bench`.
 
-Runs on the GPU host only (torch, transformers, sentence-transformers; no network). Loads the
-checkpoint in bf16 (flash-attention-2 when the flash_attn package is importable, else sdpa) and
-measures, on the GPU the server would use:
+Runs on the GPU host only (torch, transformers, sentence-transformers; no network). Loads any
+sentence-transformers model directory (Qwen3, or the other families of issue 18) in --dtype (bf16 by
+default; flash-attention-2 when the flash_attn package is importable and the model takes it, else
+sdpa) and measures, on the GPU the server would use:
 
 - throughput: the whole corpus through `encode(batch_size=B)` (sentence-transformers sorts by length
-  and pads each batch), as embeddings/s and tokens/s (tokens counted with the appended EOS, as the
-  server's usage counts them), repeated --rounds times, best round kept;
+  and pads each batch), as embeddings/s and tokens/s (tokens counted with the special tokens the
+  model's tokenizer adds, as the server's usage counts them), repeated --rounds times, best round
+  kept; with several --batch-sizes, each is measured and the best kept as `throughputRun`;
 - latency: `encode` of --batch texts at a time, one call after another, --latency-requests calls:
   p50/p90/p99 per call, the closest thing to the server's per-request latency at concurrency 1.
 
@@ -28,8 +30,6 @@ import platform
 import sys
 import time
 from pathlib import Path
-
-EOS_TOKEN_ID = 151643
 
 
 def log(message: str) -> None:
@@ -90,11 +90,16 @@ def main() -> int:
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--attn", default="auto", help="auto (flash_attention_2 if installed, else sdpa), sdpa, eager")
     parser.add_argument("--batch-size", type=int, default=32, help="encode() batch size for throughput")
+    parser.add_argument(
+        "--batch-sizes",
+        default=None,
+        help="comma-separated encode() batch sizes to measure (overrides --batch-size; the best is kept)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-texts", type=int, default=0, help="use only the first N texts (0 = all)")
     parser.add_argument("--batch", type=int, default=1, help="texts per call in the latency run")
     parser.add_argument("--latency-requests", type=int, default=200)
-    parser.add_argument("--max-seq-length", type=int, default=8192)
+    parser.add_argument("--max-seq-length", type=int, default=0, help="0: the model's own (sentence_bert_config)")
     parser.add_argument("--dimensions", type=int, default=None, help="truncate_dim (Matryoshka)")
     args = parser.parse_args()
 
@@ -106,25 +111,40 @@ def main() -> int:
     texts = load_corpus(args.corpus)
     if args.max_texts > 0:
         texts = texts[: args.max_texts]
-    attn = args.attn
-    if attn == "auto":
-        attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else [args.batch_size]
     dtype = getattr(torch, args.dtype)
     dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    log(f"baseline: {len(texts)} texts, {args.dtype}, attn {attn}, batch size {args.batch_size}, device {args.device}")
+    attempts = [args.attn]
+    if args.attn == "auto":
+        # Not every architecture takes flash-attention-2 (transformers refuses it at load): then sdpa.
+        attempts = (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else []) + ["sdpa"]
 
     started = time.time()
-    model = SentenceTransformer(
-        args.model,
-        device=args.device,
-        model_kwargs={dtype_key: dtype, "attn_implementation": attn},
-        truncate_dim=args.dimensions,
-    )
-    model.max_seq_length = args.max_seq_length
+    model = None
+    for attn in attempts:
+        try:
+            model = SentenceTransformer(
+                args.model,
+                device=args.device,
+                trust_remote_code=False,
+                model_kwargs={dtype_key: dtype, "attn_implementation": attn},
+                truncate_dim=args.dimensions,
+            )
+            break
+        except (ValueError, ImportError) as error:
+            if attn == attempts[-1]:
+                raise
+            log(f"attn {attn} refused ({error}); trying the next")
+    if args.max_seq_length > 0:
+        model.max_seq_length = args.max_seq_length
     load_seconds = time.time() - started
+    log(
+        f"baseline: {len(texts)} texts, {args.dtype}, attn {attn}, batch sizes {batch_sizes}, device {args.device}, "
+        f"max_seq_length {model.max_seq_length}"
+    )
     tokenizer = model.tokenizer
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts]
-    lengths = [min(n, args.max_seq_length) for n in lengths]
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    lengths = [min(n, model.max_seq_length) for n in lengths]
     total_tokens = int(sum(lengths))
     log(f"loaded in {load_seconds:.1f} s; {total_tokens} tokens in the corpus (mean {total_tokens / len(texts):.1f})")
 
@@ -134,22 +154,36 @@ def main() -> int:
 
     # Warm-up over a slice of the corpus wide enough to meet most padded shapes: kernels, allocator,
     # autotuning (one batch was not enough: the first full round ran 1.7x slower than the second).
-    model.encode(texts[: max(8 * args.batch_size, 256)], batch_size=args.batch_size, convert_to_numpy=True)
-    sync()
-
-    rounds = []
-    for round_index in range(max(1, args.rounds)):
+    throughput_runs = []
+    for batch_size in batch_sizes:
+        model.encode(texts[: max(8 * batch_size, 256)], batch_size=batch_size, convert_to_numpy=True)
         sync()
-        t0 = time.perf_counter()
-        model.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, normalize_embeddings=True)
-        sync()
-        seconds = time.perf_counter() - t0
-        rounds.append(seconds)
-        log(
-            f"  round {round_index + 1}: {seconds:.2f} s, {len(texts) / seconds:.1f} embeddings/s, "
-            f"{total_tokens / seconds:.0f} tokens/s"
+        rounds = []
+        for round_index in range(max(1, args.rounds)):
+            sync()
+            t0 = time.perf_counter()
+            model.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True)
+            sync()
+            seconds = time.perf_counter() - t0
+            rounds.append(seconds)
+            log(
+                f"  batch {batch_size} round {round_index + 1}: {seconds:.2f} s, {len(texts) / seconds:.1f} "
+                f"embeddings/s, {total_tokens / seconds:.0f} tokens/s"
+            )
+        best = min(rounds)
+        throughput_runs.append(
+            {
+                "batchSize": batch_size,
+                "rounds": rounds,
+                "durationSeconds": best,
+                "throughput": {
+                    "requestsPerSecond": None,
+                    "embeddingsPerSecond": len(texts) / best,
+                    "tokensPerSecond": total_tokens / best,
+                },
+            }
         )
-    best = min(rounds)
+    best_run = max(throughput_runs, key=lambda run: run["throughput"]["embeddingsPerSecond"])
 
     latencies = []
     cursor = 0
@@ -178,16 +212,9 @@ def main() -> int:
         },
         "corpus": {"path": args.corpus, "texts": len(texts), "tokens": total_tokens},
         "loadSeconds": load_seconds,
-        "throughputRun": {
-            "batchSize": args.batch_size,
-            "rounds": rounds,
-            "durationSeconds": best,
-            "throughput": {
-                "requestsPerSecond": None,
-                "embeddingsPerSecond": len(texts) / best,
-                "tokensPerSecond": total_tokens / best,
-            },
-        },
+        "maxSeqLength": model.max_seq_length,
+        "throughputRun": best_run,
+        "throughputRuns": throughput_runs,
         "latencyRun": {
             "concurrency": 1,
             "batch": args.batch,
@@ -203,9 +230,10 @@ def main() -> int:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    best = best_run["durationSeconds"]
     print(
-        f"baseline  {len(texts) / best:.1f} embeddings/s  {total_tokens / best:.0f} tokens/s "
-        f"(batch {args.batch_size}); "
+        f"baseline {args.dtype} {len(texts) / best:.1f} embeddings/s  {total_tokens / best:.0f} tokens/s "
+        f"(batch {best_run['batchSize']}); "
         f"latency batch {args.batch}: p50 {latency['p50']:.1f} ms p90 {latency['p90']:.1f} ms "
         f"p99 {latency['p99']:.1f} ms",
         flush=True,
