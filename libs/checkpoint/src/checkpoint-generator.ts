@@ -26,6 +26,10 @@ import { formatBytes, formatCount } from './quantities';
 import { elementCount, SafetensorsFileWriter } from './safetensors';
 import { SeededWeightSampler, WEIGHT_CHUNK_ELEMENTS } from './seeded-weights';
 import { DEFAULT_MAX_SHARD_BYTES, planShards, SHARD_INDEX_FILE_NAME, shardIndexJson } from './shard-plan';
+import { TORCH_BIN_INDEX_FILE_NAME, TorchBinFileWriter, torchBinFileName } from './torch-bin';
+
+/** safetensors (default), or bin: pytorch_model.bin in torch.save's zip format. */
+export type CheckpointWeightFormat = 'safetensors' | 'bin';
 
 export interface GenerateCheckpointOptions {
   /** A preset name (`tiny`, `0.6b`, `4b`, `8b`) or an explicit architecture. */
@@ -33,6 +37,7 @@ export interface GenerateCheckpointOptions {
   seed: number;
   outDir: string;
   dtype?: CheckpointDtype;
+  format?: CheckpointWeightFormat;
   /** Replace an existing checkpoint directory. A non-checkpoint directory is never deleted. */
   force?: boolean;
   maxShardBytes?: number;
@@ -64,7 +69,7 @@ export class CheckpointExistsError extends Error {
 
 /** Files a checkpoint directory may hold; --force deletes only directories made of these. */
 const CHECKPOINT_ENTRY =
-  /^(config\.json|.*\.safetensors|model\.safetensors\.index\.json|tokenizer.*\.json|config_sentence_transformers\.json|modules\.json|sentence_bert_config\.json|generation_config\.json|special_tokens_map\.json|vocab\.json|merges\.txt|README\.md|\d+_[A-Za-z]+|\.gitattributes)$/;
+  /^(config\.json|.*\.safetensors|model\.safetensors\.index\.json|pytorch_model.*\.bin|pytorch_model\.bin\.index\.json|tokenizer.*\.json|config_sentence_transformers\.json|modules\.json|sentence_bert_config\.json|generation_config\.json|special_tokens_map\.json|vocab\.json|merges\.txt|README\.md|\d+_[A-Za-z]+|\.gitattributes)$/;
 
 /** Chunks drawn before one write: 8 MiB of bf16 per write call. */
 const CHUNKS_PER_WRITE = 4;
@@ -91,7 +96,10 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
   const tokenizer = withEmbeddingPostProcessor(await readTokenizerJson(tokenizerSource));
 
   const specs = qwen3TensorSpecs(architecture, toSafetensorsDtype(dtype));
-  const shards = planShards(specs, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
+  const format = options.format ?? 'safetensors';
+  const shards = planShards(specs, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES).map((shard) =>
+    format === 'bin' ? { ...shard, fileName: torchBinFileName(shard.fileName) } : shard,
+  );
   const parameters = specs.reduce((sum, spec) => sum + elementCount(spec.shape), 0);
   const weightBytes = shards.reduce((sum, shard) => sum + shard.dataBytes, 0);
   const presetName = typeof options.preset === 'string' ? options.preset : 'custom';
@@ -113,7 +121,12 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
     const progress = new ByteProgress(weightBytes, log);
     for (const shard of shards) {
       log(`writing ${shard.fileName} (${shard.tensors.length} tensors, ${formatBytes(shard.dataBytes)})`);
-      await writeShard(join(staging, shard.fileName), shard.tensors, sampler, metadata, progress);
+      const path = join(staging, shard.fileName);
+      const writer =
+        format === 'bin'
+          ? await TorchBinFileWriter.create(path, shard.tensors)
+          : await SafetensorsFileWriter.create(path, shard.tensors, metadata);
+      await writeShard(writer, shard.tensors, sampler, progress);
     }
     const json = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
     const files: Array<[string, string]> = [
@@ -128,7 +141,10 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
       ['sentence_bert_config.json', json(sentenceBertConfigJson(architecture))],
       [join('1_Pooling', 'config.json'), json(poolingConfigJson(architecture))],
     ];
-    if (shards.length > 1) files.push([SHARD_INDEX_FILE_NAME, json(shardIndexJson(shards))]);
+    if (shards.length > 1) {
+      const indexName = format === 'bin' ? TORCH_BIN_INDEX_FILE_NAME : SHARD_INDEX_FILE_NAME;
+      files.push([indexName, json(shardIndexJson(shards))]);
+    }
     await mkdir(join(staging, '1_Pooling'));
     await mkdir(join(staging, '2_Normalize'));
     for (const [name, content] of files) await writeFile(join(staging, name), content);
@@ -179,14 +195,19 @@ async function checkOutputDirectory(outDir: string, force: boolean): Promise<voi
   }
 }
 
+/** What writeShard needs of a weight file writer (safetensors or torch.save zip). */
+interface WeightFileWriter {
+  write(chunk: ArrayBufferView): Promise<void>;
+  close(): Promise<void>;
+  abandon(): Promise<void>;
+}
+
 async function writeShard(
-  path: string,
+  writer: WeightFileWriter,
   tensors: readonly Qwen3TensorSpec[],
   sampler: SeededWeightSampler,
-  metadata: Record<string, string>,
   progress: ByteProgress,
 ): Promise<void> {
-  const writer = await SafetensorsFileWriter.create(path, tensors, metadata);
   const blockElements = WEIGHT_CHUNK_ELEMENTS * CHUNKS_PER_WRITE;
   const buffers = [sampler.allocateChunk(blockElements), sampler.allocateChunk(blockElements)];
   let pending: Promise<void> = Promise.resolve();

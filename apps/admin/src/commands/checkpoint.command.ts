@@ -1,6 +1,7 @@
 import {
   CheckpointDtype,
   CheckpointService,
+  CheckpointWeightFormat,
   parseCheckpointDtype,
   QWEN3_PRESET_NAMES,
 } from '@app/checkpoint';
@@ -15,6 +16,7 @@ interface GenerateOptions {
   force?: boolean;
   tokenizer?: string;
   maxShardSize?: number;
+  format?: CheckpointWeightFormat;
 }
 
 @SubCommand({
@@ -35,6 +37,7 @@ export class GenerateCheckpointCommand extends CommandRunner {
       force: options.force === true,
       tokenizerPath: options.tokenizer,
       maxShardBytes: options.maxShardSize,
+      format: options.format,
       onProgress: (line) => process.stdout.write(`${line}\n`),
     });
     for (const shard of result.shards)
@@ -91,6 +94,17 @@ export class GenerateCheckpointCommand extends CommandRunner {
   })
   parseMaxShardSize(value: string): number {
     return parseByteSize('--max-shard-size', value);
+  }
+
+  @Option({
+    flags: '--format <format>',
+    description: 'weights as safetensors (default) or bin (pytorch_model.bin, torch.save zip format)',
+  })
+  parseFormat(value: string): CheckpointWeightFormat {
+    if (value !== 'safetensors' && value !== 'bin') {
+      throw new Error(`--format must be safetensors or bin (got "${value}")`);
+    }
+    return value;
   }
 }
 
