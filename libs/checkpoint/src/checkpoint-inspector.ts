@@ -19,7 +19,12 @@ import {
   TensorEntry,
 } from './safetensors';
 import { SHARD_INDEX_FILE_NAME, SINGLE_FILE_NAME } from './shard-plan';
-import { readTorchBin, TORCH_BIN_INDEX_FILE_NAME, TORCH_BIN_SINGLE_FILE_NAME } from './torch-bin';
+import {
+  readTorchBin,
+  TORCH_BIN_INDEX_FILE_NAME,
+  TORCH_BIN_SINGLE_FILE_NAME,
+  TorchBinFormatError,
+} from './torch-bin';
 
 export interface CheckpointIssue {
   severity: 'error' | 'warning';
@@ -282,7 +287,8 @@ async function inspectWeights(
     try {
       header = bin ? await readTorchBinAsHeader(path) : await readSafetensorsHeader(path);
     } catch (problem) {
-      error(file, (problem as Error).message.replace(`${path}: `, '').replace(`${path} `, ''));
+      if (problem instanceof TorchBinFormatError) error(file, problem.detail, problem.tensor);
+      else error(file, (problem as Error).message.replace(`${path}: `, '').replace(`${path} `, ''));
       continue;
     }
     for (const problem of bin ? [] : layoutProblems(header)) {

@@ -495,10 +495,11 @@ export function torchBinFileName(safetensorsName: string): string {
 export class TorchBinFormatError extends Error {
   constructor(
     readonly file: string,
-    message: string,
+    /** The problem without the file and tensor prefix. */
+    readonly detail: string,
     readonly tensor?: string,
   ) {
-    super(`${file}${tensor ? ` [${tensor}]` : ''}: ${message}`);
+    super(`${file}${tensor ? ` [${tensor}]` : ''}: ${detail}`);
     this.name = 'TorchBinFormatError';
   }
 }
