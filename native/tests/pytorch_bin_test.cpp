@@ -2,6 +2,7 @@
 // layout torch.save uses) and a state_dict pickle as torch.save emits it.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
