@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 #include <caffe2/serialize/inline_container.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -30,7 +31,6 @@ uint64_t ReadU64(const uint8_t* p) {
 }
 
 constexpr uint32_t kLocalHeaderSignature = 0x04034b50;
-constexpr size_t kLocalHeaderSize = 30;
 
 // The first line of a c10::Error, without libtorch's backtrace.
 std::string Brief(const c10::Error& e) {
@@ -488,34 +488,72 @@ struct StoredRecord {
   uint64_t size = 0;
 };
 
-// The local header of the record whose data starts at `offset` (PyTorchStreamReader gives data
-// offsets only): found by walking back to a header signature whose name and extra lengths end
-// exactly there. Returns the compression method and the stored size.
-bool FindLocalHeader(const uint8_t* file, size_t file_size, uint64_t offset, StoredRecord* out) {
-  if (offset > file_size || offset < kLocalHeaderSize) return false;
-  const uint64_t lowest =
-      offset > kLocalHeaderSize + 2 * 0xffff ? offset - kLocalHeaderSize - 2 * 0xffff : 0;
-  for (uint64_t p = offset - kLocalHeaderSize + 1; p-- > lowest;) {
-    const uint8_t* h = file + p;
-    if (ReadU32(h) != kLocalHeaderSignature) continue;
-    const uint16_t name_length = ReadU16(h + 26);
-    const uint16_t extra_length = ReadU16(h + 28);
-    if (p + kLocalHeaderSize + name_length + extra_length != offset) continue;
-    out->method = ReadU16(h + 8);
-    out->size = ReadU32(h + 22);
-    if (out->size == 0xffffffffu) {  // zip64: the sizes are in the extra field
-      const uint8_t* extra = h + kLocalHeaderSize + name_length;
-      for (size_t e = 0; e + 4 <= extra_length;) {
-        const uint16_t id = ReadU16(extra + e);
-        const uint16_t length = ReadU16(extra + e + 2);
-        if (id == 0x0001 && length >= 8 && e + 4 + 8 <= extra_length)
-          out->size = ReadU64(extra + e + 4);
-        e += 4 + length;
-      }
+// The central directory's record sizes and methods, which PyTorchStreamReader does not expose
+// (local headers may hold zero sizes, with a data descriptor after the data). The reader has
+// already validated the archive; this only reads what it needs, every read bounds-checked.
+std::unordered_map<std::string, StoredRecord> CentralDirectory(const std::string& path,
+                                                               const uint8_t* f, size_t n) {
+  auto corrupt = [&](const std::string& what) {
+    Fail(path, "truncated or corrupt zip archive: " + what);
+  };
+  if (n < 22) corrupt("too short");
+  const size_t lowest = n > 22 + 0xffff ? n - 22 - 0xffff : 0;
+  size_t eocd = n;
+  for (size_t p = n - 22 + 1; p-- > lowest;) {
+    if (ReadU32(f + p) == 0x06054b50) {
+      eocd = p;
+      break;
     }
-    return true;
   }
-  return false;
+  if (eocd == n) corrupt("no end-of-central-directory record");
+  uint64_t count = ReadU16(f + eocd + 10);
+  uint64_t cd_size = ReadU32(f + eocd + 12);
+  uint64_t cd_offset = ReadU32(f + eocd + 16);
+  if (count == 0xffff || cd_size == 0xffffffffu || cd_offset == 0xffffffffu) {
+    if (eocd < 20 || ReadU32(f + eocd - 20) != 0x07064b50) corrupt("no zip64 locator");
+    const uint64_t at = ReadU64(f + eocd - 20 + 8);
+    if (at > eocd || eocd - at < 56 || ReadU32(f + at) != 0x06064b50)
+      corrupt("no zip64 end record");
+    count = ReadU64(f + at + 32);
+    cd_size = ReadU64(f + at + 40);
+    cd_offset = ReadU64(f + at + 48);
+  }
+  if (cd_offset > eocd || cd_size > eocd - cd_offset) corrupt("central directory out of bounds");
+  std::unordered_map<std::string, StoredRecord> records;
+  const uint8_t* cd = f + cd_offset;
+  uint64_t at = 0;
+  for (uint64_t k = 0; k < count; ++k) {
+    if (cd_size - at < 46 || ReadU32(cd + at) != 0x02014b50) corrupt("damaged central directory");
+    const uint16_t name_length = ReadU16(cd + at + 28);
+    const uint16_t extra_length = ReadU16(cd + at + 30);
+    const uint16_t comment_length = ReadU16(cd + at + 32);
+    if (cd_size - at < 46u + name_length + extra_length + comment_length) {
+      corrupt("damaged central directory");
+    }
+    StoredRecord record;
+    record.method = ReadU16(cd + at + 10);
+    uint64_t compressed = ReadU32(cd + at + 20);
+    record.size = ReadU32(cd + at + 24);
+    const uint8_t* extra = cd + at + 46 + name_length;
+    for (size_t e = 0; e + 4 <= extra_length;) {
+      const uint16_t id = ReadU16(extra + e);
+      const uint16_t length = ReadU16(extra + e + 2);
+      if (id == 0x0001) {  // zip64: the fields that overflowed, in this order
+        size_t field = e + 4;
+        const size_t end = std::min<size_t>(e + 4 + length, extra_length);
+        if (record.size == 0xffffffffu && field + 8 <= end) {
+          record.size = ReadU64(extra + field);
+          field += 8;
+        }
+        if (compressed == 0xffffffffu && field + 8 <= end) compressed = ReadU64(extra + field);
+      }
+      e += 4 + length;
+    }
+    if (record.method == 0 && compressed != record.size) corrupt("a stored record has two sizes");
+    records.emplace(std::string(reinterpret_cast<const char*>(cd + at + 46), name_length), record);
+    at += 46u + name_length + extra_length + comment_length;
+  }
+  return records;
 }
 
 std::string ShapeString(const std::vector<int64_t>& v) {
@@ -568,6 +606,13 @@ PytorchBinFile::PytorchBinFile(const std::string& path) : map_(std::make_unique<
     Fail(path, "truncated or corrupt zip archive (" + Brief(e) + ")");
   }
 
+  const auto records = CentralDirectory(path, file, file_size);
+  std::string prefix;  // "<archive>/", the folder every record is in
+  for (const auto& [name, record] : records) {
+    if (name.size() > 9 && name.compare(name.size() - 9, 9, "/data.pkl") == 0) {
+      prefix = name.substr(0, name.size() - 8);
+    }
+  }
   tensors_.reserve(pickled.size());
   for (size_t k = 0; k < pickled.size(); ++k) {
     const auto& t = pickled[k];
@@ -575,10 +620,9 @@ PytorchBinFile::PytorchBinFile(const std::string& path) : map_(std::make_unique<
       Fail(path, "tensor '" + t.name + "': " + message);
     };
     const size_t element = StorageDTypeSize(t.dtype);
-    StoredRecord stored;
-    if (!FindLocalHeader(file, file_size, record_offsets[k], &stored)) {
-      fail("no zip header before storage data/" + t.storage_key);
-    }
+    auto found = records.find(prefix + "data/" + t.storage_key);
+    if (found == records.end()) fail("storage record data/" + t.storage_key + " is missing");
+    const StoredRecord& stored = found->second;
     if (stored.method != 0) {
       fail("storage data/" + t.storage_key + " is compressed (method " +
            std::to_string(stored.method) + "); torch.save stores storages uncompressed");
