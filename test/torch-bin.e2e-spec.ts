@@ -23,7 +23,7 @@ describe('pytorch_model.bin through the engine', () => {
     binModel = (
       await generateCheckpoint({ preset: 'tiny', seed: 0, outDir: join(root, 'tiny-bin'), format: 'bin' })
     ).outDir;
-  }, 300_000);
+  }, 600_000);
   afterAll(() => rm(root, { recursive: true, force: true }));
 
   it('holds the demo model weights (same preset and seed)', async () => {
