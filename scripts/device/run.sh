@@ -46,7 +46,8 @@
 #             bf16 sharded with an index, f16, f32), check with scripts/reference/verify_torch_bin.py that
 #             torch.load(weights_only=True, and mmap=True) reads every tensor bit-equal to safetensors;
 #             writes torch.save fixtures to $OUT/torch-bin/; with the addon built, admin embed on cuda
-#             must give identical vectors from both formats -> torch-bin.json
+#             must give identical vectors from both formats (BINLOAD_4B=1: also the 4b preset in
+#             5 GiB .bin shards, which need zip64 records) -> torch-bin.json
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -265,6 +266,12 @@ step_binload() {
   done
   admin checkpoint generate --preset tiny --seed 0 --format bin --max-shard-size 100MB --out "$dir/bin-sharded" || return 1
   pairs+=(--pair "$dir/st-bf16" "$dir/bin-sharded")
+  if [ "${BINLOAD_4B:-0}" = 1 ]; then
+    # 5 GiB shards: the first .bin passes 4 GiB, so its later records need zip64 (~15 GB of disk).
+    admin checkpoint generate --preset 4b --seed 0 --out "$dir/st-4b" > /dev/null || return 1
+    admin checkpoint generate --preset 4b --seed 0 --format bin --max-shard-size 5GiB --out "$dir/bin-4b" || return 1
+    pairs+=(--pair "$dir/st-4b" "$dir/bin-4b")
+  fi
   admin model inspect "$dir/bin-sharded" || status=1
   python3 scripts/reference/verify_torch_bin.py "${pairs[@]}" --fixtures "$OUT/torch-bin" \
     --json "$OUT/torch-bin.json" || status=1
