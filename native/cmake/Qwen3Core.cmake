@@ -114,6 +114,7 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/loader/json.cpp
   ${QWEN3_NATIVE_DIR}/src/loader/mapped_file.cpp
   ${QWEN3_NATIVE_DIR}/src/loader/safetensors.cpp
+  ${QWEN3_NATIVE_DIR}/src/loader/pytorch_bin.cpp
   ${QWEN3_NATIVE_DIR}/src/loader/checkpoint.cpp
   ${QWEN3_NATIVE_DIR}/src/model/config.cpp
   ${QWEN3_NATIVE_DIR}/src/model/packed_batch.cpp

@@ -1,6 +1,7 @@
 #include "test_checkpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <caffe2/serialize/inline_container.h>
 #include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -173,6 +174,116 @@ void WriteSafetensors(const std::string& path,
   WriteSafetensorsRaw(path, header, data);
 }
 
+namespace {
+
+class PickleWriter {
+ public:
+  void Op(std::initializer_list<uint8_t> bytes) {
+    for (uint8_t b : bytes) out_.push_back(static_cast<char>(b));
+  }
+  void Int(int64_t v) {
+    if (v >= 0 && v < 256) {
+      Op({'K', static_cast<uint8_t>(v)});
+    } else if (v >= 0 && v < 65536) {
+      Op({'M', static_cast<uint8_t>(v & 0xff), static_cast<uint8_t>(v >> 8)});
+    } else {
+      Op({'J'});
+      for (int i = 0; i < 4; ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+    }
+  }
+  void String(const std::string& s) {
+    Op({'X'});
+    for (int i = 0; i < 4; ++i) out_.push_back(static_cast<char>((s.size() >> (8 * i)) & 0xff));
+    out_ += s;
+  }
+  void Global(const std::string& module, const std::string& name) {
+    out_ += "c" + module + "\n" + name + "\n";
+  }
+  void Tuple(at::IntArrayRef values) {
+    if (values.empty()) return Op({')'});
+    Op({'('});
+    for (int64_t v : values) Int(v);
+    Op({'t'});
+  }
+  const std::string& bytes() const { return out_; }
+
+ private:
+  std::string out_;
+};
+
+std::string StorageClass(const std::string& dtype) {
+  if (dtype == "BF16") return "BFloat16Storage";
+  if (dtype == "F16") return "HalfStorage";
+  if (dtype == "F32") return "FloatStorage";
+  if (dtype == "I32") return "IntStorage";
+  throw std::runtime_error("unknown dtype " + dtype);
+}
+
+}  // namespace
+
+std::string StateDictPickle(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                            const std::string& dtype, bool ordered_dict) {
+  PickleWriter p;
+  p.Op({0x80, 2});
+  if (ordered_dict) {
+    p.Global("collections", "OrderedDict");
+    p.Op({'q', 0, ')', 'R'});
+  } else {
+    p.Op({'}'});
+  }
+  p.Op({'('});
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor& t = tensors[i].second;
+    p.String(tensors[i].first);
+    p.Global("torch._utils", "_rebuild_tensor_v2");
+    p.Op({'(', '('});
+    p.String("storage");
+    p.Global("torch", StorageClass(dtype));
+    p.String(std::to_string(i));
+    p.String("cpu");
+    p.Int(t.numel());
+    p.Op({'t', 'Q'});
+    p.Int(0);
+    p.Tuple(t.sizes());
+    p.Tuple(t.contiguous().strides());
+    p.Op({0x89});
+    if (ordered_dict) {
+      p.Op({'h', 0});  // the memoised OrderedDict
+    } else {
+      p.Global("collections", "OrderedDict");
+    }
+    p.Op({')', 'R', 't', 'R'});
+  }
+  p.Op({'u'});
+  if (ordered_dict) {
+    p.Op({'}', '('});
+    p.String("_metadata");
+    p.Op({'h', 0, ')', 'R', '('});
+    p.String("");
+    p.Op({'}', '('});
+    p.String("version");
+    p.Int(1);
+    p.Op({'u', 'u', 'u', 'b'});
+  }
+  p.Op({'.'});
+  return p.bytes();
+}
+
+void WritePytorchBin(const std::string& path,
+                     const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                     const std::string& dtype, bool ordered_dict, const std::string& pickle) {
+  const std::string data_pkl =
+      pickle.empty() ? StateDictPickle(tensors, dtype, ordered_dict) : pickle;
+  caffe2::serialize::PyTorchStreamWriter writer(path);
+  writer.writeRecord("data.pkl", data_pkl.data(), data_pkl.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    at::Tensor t = tensors[i].second.to(DTypeOf(dtype)).contiguous();
+    writer.writeRecord("data/" + std::to_string(i), t.data_ptr(),
+                       static_cast<size_t>(t.numel()) * t.element_size());
+  }
+  writer.writeEndOfFile();
+}
+
 WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& spec) {
   MakeDirs(dir);
   WriteFile(dir + "/config.json", ConfigJson(spec.config));
@@ -199,20 +310,31 @@ WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& 
     tensors.push_back({"lm_head.weight", written.weights.at("embed_tokens.weight")});
   }
 
+  const std::string stem = spec.pytorch_bin ? "pytorch_model" : "model";
+  const std::string extension = spec.pytorch_bin ? ".bin" : ".safetensors";
+  auto write = [&](const std::string& path,
+                   const std::vector<std::pair<std::string, at::Tensor>>& part) {
+    if (spec.pytorch_bin) {
+      WritePytorchBin(path, part, spec.dtype);
+    } else {
+      WriteSafetensors(path, part, spec.dtype);
+    }
+  };
   if (spec.shards <= 1) {
-    WriteSafetensors(dir + "/model.safetensors", tensors, spec.dtype);
+    write(dir + "/" + stem + extension, tensors);
     return written;
   }
   const size_t per_shard = (tensors.size() + spec.shards - 1) / static_cast<size_t>(spec.shards);
   std::string weight_map;
   for (int s = 0; s < spec.shards; ++s) {
     char file[64];
-    std::snprintf(file, sizeof(file), "model-%05d-of-%05d.safetensors", s + 1, spec.shards);
+    std::snprintf(file, sizeof(file), "%s-%05d-of-%05d%s", stem.c_str(), s + 1, spec.shards,
+                  extension.c_str());
     const size_t begin = s * per_shard;
     const size_t end = std::min(tensors.size(), begin + per_shard);
     std::vector<std::pair<std::string, at::Tensor>> part(tensors.begin() + begin,
                                                          tensors.begin() + end);
-    WriteSafetensors(dir + "/" + file, part, spec.dtype);
+    write(dir + "/" + file, part);
     for (const auto& [name, tensor] : part) {
       (void)tensor;
       if (!weight_map.empty()) weight_map += ",\n";
@@ -220,7 +342,7 @@ WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& 
     }
   }
   WriteFile(
-      dir + "/model.safetensors.index.json",
+      dir + "/" + stem + extension + ".index.json",
       "{\n  \"metadata\": {\"total_size\": 0},\n  \"weight_map\": {\n" + weight_map + "\n  }\n}\n");
   return written;
 }

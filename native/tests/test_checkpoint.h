@@ -30,6 +30,7 @@ struct CheckpointSpec {
   std::string dtype = "BF16";  // BF16, F16 or F32
   int shards = 1;              // > 1 writes model-0000i-of-0000n.safetensors + index
   bool model_prefix = false;   // names as Qwen3ForCausalLM writes them ("model.layers...")
+  bool pytorch_bin = false;    // pytorch_model.bin (torch.save zip) instead of safetensors
   uint64_t seed = 0;
 };
 
@@ -65,6 +66,18 @@ void WriteSafetensors(const std::string& path,
                       const std::string& dtype);
 void WriteSafetensorsRaw(const std::string& path, const std::string& header_json,
                          const std::string& data);
+
+// A state_dict pickle (protocol 2) as torch.save writes it: {name: _rebuild_tensor_v2(...)}, tensor
+// i in storage "i". `ordered_dict`: the top level as collections.OrderedDict with its _metadata
+// (torch.save(module.state_dict())), else a plain dict (transformers' save_pretrained).
+std::string StateDictPickle(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                            const std::string& dtype, bool ordered_dict = false);
+// torch.save's zip layout written by libtorch's own PyTorchStreamWriter (archive "<file stem>/",
+// records data.pkl, data/<i>, version). `pickle` replaces the encoded data.pkl when not empty.
+void WritePytorchBin(const std::string& path,
+                     const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                     const std::string& dtype, bool ordered_dict = false,
+                     const std::string& pickle = "");
 
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& contents);

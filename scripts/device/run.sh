@@ -56,6 +56,12 @@
 #             -> server-overhead.md
 #   familyload  generate every tiny family preset (+ a bert one with mean pooling and Dense) and check
 #             that transformers/sentence-transformers load them cleanly -> generated-families.json
+#   binload   generate the tiny checkpoint as safetensors and as pytorch_model.bin (--format bin: bf16,
+#             bf16 sharded with an index, f16, f32), check with scripts/reference/verify_torch_bin.py that
+#             torch.load(weights_only=True, and mmap=True) reads every tensor bit-equal to safetensors;
+#             writes torch.save fixtures to $OUT/torch-bin/; with the addon built, admin embed on cuda
+#             must give identical vectors from both formats (BINLOAD_4B=1: also the 4b preset in
+#             5 GiB .bin shards, which need zip64 records) -> torch-bin.json
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -260,6 +266,50 @@ step_gemmsearch() {
     build/native-tests/gemm_search --tp="$tp" --tokens="${GEMM_TOKENS:-16}" | tee -a "$OUT/gemm-search.md" || status=1
     echo | tee -a "$OUT/gemm-search.md"
   done
+  return "$status"
+}
+
+step_binload() {
+  # The generator's torch.save writer against PyTorch's own reader (and the addon's .bin loader).
+  local dir=$WORK/binload status=0 pairs=() dtype
+  rm -rf "$dir"; mkdir -p "$dir"
+  for dtype in bf16 f16 f32; do
+    admin checkpoint generate --preset tiny --seed 0 --dtype "$dtype" --out "$dir/st-$dtype" > /dev/null || return 1
+    admin checkpoint generate --preset tiny --seed 0 --dtype "$dtype" --format bin --out "$dir/bin-$dtype" || return 1
+    pairs+=(--pair "$dir/st-$dtype" "$dir/bin-$dtype")
+  done
+  admin checkpoint generate --preset tiny --seed 0 --format bin --max-shard-size 100MB --out "$dir/bin-sharded" || return 1
+  pairs+=(--pair "$dir/st-bf16" "$dir/bin-sharded")
+  if [ "${BINLOAD_4B:-0}" = 1 ]; then
+    # 5 GiB shards: the first .bin passes 4 GiB, so its later records need zip64 (~15 GB of disk).
+    admin checkpoint generate --preset 4b --seed 0 --out "$dir/st-4b" > /dev/null || return 1
+    admin checkpoint generate --preset 4b --seed 0 --format bin --max-shard-size 5GiB --out "$dir/bin-4b" || return 1
+    pairs+=(--pair "$dir/st-4b" "$dir/bin-4b")
+  fi
+  admin model inspect "$dir/bin-sharded" || status=1
+  python3 scripts/reference/verify_torch_bin.py "${pairs[@]}" --fixtures "$OUT/torch-bin" \
+    --json "$OUT/torch-bin.json" || status=1
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+  node -e '
+    const r = require(process.argv[1]);
+    for (const p of r.pairs) console.log(`| binload ${p.bin.split("/").pop()} | torch ${r.torch} weights_only read+mmap: ${p.ok ? "equal" : "FAILED: " + p.problems.slice(0, 3).join("; ")} (${p.tensors} tensors, ${p.files.length} file(s)) |`);
+  ' "$OUT/torch-bin.json" >> "$RESULTS" 2>/dev/null
+  if [ -f "$ADDON" ]; then
+    local texts=("the quick brown fox" "pytorch_model.bin loads as safetensors do")
+    admin embed --model-path "$dir/st-bf16" --device cuda --dtype bfloat16 --json "${texts[@]}" > "$dir/st.json" || status=1
+    admin embed --model-path "$dir/bin-sharded" --device cuda --dtype bfloat16 --json "${texts[@]}" > "$dir/bin.json" || status=1
+    # The vectors only (model ids differ with the directory): the last JSON line of each output.
+    if node -e '
+      const fs = require("fs");
+      const rows = (p) => JSON.stringify(JSON.parse(fs.readFileSync(p, "utf8").trim().split("\n").pop()).data);
+      process.exit(rows(process.argv[1]) === rows(process.argv[2]) ? 0 : 1);
+    ' "$dir/st.json" "$dir/bin.json"; then
+      echo "| binload addon | cuda bf16 embeddings from bin-sharded identical to safetensors |" >> "$RESULTS"
+    else
+      echo "| binload addon | cuda bf16 embeddings DIFFER (or failed) between .bin and safetensors |" >> "$RESULTS"
+      status=1
+    fi
+  fi
   return "$status"
 }
 

@@ -29,6 +29,10 @@ import { formatBytes, formatCount } from './quantities';
 import { elementCount, SafetensorsFileWriter } from './safetensors';
 import { SeededWeightSampler, WEIGHT_CHUNK_ELEMENTS } from './seeded-weights';
 import { DEFAULT_MAX_SHARD_BYTES, planShards, SHARD_INDEX_FILE_NAME, shardIndexJson } from './shard-plan';
+import { TORCH_BIN_INDEX_FILE_NAME, TorchBinFileWriter, torchBinFileName } from './torch-bin';
+
+/** safetensors (default), or bin: pytorch_model.bin in torch.save's zip format. */
+export type CheckpointWeightFormat = 'safetensors' | 'bin';
 
 export interface GenerateCheckpointOptions {
   /** A preset name (MODEL_PRESET_NAMES) or an explicit architecture (without `family`: qwen3). */
@@ -36,6 +40,7 @@ export interface GenerateCheckpointOptions {
   seed: number;
   outDir: string;
   dtype?: CheckpointDtype;
+  format?: CheckpointWeightFormat;
   /** Replace an existing checkpoint directory. A non-checkpoint directory is never deleted. */
   force?: boolean;
   maxShardBytes?: number;
@@ -121,7 +126,10 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
   }
 
   const specs = modelTensorSpecs(architecture, toSafetensorsDtype(dtype));
-  const shards = planShards(specs, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
+  const format = options.format ?? 'safetensors';
+  const shards = planShards(specs, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES).map((shard) =>
+    format === 'bin' ? { ...shard, fileName: torchBinFileName(shard.fileName) } : shard,
+  );
   const parameters = specs.reduce((sum, spec) => sum + elementCount(spec.shape), 0);
   const weightBytes = shards.reduce((sum, shard) => sum + shard.dataBytes, 0);
   const presetName = typeof options.preset === 'string' ? options.preset : 'custom';
@@ -143,7 +151,12 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
     const progress = new ByteProgress(weightBytes, log);
     for (const shard of shards) {
       log(`writing ${shard.fileName} (${shard.tensors.length} tensors, ${formatBytes(shard.dataBytes)})`);
-      await writeShard(join(staging, shard.fileName), shard.tensors, sampler, metadata, progress);
+      const path = join(staging, shard.fileName);
+      const writer =
+        format === 'bin'
+          ? await TorchBinFileWriter.create(path, shard.tensors)
+          : await SafetensorsFileWriter.create(path, shard.tensors, metadata);
+      await writeShard(writer, shard.tensors, sampler, progress);
     }
     const json = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
     const modules = familyModulesJson(head);
@@ -162,7 +175,10 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
     if (tokenizer.specialTokensMap) {
       files.push(['special_tokens_map.json', json(tokenizer.specialTokensMap)]);
     }
-    if (shards.length > 1) files.push([SHARD_INDEX_FILE_NAME, json(shardIndexJson(shards))]);
+    if (shards.length > 1) {
+      const indexName = format === 'bin' ? TORCH_BIN_INDEX_FILE_NAME : SHARD_INDEX_FILE_NAME;
+      files.push([indexName, json(shardIndexJson(shards))]);
+    }
     for (const module of modules) {
       if (module.path !== '') await mkdir(join(staging, String(module.path)));
     }
@@ -241,23 +257,28 @@ async function writeDense(dir: string, inFeatures: number, outFeatures: number, 
   ];
   const sampler = new SeededWeightSampler(seed, 'f32');
   const bytes = tensors.reduce((sum, tensor) => sum + elementCount(tensor.shape) * 4, 0);
+  const path = join(dir, 'model.safetensors');
   await writeShard(
-    join(dir, 'model.safetensors'),
+    await SafetensorsFileWriter.create(path, tensors, { format: 'pt' }),
     tensors,
     sampler,
-    { format: 'pt' },
     new ByteProgress(bytes, () => undefined),
   );
 }
 
+/** What writeShard needs of a weight file writer (safetensors or torch.save zip). */
+interface WeightFileWriter {
+  write(chunk: ArrayBufferView): Promise<void>;
+  close(): Promise<void>;
+  abandon(): Promise<void>;
+}
+
 async function writeShard(
-  path: string,
+  writer: WeightFileWriter,
   tensors: readonly ModelTensorSpec[],
   sampler: SeededWeightSampler,
-  metadata: Record<string, string>,
   progress: ByteProgress,
 ): Promise<void> {
-  const writer = await SafetensorsFileWriter.create(path, tensors, metadata);
   const blockElements = WEIGHT_CHUNK_ELEMENTS * CHUNKS_PER_WRITE;
   const buffers = [sampler.allocateChunk(blockElements), sampler.allocateChunk(blockElements)];
   let pending: Promise<void> = Promise.resolve();

@@ -21,8 +21,20 @@ import {
 } from './model-architecture';
 import { qwen3ArchitectureProblems, Qwen3ParameterCount } from './qwen3-architecture';
 import { formatBytes, formatCount } from './quantities';
-import { elementCount, layoutProblems, readSafetensorsHeader, TensorEntry } from './safetensors';
+import {
+  elementCount,
+  layoutProblems,
+  readSafetensorsHeader,
+  SafetensorsHeader,
+  TensorEntry,
+} from './safetensors';
 import { SHARD_INDEX_FILE_NAME, SINGLE_FILE_NAME } from './shard-plan';
+import {
+  readTorchBin,
+  TORCH_BIN_INDEX_FILE_NAME,
+  TORCH_BIN_SINGLE_FILE_NAME,
+  TorchBinFormatError,
+} from './torch-bin';
 
 export interface CheckpointIssue {
   severity: 'error' | 'warning';
@@ -44,6 +56,8 @@ export interface CheckpointSummary {
   /** Parameters actually stored (all tensors in the files). */
   storedParameters: number;
   dtypes: SafetensorsDtype[];
+  /** Which weight files were read: safetensors, else pytorch_model.bin (torch.save zip format). */
+  weightFormat?: 'safetensors' | 'bin';
   /** '' (Qwen3-Embedding style) or 'model.'. */
   tensorPrefix?: string;
   shards: Array<{ file: string; tensors: number; bytes: number }>;
@@ -335,35 +349,39 @@ async function inspectWeights(
   let files: string[];
   let weightMap: Record<string, string> | undefined;
   let declaredTotal: number | undefined;
-  if (existsSync(join(dir, SHARD_INDEX_FILE_NAME))) {
-    const index = (await readJson(dir, SHARD_INDEX_FILE_NAME, error, true)) as
-      Record<string, unknown> | undefined;
+  // safetensors when present, else pytorch_model.bin (torch.save's zip format), as the engine chooses.
+  const bin = !hasSafetensors(dir) && hasTorchBin(dir);
+  const indexFile = indexFileName(bin);
+  const singleFile = bin ? TORCH_BIN_SINGLE_FILE_NAME : SINGLE_FILE_NAME;
+  summary.weightFormat = bin ? 'bin' : 'safetensors';
+  if (existsSync(join(dir, indexFile))) {
+    const index = (await readJson(dir, indexFile, error, true)) as Record<string, unknown> | undefined;
     if (!index) return undefined;
     const map = index.weight_map;
     if (!map || typeof map !== 'object' || Array.isArray(map)) {
-      error(SHARD_INDEX_FILE_NAME, 'weight_map is missing or not an object');
+      error(indexFile, 'weight_map is missing or not an object');
       return undefined;
     }
     weightMap = {};
     for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
-      if (typeof file !== 'string') error(SHARD_INDEX_FILE_NAME, `weight_map entry is not a file name`, name);
+      if (typeof file !== 'string') error(indexFile, `weight_map entry is not a file name`, name);
       else weightMap[name] = file;
     }
     const metadata = index.metadata as Record<string, unknown> | undefined;
     if (metadata && typeof metadata.total_size === 'number') declaredTotal = metadata.total_size;
     files = [...new Set(Object.values(weightMap))].sort();
-    if (existsSync(join(dir, SINGLE_FILE_NAME)) && !files.includes(SINGLE_FILE_NAME)) {
-      warning(SINGLE_FILE_NAME, `ignored: ${SHARD_INDEX_FILE_NAME} lists the shards`);
+    if (existsSync(join(dir, singleFile)) && !files.includes(singleFile)) {
+      warning(singleFile, `ignored: ${indexFile} lists the shards`);
     }
-  } else if (existsSync(join(dir, SINGLE_FILE_NAME))) {
-    files = [SINGLE_FILE_NAME];
+  } else if (existsSync(join(dir, singleFile))) {
+    files = [singleFile];
   } else {
     const stray = (await readdir(dir)).filter((name) => name.endsWith('.safetensors'));
     error(
-      SINGLE_FILE_NAME,
+      singleFile,
       stray.length > 0
-        ? `missing, and ${stray.join(', ')} ha${stray.length === 1 ? 's' : 've'} no ${SHARD_INDEX_FILE_NAME}`
-        : `no ${SINGLE_FILE_NAME} or ${SHARD_INDEX_FILE_NAME}`,
+        ? `missing, and ${stray.join(', ')} ha${stray.length === 1 ? 's' : 've'} no ${indexFile}`
+        : `no ${singleFile} or ${indexFile}`,
     );
     return undefined;
   }
@@ -374,27 +392,27 @@ async function inspectWeights(
     const path = join(dir, file);
     if (!existsSync(path)) {
       const listed = weightMap ? Object.keys(weightMap).filter((name) => weightMap![name] === file) : [];
-      error(
-        file,
-        `missing (${SHARD_INDEX_FILE_NAME} places ${listed.length} tensors in it, e.g. ${listed[0]})`,
-      );
+      error(file, `missing (${indexFile} places ${listed.length} tensors in it, e.g. ${listed[0]})`);
       continue;
     }
     let header;
     try {
-      header = await readSafetensorsHeader(path);
+      header = bin ? await readTorchBinAsHeader(path) : await readSafetensorsHeader(path);
     } catch (problem) {
-      error(file, (problem as Error).message.replace(`${path}: `, '').replace(`${path} `, ''));
+      if (problem instanceof TorchBinFormatError) error(file, problem.detail, problem.tensor);
+      else error(file, (problem as Error).message.replace(`${path}: `, '').replace(`${path} `, ''));
       continue;
     }
-    for (const problem of layoutProblems(header)) {
+    for (const problem of bin ? [] : layoutProblems(header)) {
       error(
         file,
         problem.message.replace(`${path}${problem.tensor ? ` [${problem.tensor}]` : ''}: `, ''),
         problem.tensor,
       );
     }
-    if (header.metadata.format !== undefined && header.metadata.format !== 'pt') {
+    if (bin) {
+      // torch.save files carry no metadata
+    } else if (header.metadata.format !== undefined && header.metadata.format !== 'pt') {
       warning(file, `__metadata__.format is "${header.metadata.format}"; transformers expects "pt"`);
     } else if (header.metadata.format === undefined) {
       warning(file, '__metadata__.format is missing; transformers expects "pt"');
@@ -415,8 +433,8 @@ async function inspectWeights(
         error(
           file,
           weightMap[entry.name] === undefined
-            ? `not listed in ${SHARD_INDEX_FILE_NAME}`
-            : `${SHARD_INDEX_FILE_NAME} places it in ${weightMap[entry.name]}`,
+            ? `not listed in ${indexFile}`
+            : `${indexFile} places it in ${weightMap[entry.name]}`,
           entry.name,
         );
       }
@@ -427,18 +445,50 @@ async function inspectWeights(
   if (weightMap) {
     for (const [name, file] of Object.entries(weightMap)) {
       if (!tensors.has(name) && existsSync(join(dir, file))) {
-        error(SHARD_INDEX_FILE_NAME, `lists it in ${file}, which does not contain it`, name);
+        error(indexFile, `lists it in ${file}, which does not contain it`, name);
       }
     }
     if (declaredTotal !== undefined && declaredTotal !== summary.weightBytes) {
       warning(
-        SHARD_INDEX_FILE_NAME,
+        indexFile,
         `metadata.total_size ${declaredTotal} != ${summary.weightBytes} bytes of tensor data`,
       );
     }
   }
   summary.dtypes = [...dtypes].sort();
   return tensors;
+}
+
+/** A torch.save file's tensors in the shape of a safetensors header (offsets absolute, no metadata). */
+async function readTorchBinAsHeader(path: string): Promise<SafetensorsHeader> {
+  const contents = await readTorchBin(path);
+  return {
+    path,
+    fileSize: contents.fileSize,
+    headerByteLength: 0,
+    dataOffset: 0,
+    metadata: {},
+    tensors: contents.tensors.map((tensor) => ({
+      name: tensor.name,
+      dtype: tensor.dtype,
+      shape: tensor.shape,
+      dataOffsets: [tensor.dataOffset, tensor.dataOffset + tensor.byteLength] as const,
+    })),
+  };
+}
+
+function indexFileName(bin: boolean): string {
+  return bin ? TORCH_BIN_INDEX_FILE_NAME : SHARD_INDEX_FILE_NAME;
+}
+
+function hasSafetensors(dir: string): boolean {
+  return existsSync(join(dir, SHARD_INDEX_FILE_NAME)) || existsSync(join(dir, SINGLE_FILE_NAME));
+}
+
+function hasTorchBin(dir: string): boolean {
+  return (
+    existsSync(join(dir, TORCH_BIN_INDEX_FILE_NAME)) || existsSync(join(dir, TORCH_BIN_SINGLE_FILE_NAME))
+  );
 }
 
 function checkExpectedTensors(
@@ -453,7 +503,8 @@ function checkExpectedTensors(
   const candidates = isEncoder(architecture) ? ['', 'bert.', 'roberta.'] : ['', 'model.'];
   const prefix = candidates.find((p) => tensors.has(`${p}${expected[0].name}`)) ?? '';
   summary.tensorPrefix = prefix;
-  const fallbackFile = summary.shards.length === 1 ? summary.shards[0].file : SHARD_INDEX_FILE_NAME;
+  const fallbackFile =
+    summary.shards.length === 1 ? summary.shards[0].file : indexFileName(summary.weightFormat === 'bin');
   const expectedNames = new Set<string>();
   for (const spec of expected) {
     const name = `${prefix}${spec.name}`;

@@ -14,3 +14,4 @@ export * from './qwen3-architecture';
 export * from './safetensors';
 export * from './seeded-weights';
 export * from './shard-plan';
+export * from './torch-bin';

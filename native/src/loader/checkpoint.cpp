@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "loader/pytorch_bin.h"
 
 namespace qwen3 {
 
@@ -100,6 +101,14 @@ at::ScalarType ToScalarType(StorageDType dtype) {
   throw Error(ErrorCode::kInternal, "not a weight dtype");
 }
 
+// pytorch_model.bin (or its index) and no safetensors weights beside it.
+bool UsesPytorchBin(const std::string& dir) {
+  return !IsRegularFile(JoinPath(dir, "model.safetensors")) &&
+         !IsRegularFile(JoinPath(dir, "model.safetensors.index.json")) &&
+         (IsRegularFile(JoinPath(dir, "pytorch_model.bin")) ||
+          IsRegularFile(JoinPath(dir, "pytorch_model.bin.index.json")));
+}
+
 }  // namespace
 
 json::Value ReadConfigJson(const std::string& dir) {
@@ -113,8 +122,12 @@ std::unique_ptr<Checkpoint> Checkpoint::Open(const std::string& dir,
   auto ckpt = std::unique_ptr<Checkpoint>(new Checkpoint());
   ckpt->dir_ = dir;
 
-  const std::string index_path = JoinPath(dir, "model.safetensors.index.json");
-  const std::string single_path = JoinPath(dir, "model.safetensors");
+  // safetensors when present, else pytorch_model.bin (torch.save's zip format;
+  // loader/pytorch_bin.h)
+  const bool bin = UsesPytorchBin(dir);
+  const std::string single_name = bin ? "pytorch_model.bin" : "model.safetensors";
+  const std::string index_path = JoinPath(dir, single_name + ".index.json");
+  const std::string single_path = JoinPath(dir, single_name);
   std::vector<std::string> shard_names;
   // name in the index -> shard file, checked against the shard headers below
   std::vector<std::pair<std::string, std::string>> weight_map;
@@ -140,16 +153,21 @@ std::unique_ptr<Checkpoint> Checkpoint::Open(const std::string& dir,
     if (shard_names.empty()) ThrowModelLoadFailed(index_path + ": weight_map is empty");
     std::sort(shard_names.begin(), shard_names.end());
   } else if (IsRegularFile(single_path)) {
-    shard_names.push_back("model.safetensors");
+    shard_names.push_back(single_name);
   } else {
     ThrowModelLoadFailed("missing file " + single_path + " (or model.safetensors.index.json)");
   }
 
-  std::unordered_map<std::string, const SafetensorsFile*> by_shard_name;
+  std::unordered_map<std::string, const TensorFile*> by_shard_name;
   for (size_t i = 0; i < shard_names.size(); ++i) {
     const std::string path = JoinPath(dir, shard_names[i]);
     if (!IsRegularFile(path)) ThrowModelLoadFailed("missing file " + path);
-    auto file = std::make_unique<SafetensorsFile>(path);
+    std::unique_ptr<TensorFile> file;
+    if (bin) {
+      file = std::make_unique<PytorchBinFile>(path);
+    } else {
+      file = std::make_unique<SafetensorsFile>(path);
+    }
     if (progress) {
       progress("opened " + shard_names[i] + " (" + std::to_string(i + 1) + "/" +
                std::to_string(shard_names.size()) + ", " + FormatGiB(file->file_size()) + ", " +
@@ -168,7 +186,7 @@ std::unique_ptr<Checkpoint> Checkpoint::Open(const std::string& dir,
   }
 
   for (const auto& [name, shard] : weight_map) {
-    const SafetensorsFile* file = by_shard_name.at(shard);
+    const TensorFile* file = by_shard_name.at(shard);
     if (file->Find(name) == nullptr) {
       ThrowModelLoadFailed(index_path + ": tensor '" + name + "' is mapped to " + shard +
                            ", which does not contain it");

@@ -1,6 +1,8 @@
 // A Hugging Face checkpoint directory: config.json plus model.safetensors, or shards listed by
-// model.safetensors.index.json. Tensor names are normalised by dropping a leading "model." so both
-// Qwen3-Embedding ("layers.0...") and Qwen3ForCausalLM ("model.layers.0...") layouts load.
+// model.safetensors.index.json; without safetensors weights, pytorch_model.bin or the shards listed
+// by pytorch_model.bin.index.json (torch.save's zip format, loader/pytorch_bin.h). Tensor names are
+// normalised by dropping a leading "model." so both Qwen3-Embedding ("layers.0...") and
+// Qwen3ForCausalLM ("model.layers.0...") layouts load.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -48,13 +50,13 @@ class Checkpoint {
 
  private:
   struct Located {
-    const SafetensorsFile* file;
+    const TensorFile* file;
     const TensorEntry* entry;
   };
   const Located& Locate(const std::string& name) const;
 
   std::string dir_;
-  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::vector<std::unique_ptr<TensorFile>> files_;
   std::unordered_map<std::string, Located> tensors_;
 };
 

@@ -49,17 +49,29 @@ struct TensorEntry {
   int64_t numel() const;
 };
 
-class SafetensorsFile {
+// A mapped weights file of any format (safetensors, pytorch_model.bin): its tensors, each at an
+// absolute offset of the mapping. Checkpoint reads every format through this.
+class TensorFile {
+ public:
+  virtual ~TensorFile() = default;
+  virtual const std::string& path() const noexcept = 0;
+  virtual size_t file_size() const noexcept = 0;
+  virtual const std::vector<TensorEntry>& tensors() const noexcept = 0;
+  virtual const TensorEntry* Find(const std::string& name) const = 0;
+  virtual const uint8_t* data(const TensorEntry& entry) const noexcept = 0;
+};
+
+class SafetensorsFile final : public TensorFile {
  public:
   // Throws qwen3::Error(kModelLoadFailed) naming the file (and the tensor, where one is at fault).
   explicit SafetensorsFile(const std::string& path);
 
-  const std::string& path() const noexcept { return map_->path(); }
-  size_t file_size() const noexcept { return map_->size(); }
-  const std::vector<TensorEntry>& tensors() const noexcept { return tensors_; }
+  const std::string& path() const noexcept override { return map_->path(); }
+  size_t file_size() const noexcept override { return map_->size(); }
+  const std::vector<TensorEntry>& tensors() const noexcept override { return tensors_; }
   const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
-  const TensorEntry* Find(const std::string& name) const;
-  const uint8_t* data(const TensorEntry& entry) const noexcept {
+  const TensorEntry* Find(const std::string& name) const override;
+  const uint8_t* data(const TensorEntry& entry) const noexcept override {
     return map_->data() + entry.offset;
   }
 

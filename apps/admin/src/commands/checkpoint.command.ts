@@ -2,6 +2,7 @@ import {
   CheckpointDtype,
   CheckpointService,
   MODEL_PRESET_NAMES,
+  CheckpointWeightFormat,
   parseCheckpointDtype,
   POOLING_MODES,
   PoolingMode,
@@ -21,6 +22,7 @@ interface GenerateOptions {
   includePrompt?: boolean;
   normalize?: boolean;
   dense?: number;
+  format?: CheckpointWeightFormat;
 }
 
 @SubCommand({
@@ -46,6 +48,7 @@ export class GenerateCheckpointCommand extends CommandRunner {
       includePrompt: options.includePrompt !== false,
       normalize: options.normalize !== false,
       denseOutFeatures: options.dense,
+      format: options.format,
       onProgress: (line) => process.stdout.write(`${line}\n`),
     });
     for (const shard of result.shards)
@@ -128,6 +131,17 @@ export class GenerateCheckpointCommand extends CommandRunner {
   })
   parseDense(value: string): number {
     return parseInteger('--dense', value, 1);
+  }
+
+  @Option({
+    flags: '--format <format>',
+    description: 'weights as safetensors (default) or bin (pytorch_model.bin, torch.save zip format)',
+  })
+  parseFormat(value: string): CheckpointWeightFormat {
+    if (value !== 'safetensors' && value !== 'bin') {
+      throw new Error(`--format must be safetensors or bin (got "${value}")`);
+    }
+    return value;
   }
 }
 

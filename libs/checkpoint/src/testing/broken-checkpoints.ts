@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { readSafetensorsHeader, readTensorBytes, TensorSpec, writeSafetensorsFile } from '../safetensors';
 import { generateCheckpoint } from '../checkpoint-generator';
 import { SHARD_INDEX_FILE_NAME } from '../shard-plan';
+import { readTorchBinTensors, writeTorchBin } from '../torch-bin';
 import { MINI_ARCHITECTURE } from './mini-architecture';
 
 type StoredTensor = TensorSpec & { data: Uint8Array };
@@ -12,6 +13,7 @@ const SHARD_BYTES = 40_000;
 const SHARDED_FILES = 6;
 const shard = (n: number): string =>
   `model-${String(n).padStart(5, '0')}-of-${String(SHARDED_FILES).padStart(5, '0')}.safetensors`;
+const binShard = (n: number): string => `pytorch_${shard(n).replace(/\.safetensors$/, '.bin')}`;
 
 /**
  * One way a checkpoint directory can be broken, and what each validator must say about it: the
@@ -20,8 +22,11 @@ const shard = (n: number): string =>
  */
 export interface BrokenCheckpointCase {
   name: string;
-  /** The checkpoint it starts from: one file, or sharded with an index (SHARDED_FILES). */
-  from: 'single' | 'sharded';
+  /**
+   * The checkpoint it starts from: one file, or sharded with an index (SHARDED_FILES); `bin`,
+   * `bin-sharded`: the same as pytorch_model.bin (torch.save's zip format).
+   */
+  from: 'single' | 'sharded' | 'bin' | 'bin-sharded';
   /** Breaks the copy in `dir` (a generated MINI_ARCHITECTURE checkpoint). */
   breakIt(dir: string): Promise<void>;
   /**
@@ -51,6 +56,21 @@ export async function rewriteWeights(
     tensors.push({ name: entry.name, dtype: entry.dtype, shape: entry.shape, data: bytes });
   }
   await writeSafetensorsFile(path, transform(tensors), header.metadata);
+}
+
+/**
+ * Rewrites one pytorch_model.bin of a checkpoint directory through `transform`; `editPickle` may
+ * then alter the encoded data.pkl.
+ */
+export async function rewriteTorchBin(
+  dir: string,
+  file: string,
+  transform: (tensors: StoredTensor[]) => StoredTensor[],
+  editPickle?: (pickle: Buffer) => Buffer,
+): Promise<void> {
+  const path = join(dir, file);
+  const tensors = await readTorchBinTensors(path);
+  await writeTorchBin(path, transform(tensors), { editPickle });
 }
 
 async function editJson(path: string, edit: (json: Record<string, unknown>) => void): Promise<void> {
@@ -201,6 +221,79 @@ export const BROKEN_CHECKPOINTS: readonly BrokenCheckpointCase[] = [
     },
     engine: /layers\.9\.mlp\.up_proj\.weight/,
   },
+  {
+    name: 'a truncated pytorch_model.bin',
+    from: 'bin',
+    breakIt: async (dir) => {
+      const path = join(dir, 'pytorch_model.bin');
+      await truncate(path, (await stat(path)).size - 100);
+    },
+    file: 'pytorch_model.bin',
+    inspector: { message: /truncated or corrupt zip archive/ },
+    engine: /pytorch_model\.bin: truncated or corrupt zip archive/,
+  },
+  {
+    name: 'a pytorch_model.bin whose pickle names a forbidden global',
+    from: 'bin',
+    breakIt: (dir) =>
+      rewriteTorchBin(
+        dir,
+        'pytorch_model.bin',
+        (tensors) => tensors,
+        (pickle) =>
+          Buffer.from(
+            pickle.toString('latin1').replace('ctorch._utils\n_rebuild_tensor_v2\n', 'cos\nsystem\n'),
+            'latin1',
+          ),
+      ),
+    file: 'pytorch_model.bin',
+    inspector: { message: /data\.pkl: refuses the global os\.system/ },
+    engine: /pytorch_model\.bin: data\.pkl: refuses the global os\.system/,
+  },
+  {
+    name: 'a pytorch_model.bin holding a value that is not a tensor',
+    from: 'bin',
+    breakIt: (dir) =>
+      rewriteTorchBin(
+        dir,
+        'pytorch_model.bin',
+        (tensors) => tensors,
+        // {..., 'step': 5}: one more SETITEM before STOP
+        (pickle) =>
+          Buffer.concat([
+            pickle.subarray(0, -1),
+            Buffer.from('X\x04\x00\x00\x00stepK\x05s', 'latin1'),
+            pickle.subarray(-1),
+          ]),
+      ),
+    file: 'pytorch_model.bin',
+    inspector: { tensor: 'step', message: /value is a number, not a tensor/ },
+    engine: /pytorch_model\.bin: tensor 'step': value is an int, not a tensor/,
+  },
+  {
+    name: 'a misshaped tensor in pytorch_model.bin',
+    from: 'bin',
+    breakIt: (dir) =>
+      rewriteTorchBin(dir, 'pytorch_model.bin', (tensors) =>
+        tensors.map((tensor) =>
+          tensor.name === 'layers.0.self_attn.k_proj.weight' ? { ...tensor, shape: [64, 32] } : tensor,
+        ),
+      ),
+    file: 'pytorch_model.bin',
+    inspector: {
+      tensor: 'layers.0.self_attn.k_proj.weight',
+      message: /shape \[64, 32\], expected \[32, 64\]/,
+    },
+    engine: /'layers\.0\.self_attn\.k_proj\.weight': shape \[64, 32\] does not match \[32, 64\]/,
+  },
+  {
+    name: 'a .bin shard the index lists but the directory lacks',
+    from: 'bin-sharded',
+    breakIt: (dir) => rm(join(dir, binShard(2))),
+    file: binShard(2),
+    inspector: { message: /missing/ },
+    engine: /pytorch_model-00002-of-00006\.bin/,
+  },
 ];
 
 export type BrokenCheckpointSources = Record<BrokenCheckpointCase['from'], string>;
@@ -213,10 +306,16 @@ export async function writeBrokenCheckpointSources(root: string): Promise<Broken
         preset: MINI_ARCHITECTURE,
         seed: 0,
         outDir: join(root, from),
-        ...(from === 'sharded' ? { maxShardBytes: SHARD_BYTES } : {}),
+        ...(from.endsWith('sharded') ? { maxShardBytes: SHARD_BYTES } : {}),
+        ...(from.startsWith('bin') ? { format: 'bin' as const } : {}),
       })
     ).outDir;
-  return { single: await write('single'), sharded: await write('sharded') };
+  return {
+    single: await write('single'),
+    sharded: await write('sharded'),
+    bin: await write('bin'),
+    'bin-sharded': await write('bin-sharded'),
+  };
 }
 
 /** Copies the case's source checkpoint to `dir` and breaks it there; returns `dir`. */
