@@ -2,6 +2,7 @@ import { readFile, writeFile, mkdtemp, rm, truncate, stat } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateCheckpoint } from './checkpoint-generator';
+import { inspectCheckpoint } from './checkpoint-inspector';
 import { toBfloat16Bits, toFloat16Bits } from './dtype';
 import { readSafetensorsHeader, readTensorBytes } from './safetensors';
 import { MINI_ARCHITECTURE } from './testing/mini-architecture';
@@ -125,6 +126,23 @@ describe(TorchBinFileWriter.name, () => {
         expect(Buffer.from(tensor.data).equals(bytes)).toBe(true);
       }
     }
+  });
+
+  it('model inspect reads a .bin checkpoint as it reads safetensors, and prefers safetensors beside it', async () => {
+    const outDir = join(dir, 'bin');
+    await generateCheckpoint({ preset: MINI_ARCHITECTURE, seed: 0, outDir, format: 'bin' });
+    const report = await inspectCheckpoint(outDir);
+    expect(report.issues.filter((issue) => issue.severity === 'error')).toEqual([]);
+    expect(report.summary.weightFormat).toBe('bin');
+    expect(report.summary.shards.map((shard) => shard.file)).toEqual(['pytorch_model.bin']);
+    expect(report.summary.dtypes).toEqual(['BF16']);
+
+    await writeFile(join(outDir, 'model.safetensors'), 'not read unless preferred');
+    const both = await inspectCheckpoint(outDir);
+    expect(both.summary.weightFormat).toBe('safetensors');
+    expect(both.issues).toContainEqual(
+      expect.objectContaining({ severity: 'error', file: 'model.safetensors' }),
+    );
   });
 
   describe('reader errors name the file', () => {
