@@ -86,7 +86,7 @@ def compare(expected: dict, actual: dict) -> list[str]:
             problems.append(f"{name}: {b.dtype} {list(b.shape)} vs safetensors {a.dtype} {list(a.shape)}")
         elif not b.is_contiguous():
             problems.append(f"{name}: not contiguous (stride {b.stride()})")
-        elif not torch.equal(a.view(torch.uint8) if a.numel() else a, b.view(torch.uint8) if b.numel() else b):
+        elif not torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8)):
             problems.append(f"{name}: values differ")
     return problems
 
