@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateCheckpoint } from './checkpoint-generator';
 import { inspectCheckpoint } from './checkpoint-inspector';
-import { toBfloat16Bits, toFloat16Bits } from './dtype';
+import { decodeElements, toBfloat16Bits, toFloat16Bits } from './dtype';
 import { readSafetensorsHeader, readTensorBytes } from './safetensors';
 import { MINI_ARCHITECTURE } from './testing/mini-architecture';
 import {
@@ -142,6 +142,25 @@ describe(TorchBinFileWriter.name, () => {
     expect(both.summary.weightFormat).toBe('safetensors');
     expect(both.issues).toContainEqual(
       expect.objectContaining({ severity: 'error', file: 'model.safetensors' }),
+    );
+  });
+
+  it('reads the files torch.save wrote, values as torch.load(weights_only=True) returned them', async () => {
+    const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'torch-bin');
+    const expected = JSON.parse(await readFile(join(fixtures, 'torch-fixtures.json'), 'utf8')) as Record<
+      string,
+      Record<string, number[]>
+    >;
+    expect(Object.keys(expected).length).toBeGreaterThanOrEqual(5);
+    for (const [file, tensors] of Object.entries(expected)) {
+      const read = await readTorchBinTensors(join(fixtures, file));
+      expect(read.map((tensor) => tensor.name)).toEqual(Object.keys(tensors));
+      for (const tensor of read) {
+        expect(Array.from(decodeElements(tensor.dtype, tensor.data))).toEqual(tensors[tensor.name]);
+      }
+    }
+    await expect(readTorchBin(join(fixtures, 'torch-legacy.bin'))).rejects.toThrow(
+      /legacy torch\.save format/,
     );
   });
 
