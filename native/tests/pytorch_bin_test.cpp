@@ -98,8 +98,8 @@ TEST(PytorchBinTest, ReadsAnOrderedDictStateDictWithMetadata) {
   EXPECT_EQ(values[1], -1.25f);
 }
 
-// Files torch.save itself wrote (scripts/reference/verify_torch_bin.py --fixtures), with the values
-// torch.load(weights_only=True) returned for them.
+// Files torch.save itself wrote (scripts/reference/verify_torch_bin.py --fixtures; pickle protocols
+// 2 and 4), with the values they were saved from.
 TEST(PytorchBinTest, ReadsFilesTorchSaveWrote) {
   const std::string dir = QWEN3_TORCH_BIN_FIXTURES;
   const auto expected = nlohmann::json::parse(testing::ReadFile(dir + "/torch-fixtures.json"));

@@ -145,7 +145,7 @@ describe(TorchBinFileWriter.name, () => {
     );
   });
 
-  it('reads the files torch.save wrote, values as torch.load(weights_only=True) returned them', async () => {
+  it('reads the files torch.save wrote (protocols 2 and 4), with the values they were saved from', async () => {
     const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'torch-bin');
     const expected = JSON.parse(await readFile(join(fixtures, 'torch-fixtures.json'), 'utf8')) as Record<
       string,
