@@ -214,6 +214,29 @@ TEST(PytorchBinTest, RefusesUnexpectedOpcodesAndStorages) {
       ErrorCode::kModelLoadFailed, {"data.pkl: ends early"});
 }
 
+TEST(PytorchBinTest, RefusesADeeplyNestedOrCyclicPickleWithoutCrashing) {
+  // A million tuples, each wrapping the last, then a list appended to itself: freeing either must
+  // not recurse.
+  std::string deep = "\x80\x02N" + std::string(1000000, '\x85') + ".";
+  ExpectError(
+      [&] {
+        pytorch_bin::ParseStateDictPickle("f.bin", reinterpret_cast<const uint8_t*>(deep.data()),
+                                          deep.size());
+      },
+      ErrorCode::kModelLoadFailed,
+      {"f.bin: data.pkl: top level is a tuple, not a dict of tensors"});
+  const std::string cyclic(
+      "\x80\x02]q\x00h\x00"
+      "a.",
+      9);
+  ExpectError(
+      [&] {
+        pytorch_bin::ParseStateDictPickle("f.bin", reinterpret_cast<const uint8_t*>(cyclic.data()),
+                                          cyclic.size());
+      },
+      ErrorCode::kModelLoadFailed, {"top level is a list"});
+}
+
 TEST(PytorchBinTest, NamesFileAndTensorOfAWrongShapeOrDtype) {
   TempDir tmp;
   CheckpointSpec spec;
