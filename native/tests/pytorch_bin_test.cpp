@@ -98,6 +98,33 @@ TEST(PytorchBinTest, ReadsAnOrderedDictStateDictWithMetadata) {
   EXPECT_EQ(values[1], -1.25f);
 }
 
+// Files torch.save itself wrote (scripts/reference/verify_torch_bin.py --fixtures; pickle protocols
+// 2 and 4), with the values they were saved from.
+TEST(PytorchBinTest, ReadsFilesTorchSaveWrote) {
+  const std::string dir = QWEN3_TORCH_BIN_FIXTURES;
+  const auto expected = nlohmann::json::parse(testing::ReadFile(dir + "/torch-fixtures.json"));
+  ASSERT_GE(expected.size(), 5u);
+  for (const auto& [file_name, tensors] : expected.items()) {
+    PytorchBinFile file(dir + "/" + file_name);
+    ASSERT_EQ(file.tensors().size(), tensors.size()) << file_name;
+    for (const auto& [name, values] : tensors.items()) {
+      const TensorEntry* entry = file.Find(name);
+      ASSERT_NE(entry, nullptr) << file_name << " " << name;
+      const at::ScalarType type = entry->dtype == StorageDType::kBF16  ? at::kBFloat16
+                                  : entry->dtype == StorageDType::kF16 ? at::kHalf
+                                                                       : at::kFloat;
+      at::Tensor got = at::from_blob(const_cast<uint8_t*>(file.data(*entry)), {entry->numel()},
+                                     at::TensorOptions().dtype(type))
+                           .to(at::kFloat);
+      std::vector<float> want = values.get<std::vector<float>>();
+      EXPECT_TRUE(at::equal(got, at::tensor(want))) << file_name << " " << name;
+    }
+  }
+  ExpectError([&] { PytorchBinFile legacy(dir + "/torch-legacy.bin"); },
+              ErrorCode::kModelLoadFailed,
+              {"torch-legacy.bin: is in the legacy torch.save format"});
+}
+
 TEST(PytorchBinTest, PrefersSafetensorsWhenBothArePresent) {
   TempDir tmp;
   CheckpointSpec spec;
@@ -185,6 +212,29 @@ TEST(PytorchBinTest, RefusesUnexpectedOpcodesAndStorages) {
                                           cut.size());
       },
       ErrorCode::kModelLoadFailed, {"data.pkl: ends early"});
+}
+
+TEST(PytorchBinTest, RefusesADeeplyNestedOrCyclicPickleWithoutCrashing) {
+  // A million tuples, each wrapping the last, then a list appended to itself: freeing either must
+  // not recurse.
+  std::string deep = "\x80\x02N" + std::string(1000000, '\x85') + ".";
+  ExpectError(
+      [&] {
+        pytorch_bin::ParseStateDictPickle("f.bin", reinterpret_cast<const uint8_t*>(deep.data()),
+                                          deep.size());
+      },
+      ErrorCode::kModelLoadFailed,
+      {"f.bin: data.pkl: top level is a tuple, not a dict of tensors"});
+  const std::string cyclic(
+      "\x80\x02]q\x00h\x00"
+      "a.",
+      9);
+  ExpectError(
+      [&] {
+        pytorch_bin::ParseStateDictPickle("f.bin", reinterpret_cast<const uint8_t*>(cyclic.data()),
+                                          cyclic.size());
+      },
+      ErrorCode::kModelLoadFailed, {"top level is a list"});
 }
 
 TEST(PytorchBinTest, NamesFileAndTensorOfAWrongShapeOrDtype) {

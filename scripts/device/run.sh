@@ -292,7 +292,7 @@ step_binload() {
   # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
   node -e '
     const r = require(process.argv[1]);
-    for (const p of r.pairs) console.log(`| binload ${p.bin.split("/").pop()} | torch ${r.torch} weights_only read+mmap: ${p.ok ? "equal" : "FAILED: " + p.problems.slice(0, 3).join("; ")} (${p.tensors} tensors, ${p.files.length} file(s)) |`);
+    for (const p of r.pairs) console.log(`| binload ${p.bin.split("/").pop()} | torch ${r.torch} weights_only read+mmap: ${p.ok ? "equal" : "FAILED: " + p.problems.slice(0, 3).join("; ")} (${p.tensors ?? 0} tensors, ${(p.files ?? []).length} file(s)) |`);
   ' "$OUT/torch-bin.json" >> "$RESULTS" 2>/dev/null
   if [ -f "$ADDON" ]; then
     local texts=("the quick brown fox" "pytorch_model.bin loads as safetensors do")

@@ -8,8 +8,8 @@ read into memory and once memory-mapped (mmap=True needs the storages where the 
 checks that every tensor equals the safetensors copy: same names, dtype, shape and bits.
 
 It also writes, with torch.save, small files the project's readers are tested against (--fixtures):
-an OrderedDict state_dict of an nn.Module in bf16/f16/f32, a plain dict, a sharing-storage dict,
-and the legacy (pre-1.6, non-zip) format.
+an OrderedDict state_dict of an nn.Module in bf16/f16/f32, a plain dict (also in pickle protocol 4),
+a sharing-storage dict, and the legacy (pre-1.6, non-zip) format.
 
     python3 scripts/reference/verify_torch_bin.py --pair SAFETENSORS_DIR BIN_DIR [--pair ...] \
         [--fixtures OUT_DIR] [--json RESULT.json]
@@ -86,7 +86,7 @@ def compare(expected: dict, actual: dict) -> list[str]:
             problems.append(f"{name}: {b.dtype} {list(b.shape)} vs safetensors {a.dtype} {list(a.shape)}")
         elif not b.is_contiguous():
             problems.append(f"{name}: not contiguous (stride {b.stride()})")
-        elif not torch.equal(a.view(torch.uint8) if a.numel() else a, b.view(torch.uint8) if b.numel() else b):
+        elif not torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8)):
             problems.append(f"{name}: values differ")
     return problems
 
@@ -107,38 +107,47 @@ def check_pair(safetensors_dir: Path, bin_dir: Path) -> dict:
 
 
 def write_fixtures(out: Path) -> list[str]:
-    """Small torch.save files for the readers' tests (deterministic values, not random)."""
+    """Small torch.save files for the readers' tests (deterministic values, not random).
+
+    torch-fixtures.json holds the values each file was saved from; the zip files are also read back
+    with torch.load(weights_only=True) where this torch can (its restricted unpickler reads protocol
+    4 from PyTorch 2.0 on).
+    """
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    saved = {}
     for dtype, tag in ((torch.float32, "f32"), (torch.float16, "f16"), (torch.bfloat16, "bf16")):
         module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3)).to(dtype)
         with torch.no_grad():
             for index, parameter in enumerate(module.parameters()):
                 values = torch.arange(parameter.numel(), dtype=torch.float32) / 8 - index
                 parameter.copy_(values.reshape(parameter.shape).to(dtype))
-        path = out / f"torch-state-dict-{tag}.bin"
-        torch.save(module.state_dict(), path)  # OrderedDict with _metadata
-        written.append(path.name)
+        saved[f"torch-state-dict-{tag}.bin"] = (module.state_dict(), {})  # OrderedDict with _metadata
     base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     plain = {"a.weight": base.clone(), "b.bias": torch.tensor([0.5, -1.25], dtype=torch.bfloat16)}
-    torch.save(plain, out / "torch-plain-dict.bin")
-    written.append("torch-plain-dict.bin")
+    saved["torch-plain-dict.bin"] = (plain, {})
     # Two tensors over one storage (tied weights): the second starts 4 elements in.
     shared = torch.arange(8, dtype=torch.float16)
-    torch.save(collections.OrderedDict([("x", shared[:4]), ("y", shared[4:])]), out / "torch-shared-storage.bin")
-    written.append("torch-shared-storage.bin")
+    saved["torch-shared-storage.bin"] = (collections.OrderedDict([("x", shared[:4]), ("y", shared[4:])]), {})
+    # Protocol 4 (FRAME, SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL), as pickle_protocol=4 writes it.
+    saved["torch-protocol4.bin"] = (plain, {"pickle_protocol": 4})
+    for name, (state_dict, options) in saved.items():
+        torch.save(state_dict, out / name, **options)
+        try:
+            loaded = torch.load(out / name, weights_only=True)
+        except Exception as error:  # noqa: BLE001 - an older torch's restricted unpickler
+            log(f"{name}: torch {torch.__version__} cannot read it with weights_only=True ({error})")
+            continue
+        if list(loaded) != list(state_dict) or not all(torch.equal(loaded[k], state_dict[k]) for k in loaded):
+            raise AssertionError(f"{name}: torch.load returned other tensors than were saved")
     torch.save(plain, out / "torch-legacy.bin", _use_new_zipfile_serialization=False)
-    written.append("torch-legacy.bin")
     expected = {
-        name: {k: v.float().flatten().tolist() for k, v in torch.load(out / name, weights_only=True).items()}
-        for name in written
-        if name != "torch-legacy.bin"
+        name: {k: v.float().flatten().tolist() for k, v in state_dict.items()}
+        for name, (state_dict, _) in saved.items()
     }
     (out / "torch-fixtures.json").write_text(json.dumps(expected, indent=1) + "\n")
-    written.append("torch-fixtures.json")
-    return written
+    return [*saved, "torch-legacy.bin", "torch-fixtures.json"]
 
 
 def main() -> int:

@@ -2,7 +2,8 @@ import { readFile, writeFile, mkdtemp, rm, truncate, stat } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateCheckpoint } from './checkpoint-generator';
-import { toBfloat16Bits, toFloat16Bits } from './dtype';
+import { inspectCheckpoint } from './checkpoint-inspector';
+import { decodeElements, toBfloat16Bits, toFloat16Bits } from './dtype';
 import { readSafetensorsHeader, readTensorBytes } from './safetensors';
 import { MINI_ARCHITECTURE } from './testing/mini-architecture';
 import {
@@ -125,6 +126,42 @@ describe(TorchBinFileWriter.name, () => {
         expect(Buffer.from(tensor.data).equals(bytes)).toBe(true);
       }
     }
+  });
+
+  it('model inspect reads a .bin checkpoint as it reads safetensors, and prefers safetensors beside it', async () => {
+    const outDir = join(dir, 'bin');
+    await generateCheckpoint({ preset: MINI_ARCHITECTURE, seed: 0, outDir, format: 'bin' });
+    const report = await inspectCheckpoint(outDir);
+    expect(report.issues.filter((issue) => issue.severity === 'error')).toEqual([]);
+    expect(report.summary.weightFormat).toBe('bin');
+    expect(report.summary.shards.map((shard) => shard.file)).toEqual(['pytorch_model.bin']);
+    expect(report.summary.dtypes).toEqual(['BF16']);
+
+    await writeFile(join(outDir, 'model.safetensors'), 'not read unless preferred');
+    const both = await inspectCheckpoint(outDir);
+    expect(both.summary.weightFormat).toBe('safetensors');
+    expect(both.issues).toContainEqual(
+      expect.objectContaining({ severity: 'error', file: 'model.safetensors' }),
+    );
+  });
+
+  it('reads the files torch.save wrote (protocols 2 and 4), with the values they were saved from', async () => {
+    const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'torch-bin');
+    const expected = JSON.parse(await readFile(join(fixtures, 'torch-fixtures.json'), 'utf8')) as Record<
+      string,
+      Record<string, number[]>
+    >;
+    expect(Object.keys(expected).length).toBeGreaterThanOrEqual(5);
+    for (const [file, tensors] of Object.entries(expected)) {
+      const read = await readTorchBinTensors(join(fixtures, file));
+      expect(read.map((tensor) => tensor.name)).toEqual(Object.keys(tensors));
+      for (const tensor of read) {
+        expect(Array.from(decodeElements(tensor.dtype, tensor.data))).toEqual(tensors[tensor.name]);
+      }
+    }
+    await expect(readTorchBin(join(fixtures, 'torch-legacy.bin'))).rejects.toThrow(
+      /legacy torch\.save format/,
+    );
   });
 
   describe('reader errors name the file', () => {

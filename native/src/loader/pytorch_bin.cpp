@@ -43,7 +43,9 @@ std::string Brief(const c10::Error& e) {
 // The restricted pickle interpreter
 
 struct Value;
-using ValuePtr = std::shared_ptr<Value>;
+// Values live in the unpickler's arena and point at each other with plain pointers: however deep
+// or cyclic a hostile pickle nests them, freeing them is one flat loop, never a recursion.
+using ValuePtr = Value*;
 
 struct Value {
   enum class Kind {
@@ -68,12 +70,6 @@ struct Value {
   StorageDType dtype = StorageDType::kF32;             // storage
   std::vector<int64_t> shape, stride;                  // tensor (i = storage offset)
 };
-
-ValuePtr Make(Value::Kind kind) {
-  auto v = std::make_shared<Value>();
-  v->kind = kind;
-  return v;
-}
 
 const char* Describe(const Value& v) {
   switch (v.kind) {
@@ -300,6 +296,12 @@ class StateDictUnpickler {
   }
 
  private:
+  ValuePtr Make(Value::Kind kind) {
+    arena_.push_back(std::make_unique<Value>());
+    arena_.back()->kind = kind;
+    return arena_.back().get();
+  }
+
   [[noreturn]] void Error(const std::string& message) const { Fail(path_, "data.pkl: " + message); }
 
   const uint8_t* Take(size_t n) {
@@ -345,7 +347,7 @@ class StateDictUnpickler {
     if (stack_.empty() || stack_.back()->kind == Value::Kind::kMark) {
       Error("stack underflow at byte " + std::to_string(at_));
     }
-    ValuePtr v = std::move(stack_.back());
+    ValuePtr v = stack_.back();
     stack_.pop_back();
     return v;
   }
@@ -476,6 +478,7 @@ class StateDictUnpickler {
   const uint8_t* data_;
   size_t size_;
   size_t at_ = 0;
+  std::vector<std::unique_ptr<Value>> arena_;
   std::vector<ValuePtr> stack_;
   std::unordered_map<uint32_t, ValuePtr> memo_;
 };
