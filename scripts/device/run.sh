@@ -351,7 +351,10 @@ step_families() {
   # entry is reported and the next one runs. The fixtures travel back as one archive (the device tool
   # returns at most 8 files): $OUT/family-fixtures.tar.gz, to unpack into test/fixtures/.
   local versions dir fixtures=$WORK/family-fixtures entry name args status=0 rc line ok=() bad=()
-  versions=$(hf_versions) || { echo "python3 lacks torch/transformers/sentence-transformers" >&2; return 1; }
+  if ! versions=$(hf_versions); then
+    echo "python3 lacks torch/transformers/sentence-transformers" >&2
+    echo "| families | FAILED: python3 lacks torch/transformers/sentence-transformers |" >> "$RESULTS"; return 1
+  fi
   echo "$versions"
   echo "| families: HF versions | $versions |" >> "$RESULTS"
   rm -rf "$fixtures" "$WORK/family-rejected" && mkdir -p "$fixtures" "$WORK/families"
