@@ -126,6 +126,8 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/model/fused_ops.cpp
   ${QWEN3_NATIVE_DIR}/src/model/cuda_graphs.cpp
   ${QWEN3_NATIVE_DIR}/src/model/decoder_model.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/encoder_config.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/encoder_model.cpp
   ${QWEN3_NATIVE_DIR}/src/model/embedding_model.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/in_process_communicator.cpp

@@ -25,6 +25,25 @@ std::vector<float> ReferenceEmbedding(const std::map<std::string, at::Tensor>& w
                                       const TinyConfig& config, const std::vector<int32_t>& ids,
                                       int64_t dimensions);
 
+// ---- Encoders (BERT, XLM-RoBERTa) ----
+
+// LayerNorm by its formula, in float64, over the last dimension: (x - mean) / sqrt(var + eps) * w
+// + b with the biased variance.
+at::Tensor NaiveLayerNorm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                          double eps);
+
+// The pooled last hidden state of each sequence (not normalised), float64 [n, hidden], computed as
+// transformers runs a batch: padded to the longest sequence with pad_token_id and an attention
+// mask over the padding, positions from the padded ids (XLM-RoBERTa: padding_idx + the running
+// count of non-padding tokens), explicit attention, LayerNorm and GELU. `pooling` is "cls",
+// "mean" (skipping prompt_lengths[i] leading tokens, as sentence-transformers' include_prompt =
+// false does; empty: none) or "lasttoken".
+at::Tensor ReferenceEncoderPooled(const std::map<std::string, at::Tensor>& weights,
+                                  const EncoderSpec& spec,
+                                  const std::vector<std::vector<int32_t>>& sequences,
+                                  const std::string& pooling,
+                                  const std::vector<int32_t>& prompt_lengths = {});
+
 double Cosine(const float* a, const float* b, int64_t n);
 
 }  // namespace qwen3::testing

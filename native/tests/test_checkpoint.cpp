@@ -225,4 +225,104 @@ WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& 
   return written;
 }
 
+EncoderSpec BertSpec() { return EncoderSpec{}; }
+
+EncoderSpec XlmRobertaSpec() {
+  EncoderSpec spec;
+  spec.model_type = "xlm-roberta";
+  spec.pad_token_id = 1;
+  spec.max_positions = 42;  // 40 tokens after the padding index, as 514 gives XLM-R 512
+  spec.type_vocab = 1;
+  spec.eps = 1e-5;
+  return spec;
+}
+
+std::string EncoderConfigJson(const EncoderSpec& s) {
+  const bool roberta = s.model_type == "xlm-roberta";
+  std::ostringstream o;
+  o.precision(17);
+  o << "{\n"
+    << "  \"architectures\": [\"" << (roberta ? "XLMRobertaModel" : "BertModel") << "\"],\n"
+    << "  \"model_type\": \"" << s.model_type << "\",\n"
+    << "  \"hidden_size\": " << s.hidden << ",\n"
+    << "  \"num_hidden_layers\": " << s.layers << ",\n"
+    << "  \"num_attention_heads\": " << s.heads << ",\n"
+    << "  \"intermediate_size\": " << s.intermediate << ",\n"
+    << "  \"vocab_size\": " << s.vocab << ",\n"
+    << "  \"max_position_embeddings\": " << s.max_positions << ",\n"
+    << "  \"type_vocab_size\": " << s.type_vocab << ",\n"
+    << "  \"layer_norm_eps\": " << s.eps << ",\n"
+    << "  \"hidden_act\": \"" << s.hidden_act << "\",\n"
+    << "  \"pad_token_id\": " << s.pad_token_id << ",\n"
+    << "  \"position_embedding_type\": \"absolute\",\n"
+    << "  \"hidden_dropout_prob\": 0.1,\n"
+    << "  \"attention_probs_dropout_prob\": 0.1,\n"
+    << "  \"initializer_range\": 0.02,\n"
+    << "  \"use_cache\": true,\n"
+    << "  \"torch_dtype\": \"float32\"\n"
+    << "}\n";
+  return o.str();
+}
+
+WrittenCheckpoint WriteEncoderCheckpoint(const std::string& dir, const EncoderSpec& s) {
+  MakeDirs(dir);
+  WriteFile(dir + "/config.json", EncoderConfigJson(s));
+  const int64_t h = s.hidden;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"embeddings.word_embeddings.weight", {s.vocab, h}},
+      {"embeddings.position_embeddings.weight", {s.max_positions, h}},
+      {"embeddings.token_type_embeddings.weight", {s.type_vocab, h}},
+      {"embeddings.LayerNorm.weight", {h}},
+      {"embeddings.LayerNorm.bias", {h}},
+  };
+  for (int64_t i = 0; i < s.layers; ++i) {
+    const std::string p = "encoder.layer." + std::to_string(i) + ".";
+    for (const char* name : {"attention.self.query", "attention.self.key", "attention.self.value",
+                             "attention.output.dense"}) {
+      shapes.push_back({p + name + ".weight", {h, h}});
+      shapes.push_back({p + name + ".bias", {h}});
+    }
+    shapes.push_back({p + "attention.output.LayerNorm.weight", {h}});
+    shapes.push_back({p + "attention.output.LayerNorm.bias", {h}});
+    shapes.push_back({p + "intermediate.dense.weight", {s.intermediate, h}});
+    shapes.push_back({p + "intermediate.dense.bias", {s.intermediate}});
+    shapes.push_back({p + "output.dense.weight", {h, s.intermediate}});
+    shapes.push_back({p + "output.dense.bias", {h}});
+    shapes.push_back({p + "output.LayerNorm.weight", {h}});
+    shapes.push_back({p + "output.LayerNorm.bias", {h}});
+  }
+  // BertModel's pooler, which sentence-transformers never runs: present as in real checkpoints.
+  shapes.push_back({"pooler.dense.weight", {h, h}});
+  shapes.push_back({"pooler.dense.bias", {h}});
+
+  at::Generator gen = at::detail::createCPUGenerator(s.seed);
+  WrittenCheckpoint written;
+  written.dir = dir;
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, shape] : shapes) {
+    at::Tensor w = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    const bool norm = name.find("LayerNorm") != std::string::npos;
+    if (norm && name.size() > 6 && name.compare(name.size() - 6, 6, "weight") == 0) {
+      w = 1.0 + 0.2 * w;
+    } else if (norm || shape.size() == 1) {
+      w = 0.1 * w;  // LayerNorm and dense biases
+    } else if (name.find("embeddings") != std::string::npos) {
+      w = 0.5 * w;
+    } else {
+      w = w / std::sqrt(static_cast<double>(shape.back()));
+    }
+    w = w.to(DTypeOf(s.dtype)).to(at::kFloat);  // what the file will hold
+    written.weights[name] = w;
+    std::string stored = s.prefix + name;
+    if (s.legacy_norm_names && norm) {
+      const size_t dot = stored.rfind('.');
+      stored =
+          stored.substr(0, dot) + (stored.compare(dot, 7, ".weight") == 0 ? ".gamma" : ".beta");
+    }
+    tensors.push_back({stored, w});
+  }
+  WriteSafetensors(dir + "/model.safetensors", tensors, s.dtype);
+  return written;
+}
+
 }  // namespace qwen3::testing

@@ -58,6 +58,41 @@ std::string ConfigJson(const TinyConfig& config);
 std::vector<std::pair<std::string, std::vector<int64_t>>> TensorShapes(const TinyConfig& config);
 WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& spec);
 
+// ---- Encoder checkpoints (BERT, XLM-RoBERTa) ----
+
+struct EncoderSpec {
+  std::string model_type = "bert";  // or "xlm-roberta"
+  int64_t hidden = 64;
+  int64_t layers = 2;
+  int64_t heads = 4;
+  int64_t intermediate = 128;
+  int64_t vocab = 256;
+  int64_t max_positions = 40;  // rows of the position table (config.json's value)
+  int64_t type_vocab = 2;
+  int64_t pad_token_id = 0;  // 1 for xlm-roberta, as its tokenizer has it
+  double eps = 1e-12;
+  std::string hidden_act = "gelu";
+  std::string dtype = "F32";       // BF16, F16 or F32
+  std::string prefix;              // "", "bert." or "roberta."
+  bool legacy_norm_names = false;  // LayerNorm.gamma / LayerNorm.beta
+  uint64_t seed = 0;
+
+  // The longest sequence: XLM-RoBERTa's positions start at pad_token_id + 1.
+  int64_t max_sequence() const {
+    return model_type == "xlm-roberta" ? max_positions - pad_token_id - 1 : max_positions;
+  }
+};
+
+// The small BERT / XLM-RoBERTa presets the encoder tests use.
+EncoderSpec BertSpec();
+EncoderSpec XlmRobertaSpec();
+
+std::string EncoderConfigJson(const EncoderSpec& spec);
+// Writes config.json and model.safetensors as transformers' BertModel / XLMRobertaModel save them
+// (with spec.prefix: as a task model's base). WrittenCheckpoint::weights holds the unprefixed
+// transformers names (LayerNorm.weight / .bias).
+WrittenCheckpoint WriteEncoderCheckpoint(const std::string& dir, const EncoderSpec& spec);
+
 // Raw safetensors writing, for corrupt-file tests. `tensors` are written in order with `dtype`
 // ("BF16", "F16", "F32" or "I32").
 void WriteSafetensors(const std::string& path,

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "model/encoder_config.h"
 
 namespace qwen3 {
 
@@ -235,7 +236,10 @@ ModelConfig ModelConfig::FromJson(const json::Value& root, const std::string& so
   }
 
   // ---- Encoder families: engineer "enc"'s EncoderConfigFromJson reads them ----
-  if (c.is_encoder()) r.Fail("model_type \"" + c.model_type + "\" is not supported yet");
+  if (c.is_encoder()) {
+    EncoderConfigFromJson(root, source, c);
+    return c;
+  }
   // ---- end of encoder families ----
 
   c.hidden_size = r.PositiveInt("hidden_size");
@@ -270,6 +274,7 @@ ModelConfig ModelConfig::FromJson(const json::Value& root, const std::string& so
 }
 
 int64_t ModelConfig::ParameterCount() const {
+  if (is_encoder()) return EncoderParameterCount(*this);
   const int64_t attention = hidden_size * (q_size() + 2 * kv_size()) + q_size() * hidden_size +
                             (qk_norm ? 2 * head_dim : 0) +  // q_norm, k_norm
                             (qkv_bias ? q_size() + 2 * kv_size() : 0) + (o_bias ? hidden_size : 0);

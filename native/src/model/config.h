@@ -52,6 +52,17 @@ struct ModelConfig {
   int64_t sliding_window = 0;
 
   // ---- Encoder families (BERT, XLM-RoBERTa): fields read by EncoderConfigFromJson ----
+  // transformers' GELU variants: exact (erf) or the tanh approximation (gelu_new & co).
+  enum class Gelu { kErf, kTanh };
+  double layer_norm_eps = 1e-12;
+  int64_t type_vocab_size = 2;
+  Gelu hidden_act = Gelu::kErf;
+  int64_t pad_token_id = 0;
+  // First row of the position table a sequence reads: pad_token_id + 1 for XLM-RoBERTa, else 0.
+  int64_t position_offset = 0;
+  // Rows of the position table (config.json's max_position_embeddings); max_position_embeddings
+  // above is the longest sequence, position_embeddings - position_offset.
+  int64_t position_embeddings = 0;
   // ---- end of encoder fields ----
 
   // `source` names the file in error messages. Throws qwen3::Error(kModelLoadFailed).

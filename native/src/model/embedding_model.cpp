@@ -2,14 +2,16 @@
 
 #include "common/error.h"
 #include "model/decoder_model.h"
+#include "model/encoder_model.h"
 
 namespace qwen3 {
 
 void ValidateCheckpoint(const Checkpoint& checkpoint, const ModelConfig& config) {
   if (config.is_encoder()) {
-    ThrowModelLoadFailed("model_type \"" + config.model_type + "\" is not supported yet");
+    ValidateEncoderCheckpoint(checkpoint, config);
+  } else {
+    ValidateDecoderCheckpoint(checkpoint, config);
   }
-  ValidateDecoderCheckpoint(checkpoint, config);
 }
 
 std::unique_ptr<EmbeddingModel> CreateModel(const Checkpoint& checkpoint, const ModelConfig& config,
@@ -17,7 +19,7 @@ std::unique_ptr<EmbeddingModel> CreateModel(const Checkpoint& checkpoint, const 
                                             const ProgressCallback& progress,
                                             const std::atomic<bool>* cancel) {
   if (config.is_encoder()) {
-    ThrowModelLoadFailed("model_type \"" + config.model_type + "\" is not supported yet");
+    return std::make_unique<EncoderModel>(checkpoint, config, options, progress, cancel);
   }
   return std::make_unique<DecoderModel>(checkpoint, config, options, progress, cancel);
 }
