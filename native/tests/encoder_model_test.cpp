@@ -15,6 +15,7 @@
 #include "model/packed_input.h"
 #include "parallel/communicator.h"
 #include "reference_model.h"
+#include "runtime/engine.h"
 #include "test_checkpoint.h"
 #include "test_util.h"
 
@@ -263,6 +264,45 @@ TEST(EncoderModelTest, StopsLoadingWhenCancelled) {
   testing::ExpectError(
       [&] { CreateModel(*loaded.checkpoint, loaded.config, ModelOptions{}, nullptr, &cancel); },
       ErrorCode::kModelLoadFailed, {"cancelled"});
+}
+
+// Through the engine: config, validation, pooling option, batch limits and the TP split at boot.
+TEST(EncoderEngineTest, ServesEachFamilyWithItsPoolingAndSequenceLimit) {
+  for (const EncoderSpec& spec : {testing::BertSpec(), testing::XlmRobertaSpec()}) {
+    SCOPED_TRACE(spec.model_type);
+    TempDir tmp;
+    const testing::WrittenCheckpoint written = testing::WriteEncoderCheckpoint(tmp.path(), spec);
+    const auto sequences = Sequences(spec);
+    for (const std::string pooling : {"cls", "mean"}) {
+      EngineOptions options;
+      options.model_path = tmp.path();
+      options.pooling = pooling;
+      options.tensor_parallel_size = 2;
+      auto engine = Engine::Load(options);
+      const EngineInfo info = engine->Info();
+      EXPECT_EQ(info.model_type, spec.model_type);
+      EXPECT_EQ(info.max_position_embeddings, spec.max_sequence());
+      EXPECT_EQ(info.output_dimension, 64);
+
+      const std::vector<float> rows = engine->Embed(Pack(sequences));
+      const at::Tensor expected =
+          testing::ReferenceEncoderPooled(written.weights, spec, sequences, pooling);
+      for (size_t i = 0; i < sequences.size(); ++i) {
+        at::Tensor e = expected[static_cast<int64_t>(i)].to(at::kFloat).contiguous();
+        EXPECT_GE(testing::Cosine(rows.data() + 64 * i, e.data_ptr<float>(), 64), 0.99999) << i;
+      }
+      // The longest text the position table serves, and one token more.
+      PackedBatch too_long = Pack({RandomIds(spec.max_sequence() + 1, spec.vocab, 9)});
+      testing::ExpectError([&] { engine->Embed(too_long); }, ErrorCode::kInvalidArgument,
+                           {"max_position_embeddings"});
+    }
+    EngineOptions split;
+    split.model_path = tmp.path();
+    split.pooling = "cls";
+    split.tensor_parallel_size = 3;
+    testing::ExpectError([&] { Engine::Load(split); }, ErrorCode::kInvalidArgument,
+                         {"tensorParallelSize 3", "num_attention_heads (4)"});
+  }
 }
 
 }  // namespace

@@ -190,10 +190,12 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
   config_ = ModelConfig::FromJson(ReadConfigJson(options_.model_path), config_path);
   const int tp = options_.tensor_parallel_size;
   if (config_.num_key_value_heads % tp != 0 || config_.intermediate_size % tp != 0) {
-    ThrowInvalidArgument("tensorParallelSize " + std::to_string(tp) +
-                         " must divide num_key_value_heads (" +
-                         std::to_string(config_.num_key_value_heads) + ") and intermediate_size (" +
-                         std::to_string(config_.intermediate_size) + ")");
+    // An encoder's key/value heads are its attention heads (ModelConfig: multi-head attention).
+    const char* heads = config_.is_encoder() ? "num_attention_heads" : "num_key_value_heads";
+    ThrowInvalidArgument("tensorParallelSize " + std::to_string(tp) + " must divide " + heads +
+                         " (" + std::to_string(config_.num_key_value_heads) +
+                         ") and intermediate_size (" + std::to_string(config_.intermediate_size) +
+                         ")");
   }
   pooling_ = ParsePooling(options_.pooling);
   checkpoint_ = Checkpoint::Open(options_.model_path, progress_);
