@@ -124,6 +124,7 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/model/fused_ops.cpp
   ${QWEN3_NATIVE_DIR}/src/model/cuda_graphs.cpp
   ${QWEN3_NATIVE_DIR}/src/model/qwen3_model.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/embedding_model.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/in_process_communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/peer_all_reduce.cpp

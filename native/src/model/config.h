@@ -10,8 +10,12 @@
 
 namespace qwen3 {
 
+// The architecture family, from config.json's model_type.
+enum class ModelFamily { kQwen3, kQwen2, kMistral, kLlama, kBert, kXlmRoberta };
+
 struct ModelConfig {
   std::string model_type = "qwen3";
+  ModelFamily family = ModelFamily::kQwen3;
   int64_t hidden_size = 0;
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;
@@ -26,6 +30,9 @@ struct ModelConfig {
   // `source` names the file in error messages. Throws qwen3::Error(kModelLoadFailed).
   static ModelConfig FromJson(const json::Value& root, const std::string& source);
 
+  bool is_encoder() const {
+    return family == ModelFamily::kBert || family == ModelFamily::kXlmRoberta;
+  }
   int64_t q_size() const { return num_attention_heads * head_dim; }
   int64_t kv_size() const { return num_key_value_heads * head_dim; }
   // Every parameter, the embedding table included.

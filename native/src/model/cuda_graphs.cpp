@@ -44,7 +44,7 @@ struct ForwardGraphs::Bucket {
 #endif
 };
 
-int64_t ForwardGraphs::TokenLimit(const Qwen3Model& model, const Communicator& comm) {
+int64_t ForwardGraphs::TokenLimit(const EmbeddingModel& model, const Communicator& comm) {
   if (comm.world_size() == 1) return std::numeric_limits<int64_t>::max();
   // Each all-reduce carries [tokens, hidden] partial sums in the model's dtype.
   const int64_t row_bytes =
@@ -52,7 +52,7 @@ int64_t ForwardGraphs::TokenLimit(const Qwen3Model& model, const Communicator& c
   return row_bytes > 0 ? comm.capturable_bytes() / row_bytes : 0;
 }
 
-bool ForwardGraphs::Supported(const Qwen3Model& model, const Communicator& comm) {
+bool ForwardGraphs::Supported(const EmbeddingModel& model, const Communicator& comm) {
 #ifdef QWEN3_WITH_CUDA
   return model.options().device.is_cuda() && model.uses_flash_attention() &&
          TokenLimit(model, comm) > 0;
@@ -63,7 +63,7 @@ bool ForwardGraphs::Supported(const Qwen3Model& model, const Communicator& comm)
 #endif
 }
 
-ForwardGraphs::ForwardGraphs(const Qwen3Model& model, GraphOptions options)
+ForwardGraphs::ForwardGraphs(const EmbeddingModel& model, GraphOptions options)
     : model_(model), options_(options) {
   const at::Device device = model.options().device;
   for (int64_t tokens : GraphBuckets(options.max_tokens)) {

@@ -41,7 +41,7 @@ int64_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * t.element_
 
 }  // namespace
 
-void ValidateCheckpoint(const Checkpoint& c, const ModelConfig& m) {
+void ValidateDecoderCheckpoint(const Checkpoint& c, const ModelConfig& m) {
   const int64_t h = m.hidden_size;
   c.CheckWeight("embed_tokens.weight", {m.vocab_size, h});
   c.CheckWeight("norm.weight", {h});

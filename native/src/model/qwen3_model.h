@@ -11,6 +11,7 @@
 
 #include "loader/checkpoint.h"
 #include "model/config.h"
+#include "model/embedding_model.h"
 #include "model/fused_ops.h"
 #include "model/layers.h"
 #include "model/packed_input.h"
@@ -18,19 +19,9 @@
 
 namespace qwen3 {
 
-struct ModelOptions {
-  at::Device device = at::kCPU;
-  at::ScalarType dtype = at::kFloat;  // compute dtype of weights and activations
-  int rank = 0;                       // tensor-parallel rank and size
-  int world = 1;
-};
-
-// Called by Forward before each layer with the layer index (tests inject failures through it).
-using LayerHook = std::function<void(int layer)>;
-
 // Checks every tensor the model reads (presence, dtype, shape from config) before any is loaded.
 // Throws kModelLoadFailed naming the file and the tensor.
-void ValidateCheckpoint(const Checkpoint& checkpoint, const ModelConfig& config);
+void ValidateDecoderCheckpoint(const Checkpoint& checkpoint, const ModelConfig& config);
 
 class DecoderLayer {
  public:
@@ -64,7 +55,7 @@ class DecoderLayer {
   RowParallelLinear down_proj_;        // all-reduce
 };
 
-class Qwen3Model {
+class Qwen3Model final : public EmbeddingModel {
  public:
   // Loads this rank's shard of every weight onto options.device. Checks `cancel` between layers.
   Qwen3Model(const Checkpoint& checkpoint, const ModelConfig& config, const ModelOptions& options,
@@ -73,12 +64,12 @@ class Qwen3Model {
   // Returns [n, hidden] fp32 on the device: the final-norm hidden state of each sequence's last
   // token. Every rank of the group must call it with the same batch.
   at::Tensor Forward(const PackedInput& in, Communicator& comm,
-                     const LayerHook& hook = nullptr) const;
+                     const LayerHook& hook = nullptr) const override;
 
-  const ModelConfig& config() const { return config_; }
-  const ModelOptions& options() const { return options_; }
-  int64_t weight_bytes() const;
-  bool uses_flash_attention() const;
+  const ModelConfig& config() const override { return config_; }
+  const ModelOptions& options() const override { return options_; }
+  int64_t weight_bytes() const override;
+  bool uses_flash_attention() const override;
 
  private:
   ModelConfig config_;

@@ -19,7 +19,7 @@
 #include "loader/checkpoint.h"
 #include "model/config.h"
 #include "model/cuda_graphs.h"
-#include "model/qwen3_model.h"
+#include "model/embedding_model.h"
 #include "parallel/communicator.h"
 #include "runtime/device_context.h"
 #include "runtime/error_classification.h"
@@ -93,7 +93,7 @@ class Engine::Impl final : public ReplicaHost {
   enum class Phase { kLoading, kServing, kStopping };
 
   void ValidateOptions() const;
-  std::unique_ptr<Qwen3Model> LoadRank(int replica, int world, const Rank& rank) const;
+  std::unique_ptr<EmbeddingModel> LoadRank(int replica, int world, const Rank& rank) const;
 
   EngineOptions options_;
   ModelConfig config_;
@@ -273,7 +273,8 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
          " rank(s)");
 }
 
-std::unique_ptr<Qwen3Model> Engine::Impl::LoadRank(int replica, int world, const Rank& rank) const {
+std::unique_ptr<EmbeddingModel> Engine::Impl::LoadRank(int replica, int world,
+                                                       const Rank& rank) const {
   ModelOptions model_options;
   model_options.device = rank.device;
   model_options.dtype = dtype_;
@@ -284,7 +285,7 @@ std::unique_ptr<Qwen3Model> Engine::Impl::LoadRank(int replica, int world, const
     const std::string who = "replica " + std::to_string(replica) + " ";
     progress = [this, who](const std::string& line) { progress_(who + line); };
   }
-  return std::make_unique<Qwen3Model>(*checkpoint_, config_, model_options, progress, cancel_);
+  return CreateModel(*checkpoint_, config_, model_options, progress, cancel_);
 }
 
 bool Engine::Impl::AwaitServing() {

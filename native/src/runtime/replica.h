@@ -20,8 +20,8 @@
 
 #include "common/sync.h"
 #include "model/cuda_graphs.h"
+#include "model/embedding_model.h"
 #include "model/packed_batch.h"
-#include "model/qwen3_model.h"
 #include "parallel/communicator.h"
 #include "runtime/engine.h"
 #include "runtime/job_queue.h"
@@ -32,7 +32,7 @@ struct Rank {
   int index = 0;
   at::Device device = at::kCPU;
   int cpu_threads = 0;
-  std::unique_ptr<Qwen3Model> model;
+  std::unique_ptr<EmbeddingModel> model;
   std::unique_ptr<ForwardGraphs> graphs;  // CUDA graphs of small batches, when in use
   int64_t weight_bytes = 0;
   std::thread thread;
@@ -67,7 +67,7 @@ struct ReplicaOptions {
 class Replica {
  public:
   // Builds a rank's model shard; runs on the rank's own thread with its device current.
-  using LoadModel = std::function<std::unique_ptr<Qwen3Model>(const Rank& rank)>;
+  using LoadModel = std::function<std::unique_ptr<EmbeddingModel>(const Rank& rank)>;
 
   Replica(int index, int world, const ReplicaOptions& options, ReplicaHost& host);
   Replica(const Replica&) = delete;
