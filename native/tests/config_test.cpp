@@ -73,8 +73,8 @@ TEST(ModelConfigTest, AcceptsArchitecturesWithoutModelType) {
 }
 
 TEST(ModelConfigTest, RejectsOtherArchitectures) {
-  ExpectError([] { Parse(TinyWith("model_type", "\"qwen2\"")); }, ErrorCode::kModelLoadFailed,
-              {"config.json", "model_type \"qwen2\""});
+  ExpectError([] { Parse(TinyWith("model_type", "\"gpt2\"")); }, ErrorCode::kModelLoadFailed,
+              {"config.json", "model_type \"gpt2\""});
   std::string llama = TinyWith("model_type", "");
   llama = llama.replace(llama.find("Qwen3ForCausalLM"), 16, "LlamaForCausalLM");
   ExpectError([&] { Parse(llama); }, ErrorCode::kModelLoadFailed, {"architectures"});
@@ -83,7 +83,7 @@ TEST(ModelConfigTest, RejectsOtherArchitectures) {
 TEST(ModelConfigTest, RejectsWhatTheEngineDoesNotImplement) {
   const std::pair<std::string, std::string> cases[] = {
       {"rope_scaling", R"({"type": "yarn", "factor": 4.0})"},
-      {"attention_bias", "true"},
+      {"mlp_bias", "true"},
       {"hidden_act", "\"gelu\""},
       {"use_sliding_window", "true"},
   };

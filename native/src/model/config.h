@@ -1,6 +1,7 @@
 // The architecture read from a checkpoint's config.json. Only what the forward pass needs is kept;
-// anything that would change the math and is not implemented (rope scaling, biases, sliding
-// windows, another activation) is rejected by FromJson with a message naming the field.
+// anything that would change the math and is not implemented (dynamic/yarn rope scaling, sliding
+// windows beyond the sequence limit, another activation) is rejected by FromJson with a message
+// naming the field.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,19 @@ namespace qwen3 {
 
 // The architecture family, from config.json's model_type.
 enum class ModelFamily { kQwen3, kQwen2, kMistral, kLlama, kBert, kXlmRoberta };
+
+// How the rotary inverse frequencies are derived (transformers' rope_type): kDefault
+// theta^(-2i/D); kLinear divides them by `factor`; kLlama3 divides the low frequencies by
+// `factor` and interpolates the middle band (Llama 3.1+).
+enum class RopeType { kDefault, kLinear, kLlama3 };
+
+struct RopeScaling {
+  RopeType type = RopeType::kDefault;
+  double factor = 1.0;
+  double low_freq_factor = 1.0;                     // llama3
+  double high_freq_factor = 4.0;                    // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
 
 struct ModelConfig {
   std::string model_type = "qwen3";
@@ -26,6 +40,19 @@ struct ModelConfig {
   int64_t max_position_embeddings = 32768;
   double rms_norm_eps = 1e-6;
   double rope_theta = 1e6;
+
+  // Decoder families (Qwen3, Qwen2, Mistral, Llama).
+  bool qk_norm = true;    // Qwen3: per-head RMSNorm of q and k before RoPE
+  bool qkv_bias = false;  // q/k/v_proj biases (Qwen2 always; Qwen3/Llama attention_bias)
+  bool o_bias = false;    // o_proj bias (Qwen3/Llama attention_bias)
+  bool mlp_bias = false;  // gate/up/down_proj biases (Llama mlp_bias)
+  RopeScaling rope_scaling;
+  // Mistral's sliding window (0: none). max_position_embeddings is capped to it, so no sequence
+  // is long enough for the window to mask anything: attention stays plain causal, exactly.
+  int64_t sliding_window = 0;
+
+  // ---- Encoder families (BERT, XLM-RoBERTa): fields read by EncoderConfigFromJson ----
+  // ---- end of encoder fields ----
 
   // `source` names the file in error messages. Throws qwen3::Error(kModelLoadFailed).
   static ModelConfig FromJson(const json::Value& root, const std::string& source);

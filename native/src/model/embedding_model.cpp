@@ -1,7 +1,7 @@
 #include "model/embedding_model.h"
 
 #include "common/error.h"
-#include "model/qwen3_model.h"
+#include "model/decoder_model.h"
 
 namespace qwen3 {
 
@@ -19,7 +19,7 @@ std::unique_ptr<EmbeddingModel> CreateModel(const Checkpoint& checkpoint, const 
   if (config.is_encoder()) {
     ThrowModelLoadFailed("model_type \"" + config.model_type + "\" is not supported yet");
   }
-  return std::make_unique<Qwen3Model>(checkpoint, config, options, progress, cancel);
+  return std::make_unique<DecoderModel>(checkpoint, config, options, progress, cancel);
 }
 
 }  // namespace qwen3

@@ -20,6 +20,7 @@
 
 #include "common/sync.h"
 #include "model/cuda_graphs.h"
+#include "model/dense.h"
 #include "model/embedding_model.h"
 #include "model/packed_batch.h"
 #include "parallel/communicator.h"
@@ -34,6 +35,7 @@ struct Rank {
   int cpu_threads = 0;
   std::unique_ptr<EmbeddingModel> model;
   std::unique_ptr<ForwardGraphs> graphs;  // CUDA graphs of small batches, when in use
+  std::unique_ptr<DenseLayers> dense;     // rank 0's copy of the Dense layers, when any
   int64_t weight_bytes = 0;
   std::thread thread;
   std::exception_ptr load_error;   // written before the load barrier, read after it
@@ -62,6 +64,8 @@ struct ReplicaOptions {
   int cuda_graph_max_tokens = 0;  // EngineOptions::cuda_graph_max_tokens
   std::chrono::microseconds device_spin{0};
   std::chrono::microseconds idle_spin{0};
+  bool normalize = true;                     // EngineOptions::normalize
+  std::shared_ptr<const DenseLayers> dense;  // on the CPU; null: none
 };
 
 class Replica {
