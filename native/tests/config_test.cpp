@@ -179,9 +179,9 @@ TEST(ModelConfigTest, RefusesWhatADecoderFamilyWouldComputeDifferently) {
   const std::string llama = testing::ConfigJson(testing::LlamaTiny());
   const std::pair<std::string, std::vector<std::string>> cases[] = {
       {Edit(llama, "rope_scaling", R"({"rope_type": "dynamic", "factor": 2.0})"),
-       {"rope_scaling.rope_type \"dynamic\"", "not supported"}},
+       {"rope_scaling.rope_type is \"dynamic\"", "rope_scaling is not supported"}},
       {Edit(llama, "rope_scaling", R"({"rope_type": "yarn", "factor": 2.0})"),
-       {"rope_scaling.rope_type \"yarn\""}},
+       {"rope_scaling.rope_type is \"yarn\""}},
       {Edit(llama, "rope_scaling", R"({"rope_type": "llama3", "factor": 8.0})"),
        {"rope_scaling.low_freq_factor is missing"}},
       {Edit(llama, "rope_scaling", R"({"rope_type": "linear"})"), {"rope_scaling.factor"}},

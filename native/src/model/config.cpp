@@ -210,8 +210,8 @@ void ReadRope(const ConfigReader& r, ModelConfig& c) {
     }
     return;
   }
-  r.Fail(std::string(object) + ".rope_type \"" + name +
-         "\" is not supported (default, linear and llama3 are)");
+  r.Fail(std::string(object) + ".rope_type is \"" + name + "\": " + object +
+         " is not supported for it (only default, linear and llama3 are)");
 }
 
 }  // namespace
