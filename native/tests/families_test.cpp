@@ -28,6 +28,8 @@ struct Family {
   TinyConfig config;
 };
 
+void PrintTo(const Family& family, std::ostream* os) { *os << family.name; }
+
 std::vector<Family> Families() {
   TinyConfig linear = testing::LlamaTiny();
   linear.rope_type = "linear";
