@@ -26,6 +26,42 @@ at::Tensor NaiveRmsNorm(const at::Tensor& x, const at::Tensor& weight, double ep
 }
 
 at::Tensor NaiveRotary(const at::Tensor& x, double theta) {
+  std::vector<double> inv_freq;
+  const int64_t dim = x.size(2);
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    inv_freq.push_back(std::pow(theta, -2.0 * static_cast<double>(i) / dim));
+  }
+  return NaiveRotary(x, inv_freq);
+}
+
+std::vector<double> ReferenceInvFreq(const TinyConfig& c) {
+  std::vector<double> inv_freq;
+  for (int64_t i = 0; i < c.head_dim / 2; ++i) {
+    const double f = std::pow(c.theta, -2.0 * static_cast<double>(i) / c.head_dim);
+    if (c.rope_type == "linear") {
+      inv_freq.push_back(f / c.rope_factor);
+    } else if (c.rope_type == "llama3") {
+      // Llama 3.1: short wavelengths kept, long ones divided by factor, the band between
+      // interpolated.
+      const double old_context = static_cast<double>(c.rope_original_max_positions);
+      const double wavelen = 2 * M_PI / f;
+      if (wavelen < old_context / c.rope_high_freq_factor) {
+        inv_freq.push_back(f);
+      } else if (wavelen > old_context / c.rope_low_freq_factor) {
+        inv_freq.push_back(f / c.rope_factor);
+      } else {
+        const double smooth = (old_context / wavelen - c.rope_low_freq_factor) /
+                              (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        inv_freq.push_back((1 - smooth) * f / c.rope_factor + smooth * f);
+      }
+    } else {
+      inv_freq.push_back(f);
+    }
+  }
+  return inv_freq;
+}
+
+at::Tensor NaiveRotary(const at::Tensor& x, const std::vector<double>& inv_freq) {
   at::Tensor xd = x.to(at::kDouble).contiguous();
   const int64_t length = xd.size(0);
   const int64_t heads = xd.size(1);
@@ -36,8 +72,7 @@ at::Tensor NaiveRotary(const at::Tensor& x, double theta) {
   auto out_a = out.accessor<double, 3>();
   for (int64_t p = 0; p < length; ++p) {
     for (int64_t i = 0; i < half; ++i) {
-      const double angle =
-          static_cast<double>(p) * std::pow(theta, -2.0 * static_cast<double>(i) / dim);
+      const double angle = static_cast<double>(p) * inv_freq[static_cast<size_t>(i)];
       const double c = std::cos(angle);
       const double s = std::sin(angle);
       for (int64_t h = 0; h < heads; ++h) {
@@ -51,10 +86,16 @@ at::Tensor NaiveRotary(const at::Tensor& x, double theta) {
   return out;
 }
 
-std::vector<float> ReferenceEmbedding(const std::map<std::string, at::Tensor>& weights,
-                                      const TinyConfig& c, const std::vector<int32_t>& ids,
-                                      int64_t dimensions) {
+at::Tensor ReferenceHidden(const std::map<std::string, at::Tensor>& weights, const TinyConfig& c,
+                           const std::vector<int32_t>& ids) {
   auto w = [&](const std::string& name) { return weights.at(name).to(at::kDouble); };
+  // x W^T (+ b where the checkpoint has the bias).
+  auto linear = [&](const at::Tensor& x, const std::string& name) {
+    at::Tensor y = at::matmul(x, w(name + ".weight").t());
+    if (weights.count(name + ".bias") != 0) y = y + w(name + ".bias");
+    return y;
+  };
+  const std::vector<double> inv_freq = ReferenceInvFreq(c);
   const int64_t length = static_cast<int64_t>(ids.size());
   const int64_t d = c.head_dim;
   const int64_t group = c.heads / c.kv_heads;
@@ -67,13 +108,15 @@ std::vector<float> ReferenceEmbedding(const std::map<std::string, at::Tensor>& w
   for (int64_t layer = 0; layer < c.layers; ++layer) {
     const std::string p = "layers." + std::to_string(layer) + ".";
     at::Tensor h = NaiveRmsNorm(x, w(p + "input_layernorm.weight"), c.eps);
-    at::Tensor q = at::matmul(h, w(p + "self_attn.q_proj.weight").t()).view({length, c.heads, d});
-    at::Tensor k =
-        at::matmul(h, w(p + "self_attn.k_proj.weight").t()).view({length, c.kv_heads, d});
-    at::Tensor v =
-        at::matmul(h, w(p + "self_attn.v_proj.weight").t()).view({length, c.kv_heads, d});
-    q = NaiveRotary(NaiveRmsNorm(q, w(p + "self_attn.q_norm.weight"), c.eps), c.theta);
-    k = NaiveRotary(NaiveRmsNorm(k, w(p + "self_attn.k_norm.weight"), c.eps), c.theta);
+    at::Tensor q = linear(h, p + "self_attn.q_proj").view({length, c.heads, d});
+    at::Tensor k = linear(h, p + "self_attn.k_proj").view({length, c.kv_heads, d});
+    at::Tensor v = linear(h, p + "self_attn.v_proj").view({length, c.kv_heads, d});
+    if (c.qk_norm) {
+      q = NaiveRmsNorm(q, w(p + "self_attn.q_norm.weight"), c.eps);
+      k = NaiveRmsNorm(k, w(p + "self_attn.k_norm.weight"), c.eps);
+    }
+    q = NaiveRotary(q, inv_freq);
+    k = NaiveRotary(k, inv_freq);
 
     at::Tensor attn = at::empty({length, c.heads * d}, at::kDouble);
     for (int64_t head = 0; head < c.heads; ++head) {
@@ -90,15 +133,22 @@ std::vector<float> ReferenceEmbedding(const std::map<std::string, at::Tensor>& w
       at::Tensor probs = at::softmax(scores, -1);
       attn.narrow(1, head * d, d).copy_(at::matmul(probs, vh));
     }
-    x = x + at::matmul(attn, w(p + "self_attn.o_proj.weight").t());
+    x = x + linear(attn, p + "self_attn.o_proj");
 
     at::Tensor h2 = NaiveRmsNorm(x, w(p + "post_attention_layernorm.weight"), c.eps);
-    at::Tensor gate = at::matmul(h2, w(p + "mlp.gate_proj.weight").t());
-    at::Tensor up = at::matmul(h2, w(p + "mlp.up_proj.weight").t());
+    at::Tensor gate = linear(h2, p + "mlp.gate_proj");
+    at::Tensor up = linear(h2, p + "mlp.up_proj");
     at::Tensor act = gate * at::sigmoid(gate) * up;
-    x = x + at::matmul(act, w(p + "mlp.down_proj.weight").t());
+    x = x + linear(act, p + "mlp.down_proj");
   }
-  at::Tensor final_row = NaiveRmsNorm(x, w("norm.weight"), c.eps)[length - 1];
+  return NaiveRmsNorm(x, w("norm.weight"), c.eps);
+}
+
+std::vector<float> ReferenceEmbedding(const std::map<std::string, at::Tensor>& weights,
+                                      const TinyConfig& c, const std::vector<int32_t>& ids,
+                                      int64_t dimensions) {
+  const int64_t length = static_cast<int64_t>(ids.size());
+  at::Tensor final_row = ReferenceHidden(weights, c, ids)[length - 1];
   at::Tensor head = final_row.narrow(0, 0, dimensions);
   head = head / head.norm().item<double>();
   std::vector<float> out(static_cast<size_t>(dimensions));

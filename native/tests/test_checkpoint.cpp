@@ -73,26 +73,83 @@ void WriteFile(const std::string& path, const std::string& contents) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
+TinyConfig Qwen2Tiny() {
+  TinyConfig c;
+  c.model_type = "qwen2";
+  c.qk_norm = false;
+  c.qkv_bias = true;
+  c.head_dim = c.hidden / c.heads;  // Qwen2 has no head_dim field
+  c.theta = 1e6;
+  return c;
+}
+
+TinyConfig MistralTiny() {
+  TinyConfig c;
+  c.model_type = "mistral";
+  c.qk_norm = false;
+  c.theta = 1e4;
+  c.eps = 1e-5;
+  c.sliding_window = 96;  // below max_positions: the engine caps sequences at the window
+  return c;
+}
+
+TinyConfig LlamaTiny() {
+  TinyConfig c;
+  c.model_type = "llama";
+  c.qk_norm = false;
+  c.qkv_bias = c.o_bias = true;
+  c.mlp_bias = true;
+  c.theta = 1e4;  // with head_dim 16: one frequency in each llama3 band
+  c.eps = 1e-5;
+  c.rope_type = "llama3";
+  c.rope_factor = 8.0;
+  c.rope_low_freq_factor = 1.0;
+  c.rope_high_freq_factor = 4.0;
+  c.rope_original_max_positions = 32;  // so the tiny head_dim's frequencies span all three bands
+  return c;
+}
+
 std::string ConfigJson(const TinyConfig& c) {
+  std::string architecture = "Qwen3ForCausalLM";
+  if (c.model_type == "qwen2") architecture = "Qwen2Model";
+  if (c.model_type == "mistral") architecture = "MistralModel";
+  if (c.model_type == "llama") architecture = "LlamaModel";
   std::ostringstream o;
   o.precision(17);
   o << "{\n"
-    << "  \"architectures\": [\"Qwen3ForCausalLM\"],\n"
-    << "  \"model_type\": \"qwen3\",\n"
+    << "  \"architectures\": [\"" << architecture << "\"],\n"
+    << "  \"model_type\": \"" << c.model_type << "\",\n"
     << "  \"hidden_size\": " << c.hidden << ",\n"
     << "  \"num_hidden_layers\": " << c.layers << ",\n"
     << "  \"num_attention_heads\": " << c.heads << ",\n"
-    << "  \"num_key_value_heads\": " << c.kv_heads << ",\n"
-    << "  \"head_dim\": " << c.head_dim << ",\n"
-    << "  \"intermediate_size\": " << c.intermediate << ",\n"
+    << "  \"num_key_value_heads\": " << c.kv_heads << ",\n";
+  if (c.model_type != "qwen2") o << "  \"head_dim\": " << c.head_dim << ",\n";
+  o << "  \"intermediate_size\": " << c.intermediate << ",\n"
     << "  \"vocab_size\": " << c.vocab << ",\n"
     << "  \"max_position_embeddings\": " << c.max_positions << ",\n"
     << "  \"rms_norm_eps\": " << c.eps << ",\n"
-    << "  \"rope_theta\": " << c.theta << ",\n"
-    << "  \"rope_scaling\": null,\n"
-    << "  \"hidden_act\": \"silu\",\n"
-    << "  \"attention_bias\": false,\n"
-    << "  \"use_sliding_window\": false,\n"
+    << "  \"rope_theta\": " << c.theta << ",\n";
+  if (c.rope_type == "default") {
+    o << "  \"rope_scaling\": null,\n";
+  } else {
+    o << "  \"rope_scaling\": {\"rope_type\": \"" << c.rope_type
+      << "\", \"factor\": " << c.rope_factor << ", \"low_freq_factor\": " << c.rope_low_freq_factor
+      << ", \"high_freq_factor\": " << c.rope_high_freq_factor
+      << ", \"original_max_position_embeddings\": " << c.rope_original_max_positions << "},\n";
+  }
+  if (c.model_type == "mistral") {
+    o << "  \"sliding_window\": "
+      << (c.sliding_window > 0 ? std::to_string(c.sliding_window) : "null") << ",\n";
+  } else if (c.model_type == "llama") {
+    o << "  \"mlp_bias\": " << (c.mlp_bias ? "true" : "false") << ",\n";
+  }
+  if (c.model_type != "mistral") {
+    o << "  \"attention_bias\": " << (c.o_bias ? "true" : "false") << ",\n";
+  }
+  if (c.model_type == "qwen3" || c.model_type == "qwen2") {
+    o << "  \"use_sliding_window\": false,\n";
+  }
+  o << "  \"hidden_act\": \"silu\",\n"
     << "  \"tie_word_embeddings\": true,\n"
     << "  \"torch_dtype\": \"bfloat16\"\n"
     << "}\n";
@@ -111,12 +168,25 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> TensorShapes(const Tin
     shapes.push_back({p + "self_attn.k_proj.weight", {kv, c.hidden}});
     shapes.push_back({p + "self_attn.v_proj.weight", {kv, c.hidden}});
     shapes.push_back({p + "self_attn.o_proj.weight", {c.hidden, q}});
-    shapes.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
-    shapes.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
+    if (c.qkv_bias) {
+      shapes.push_back({p + "self_attn.q_proj.bias", {q}});
+      shapes.push_back({p + "self_attn.k_proj.bias", {kv}});
+      shapes.push_back({p + "self_attn.v_proj.bias", {kv}});
+    }
+    if (c.o_bias) shapes.push_back({p + "self_attn.o_proj.bias", {c.hidden}});
+    if (c.qk_norm) {
+      shapes.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
+      shapes.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
+    }
     shapes.push_back({p + "post_attention_layernorm.weight", {c.hidden}});
     shapes.push_back({p + "mlp.gate_proj.weight", {c.intermediate, c.hidden}});
     shapes.push_back({p + "mlp.up_proj.weight", {c.intermediate, c.hidden}});
     shapes.push_back({p + "mlp.down_proj.weight", {c.hidden, c.intermediate}});
+    if (c.mlp_bias) {
+      shapes.push_back({p + "mlp.gate_proj.bias", {c.intermediate}});
+      shapes.push_back({p + "mlp.up_proj.bias", {c.intermediate}});
+      shapes.push_back({p + "mlp.down_proj.bias", {c.hidden}});
+    }
   }
   shapes.push_back({"norm.weight", {c.hidden}});
   return shapes;
@@ -187,6 +257,8 @@ WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& 
       w = 1.0 + 0.2 * w;
     } else if (name == "embed_tokens.weight") {
       w = 0.5 * w;
+    } else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      w = 0.2 * w;
     } else {
       w = w / std::sqrt(static_cast<double>(shape.back()));
     }

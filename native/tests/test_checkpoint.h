@@ -1,5 +1,6 @@
-// Writes tiny Hugging Face-style Qwen3 checkpoints with seeded random weights for the tests, and
-// keeps the weights (as stored, widened to fp32) for reference computations.
+// Writes tiny Hugging Face-style decoder checkpoints (Qwen3 by default; Qwen2, Mistral, Llama) with
+// seeded random weights for the tests, and keeps the weights (as stored, widened to fp32) for
+// reference computations.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,7 +24,26 @@ struct TinyConfig {
   int64_t max_positions = 128;
   double eps = 1e-6;
   double theta = 1e6;
+  // The family and what it changes in the layer.
+  std::string model_type = "qwen3";
+  bool qk_norm = true;
+  bool qkv_bias = false;
+  bool o_bias = false;
+  bool mlp_bias = false;
+  // rope_scaling as written to config.json: "default" (null), "linear" or "llama3".
+  std::string rope_type = "default";
+  double rope_factor = 1.0;
+  double rope_low_freq_factor = 1.0;
+  double rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_positions = 32;
+  int64_t sliding_window = 0;  // mistral; 0: null
 };
+
+// Tiny configurations of the other decoder families: Qwen2 (q/k/v biases), Mistral (no biases,
+// sliding window), Llama (attention and MLP biases, llama3 rope scaling).
+TinyConfig Qwen2Tiny();
+TinyConfig MistralTiny();
+TinyConfig LlamaTiny();
 
 struct CheckpointSpec {
   TinyConfig config;

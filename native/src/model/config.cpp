@@ -122,10 +122,13 @@ void ReadDecoderFamily(const ConfigReader& r, ModelConfig& c) {
       break;
     case ModelFamily::kMistral:
       c.qk_norm = false;
-      if (const json::Value* window = r.Get("sliding_window")) {
-        (void)window;
-        const int64_t none = 0;
-        c.sliding_window = r.PositiveInt("sliding_window", &none);
+      // Absent: MistralConfig's default window, 4096; null: none.
+      if (json::Find(r.root(), "sliding_window") == nullptr) {
+        c.sliding_window = 4096;
+      } else if (r.Get("sliding_window") != nullptr) {
+        c.sliding_window = r.PositiveInt("sliding_window");
+      }
+      if (c.sliding_window > 0) {
         c.max_position_embeddings = std::min(c.max_position_embeddings, c.sliding_window);
       }
       break;
@@ -208,8 +211,8 @@ void ReadRope(const ConfigReader& r, ModelConfig& c) {
     }
     return;
   }
-  r.Fail(std::string(object) + ".rope_type \"" + name +
-         "\" is not supported (default, linear and llama3 are)");
+  r.Fail(std::string(object) + ".rope_type is \"" + name + "\": " + object +
+         " is not supported for it (only default, linear and llama3 are)");
 }
 
 }  // namespace
