@@ -120,11 +120,16 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/model/packed_batch.cpp
   ${QWEN3_NATIVE_DIR}/src/model/packed_input.cpp
   ${QWEN3_NATIVE_DIR}/src/model/pooling.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/pooler.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/dense.cpp
   ${QWEN3_NATIVE_DIR}/src/model/layers.cpp
   ${QWEN3_NATIVE_DIR}/src/model/attention.cpp
   ${QWEN3_NATIVE_DIR}/src/model/fused_ops.cpp
   ${QWEN3_NATIVE_DIR}/src/model/cuda_graphs.cpp
-  ${QWEN3_NATIVE_DIR}/src/model/qwen3_model.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/decoder_model.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/encoder_config.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/encoder_model.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/embedding_model.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/in_process_communicator.cpp
   ${QWEN3_NATIVE_DIR}/src/parallel/peer_all_reduce.cpp

@@ -46,6 +46,15 @@ int CudaDeviceCount() {
   } while (0)
 
 class CudaTest : public ::testing::Test {
+ public:
+  static double MinCosine(const std::vector<float>& a, const std::vector<float>& b, int dims) {
+    double worst = 1;
+    for (size_t offset = 0; offset < a.size(); offset += static_cast<size_t>(dims)) {
+      worst = std::min(worst, testing::Cosine(a.data() + offset, b.data() + offset, dims));
+    }
+    return worst;
+  }
+
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
@@ -86,14 +95,6 @@ class CudaTest : public ::testing::Test {
   }
 
   static PackedBatch Batch() { return Texts({1, 9, 200, 33}, 7); }
-
-  static double MinCosine(const std::vector<float>& a, const std::vector<float>& b, int dims) {
-    double worst = 1;
-    for (size_t offset = 0; offset < a.size(); offset += static_cast<size_t>(dims)) {
-      worst = std::min(worst, testing::Cosine(a.data() + offset, b.data() + offset, dims));
-    }
-    return worst;
-  }
 
   static inline CheckpointSpec spec_;
   static inline TempDir* dir_ = nullptr;
@@ -238,6 +239,13 @@ TEST(FusedKernelTest, MatchTheCompositeOps) {
     EXPECT_LT(RelativeError(k, k_ref), tolerance);
     EXPECT_TRUE(at::equal(v, v_ref));
     EXPECT_TRUE(q.is_contiguous() && k.is_contiguous() && v.is_contiguous());
+    // Without q/k norm (Qwen2, Mistral, Llama): rotary only.
+    auto [q2, k2, v2] = QkNormRope(qkv, 4, 2, 64, at::Tensor(), at::Tensor(), rotary, 1e-6);
+    auto [q2_ref, k2_ref, v2_ref] =
+        composite::QkNormRope(qkv, 4, 2, 64, at::Tensor(), at::Tensor(), rotary, 1e-6);
+    EXPECT_LT(RelativeError(q2, q2_ref), tolerance);
+    EXPECT_LT(RelativeError(k2, k2_ref), tolerance);
+    EXPECT_TRUE(at::equal(v2, v2_ref));
 
     at::Tensor gate_up = at::randn({13, 2 * 300}, opts) * 4;
     EXPECT_LT(RelativeError(SiluMul(gate_up), composite::SiluMul(gate_up)), tolerance);
@@ -265,6 +273,63 @@ TEST_F(CudaTest, GraphReplayMatchesTheEagerPath) {
     EXPECT_GE(MinCosine(graphed->Embed(batch), expected, 128), 0.999);
     // A replay leaves nothing behind that changes the next one.
     EXPECT_GE(MinCosine(graphed->Embed(batch), expected, 128), 0.999);
+  }
+}
+
+// Qwen2 (q/k/v biases) and Llama (every bias, llama3 rope) at a flash-attention head size: bf16
+// on the GPU (graphed and eager, every pooling, prompt lengths through the graphs, two ranks where
+// there are two GPUs) against the CPU in fp32.
+TEST(CudaFamiliesTest, DecoderFamiliesMatchTheCpuForEveryPooling) {
+  REQUIRE_GPUS(1);
+  testing::TinyConfig qwen2 = testing::Qwen2Tiny();
+  qwen2.hidden = 512;  // head_dim = hidden / heads = 64
+  testing::TinyConfig llama = testing::LlamaTiny();
+  llama.hidden = 128;
+  llama.head_dim = 64;
+  llama.heads = 4;
+  llama.kv_heads = 2;
+  for (const testing::TinyConfig& config : {qwen2, llama}) {
+    SCOPED_TRACE(config.model_type);
+    TempDir dir;
+    CheckpointSpec spec;
+    spec.config = config;
+    spec.config.max_positions = 1024;
+    testing::WriteCheckpoint(dir.path(), spec);
+    PackedBatch batch;
+    batch.cu_seqlens = {0};
+    for (int length : {1, 9, 200, 33}) {
+      for (int t = 0; t < length; ++t) batch.token_ids.push_back((t * 7 + length) % 256);
+      batch.cu_seqlens.push_back(static_cast<int32_t>(batch.token_ids.size()));
+      batch.dimensions.push_back(64);
+    }
+    batch.prompt_lengths = {0, 4, 100, 0};
+    PackedBatch small = batch;  // fits a graph bucket
+    small.token_ids.resize(10);
+    small.cu_seqlens = {0, 1, 10};
+    small.dimensions = {64, 64};
+    small.prompt_lengths = {0, 4};
+    for (const std::string pooling : {"lasttoken", "cls", "mean"}) {
+      SCOPED_TRACE(pooling);
+      EngineOptions cpu_options;
+      cpu_options.model_path = dir.path();
+      cpu_options.pooling = pooling;
+      auto cpu = Engine::Load(cpu_options);
+      EngineOptions gpu_options = cpu_options;
+      gpu_options.device = DeviceKind::kCuda;
+      gpu_options.dtype = DType::kBFloat16;
+      gpu_options.device_ids = {0};
+      auto gpu = Engine::Load(gpu_options);
+      EXPECT_GT(gpu->Info().cuda_graph_max_tokens, 0);
+      EXPECT_GE(CudaTest::MinCosine(gpu->Embed(batch), cpu->Embed(batch), 64), 0.999);
+      EXPECT_GE(CudaTest::MinCosine(gpu->Embed(small), cpu->Embed(small), 64), 0.999);
+      if (CudaDeviceCount() >= 2) {
+        gpu_options.device_ids = {0, 1};
+        gpu_options.tensor_parallel_size = 2;
+        auto tp = Engine::Load(gpu_options);
+        EXPECT_GE(CudaTest::MinCosine(tp->Embed(batch), cpu->Embed(batch), 64), 0.999);
+        EXPECT_GE(CudaTest::MinCosine(tp->Embed(small), cpu->Embed(small), 64), 0.999);
+      }
+    }
   }
 }
 

@@ -122,6 +122,8 @@ TEST(PackedInputTest, RestartsPositionsAndFindsLastTokens) {
   PackedInput in = CpuInput({3, 1, 4});
   EXPECT_TRUE(at::equal(in.positions, at::tensor({0, 1, 2, 0, 0, 1, 2, 3}, at::kInt)));
   EXPECT_TRUE(at::equal(in.last_token, at::tensor({2, 3, 7}, at::kLong)));
+  EXPECT_TRUE(at::equal(in.first_token, at::tensor({0, 3, 4}, at::kLong)));
+  EXPECT_TRUE(at::equal(in.prompt_lengths, at::tensor({0, 0, 0}, at::kInt)));  // none given
   EXPECT_EQ(in.max_seqlen, 4);
   EXPECT_EQ(in.num_sequences(), 3);
 }

@@ -5,7 +5,7 @@
 
 #include "loader/checkpoint.h"
 #include "model/config.h"
-#include "model/qwen3_model.h"
+#include "model/embedding_model.h"
 #include "test_checkpoint.h"
 #include "test_util.h"
 

@@ -5,9 +5,9 @@
 
 #include "loader/checkpoint.h"
 #include "model/config.h"
+#include "model/embedding_model.h"
 #include "model/packed_input.h"
 #include "model/pooling.h"
-#include "model/qwen3_model.h"
 #include "parallel/communicator.h"
 #include "reference_model.h"
 #include "test_checkpoint.h"
@@ -44,7 +44,7 @@ class ModelTest : public ::testing::Test {
  protected:
   struct Loaded {
     testing::WrittenCheckpoint written;
-    std::unique_ptr<Qwen3Model> model;
+    std::unique_ptr<EmbeddingModel> model;
   };
 
   static Loaded Load(const std::string& dir, const CheckpointSpec& spec) {
@@ -53,11 +53,11 @@ class ModelTest : public ::testing::Test {
     const ModelConfig config = ModelConfig::FromJson(ReadConfigJson(dir), "config.json");
     auto checkpoint = Checkpoint::Open(dir);
     ValidateCheckpoint(*checkpoint, config);
-    loaded.model = std::make_unique<Qwen3Model>(*checkpoint, config, ModelOptions{});
+    loaded.model = CreateModel(*checkpoint, config, ModelOptions{});
     return loaded;
   }
 
-  static std::vector<float> Embed(const Qwen3Model& model, const PackedBatch& batch) {
+  static std::vector<float> Embed(const EmbeddingModel& model, const PackedBatch& batch) {
     auto group = MakeSoloGroup();
     PackedInput in = PackedInput::Make(batch, at::kCPU);
     at::Tensor pooled = model.Forward(in, group->rank(0)).contiguous();

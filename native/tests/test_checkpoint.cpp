@@ -74,26 +74,83 @@ void WriteFile(const std::string& path, const std::string& contents) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
+TinyConfig Qwen2Tiny() {
+  TinyConfig c;
+  c.model_type = "qwen2";
+  c.qk_norm = false;
+  c.qkv_bias = true;
+  c.head_dim = c.hidden / c.heads;  // Qwen2 has no head_dim field
+  c.theta = 1e6;
+  return c;
+}
+
+TinyConfig MistralTiny() {
+  TinyConfig c;
+  c.model_type = "mistral";
+  c.qk_norm = false;
+  c.theta = 1e4;
+  c.eps = 1e-5;
+  c.sliding_window = 96;  // below max_positions: the engine caps sequences at the window
+  return c;
+}
+
+TinyConfig LlamaTiny() {
+  TinyConfig c;
+  c.model_type = "llama";
+  c.qk_norm = false;
+  c.qkv_bias = c.o_bias = true;
+  c.mlp_bias = true;
+  c.theta = 1e4;  // with head_dim 16: one frequency in each llama3 band
+  c.eps = 1e-5;
+  c.rope_type = "llama3";
+  c.rope_factor = 8.0;
+  c.rope_low_freq_factor = 1.0;
+  c.rope_high_freq_factor = 4.0;
+  c.rope_original_max_positions = 32;  // so the tiny head_dim's frequencies span all three bands
+  return c;
+}
+
 std::string ConfigJson(const TinyConfig& c) {
+  std::string architecture = "Qwen3ForCausalLM";
+  if (c.model_type == "qwen2") architecture = "Qwen2Model";
+  if (c.model_type == "mistral") architecture = "MistralModel";
+  if (c.model_type == "llama") architecture = "LlamaModel";
   std::ostringstream o;
   o.precision(17);
   o << "{\n"
-    << "  \"architectures\": [\"Qwen3ForCausalLM\"],\n"
-    << "  \"model_type\": \"qwen3\",\n"
+    << "  \"architectures\": [\"" << architecture << "\"],\n"
+    << "  \"model_type\": \"" << c.model_type << "\",\n"
     << "  \"hidden_size\": " << c.hidden << ",\n"
     << "  \"num_hidden_layers\": " << c.layers << ",\n"
     << "  \"num_attention_heads\": " << c.heads << ",\n"
-    << "  \"num_key_value_heads\": " << c.kv_heads << ",\n"
-    << "  \"head_dim\": " << c.head_dim << ",\n"
-    << "  \"intermediate_size\": " << c.intermediate << ",\n"
+    << "  \"num_key_value_heads\": " << c.kv_heads << ",\n";
+  if (c.model_type != "qwen2") o << "  \"head_dim\": " << c.head_dim << ",\n";
+  o << "  \"intermediate_size\": " << c.intermediate << ",\n"
     << "  \"vocab_size\": " << c.vocab << ",\n"
     << "  \"max_position_embeddings\": " << c.max_positions << ",\n"
     << "  \"rms_norm_eps\": " << c.eps << ",\n"
-    << "  \"rope_theta\": " << c.theta << ",\n"
-    << "  \"rope_scaling\": null,\n"
-    << "  \"hidden_act\": \"silu\",\n"
-    << "  \"attention_bias\": false,\n"
-    << "  \"use_sliding_window\": false,\n"
+    << "  \"rope_theta\": " << c.theta << ",\n";
+  if (c.rope_type == "default") {
+    o << "  \"rope_scaling\": null,\n";
+  } else {
+    o << "  \"rope_scaling\": {\"rope_type\": \"" << c.rope_type
+      << "\", \"factor\": " << c.rope_factor << ", \"low_freq_factor\": " << c.rope_low_freq_factor
+      << ", \"high_freq_factor\": " << c.rope_high_freq_factor
+      << ", \"original_max_position_embeddings\": " << c.rope_original_max_positions << "},\n";
+  }
+  if (c.model_type == "mistral") {
+    o << "  \"sliding_window\": "
+      << (c.sliding_window > 0 ? std::to_string(c.sliding_window) : "null") << ",\n";
+  } else if (c.model_type == "llama") {
+    o << "  \"mlp_bias\": " << (c.mlp_bias ? "true" : "false") << ",\n";
+  }
+  if (c.model_type != "mistral") {
+    o << "  \"attention_bias\": " << (c.o_bias ? "true" : "false") << ",\n";
+  }
+  if (c.model_type == "qwen3" || c.model_type == "qwen2") {
+    o << "  \"use_sliding_window\": false,\n";
+  }
+  o << "  \"hidden_act\": \"silu\",\n"
     << "  \"tie_word_embeddings\": true,\n"
     << "  \"torch_dtype\": \"bfloat16\"\n"
     << "}\n";
@@ -112,12 +169,25 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> TensorShapes(const Tin
     shapes.push_back({p + "self_attn.k_proj.weight", {kv, c.hidden}});
     shapes.push_back({p + "self_attn.v_proj.weight", {kv, c.hidden}});
     shapes.push_back({p + "self_attn.o_proj.weight", {c.hidden, q}});
-    shapes.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
-    shapes.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
+    if (c.qkv_bias) {
+      shapes.push_back({p + "self_attn.q_proj.bias", {q}});
+      shapes.push_back({p + "self_attn.k_proj.bias", {kv}});
+      shapes.push_back({p + "self_attn.v_proj.bias", {kv}});
+    }
+    if (c.o_bias) shapes.push_back({p + "self_attn.o_proj.bias", {c.hidden}});
+    if (c.qk_norm) {
+      shapes.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
+      shapes.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
+    }
     shapes.push_back({p + "post_attention_layernorm.weight", {c.hidden}});
     shapes.push_back({p + "mlp.gate_proj.weight", {c.intermediate, c.hidden}});
     shapes.push_back({p + "mlp.up_proj.weight", {c.intermediate, c.hidden}});
     shapes.push_back({p + "mlp.down_proj.weight", {c.hidden, c.intermediate}});
+    if (c.mlp_bias) {
+      shapes.push_back({p + "mlp.gate_proj.bias", {c.intermediate}});
+      shapes.push_back({p + "mlp.up_proj.bias", {c.intermediate}});
+      shapes.push_back({p + "mlp.down_proj.bias", {c.hidden}});
+    }
   }
   shapes.push_back({"norm.weight", {c.hidden}});
   return shapes;
@@ -298,6 +368,8 @@ WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& 
       w = 1.0 + 0.2 * w;
     } else if (name == "embed_tokens.weight") {
       w = 0.5 * w;
+    } else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      w = 0.2 * w;
     } else {
       w = w / std::sqrt(static_cast<double>(shape.back()));
     }
@@ -344,6 +416,106 @@ WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& 
   WriteFile(
       dir + "/" + stem + extension + ".index.json",
       "{\n  \"metadata\": {\"total_size\": 0},\n  \"weight_map\": {\n" + weight_map + "\n  }\n}\n");
+  return written;
+}
+
+EncoderSpec BertSpec() { return EncoderSpec{}; }
+
+EncoderSpec XlmRobertaSpec() {
+  EncoderSpec spec;
+  spec.model_type = "xlm-roberta";
+  spec.pad_token_id = 1;
+  spec.max_positions = 42;  // 40 tokens after the padding index, as 514 gives XLM-R 512
+  spec.type_vocab = 1;
+  spec.eps = 1e-5;
+  return spec;
+}
+
+std::string EncoderConfigJson(const EncoderSpec& s) {
+  const bool roberta = s.model_type == "xlm-roberta";
+  std::ostringstream o;
+  o.precision(17);
+  o << "{\n"
+    << "  \"architectures\": [\"" << (roberta ? "XLMRobertaModel" : "BertModel") << "\"],\n"
+    << "  \"model_type\": \"" << s.model_type << "\",\n"
+    << "  \"hidden_size\": " << s.hidden << ",\n"
+    << "  \"num_hidden_layers\": " << s.layers << ",\n"
+    << "  \"num_attention_heads\": " << s.heads << ",\n"
+    << "  \"intermediate_size\": " << s.intermediate << ",\n"
+    << "  \"vocab_size\": " << s.vocab << ",\n"
+    << "  \"max_position_embeddings\": " << s.max_positions << ",\n"
+    << "  \"type_vocab_size\": " << s.type_vocab << ",\n"
+    << "  \"layer_norm_eps\": " << s.eps << ",\n"
+    << "  \"hidden_act\": \"" << s.hidden_act << "\",\n"
+    << "  \"pad_token_id\": " << s.pad_token_id << ",\n"
+    << "  \"position_embedding_type\": \"absolute\",\n"
+    << "  \"hidden_dropout_prob\": 0.1,\n"
+    << "  \"attention_probs_dropout_prob\": 0.1,\n"
+    << "  \"initializer_range\": 0.02,\n"
+    << "  \"use_cache\": true,\n"
+    << "  \"torch_dtype\": \"float32\"\n"
+    << "}\n";
+  return o.str();
+}
+
+WrittenCheckpoint WriteEncoderCheckpoint(const std::string& dir, const EncoderSpec& s) {
+  MakeDirs(dir);
+  WriteFile(dir + "/config.json", EncoderConfigJson(s));
+  const int64_t h = s.hidden;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"embeddings.word_embeddings.weight", {s.vocab, h}},
+      {"embeddings.position_embeddings.weight", {s.max_positions, h}},
+      {"embeddings.token_type_embeddings.weight", {s.type_vocab, h}},
+      {"embeddings.LayerNorm.weight", {h}},
+      {"embeddings.LayerNorm.bias", {h}},
+  };
+  for (int64_t i = 0; i < s.layers; ++i) {
+    const std::string p = "encoder.layer." + std::to_string(i) + ".";
+    for (const char* name : {"attention.self.query", "attention.self.key", "attention.self.value",
+                             "attention.output.dense"}) {
+      shapes.push_back({p + name + ".weight", {h, h}});
+      shapes.push_back({p + name + ".bias", {h}});
+    }
+    shapes.push_back({p + "attention.output.LayerNorm.weight", {h}});
+    shapes.push_back({p + "attention.output.LayerNorm.bias", {h}});
+    shapes.push_back({p + "intermediate.dense.weight", {s.intermediate, h}});
+    shapes.push_back({p + "intermediate.dense.bias", {s.intermediate}});
+    shapes.push_back({p + "output.dense.weight", {h, s.intermediate}});
+    shapes.push_back({p + "output.dense.bias", {h}});
+    shapes.push_back({p + "output.LayerNorm.weight", {h}});
+    shapes.push_back({p + "output.LayerNorm.bias", {h}});
+  }
+  // BertModel's pooler, which sentence-transformers never runs: present as in real checkpoints.
+  shapes.push_back({"pooler.dense.weight", {h, h}});
+  shapes.push_back({"pooler.dense.bias", {h}});
+
+  at::Generator gen = at::detail::createCPUGenerator(s.seed);
+  WrittenCheckpoint written;
+  written.dir = dir;
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, shape] : shapes) {
+    at::Tensor w = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    const bool norm = name.find("LayerNorm") != std::string::npos;
+    if (norm && name.size() > 6 && name.compare(name.size() - 6, 6, "weight") == 0) {
+      w = 1.0 + 0.2 * w;
+    } else if (norm || shape.size() == 1) {
+      w = 0.1 * w;  // LayerNorm and dense biases
+    } else if (name.find("embeddings") != std::string::npos) {
+      w = 0.5 * w;
+    } else {
+      w = w / std::sqrt(static_cast<double>(shape.back()));
+    }
+    w = w.to(DTypeOf(s.dtype)).to(at::kFloat);  // what the file will hold
+    written.weights[name] = w;
+    std::string stored = s.prefix + name;
+    if (s.legacy_norm_names && norm) {
+      const size_t dot = stored.rfind('.');
+      stored =
+          stored.substr(0, dot) + (stored.compare(dot, 7, ".weight") == 0 ? ".gamma" : ".beta");
+    }
+    tensors.push_back({stored, w});
+  }
+  WriteSafetensors(dir + "/model.safetensors", tensors, s.dtype);
   return written;
 }
 

@@ -1,5 +1,6 @@
-// Writes tiny Hugging Face-style Qwen3 checkpoints with seeded random weights for the tests, and
-// keeps the weights (as stored, widened to fp32) for reference computations.
+// Writes tiny Hugging Face-style decoder checkpoints (Qwen3 by default; Qwen2, Mistral, Llama) with
+// seeded random weights for the tests, and keeps the weights (as stored, widened to fp32) for
+// reference computations.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,7 +24,26 @@ struct TinyConfig {
   int64_t max_positions = 128;
   double eps = 1e-6;
   double theta = 1e6;
+  // The family and what it changes in the layer.
+  std::string model_type = "qwen3";
+  bool qk_norm = true;
+  bool qkv_bias = false;
+  bool o_bias = false;
+  bool mlp_bias = false;
+  // rope_scaling as written to config.json: "default" (null), "linear" or "llama3".
+  std::string rope_type = "default";
+  double rope_factor = 1.0;
+  double rope_low_freq_factor = 1.0;
+  double rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_positions = 32;
+  int64_t sliding_window = 0;  // mistral; 0: null
 };
+
+// Tiny configurations of the other decoder families: Qwen2 (q/k/v biases), Mistral (no biases,
+// sliding window), Llama (attention and MLP biases, llama3 rope scaling).
+TinyConfig Qwen2Tiny();
+TinyConfig MistralTiny();
+TinyConfig LlamaTiny();
 
 struct CheckpointSpec {
   TinyConfig config;
@@ -58,6 +78,41 @@ std::string ConfigJson(const TinyConfig& config);
 // Every tensor of the model, with its shape, in checkpoint order.
 std::vector<std::pair<std::string, std::vector<int64_t>>> TensorShapes(const TinyConfig& config);
 WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& spec);
+
+// ---- Encoder checkpoints (BERT, XLM-RoBERTa) ----
+
+struct EncoderSpec {
+  std::string model_type = "bert";  // or "xlm-roberta"
+  int64_t hidden = 64;
+  int64_t layers = 2;
+  int64_t heads = 4;
+  int64_t intermediate = 128;
+  int64_t vocab = 256;
+  int64_t max_positions = 40;  // rows of the position table (config.json's value)
+  int64_t type_vocab = 2;
+  int64_t pad_token_id = 0;  // 1 for xlm-roberta, as its tokenizer has it
+  double eps = 1e-12;
+  std::string hidden_act = "gelu";
+  std::string dtype = "F32";       // BF16, F16 or F32
+  std::string prefix;              // "", "bert." or "roberta."
+  bool legacy_norm_names = false;  // LayerNorm.gamma / LayerNorm.beta
+  uint64_t seed = 0;
+
+  // The longest sequence: XLM-RoBERTa's positions start at pad_token_id + 1.
+  int64_t max_sequence() const {
+    return model_type == "xlm-roberta" ? max_positions - pad_token_id - 1 : max_positions;
+  }
+};
+
+// The small BERT / XLM-RoBERTa presets the encoder tests use.
+EncoderSpec BertSpec();
+EncoderSpec XlmRobertaSpec();
+
+std::string EncoderConfigJson(const EncoderSpec& spec);
+// Writes config.json and model.safetensors as transformers' BertModel / XLMRobertaModel save them
+// (with spec.prefix: as a task model's base). WrittenCheckpoint::weights holds the unprefixed
+// transformers names (LayerNorm.weight / .bias).
+WrittenCheckpoint WriteEncoderCheckpoint(const std::string& dir, const EncoderSpec& spec);
 
 // Raw safetensors writing, for corrupt-file tests. `tensors` are written in order with `dtype`
 // ("BF16", "F16", "F32" or "I32").

@@ -16,7 +16,8 @@
 # Steps:
 #   gpu       nvidia-smi, torch/CUDA versions (always cheap)
 #   build     compile the addon with CUDA against the host's PyTorch (docker/build-native.sh addon, -j16)
-#   nativetests  the GoogleTest suite built against the host's PyTorch (CUDA kernels, graphs, NCCL TP)
+#   nativetests  the GoogleTest suite built against the host's PyTorch (CUDA kernels, graphs, NCCL TP,
+#             the encoders' flash path)
 #   fixture   generate the tiny checkpoint (seed 0) and run scripts/reference/reference.py on it
 #   parity    bench/parity.js: the engine vs the fixture (cuda bf16 at TP 1, and 2 with >= 2 GPUs; cpu fp32)
 #   families  every tiny family checkpoint of FAMILY_MATRIX (issue 18), generated at seed 0, then
@@ -190,7 +191,7 @@ step_nativetests() {
   # One process per test, each under a time limit, output streamed: a hang names its test and
   # leaves a backtrace (gdb when the host has it) instead of eating the whole call.
   local status=0 passed=0 failed_tests=() test pid
-  local filter=${NATIVE_TEST_FILTER:-CudaTest.*:FusedKernelTest.*:PeerAllReduceTest.*:BuildTest.*}
+  local filter=${NATIVE_TEST_FILTER:-CudaTest.*:EncoderCudaTest.*:FusedKernelTest.*:PeerAllReduceTest.*:BuildTest.*}
   for test in $(build/native-tests/native_tests --gtest_filter="$filter" --gtest_list_tests |
       awk '/^[^ ]/ {suite=$1} /^  / {print suite $1}'); do
     build/native-tests/native_tests --gtest_filter="$test" > "$WORK/test.log" 2>&1 &

@@ -23,10 +23,16 @@ export interface AddonLoadOptions {
   idleSpinUs: number;
   /** How long a rank thread polls its GPU without sleeping each batch, in microseconds (10000). */
   deviceSpinUs?: number;
+  /** How a sequence's hidden states become one row (default 'lasttoken'). */
+  pooling?: 'lasttoken' | 'cls' | 'mean';
+  /** L2-normalise after Matryoshka truncation (default true); false: truncate only. */
+  normalize?: boolean;
+  /** sentence-transformers Dense module directories (absolute), in modules.json order. */
+  denseLayers?: string[];
 }
 
-/** Same fields as EngineInfo. */
-export type AddonInfo = EngineInfo;
+/** Same fields as EngineInfo; outputDimension: the last Dense layer's out_features, else hiddenSize. */
+export type AddonInfo = EngineInfo & { outputDimension: number };
 
 export interface AddonHealth {
   ok: boolean;
@@ -36,8 +42,17 @@ export interface AddonHealth {
 export interface AddonEngine {
   /** Loads on engine-owned threads; onProgress is called on the JS thread. */
   load(options: AddonLoadOptions, onProgress?: (line: string) => void): Promise<AddonInfo>;
-  /** Resolves with the rows back to back: row i has dimensions[i] floats, L2-normalised. */
-  embed(tokenIds: Int32Array, cuSeqlens: Int32Array, dimensions: Int32Array): Promise<Float32Array>;
+  /**
+   * Resolves with the rows back to back: row i has dimensions[i] floats, L2-normalised unless the
+   * engine was loaded with normalize: false. promptLengths[i] (omitted: zeros) leading tokens of
+   * sequence i are left out of mean pooling.
+   */
+  embed(
+    tokenIds: Int32Array,
+    cuSeqlens: Int32Array,
+    dimensions: Int32Array,
+    promptLengths?: Int32Array,
+  ): Promise<Float32Array>;
   info(): AddonInfo;
   health(): AddonHealth;
   /** Waits for in-flight batches, frees the devices; later calls reject with ENGINE_DISPOSED. */

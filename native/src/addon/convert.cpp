@@ -135,6 +135,29 @@ EngineOptions ToEngineOptions(const Napi::Value& value) {
   options.device_spin_us = static_cast<uint32_t>(
       OptionalInt(env, o, "deviceSpinUs", static_cast<int>(options.device_spin_us), 0));
   options.idle_spin_us = static_cast<uint32_t>(OptionalInt(env, o, "idleSpinUs", 0, 0));
+
+  Napi::Value pooling = o.Get("pooling");
+  if (!pooling.IsUndefined() && !pooling.IsNull()) {
+    options.pooling = RequireString(env, o, "pooling");
+    if (options.pooling != "lasttoken" && options.pooling != "cls" && options.pooling != "mean") {
+      throw MakeRangeError(env, "options.pooling must be 'lasttoken', 'cls' or 'mean', got '" +
+                                    options.pooling + "'");
+    }
+  }
+  options.normalize = OptionalBool(env, o, "normalize", true);
+  Napi::Value dense = o.Get("denseLayers");
+  if (!dense.IsUndefined() && !dense.IsNull()) {
+    if (!dense.IsArray()) throw MakeTypeError(env, "options.denseLayers must be an array");
+    Napi::Array array = dense.As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      Napi::Value item = array.Get(i);
+      const std::string name = "options.denseLayers[" + std::to_string(i) + "]";
+      if (!item.IsString()) throw MakeTypeError(env, name + " must be a string");
+      std::string path = item.As<Napi::String>().Utf8Value();
+      if (path.empty()) throw MakeRangeError(env, name + " is empty");
+      options.dense_layers.push_back(std::move(path));
+    }
+  }
   return options;
 }
 
@@ -150,6 +173,7 @@ Napi::Object ToJs(Napi::Env env, const EngineInfo& info) {
   o.Set("intermediateSize", static_cast<double>(info.intermediate_size));
   o.Set("vocabSize", static_cast<double>(info.vocab_size));
   o.Set("maxPositionEmbeddings", static_cast<double>(info.max_position_embeddings));
+  o.Set("outputDimension", static_cast<double>(info.output_dimension));
   o.Set("parameters", static_cast<double>(info.parameters));
   o.Set("device", DeviceKindName(info.device));
   o.Set("dtype", DTypeName(info.dtype));

@@ -160,6 +160,10 @@ Napi::Value EngineWrap::Embed(const Napi::CallbackInfo& info) {
     batch.token_ids = ToInt32Vector(info[0], "tokenIds");
     batch.cu_seqlens = ToInt32Vector(info[1], "cuSeqlens");
     batch.dimensions = ToInt32Vector(info[2], "dimensions");
+    // Optional: tokens at the start of each sequence that mean pooling skips (omitted: none).
+    if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) {
+      batch.prompt_lengths = ToInt32Vector(info[3], "promptLengths");
+    }
     try {
       engine_->Validate(batch);
     } catch (const Error& e) {

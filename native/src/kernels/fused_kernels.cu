@@ -60,7 +60,7 @@ __global__ void AddRmsNormKernel(float* __restrict__ residual, const TDelta* __r
   }
 }
 
-template <typename T>
+template <typename T, bool kNorm>
 __global__ void QkNormRopeKernel(const T* __restrict__ qkv, const float* __restrict__ q_norm,
                                  const float* __restrict__ k_norm,
                                  const int32_t* __restrict__ positions,
@@ -87,12 +87,18 @@ __global__ void QkNormRopeKernel(const T* __restrict__ qkv, const float* __restr
     x1 = ToFloat(src[i]);
     x2 = ToFloat(src[i + half]);
   }
-  const float scale = rsqrtf(BlockSum(x1 * x1 + x2 * x2) / static_cast<float>(head_dim) + eps);
-  if (i >= half) return;
+  float a = x1;
+  float b = x2;
+  if constexpr (kNorm) {
+    const float scale = rsqrtf(BlockSum(x1 * x1 + x2 * x2) / static_cast<float>(head_dim) + eps);
+    if (i >= half) return;
+    const float* w = h < q_heads ? q_norm : k_norm;
+    a = x1 * scale * w[i];
+    b = x2 * scale * w[i + half];
+  } else {
+    if (i >= half) return;
+  }
   const bool is_query = h < q_heads;
-  const float* w = is_query ? q_norm : k_norm;
-  const float a = x1 * scale * w[i];
-  const float b = x2 * scale * w[i + half];
   const float angle = static_cast<float>(positions[t]) * inv_freq[i];
   const float c = cosf(angle);
   const float s = sinf(angle);
@@ -245,10 +251,14 @@ cudaError_t QkNormRope(const void* qkv, ElementType type, const float* q_norm, c
   const int threads = RoundUpToWarps(head_dim / 2);
   return Dispatch(type, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    QkNormRopeKernel<T><<<grid, threads, 0, stream>>>(
-        static_cast<const T*>(qkv), q_norm, k_norm, positions, inv_freq, eps, static_cast<T*>(q),
-        static_cast<T*>(k), static_cast<T*>(v), q_heads, kv_heads, head_dim);
-    return cudaGetLastError();
+    const auto launch = [&](auto kernel) {
+      kernel<<<grid, threads, 0, stream>>>(static_cast<const T*>(qkv), q_norm, k_norm, positions,
+                                           inv_freq, eps, static_cast<T*>(q), static_cast<T*>(k),
+                                           static_cast<T*>(v), q_heads, kv_heads, head_dim);
+      return cudaGetLastError();
+    };
+    if (q_norm == nullptr || k_norm == nullptr) return launch(QkNormRopeKernel<T, false>);
+    return launch(QkNormRopeKernel<T, true>);
   });
 }
 

@@ -21,7 +21,8 @@ cudaError_t AddRmsNorm(float* residual, const void* delta, ElementType delta_typ
 
 // qkv [tokens, (q_heads + 2 * kv_heads) * head_dim] (the fused projection, in `type`) ->
 //   q [tokens, q_heads, head_dim], k [tokens, kv_heads, head_dim]: per-head RMSNorm with the fp32
-//   weight (q_norm / k_norm), then the half-split rotary embedding at position positions[t] with
+//   weight (q_norm / k_norm; both null: no norm), then the half-split rotary embedding at
+//   position positions[t] with
 //   inv_freq [head_dim / 2], all in fp32, rounded once to `type`;
 //   v [tokens, kv_heads, head_dim]: a contiguous copy.
 // head_dim must be even and at most 1024.

@@ -19,7 +19,7 @@ namespace {
 
 // Upper bound on the elements of one chunk of attention scores (64 MiB of fp32).
 constexpr int64_t kMaxScoreElements = int64_t{1} << 24;
-// Query rows per chunk: smaller chunks skip more of the masked upper triangle.
+// Query rows per chunk of causal attention: smaller chunks skip more of the masked upper triangle.
 constexpr int64_t kMaxChunkRows = 256;
 
 }  // namespace
@@ -39,8 +39,8 @@ bool FlashAttentionSupported(at::Device device, at::ScalarType dtype, int64_t he
 #endif
 }
 
-at::Tensor CausalAttentionMath(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                               const PackedInput& in, double scale) {
+at::Tensor PackedAttentionMath(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const PackedInput& in, double scale, bool causal) {
   const int64_t q_heads = q.size(1);
   const int64_t kv_heads = k.size(1);
   const int64_t head_dim = q.size(2);
@@ -60,18 +60,21 @@ at::Tensor CausalAttentionMath(const at::Tensor& q, const at::Tensor& k, const a
     at::Tensor vs = v.narrow(0, begin, length).to(at::kFloat).permute({1, 0, 2});  // [Hkv, L, D]
 
     const int64_t chunk = std::clamp<int64_t>(kMaxScoreElements / (q_heads * length), 1,
-                                              std::min(length, kMaxChunkRows));
+                                              causal ? std::min(length, kMaxChunkRows) : length);
     for (int64_t q0 = 0; q0 < length; q0 += chunk) {
       const int64_t rows = std::min(chunk, length - q0);
-      const int64_t keys = q0 + rows;  // causal: later keys are never visible to these rows
+      // Causal: later keys are never visible to these rows.
+      const int64_t keys = causal ? q0 + rows : length;
       // One matrix product per KV head covers all of its query heads: [Hkv, G * rows, keys].
       at::Tensor qc = qs.narrow(2, q0, rows).reshape({kv_heads, group * rows, head_dim});
       at::Tensor scores = at::bmm(qc, ks.narrow(1, 0, keys).transpose(1, 2));
-      at::Tensor key_pos = at::arange(keys, scores.options().dtype(at::kLong));
-      at::Tensor query_pos = at::arange(q0, q0 + rows, scores.options().dtype(at::kLong));
-      at::Tensor future = key_pos.unsqueeze(0) > query_pos.unsqueeze(1);  // [rows, keys]
-      scores.view({kv_heads, group, rows, keys})
-          .masked_fill_(future, -std::numeric_limits<float>::infinity());
+      if (causal) {
+        at::Tensor key_pos = at::arange(keys, scores.options().dtype(at::kLong));
+        at::Tensor query_pos = at::arange(q0, q0 + rows, scores.options().dtype(at::kLong));
+        at::Tensor future = key_pos.unsqueeze(0) > query_pos.unsqueeze(1);  // [rows, keys]
+        scores.view({kv_heads, group, rows, keys})
+            .masked_fill_(future, -std::numeric_limits<float>::infinity());
+      }
       at::Tensor probs = at::softmax(scores, -1);
       at::Tensor o = at::bmm(probs, vs.narrow(1, 0, keys));  // [Hkv, G * rows, D]
       out.narrow(0, begin + q0, rows)
@@ -83,18 +86,21 @@ at::Tensor CausalAttentionMath(const at::Tensor& q, const at::Tensor& k, const a
   return out;
 }
 
-at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                           const PackedInput& in, double scale, bool use_flash) {
-  if (!use_flash) return CausalAttentionMath(q, k, v, in, scale);
+at::Tensor PackedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const PackedInput& in, double scale, bool use_flash, bool causal) {
+  if (!use_flash) return PackedAttentionMath(q, k, v, in, scale, causal);
   // Short sequences (a query, a graph bucket of up to 32 tokens): flash attention's fixed cost per
-  // launch is most of the work there.
-  if (at::Tensor out = ShortCausalAttention(q, k, v, in, scale); out.defined()) return out;
+  // launch is most of the work there. The kernel is causal only.
+  if (causal) {
+    if (at::Tensor out = ShortCausalAttention(q, k, v, in, scale); out.defined()) return out;
+  }
 #ifdef QWEN3_WITH_CUDA
-  // Varlen flash attention: cu_seqlens (int32) delimit the sequences, causal within each; GQA is
-  // handled by the kernel from the head counts. Returns (out, logsumexp, rng state, ...).
+  // Varlen flash attention: cu_seqlens (int32) delimit the sequences, no token attends across
+  // them; GQA is handled by the kernel from the head counts. Returns (out, logsumexp, rng state,
+  // ...).
   auto result = at::_flash_attention_forward(q, k, v.contiguous(), in.cu_seqlens, in.cu_seqlens,
                                              in.max_seqlen, in.max_seqlen, /*dropout_p=*/0.0,
-                                             /*is_causal=*/true, /*return_debug_mask=*/false,
+                                             /*is_causal=*/causal, /*return_debug_mask=*/false,
                                              /*scale=*/scale);
   return std::get<0>(result);
 #else

@@ -34,7 +34,8 @@ std::vector<int64_t> GraphBuckets(int64_t max_tokens) {
 struct ForwardGraphs::Bucket {
   int64_t tokens = 0;
   int64_t sequences = 0;  // slots, the padding sequence included
-  // int32: token ids [tokens] | positions [tokens] | cu_seqlens [sequences + 1] | last [sequences]
+  // int32: token ids [tokens] | positions [tokens] | cu_seqlens [sequences + 1] | last, first and
+  // prompt length [sequences] each
   at::Tensor host;    // pinned
   at::Tensor device;  // what the graph reads
   PackedInput input;  // views of `device`
@@ -44,7 +45,7 @@ struct ForwardGraphs::Bucket {
 #endif
 };
 
-int64_t ForwardGraphs::TokenLimit(const Qwen3Model& model, const Communicator& comm) {
+int64_t ForwardGraphs::TokenLimit(const EmbeddingModel& model, const Communicator& comm) {
   if (comm.world_size() == 1) return std::numeric_limits<int64_t>::max();
   // Each all-reduce carries [tokens, hidden] partial sums in the model's dtype.
   const int64_t row_bytes =
@@ -52,7 +53,7 @@ int64_t ForwardGraphs::TokenLimit(const Qwen3Model& model, const Communicator& c
   return row_bytes > 0 ? comm.capturable_bytes() / row_bytes : 0;
 }
 
-bool ForwardGraphs::Supported(const Qwen3Model& model, const Communicator& comm) {
+bool ForwardGraphs::Supported(const EmbeddingModel& model, const Communicator& comm) {
 #ifdef QWEN3_WITH_CUDA
   return model.options().device.is_cuda() && model.uses_flash_attention() &&
          TokenLimit(model, comm) > 0;
@@ -63,21 +64,24 @@ bool ForwardGraphs::Supported(const Qwen3Model& model, const Communicator& comm)
 #endif
 }
 
-ForwardGraphs::ForwardGraphs(const Qwen3Model& model, GraphOptions options)
+ForwardGraphs::ForwardGraphs(const EmbeddingModel& model, GraphOptions options)
     : model_(model), options_(options) {
   const at::Device device = model.options().device;
   for (int64_t tokens : GraphBuckets(options.max_tokens)) {
     auto bucket = std::make_unique<Bucket>();
     bucket->tokens = tokens;
     bucket->sequences = std::min(tokens, std::max<int64_t>(options.max_sequences, 1)) + 1;
-    const int64_t size = 2 * tokens + 2 * bucket->sequences + 1;
+    const int64_t slots = bucket->sequences;
+    const int64_t size = 2 * tokens + 4 * slots + 1;
     bucket->host = at::zeros({size}, at::TensorOptions().dtype(at::kInt).pinned_memory(true));
     bucket->device = at::zeros({size}, at::TensorOptions().dtype(at::kInt).device(device));
     PackedInput& in = bucket->input;
     in.token_ids = bucket->device.narrow(0, 0, tokens);
     in.positions = bucket->device.narrow(0, tokens, tokens);
     in.cu_seqlens = bucket->device.narrow(0, 2 * tokens, bucket->sequences + 1);
-    in.last_token = bucket->device.narrow(0, 2 * tokens + bucket->sequences + 1, bucket->sequences);
+    in.last_token = bucket->device.narrow(0, 2 * tokens + slots + 1, slots);
+    in.first_token = bucket->device.narrow(0, 2 * tokens + 2 * slots + 1, slots);
+    in.prompt_lengths = bucket->device.narrow(0, 2 * tokens + 3 * slots + 1, slots);
     in.max_seqlen = tokens;
     buckets_.push_back(std::move(bucket));
   }
@@ -112,20 +116,25 @@ void ForwardGraphs::Stage(Bucket& b, const PackedBatch& batch) {
   int32_t* positions = ids + total;
   int32_t* cu = positions + total;
   int32_t* last = cu + slots + 1;
+  int32_t* first = last + slots;
+  int32_t* prompt = first + slots;
 
-  WritePackedIndices(batch, ids, positions, cu, last);  // cu[n] == tokens
+  WritePackedIndices(batch, ids, positions, cu, last, first, prompt);  // cu[n] == tokens
   std::fill(ids + tokens, ids + total, 0);
   int64_t used = n;
   if (tokens < total) {
     // The padding tokens form one more sequence, attended like any other and never pooled.
     for (int64_t t = tokens; t < total; ++t) positions[t] = static_cast<int32_t>(t - tokens);
     last[used] = static_cast<int32_t>(total - 1);
+    first[used] = static_cast<int32_t>(tokens);
+    prompt[used] = 0;
     ++used;
     cu[used] = static_cast<int32_t>(total);
   }
-  // Unused slots are empty sequences at the end; their pooled rows are never read.
+  // Unused slots are empty sequences at the end; their pooled rows are never read (mean pooling
+  // gives them no token).
   for (int64_t s = used + 1; s <= slots; ++s) cu[s] = static_cast<int32_t>(total);
-  for (int64_t s = used; s < slots; ++s) last[s] = 0;
+  for (int64_t s = used; s < slots; ++s) last[s] = first[s] = prompt[s] = 0;
   b.device.copy_(b.host, /*non_blocking=*/true);
 }
 

@@ -19,8 +19,8 @@
 #include <memory>
 #include <vector>
 
+#include "model/embedding_model.h"
 #include "model/packed_batch.h"
-#include "model/qwen3_model.h"
 #include "parallel/communicator.h"
 
 namespace qwen3 {
@@ -39,11 +39,11 @@ class ForwardGraphs {
   // True when this build and model can use graphs: CUDA, flash attention (the math path reads the
   // sequence layout on the host, which a graph would freeze), and a communicator that can capture
   // the all-reduces of a batch (the buckets then stop at TokenLimit).
-  static bool Supported(const Qwen3Model& model, const Communicator& comm);
+  static bool Supported(const EmbeddingModel& model, const Communicator& comm);
   // The most tokens a captured batch may have for `comm` to capture its all-reduces.
-  static int64_t TokenLimit(const Qwen3Model& model, const Communicator& comm);
+  static int64_t TokenLimit(const EmbeddingModel& model, const Communicator& comm);
 
-  ForwardGraphs(const Qwen3Model& model, GraphOptions options);
+  ForwardGraphs(const EmbeddingModel& model, GraphOptions options);
   ~ForwardGraphs();
   ForwardGraphs(const ForwardGraphs&) = delete;
   ForwardGraphs& operator=(const ForwardGraphs&) = delete;
@@ -68,7 +68,7 @@ class ForwardGraphs {
   Bucket* Find(int64_t tokens, int64_t sequences) const noexcept;
   void Stage(Bucket& bucket, const PackedBatch& batch);
 
-  const Qwen3Model& model_;
+  const EmbeddingModel& model_;
   GraphOptions options_;
   std::vector<std::unique_ptr<Bucket>> buckets_;  // ascending token counts
   bool captured_ = false;

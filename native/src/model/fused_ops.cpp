@@ -80,20 +80,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> QkNormRope(const at::Tensor& qkv,
 #ifdef QWEN3_WITH_CUDA
   if (qkv.is_cuda() && qkv.dim() == 2 && qkv.is_contiguous() && Supported(qkv.scalar_type()) &&
       qkv.size(1) == (q_heads + 2 * kv_heads) * head_dim && head_dim % 2 == 0 && head_dim <= 1024 &&
-      q_norm.scalar_type() == at::kFloat && k_norm.scalar_type() == at::kFloat &&
+      q_norm.defined() == k_norm.defined() &&
+      (!q_norm.defined() ||
+       (q_norm.scalar_type() == at::kFloat && k_norm.scalar_type() == at::kFloat)) &&
       rotary.positions.scalar_type() == at::kInt && rotary.positions.is_contiguous() &&
       rotary.inv_freq.scalar_type() == at::kFloat) {
     const int64_t tokens = qkv.size(0);
     at::Tensor q = at::empty({tokens, q_heads, head_dim}, qkv.options());
     at::Tensor k = at::empty({tokens, kv_heads, head_dim}, qkv.options());
     at::Tensor v = at::empty({tokens, kv_heads, head_dim}, qkv.options());
-    Check(kernels::QkNormRope(
-              qkv.data_ptr(), kernels::ElementTypeOf(qkv.scalar_type()), q_norm.data_ptr<float>(),
-              k_norm.data_ptr<float>(), rotary.positions.data_ptr<int32_t>(),
-              rotary.inv_freq.data_ptr<float>(), static_cast<float>(eps), q.data_ptr(),
-              k.data_ptr(), v.data_ptr(), tokens, static_cast<int>(q_heads),
-              static_cast<int>(kv_heads), static_cast<int>(head_dim), StreamOf(qkv)),
-          "QkNormRope");
+    Check(
+        kernels::QkNormRope(qkv.data_ptr(), kernels::ElementTypeOf(qkv.scalar_type()),
+                            q_norm.defined() ? q_norm.data_ptr<float>() : nullptr,
+                            k_norm.defined() ? k_norm.data_ptr<float>() : nullptr,
+                            rotary.positions.data_ptr<int32_t>(), rotary.inv_freq.data_ptr<float>(),
+                            static_cast<float>(eps), q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                            tokens, static_cast<int>(q_heads), static_cast<int>(kv_heads),
+                            static_cast<int>(head_dim), StreamOf(qkv)),
+        "QkNormRope");
     return {q, k, v};
   }
 #endif
@@ -168,8 +172,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> QkNormRope(const at::Tensor& qkv,
   at::Tensor v = qkv.narrow(1, q_width + kv_width, kv_width).view({tokens, kv_heads, head_dim});
   auto [cos, sin] = CosSin(rotary);
   // Qwen3 normalises each head of q and k before the rotation; both in fp32, rounded once.
-  q = ApplyRotary(RmsNormTo(q, q_norm, eps, at::kFloat), cos, sin).to(qkv.scalar_type());
-  k = ApplyRotary(RmsNormTo(k, k_norm, eps, at::kFloat), cos, sin).to(qkv.scalar_type());
+  if (q_norm.defined()) {
+    q = ApplyRotary(RmsNormTo(q, q_norm, eps, at::kFloat), cos, sin).to(qkv.scalar_type());
+    k = ApplyRotary(RmsNormTo(k, k_norm, eps, at::kFloat), cos, sin).to(qkv.scalar_type());
+  } else {
+    q = ApplyRotary(q.to(at::kFloat), cos, sin).to(qkv.scalar_type());
+    k = ApplyRotary(k.to(at::kFloat), cos, sin).to(qkv.scalar_type());
+  }
   return {q.contiguous(), k.contiguous(), v.contiguous()};
 }
 

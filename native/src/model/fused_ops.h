@@ -32,7 +32,8 @@ at::Tensor AddRmsNorm(at::Tensor& residual, const at::Tensor& delta, const at::T
 
 // Splits the fused projection qkv [T, (q_heads + 2 kv_heads) * head_dim] into q [T, q_heads, D],
 // k and v [T, kv_heads, D] (contiguous, qkv's dtype); q and k get Qwen3's per-head RMSNorm
-// (q_norm / k_norm, fp32 [D]) and the rotary embedding.
+// (q_norm / k_norm, fp32 [D]; both undefined: no norm, as in Qwen2/Mistral/Llama) and the rotary
+// embedding.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> QkNormRope(const at::Tensor& qkv, int64_t q_heads,
                                                           int64_t kv_heads, int64_t head_dim,
                                                           const at::Tensor& q_norm,

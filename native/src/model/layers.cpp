@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include "model/fused_ops.h"
 
 namespace qwen3 {
@@ -13,12 +15,30 @@ at::Tensor RmsNormTo(const at::Tensor& x, const at::Tensor& weight, double eps,
   return (xf * at::rsqrt(variance + eps) * weight.to(at::kFloat)).to(out);
 }
 
-RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, at::Device device) {
+RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, at::Device device,
+                                 const RopeScaling& scaling) {
   // transformers: 1 / (theta ** (arange(0, dim, 2).float() / dim)), all in fp32.
   at::Tensor exponent =
       at::arange(0, head_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
       static_cast<double>(head_dim);
   at::Tensor inv_freq = at::pow(theta, exponent).reciprocal();
+  // The scaled variants, op for op as transformers' rope init functions compute them in fp32
+  // (Python's `scalar / tensor` is tensor.reciprocal() * scalar).
+  if (scaling.type == RopeType::kLinear) {
+    inv_freq = inv_freq / scaling.factor;
+  } else if (scaling.type == RopeType::kLlama3) {
+    const auto old_context = static_cast<double>(scaling.original_max_position_embeddings);
+    const double low_freq_wavelen = old_context / scaling.low_freq_factor;
+    const double high_freq_wavelen = old_context / scaling.high_freq_factor;
+    at::Tensor wavelen = inv_freq.reciprocal() * (2 * M_PI);
+    at::Tensor llama = at::where(wavelen > low_freq_wavelen, inv_freq / scaling.factor, inv_freq);
+    at::Tensor smooth = (wavelen.reciprocal() * old_context - scaling.low_freq_factor) /
+                        (scaling.high_freq_factor - scaling.low_freq_factor);
+    at::Tensor smoothed = (1 - smooth) * llama / scaling.factor + smooth * llama;
+    at::Tensor medium =
+        (wavelen < high_freq_wavelen).logical_not() * (wavelen > low_freq_wavelen).logical_not();
+    inv_freq = at::where(medium, smoothed, llama);
+  }
   inv_freq_ = inv_freq.to(device);
 }
 
@@ -42,7 +62,7 @@ at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos, const at::Ten
 }
 
 at::Tensor ColumnParallelLinear::Forward(const at::Tensor& x) const {
-  return at::linear(x, weight_);
+  return bias_.defined() ? at::linear(x, weight_, bias_) : at::linear(x, weight_);
 }
 
 at::Tensor RowParallelLinear::Forward(const at::Tensor& x) const { return at::linear(x, weight_); }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "model/config.h"
 #include "parallel/communicator.h"
 
 namespace qwen3 {
@@ -26,7 +27,9 @@ std::pair<at::Tensor, at::Tensor> RotaryCosSin(const at::Tensor& positions,
 class RotaryEmbedding {
  public:
   RotaryEmbedding() = default;
-  RotaryEmbedding(int64_t head_dim, double theta, at::Device device);
+  // `scaling` adjusts the inverse frequencies as transformers' rope_type does (linear, llama3).
+  RotaryEmbedding(int64_t head_dim, double theta, at::Device device,
+                  const RopeScaling& scaling = RopeScaling{});
 
   // cos and sin of position * inv_freq, [T, 1, head_dim / 2] in fp32, for integer positions [T].
   std::pair<at::Tensor, at::Tensor> CosSin(const at::Tensor& positions) const;
@@ -42,16 +45,20 @@ at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos, const at::Ten
 // y = x W^T with W split by rows (output features): rank r of `world` holds rows
 // [r * out / world, (r + 1) * out / world). The input is replicated on every rank and the output
 // is this rank's slice of the features, so no collective is needed. Several projections that read
-// the same input (q/k/v, gate/up) are fused by concatenating their row shards.
+// the same input (q/k/v, gate/up) are fused by concatenating their row shards. A bias is split
+// with its rows (undefined: none).
 class ColumnParallelLinear {
  public:
   ColumnParallelLinear() = default;
-  explicit ColumnParallelLinear(at::Tensor weight_shard) : weight_(std::move(weight_shard)) {}
+  explicit ColumnParallelLinear(at::Tensor weight_shard, at::Tensor bias_shard = at::Tensor())
+      : weight_(std::move(weight_shard)), bias_(std::move(bias_shard)) {}
   at::Tensor Forward(const at::Tensor& x) const;
   const at::Tensor& weight() const { return weight_; }
+  const at::Tensor& bias() const { return bias_; }
 
  private:
   at::Tensor weight_;  // [out / world, in]
+  at::Tensor bias_;    // [out / world] or undefined
 };
 
 // y = x W^T with W split by columns (input features): rank r holds columns

@@ -59,6 +59,21 @@ void ValidateBatch(const PackedBatch& batch, const BatchLimits& limits) {
                            std::to_string(limits.hidden_size));
     }
   }
+  if (!batch.prompt_lengths.empty()) {
+    if (batch.prompt_lengths.size() != n) {
+      ThrowInvalidArgument("promptLengths has " + std::to_string(batch.prompt_lengths.size()) +
+                           " entries for " + std::to_string(n) + " sequences");
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t p = batch.prompt_lengths[i];
+      const int32_t length = cu[i + 1] - cu[i];
+      if (p < 0 || p >= length) {
+        ThrowInvalidArgument("promptLengths[" + std::to_string(i) + "] = " + std::to_string(p) +
+                             " is outside 0.." + std::to_string(length - 1) + " (sequence " +
+                             std::to_string(i) + " has " + std::to_string(length) + " tokens)");
+      }
+    }
+  }
   for (size_t i = 0; i < tokens; ++i) {
     const int32_t id = batch.token_ids[i];
     if (id < 0 || id >= limits.vocab_size) {

@@ -11,6 +11,9 @@ struct PackedBatch {
   std::vector<int32_t> token_ids;   // [T]
   std::vector<int32_t> cu_seqlens;  // [n + 1]: 0, end of sequence 0, ..., T
   std::vector<int32_t> dimensions;  // [n]: Matryoshka size of each output row
+  // [n] or empty (= zeros): tokens at the start of each sequence that mean pooling skips
+  // (sentence-transformers' include_prompt = false); 0 <= p < the sequence's length.
+  std::vector<int32_t> prompt_lengths = {};
 
   size_t num_sequences() const { return cu_seqlens.empty() ? 0 : cu_seqlens.size() - 1; }
   // Floats in the result: the sum of dimensions.

@@ -19,7 +19,8 @@
 #include "loader/checkpoint.h"
 #include "model/config.h"
 #include "model/cuda_graphs.h"
-#include "model/qwen3_model.h"
+#include "model/dense.h"
+#include "model/embedding_model.h"
 #include "parallel/communicator.h"
 #include "runtime/device_context.h"
 #include "runtime/error_classification.h"
@@ -50,14 +51,22 @@ namespace {
 constexpr int kMaxGraphTokens = 8192;
 
 // A small batch (two sequences) that exercises every kernel once at load time.
-PackedBatch WarmupBatch(const ModelConfig& config) {
+PackedBatch WarmupBatch(const ModelConfig& config, int64_t output_dimension) {
   PackedBatch batch;
   for (int i = 0; i < 8; ++i)
     batch.token_ids.push_back(static_cast<int32_t>(i % config.vocab_size));
   batch.cu_seqlens = {0, 3, 8};
-  batch.dimensions = {static_cast<int32_t>(config.hidden_size),
-                      static_cast<int32_t>(config.hidden_size)};
+  batch.dimensions = {static_cast<int32_t>(output_dimension),
+                      static_cast<int32_t>(output_dimension)};
+  batch.prompt_lengths = {1, 0};
   return batch;
+}
+
+Pooling ParsePooling(const std::string& name) {
+  if (name == "lasttoken") return Pooling::kLastToken;
+  if (name == "cls") return Pooling::kCls;
+  if (name == "mean") return Pooling::kMean;
+  ThrowInvalidArgument("pooling \"" + name + "\" is not supported (lasttoken, cls or mean)");
 }
 
 }  // namespace
@@ -93,10 +102,12 @@ class Engine::Impl final : public ReplicaHost {
   enum class Phase { kLoading, kServing, kStopping };
 
   void ValidateOptions() const;
-  std::unique_ptr<Qwen3Model> LoadRank(int replica, int world, const Rank& rank) const;
+  std::unique_ptr<EmbeddingModel> LoadRank(int replica, int world, const Rank& rank) const;
 
   EngineOptions options_;
   ModelConfig config_;
+  Pooling pooling_ = Pooling::kLastToken;
+  int64_t output_dimension_ = 0;
   std::unique_ptr<Checkpoint> checkpoint_;
   at::ScalarType dtype_ = at::kFloat;
   ProgressCallback progress_;
@@ -123,6 +134,7 @@ void Engine::Impl::ValidateOptions() const {
   if (o.model_path.empty()) ThrowInvalidArgument("modelPath is empty");
   if (o.tensor_parallel_size < 1) ThrowInvalidArgument("tensorParallelSize must be >= 1");
   if (o.cpu_threads < 0) ThrowInvalidArgument("cpuThreads must be >= 0");
+  (void)ParsePooling(o.pooling);
   constexpr uint32_t kMaxSpinUs = 60'000'000;
   if (o.device_spin_us > kMaxSpinUs) ThrowInvalidArgument("deviceSpinUs must be at most 60 s");
   if (o.idle_spin_us > kMaxSpinUs) ThrowInvalidArgument("idleSpinUs must be at most 60 s");
@@ -178,13 +190,19 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
   config_ = ModelConfig::FromJson(ReadConfigJson(options_.model_path), config_path);
   const int tp = options_.tensor_parallel_size;
   if (config_.num_key_value_heads % tp != 0 || config_.intermediate_size % tp != 0) {
-    ThrowInvalidArgument("tensorParallelSize " + std::to_string(tp) +
-                         " must divide num_key_value_heads (" +
-                         std::to_string(config_.num_key_value_heads) + ") and intermediate_size (" +
-                         std::to_string(config_.intermediate_size) + ")");
+    // An encoder's key/value heads are its attention heads (ModelConfig: multi-head attention).
+    const char* heads = config_.is_encoder() ? "num_attention_heads" : "num_key_value_heads";
+    ThrowInvalidArgument("tensorParallelSize " + std::to_string(tp) + " must divide " + heads +
+                         " (" + std::to_string(config_.num_key_value_heads) +
+                         ") and intermediate_size (" + std::to_string(config_.intermediate_size) +
+                         ")");
   }
+  pooling_ = ParsePooling(options_.pooling);
   checkpoint_ = Checkpoint::Open(options_.model_path, progress_);
   ValidateCheckpoint(*checkpoint_, config_);
+  auto dense =
+      std::make_shared<DenseLayers>(DenseLayers::Load(options_.dense_layers, config_.hidden_size));
+  output_dimension_ = dense->output_dimension(config_.hidden_size);
 
   // Lay out replicas: consecutive device ids form one tensor-parallel group.
   const bool cuda = options_.device == DeviceKind::kCuda;
@@ -198,6 +216,8 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
   replica_options.cuda_graph_max_tokens = options_.cuda_graph_max_tokens;
   replica_options.device_spin = std::chrono::microseconds(options_.device_spin_us);
   replica_options.idle_spin = std::chrono::microseconds(options_.idle_spin_us);
+  replica_options.normalize = options_.normalize;
+  if (!dense->empty()) replica_options.dense = dense;
   for (int r = 0; r < replica_count; ++r) {
     auto replica = std::make_unique<Replica>(r, tp, replica_options, *this);
     std::vector<int> ids;
@@ -231,7 +251,7 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
 
   Report("loading " + std::to_string(replica_count * tp) + " rank(s) on " +
          DeviceKindName(options_.device) + " as " + DTypeName(options_.dtype));
-  const PackedBatch warmup = WarmupBatch(config_);
+  const PackedBatch warmup = WarmupBatch(config_, output_dimension_);
   for (auto& replica : replicas_) {
     Replica* rep = replica.get();
     const Replica::LoadModel load = [this, rep, tp](const Rank& rank) {
@@ -273,18 +293,20 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
          " rank(s)");
 }
 
-std::unique_ptr<Qwen3Model> Engine::Impl::LoadRank(int replica, int world, const Rank& rank) const {
+std::unique_ptr<EmbeddingModel> Engine::Impl::LoadRank(int replica, int world,
+                                                       const Rank& rank) const {
   ModelOptions model_options;
   model_options.device = rank.device;
   model_options.dtype = dtype_;
   model_options.rank = rank.index;
   model_options.world = world;
+  model_options.pooling = pooling_;
   ProgressCallback progress;
   if (progress_ && rank.index == 0) {
     const std::string who = "replica " + std::to_string(replica) + " ";
     progress = [this, who](const std::string& line) { progress_(who + line); };
   }
-  return std::make_unique<Qwen3Model>(*checkpoint_, config_, model_options, progress, cancel_);
+  return CreateModel(*checkpoint_, config_, model_options, progress, cancel_);
 }
 
 bool Engine::Impl::AwaitServing() {
@@ -313,7 +335,7 @@ void Engine::Impl::ReplicaFailed(Replica& replica, const std::string& reason) {
 void Engine::Impl::Validate(const PackedBatch& batch) const {
   BatchLimits limits;
   limits.vocab_size = config_.vocab_size;
-  limits.hidden_size = config_.hidden_size;
+  limits.hidden_size = output_dimension_;
   limits.max_position_embeddings = config_.max_position_embeddings;
   ValidateBatch(batch, limits);
 }
@@ -338,6 +360,7 @@ EngineInfo Engine::Impl::Info() const {
   info.intermediate_size = config_.intermediate_size;
   info.vocab_size = config_.vocab_size;
   info.max_position_embeddings = config_.max_position_embeddings;
+  info.output_dimension = output_dimension_;
   info.parameters = config_.ParameterCount();
   info.device = options_.device;
   info.dtype = options_.dtype;

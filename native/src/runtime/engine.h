@@ -33,6 +33,13 @@ const char* DTypeName(DType dtype) noexcept;             // "float32", "bfloat16
 
 struct EngineOptions {
   std::string model_path;
+  // How each sequence's hidden states become one row: "lasttoken", "cls" or "mean" (mean skips
+  // PackedBatch::prompt_lengths tokens). From the checkpoint's Pooling module (the TS side).
+  std::string pooling = "lasttoken";
+  // L2-normalise after Matryoshka truncation; false: truncate only.
+  bool normalize = true;
+  // sentence-transformers Dense module directories, applied after pooling in this order.
+  std::vector<std::string> dense_layers;
   DeviceKind device = DeviceKind::kCpu;
   DType dtype = DType::kFloat32;
   std::vector<int> device_ids;  // CUDA ordinals; ignored on the CPU
@@ -80,6 +87,8 @@ struct EngineInfo {
   int64_t intermediate_size = 0;
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
+  // Floats in a full output row: the last Dense layer's out_features, else hidden_size.
+  int64_t output_dimension = 0;
   int64_t parameters = 0;
   DeviceKind device = DeviceKind::kCpu;
   DType dtype = DType::kFloat32;
@@ -98,7 +107,8 @@ struct HealthStatus {
 };
 
 // Called exactly once per submitted batch, on an engine thread: with the rows back to back (row i
-// has dimensions[i] floats, L2-normalised) and error == nullptr, or with an error.
+// has dimensions[i] floats, L2-normalised unless EngineOptions::normalize is false) and
+// error == nullptr, or with an error.
 using EmbedCallback = std::function<void(std::vector<float> rows, const Error* error)>;
 
 // Test hook: runs on every rank before every layer; an exception thrown from it fails that rank.

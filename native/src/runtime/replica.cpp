@@ -27,6 +27,9 @@ void Replica::RunRank(Rank& rank, const LoadModel& load, const PackedBatch& warm
   try {
     rank.model = load(rank);
     rank.weight_bytes = rank.model->weight_bytes();
+    if (rank.index == 0 && options_.dense) {
+      rank.dense = std::make_unique<DenseLayers>(options_.dense->To(rank.device));
+    }
   } catch (...) {
     rank.load_error = std::current_exception();
   }
@@ -69,6 +72,7 @@ void Replica::RunRank(Rank& rank, const LoadModel& load, const PackedBatch& warm
   // Free the graphs, then the weights, on the thread that owns the device.
   try {
     rank.graphs.reset();
+    rank.dense.reset();
     rank.model.reset();
     ReleaseCachedMemory(rank.device);
   } catch (...) {
@@ -99,6 +103,7 @@ void Replica::ExecuteJob(Rank& rank, Job& job) {
       pooled = rank.model->Forward(in, rank_comm, layer_hook);
     }
     if (rank.index == 0) {
+      if (rank.dense) pooled = rank.dense->Forward(pooled);
       at::Tensor host = pooled;
       if (!pooled.device().is_cpu()) {
         host = at::empty(pooled.sizes(), pooled.options().device(at::kCPU).pinned_memory(true));
@@ -108,7 +113,7 @@ void Replica::ExecuteJob(Rank& rank, Job& job) {
       rank_comm.ThrowIfCollectivesFailed();
       host = host.contiguous();
       rows = TruncateAndNormalize(host.data_ptr<float>(), host.size(0), host.size(1),
-                                  job.batch.dimensions);
+                                  job.batch.dimensions, options_.normalize);
     } else {
       // Surface asynchronous errors now and leave the stream idle for the next job.
       WaitForDevice(rank.device, group, options_.device_spin);

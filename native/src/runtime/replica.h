@@ -20,8 +20,9 @@
 
 #include "common/sync.h"
 #include "model/cuda_graphs.h"
+#include "model/dense.h"
+#include "model/embedding_model.h"
 #include "model/packed_batch.h"
-#include "model/qwen3_model.h"
 #include "parallel/communicator.h"
 #include "runtime/engine.h"
 #include "runtime/job_queue.h"
@@ -32,8 +33,9 @@ struct Rank {
   int index = 0;
   at::Device device = at::kCPU;
   int cpu_threads = 0;
-  std::unique_ptr<Qwen3Model> model;
+  std::unique_ptr<EmbeddingModel> model;
   std::unique_ptr<ForwardGraphs> graphs;  // CUDA graphs of small batches, when in use
+  std::unique_ptr<DenseLayers> dense;     // rank 0's copy of the Dense layers, when any
   int64_t weight_bytes = 0;
   std::thread thread;
   std::exception_ptr load_error;   // written before the load barrier, read after it
@@ -62,12 +64,14 @@ struct ReplicaOptions {
   int cuda_graph_max_tokens = 0;  // EngineOptions::cuda_graph_max_tokens
   std::chrono::microseconds device_spin{0};
   std::chrono::microseconds idle_spin{0};
+  bool normalize = true;                     // EngineOptions::normalize
+  std::shared_ptr<const DenseLayers> dense;  // on the CPU; null: none
 };
 
 class Replica {
  public:
   // Builds a rank's model shard; runs on the rank's own thread with its device current.
-  using LoadModel = std::function<std::unique_ptr<Qwen3Model>(const Rank& rank)>;
+  using LoadModel = std::function<std::unique_ptr<EmbeddingModel>(const Rank& rank)>;
 
   Replica(int index, int world, const ReplicaOptions& options, ReplicaHost& host);
   Replica(const Replica&) = delete;
