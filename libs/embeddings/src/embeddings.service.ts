@@ -118,13 +118,13 @@ export class EmbeddingsService {
   }
 
   private dimensions(requested: number | undefined): number {
-    const hidden = this.model.info.hiddenSize;
+    const full = this.model.info.outputDimension;
     if (requested === undefined) {
       return this.model.defaultDimensions;
     }
-    if (requested > hidden) {
+    if (requested > full) {
       throw new InvalidRequestError(
-        `dimensions must be between 32 and ${hidden} for this model, got ${requested}`,
+        `dimensions must be between 32 and ${full} for this model, got ${requested}`,
         'dimensions',
       );
     }

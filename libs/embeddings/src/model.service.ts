@@ -65,10 +65,13 @@ export class ModelService {
     return Math.min(this.config.limits.maxInputTokens, this.info.maxPositionEmbeddings);
   }
 
-  /** Default output size: EMBEDDING_DIMENSION capped at the hidden size, else the hidden size. */
+  /**
+   * Default output size: EMBEDDING_DIMENSION capped at the model's row length (the last Dense
+   * layer's out_features, else the hidden size), else that length.
+   */
   get defaultDimensions(): number {
-    const hidden = this.info.hiddenSize;
-    return Math.min(this.config.model.embeddingDimension ?? hidden, hidden);
+    const full = this.info.outputDimension;
+    return Math.min(this.config.model.embeddingDimension ?? full, full);
   }
 
   /** The served id for a request's `model`; null or absent means the served model. */

@@ -3,7 +3,7 @@
  * docs/architecture.md specifies it. Only `native-engine.ts` loads the addon; everything else goes
  * through `EnginePort`.
  */
-import type { EngineDevice, EngineDtype, EngineInfo } from './engine.port';
+import type { EngineDevice, EngineDtype, EngineInfo, EnginePooling } from './engine.port';
 
 export interface AddonLoadOptions {
   modelPath: string;
@@ -23,6 +23,12 @@ export interface AddonLoadOptions {
   idleSpinUs: number;
   /** How long a rank thread polls its GPU without sleeping each batch, in microseconds (10000). */
   deviceSpinUs?: number;
+  /** Default 'lasttoken'. */
+  pooling?: EnginePooling;
+  /** L2-normalise after the Matryoshka truncation (default true); false: truncate only. */
+  normalize?: boolean;
+  /** Absolute paths of sentence-transformers Dense module directories, in modules.json order. */
+  denseLayers?: string[];
 }
 
 /** Same fields as EngineInfo. */
@@ -36,8 +42,16 @@ export interface AddonHealth {
 export interface AddonEngine {
   /** Loads on engine-owned threads; onProgress is called on the JS thread. */
   load(options: AddonLoadOptions, onProgress?: (line: string) => void): Promise<AddonInfo>;
-  /** Resolves with the rows back to back: row i has dimensions[i] floats, L2-normalised. */
-  embed(tokenIds: Int32Array, cuSeqlens: Int32Array, dimensions: Int32Array): Promise<Float32Array>;
+  /**
+   * Resolves with the rows back to back: row i has dimensions[i] floats, L2-normalised unless loaded
+   * with normalize=false. promptLengths (n entries, omitted = zeros): tokens mean pooling leaves out.
+   */
+  embed(
+    tokenIds: Int32Array,
+    cuSeqlens: Int32Array,
+    dimensions: Int32Array,
+    promptLengths?: Int32Array,
+  ): Promise<Float32Array>;
   info(): AddonInfo;
   health(): AddonHealth;
   /** Waits for in-flight batches, frees the devices; later calls reject with ENGINE_DISPOSED. */

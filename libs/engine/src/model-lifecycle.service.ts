@@ -146,13 +146,14 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
     await steps.prepare?.(this.folder);
     const info = await this.engine.load(options);
     this.engineInfo = info;
-    if (model.embeddingDimension && model.embeddingDimension > info.hiddenSize) {
+    if (model.embeddingDimension && model.embeddingDimension > info.outputDimension) {
       this.logger.warn(
-        `EMBEDDING_DIMENSION=${model.embeddingDimension} exceeds the hidden size; using ${info.hiddenSize}`,
+        `EMBEDDING_DIMENSION=${model.embeddingDimension} exceeds the model's output dimension; using ${info.outputDimension}`,
       );
     }
+    const output = info.outputDimension !== info.hiddenSize ? `, output ${info.outputDimension}` : '';
     this.logger.log(
-      `loaded ${info.modelType} (${info.numLayers} layers, hidden ${info.hiddenSize}, ${info.replicas} replica(s) of ${info.tensorParallelSize} device(s)) in ${Math.round(performance.now() - started)} ms`,
+      `loaded ${info.modelType} (${info.numLayers} layers, hidden ${info.hiddenSize}${output}, ${info.replicas} replica(s) of ${info.tensorParallelSize} device(s)) in ${Math.round(performance.now() - started)} ms`,
     );
     // A shutdown that began during the load keeps the state `stopping`.
     if (model.warmup && steps.warmUpBatch && this.current === 'loading') {

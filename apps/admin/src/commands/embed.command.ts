@@ -33,8 +33,8 @@ export class EmbedCommand extends CommandRunner {
       const { model, tokenizer, engine } = session;
       const info = model.info;
       const dimensions = options.dimensions ?? model.defaultDimensions;
-      if (dimensions < 32 || dimensions > info.hiddenSize) {
-        throw new Error(`--dimensions must be between 32 and ${info.hiddenSize}`);
+      if (dimensions < 32 || dimensions > info.outputDimension) {
+        throw new Error(`--dimensions must be between 32 and ${info.outputDimension}`);
       }
       const prefix = model.prompts.prefix({
         inputType: options.query || options.instruction !== undefined ? 'query' : undefined,
