@@ -21,7 +21,6 @@ import type { EngineDevice, EngineDtype, EngineInfo, EnginePort } from '@app/eng
 import { packBatch, splitRows } from '@app/engine/packed-batch';
 import { fromBase64 } from '@app/embeddings/embedding-encoding';
 import { cosine, norm } from '@app/embeddings/embedding-similarity';
-import { readSentenceTransformersModel } from '@app/checkpoint/sentence-transformers-config';
 import { PromptTemplate } from '@app/embeddings/prompt-template';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
 import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
@@ -94,19 +93,12 @@ export const REDUCED_PRECISION_THRESHOLD = 0.999;
 interface PackedRequest {
   sequences: Int32Array[];
   dimensions: number[];
-  promptLengths?: number[];
 }
 
 /** Packs sequences back to back (no padding) and splits the engine's rows back out. */
 async function embedPacked(engine: EnginePort, request: PackedRequest): Promise<Float32Array[]> {
   const rows = await engine.embed(
-    packBatch(
-      request.sequences.map((tokens, index) => ({
-        tokens,
-        dimensions: request.dimensions[index],
-        promptLength: request.promptLengths?.[index],
-      })),
-    ),
+    packBatch(request.sequences.map((tokens, index) => ({ tokens, dimensions: request.dimensions[index] }))),
   );
   const expected = request.dimensions.reduce((sum, d) => sum + d, 0);
   if (rows.length !== expected)
@@ -124,7 +116,7 @@ export async function runParity(options: ParityOptions): Promise<ParityResult> {
     options.threshold ?? (info.dtype === 'float32' ? FLOAT32_THRESHOLD : REDUCED_PRECISION_THRESHOLD);
   const packedBatchSize = options.packedBatchSize ?? 64;
   const problems: string[] = [];
-  const dims = fixture.dimensions.filter((d) => d <= info.outputDimension);
+  const dims = fixture.dimensions.filter((d) => d <= info.hiddenSize);
   if (fixture.model.hiddenSize !== info.hiddenSize) {
     problems.push(
       `the fixture is for hidden size ${fixture.model.hiddenSize}, the engine has ${info.hiddenSize}`,
@@ -132,31 +124,20 @@ export async function runParity(options: ParityOptions): Promise<ParityResult> {
   }
 
   // Inputs and token ids, exactly as the server builds them.
-  const checkpoint = await readSentenceTransformersModel(options.modelPath);
-  const prompts = PromptTemplate.of(checkpoint);
+  const prompts = await PromptTemplate.load(options.modelPath);
   const tokenizer = new TokenizerService();
-  await tokenizer.load(join(options.modelPath, 'tokenizer.json'), {
-    family: checkpoint.family,
-    familyDefault: !checkpoint.fromModules,
-  });
+  await tokenizer.load(join(options.modelPath, 'tokenizer.json'));
   const inputMismatches: string[] = [];
-  const prefixes = fixture.items.map((item) =>
-    prompts.prefix({ inputType: item.kind, instruction: item.instruction ?? undefined }),
-  );
-  const inputs = fixture.items.map((item, index) => {
-    const input = prefixes[index] + item.text;
+  const inputs = fixture.items.map((item) => {
+    const prefix = prompts.prefix({
+      inputType: item.kind,
+      instruction: item.instruction ?? undefined,
+    });
+    const input = prefix + item.text;
     if (input !== item.input) inputMismatches.push(item.id);
     return input;
   });
   const sequences = await tokenizer.encode(inputs);
-  // include_prompt=false: each sequence's prompt tokens, as the server sends them.
-  const promptLengths = await Promise.all(
-    prefixes.map(async (prefix, index) =>
-      checkpoint.includePrompt
-        ? 0
-        : Math.min(await tokenizer.promptLength(prefix), sequences[index].length - 1),
-    ),
-  );
   const mismatches: ParityResult['tokenization']['mismatches'] = [];
   fixture.items.forEach((item, index) => {
     const actual = Array.from(sequences[index]);
@@ -182,25 +163,13 @@ export async function runParity(options: ParityOptions): Promise<ParityResult> {
   for (let i = 0; i < fixture.items.length; i++) {
     if (options.aloneEveryDimension) {
       for (const d of dims) {
-        const [row] = await embedPacked(engine, {
-          sequences: [sequences[i]],
-          dimensions: [d],
-          promptLengths: [promptLengths[i]],
-        });
+        const [row] = await embedPacked(engine, { sequences: [sequences[i]], dimensions: [d] });
         alone[i].set(d, Float32Array.from(row));
         aloneBatches += 1;
       }
     } else {
-      const [row] = await embedPacked(engine, {
-        sequences: [sequences[i]],
-        dimensions: [info.outputDimension],
-        promptLengths: [promptLengths[i]],
-      });
-      for (const d of dims)
-        alone[i].set(
-          d,
-          checkpoint.normalize ? truncateAndNormalise(row, d) : Float32Array.from(row.subarray(0, d)),
-        );
+      const [row] = await embedPacked(engine, { sequences: [sequences[i]], dimensions: [info.hiddenSize] });
+      for (const d of dims) alone[i].set(d, truncateAndNormalise(row, d));
       aloneBatches += 1;
     }
   }
@@ -221,11 +190,7 @@ export async function runParity(options: ParityOptions): Promise<ParityResult> {
     // First occurrence: dimension (item + round), so over dims.length rounds each text meets each
     // dimension; repeats in the same batch take the next one.
     const dimensions = order.map((item, k) => dims[(item + round + (k >= n ? 1 : 0)) % dims.length]);
-    const rows = await embedPacked(engine, {
-      sequences: order.map((i) => sequences[i]),
-      dimensions,
-      promptLengths: order.map((i) => promptLengths[i]),
-    });
+    const rows = await embedPacked(engine, { sequences: order.map((i) => sequences[i]), dimensions });
     order.forEach((item, k) => {
       const list = packed[item].get(dimensions[k]) ?? [];
       list.push(Float32Array.from(rows[k]));
@@ -436,11 +401,7 @@ async function main(): Promise<void> {
   const deviceIds =
     options.device === 'cuda' ? (options.deviceIds ?? Array.from({ length: options.tp }, (_, i) => i)) : [];
   const loadStarted = performance.now();
-  const checkpoint = await readSentenceTransformersModel(options.model);
   await engine.load({
-    pooling: checkpoint.pooling,
-    normalize: checkpoint.normalize,
-    denseLayers: checkpoint.denseLayers,
     modelPath: options.model,
     device: options.device,
     dtype,
