@@ -10,4 +10,3 @@ export * from './qwen3-architecture';
 export * from './safetensors';
 export * from './seeded-weights';
 export * from './shard-plan';
-export * from './sentence-transformers-config';

@@ -3,7 +3,7 @@
  * docs/architecture.md specifies it. Only `native-engine.ts` loads the addon; everything else goes
  * through `EnginePort`.
  */
-import type { EngineDevice, EngineDtype, EngineInfo, EnginePooling } from './engine.port';
+import type { EngineDevice, EngineDtype, EngineInfo } from './engine.port';
 
 export interface AddonLoadOptions {
   modelPath: string;
@@ -23,16 +23,16 @@ export interface AddonLoadOptions {
   idleSpinUs: number;
   /** How long a rank thread polls its GPU without sleeping each batch, in microseconds (10000). */
   deviceSpinUs?: number;
-  /** Default 'lasttoken'. */
-  pooling?: EnginePooling;
-  /** L2-normalise after the Matryoshka truncation (default true); false: truncate only. */
+  /** How a sequence's hidden states become one row (default 'lasttoken'). */
+  pooling?: 'lasttoken' | 'cls' | 'mean';
+  /** L2-normalise after Matryoshka truncation (default true); false: truncate only. */
   normalize?: boolean;
-  /** Absolute paths of sentence-transformers Dense module directories, in modules.json order. */
+  /** sentence-transformers Dense module directories (absolute), in modules.json order. */
   denseLayers?: string[];
 }
 
-/** Same fields as EngineInfo. */
-export type AddonInfo = EngineInfo;
+/** Same fields as EngineInfo; outputDimension: the last Dense layer's out_features, else hiddenSize. */
+export type AddonInfo = EngineInfo & { outputDimension: number };
 
 export interface AddonHealth {
   ok: boolean;
@@ -43,8 +43,9 @@ export interface AddonEngine {
   /** Loads on engine-owned threads; onProgress is called on the JS thread. */
   load(options: AddonLoadOptions, onProgress?: (line: string) => void): Promise<AddonInfo>;
   /**
-   * Resolves with the rows back to back: row i has dimensions[i] floats, L2-normalised unless loaded
-   * with normalize=false. promptLengths (n entries, omitted = zeros): tokens mean pooling leaves out.
+   * Resolves with the rows back to back: row i has dimensions[i] floats, L2-normalised unless the
+   * engine was loaded with normalize: false. promptLengths[i] (omitted: zeros) leading tokens of
+   * sequence i are left out of mean pooling.
    */
   embed(
     tokenIds: Int32Array,
