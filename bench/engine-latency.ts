@@ -80,7 +80,7 @@ export function shapeBatch(shape: LatencyShape, hiddenSize: number): PackedBatch
   for (let i = 0; i < tokenIds.length; i++) tokenIds[i] = (i * 7919 + 13) % 150_000;
   const cuSeqlens = Int32Array.from({ length: shape.texts + 1 }, (_, s) => s * shape.tokens);
   const dimensions = new Int32Array(shape.texts).fill(hiddenSize);
-  return { tokenIds, cuSeqlens, dimensions };
+  return { tokenIds, cuSeqlens, dimensions, promptLengths: new Int32Array(shape.texts) };
 }
 
 interface Cli {
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
     });
     try {
       for (const shape of cli.shapes) {
-        const batch = shapeBatch(shape, info.hiddenSize);
+        const batch = shapeBatch(shape, info.outputDimension);
         for (let i = 0; i < 10; i++) await engine.embed(batch);
         const times: number[] = [];
         for (let i = 0; i < cli.runs; i++) {

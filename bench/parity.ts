@@ -224,7 +224,7 @@ export async function runParity(options: ParityOptions): Promise<ParityResult> {
   } else {
     const prompts = await PromptTemplate.load(options.modelPath);
     const tokenizer = new TokenizerService();
-    tokenizer.load(join(options.modelPath, 'tokenizer.json'));
+    await tokenizer.load(join(options.modelPath, 'tokenizer.json'));
     const inputs = fixture.items.map((item) => {
       const prefix = prompts.prefix({
         inputType: item.kind,

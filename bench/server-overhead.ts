@@ -91,6 +91,7 @@ const INSTANT_INFO: EngineInfo = {
   modelPath: 'Qwen3-Embedding-4B',
   modelType: 'qwen3',
   hiddenSize: HIDDEN,
+  outputDimension: HIDDEN,
   numLayers: 36,
   numAttentionHeads: 32,
   numKeyValueHeads: 8,

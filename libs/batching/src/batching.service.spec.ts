@@ -104,6 +104,26 @@ describe(BatchingService.name, () => {
     expect(result.batches).toBe(6);
   });
 
+  it("carries each sequence's prompt length into the packed batch, across requests and batches", async () => {
+    create({ maxBatchSequences: 3 });
+    engine.completion = 'timer';
+    // Each sequence starts with its own token id, which names its prompt length.
+    const promptOf = new Map<number, number>();
+    const a = { sequences: [seq(1, 5), seq(2, 4), seq(3, 6), seq(4, 5)], promptLengths: [3, 3, 2, 4] };
+    const b = { sequences: [seq(5, 3), seq(6, 3)] };
+    a.sequences.forEach((sequence, i) => promptOf.set(sequence[0], a.promptLengths[i]));
+    b.sequences.forEach((sequence) => promptOf.set(sequence[0], 0));
+    await Promise.all([sut.submit({ ...a, dimensions: 32 }), sut.submit({ ...b, dimensions: 32 })]);
+    expect(engine.calls.length).toBeGreaterThan(1);
+    let seen = 0;
+    for (const { batch } of engine.calls) {
+      const firsts = Array.from(batch.cuSeqlens.subarray(0, -1), (start) => batch.tokenIds[start]);
+      expect(Array.from(batch.promptLengths ?? [])).toEqual(firsts.map((id) => promptOf.get(id)));
+      seen += firsts.length;
+    }
+    expect(seen).toBe(6);
+  });
+
   it('keeps exactly one batch in flight per replica', async () => {
     create({ maxBatchSequences: 1 }, 2);
     const results = Array.from({ length: 5 }, (_, i) => sut.submit({ sequences: [seq(i)], dimensions: 32 }));

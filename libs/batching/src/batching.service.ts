@@ -17,6 +17,11 @@ import { RequestQueue } from './request-queue';
 export interface EmbedJob {
   sequences: Int32Array[];
   dimensions: number;
+  /**
+   * Per sequence: tokens at its start that mean pooling leaves out (the prompt, when the checkpoint
+   * pools with include_prompt=false); absent means none.
+   */
+  promptLengths?: readonly number[];
   /** Aborted when the client goes away: work not yet running is dropped. */
   signal?: AbortSignal;
   /**
@@ -561,7 +566,13 @@ export class BatchingService implements BeforeApplicationShutdown {
     let result: Promise<Float32Array>;
     try {
       result = this.engine.embed(
-        packBatch(items.map((item) => ({ tokens: item.tokens, dimensions: item.request.job.dimensions }))),
+        packBatch(
+          items.map(({ tokens, index, request: { job } }) => ({
+            tokens,
+            dimensions: job.dimensions,
+            promptLength: job.promptLengths?.[index],
+          })),
+        ),
       );
     } catch (error) {
       result = Promise.reject(error);

@@ -24,7 +24,7 @@ export interface EmbeddingsResult {
 }
 
 /**
- * One embeddings request: model and option checks, prompts, tokenization (one `<|endoftext|>` each),
+ * One embeddings request: model and option checks, prompts, tokenization (the family's special tokens),
  * the length policy (reject or truncate), then the batching provider, then float or base64 rows.
  */
 @Injectable()
@@ -76,11 +76,17 @@ export class EmbeddingsService {
     this.batching.assertAdmissible(minimumTokens(request.input), deadline);
 
     const tokenizeStarted = performance.now();
-    let sequences = await this.tokenize(request);
+    const tokenized = await this.tokenize(request);
+    let sequences = tokenized.sequences;
     this.assertEmbeddable(sequences, request);
     const tokenizationMs = performance.now() - tokenizeStarted;
     this.metrics.tokenizationSeconds.observe(tokenizationMs / 1000);
     sequences = this.applyLengthPolicy(sequences, request.truncate ?? this.config.limits.autoTruncate);
+    // A prompt cut by truncation still leaves the sequence's last token to pool.
+    const promptLengths =
+      tokenized.promptLength > 0
+        ? sequences.map((sequence) => Math.min(tokenized.promptLength, sequence.length - 1))
+        : undefined;
 
     const totalTokens = sequences.reduce((sum, sequence) => sum + sequence.length, 0);
     if (totalTokens > this.config.limits.maxRequestTokens) {
@@ -89,7 +95,7 @@ export class EmbeddingsService {
       );
     }
 
-    const result = await this.batching.submit({ sequences, dimensions, signal, deadline });
+    const result = await this.batching.submit({ sequences, dimensions, promptLengths, signal, deadline });
     this.metrics.queueSeconds.observe(result.queueTimeMs / 1000);
     this.metrics.inferenceSeconds.observe(result.inferenceTimeMs / 1000);
     this.metrics.tokens.inc(totalTokens);
@@ -118,26 +124,36 @@ export class EmbeddingsService {
   }
 
   private dimensions(requested: number | undefined): number {
-    const hidden = this.model.info.hiddenSize;
+    const full = this.model.info.outputDimension;
     if (requested === undefined) {
       return this.model.defaultDimensions;
     }
-    if (requested > hidden) {
+    if (requested > full) {
       throw new InvalidRequestError(
-        `dimensions must be between 32 and ${hidden} for this model, got ${requested}`,
+        `dimensions must be between 32 and ${full} for this model, got ${requested}`,
         'dimensions',
       );
     }
     return requested;
   }
 
-  private async tokenize(request: EmbeddingsRequestDto): Promise<Int32Array[]> {
+  /**
+   * The inputs' token ids, and the tokens of their prompt that pooling leaves out (0 unless the
+   * checkpoint pools with include_prompt=false and a prompt was applied).
+   */
+  private async tokenize(
+    request: EmbeddingsRequestDto,
+  ): Promise<{ sequences: Int32Array[]; promptLength: number }> {
     const { input } = request;
     const inputType = this.inputType(request);
     if (typeof input === 'string' || typeof input[0] === 'string') {
       const texts = typeof input === 'string' ? [input] : (input as string[]);
       const prefix = this.model.prompts.prefix({ inputType, instruction: request.instruction });
-      return this.tokenizer.encode(prefix ? texts.map((text) => prefix + text) : texts);
+      const [sequences, promptLength] = await Promise.all([
+        this.tokenizer.encode(prefix ? texts.map((text) => prefix + text) : texts),
+        this.model.excludesPrompt ? this.tokenizer.promptLength(prefix) : 0,
+      ]);
+      return { sequences, promptLength };
     }
     if (inputType !== undefined || request.instruction !== undefined) {
       throw new InvalidRequestError(
@@ -146,7 +162,7 @@ export class EmbeddingsService {
       );
     }
     const lists = typeof input[0] === 'number' ? [input as number[]] : (input as number[][]);
-    return lists.map((ids) => this.tokenizer.fromIds(ids));
+    return { sequences: lists.map((ids) => this.tokenizer.fromIds(ids)), promptLength: 0 };
   }
 
   /**

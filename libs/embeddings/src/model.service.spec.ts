@@ -2,10 +2,14 @@ import { Logger } from '@nestjs/common';
 import { loadAppConfig } from '@app/config';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
-import { FakeEngine } from '@app/engine/testing';
+import { FakeEngine, type FakeEngineOptions } from '@app/engine/testing';
 import { HubModelDownloader, HubSnapshot } from '@app/hub';
 import type { HubDownloadOptions } from '@app/hub';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ModelService } from './model.service';
+import { BERT_TOKENIZER, decoderTokenizer, writeFamilyCheckpoint } from './testing';
 import { TokenizerService } from './tokenizer.service';
 
 const QWEN3_TOKENIZER_DIR = require
@@ -153,6 +157,69 @@ describe(ModelService.name, () => {
       expect(sut.resolve(name)).toBe('embed');
     }
     expect(() => sut.resolve('gpt-4')).toThrow("The model 'gpt-4' does not exist");
+  });
+
+  describe("with a checkpoint's sentence-transformers files", () => {
+    let dir: string;
+    beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'family-model-'))));
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    function createAt(info: FakeEngineOptions['info'] = {}) {
+      const config = loadAppConfig({ API_KEY: 'k', MODEL_PATH: dir, DEVICE: 'cpu' });
+      const engine = new FakeEngine({ info });
+      const lifecycle = new ModelLifecycle(config, engine);
+      return { engine, sut: new ModelService(config, lifecycle, new TokenizerService()) };
+    }
+    const pooling = (mode: string) => ({
+      word_embedding_dimension: 64,
+      pooling_mode_cls_token: mode === 'cls',
+      pooling_mode_mean_tokens: mode === 'mean',
+      pooling_mode_max_tokens: mode === 'max',
+      pooling_mode_lasttoken: mode === 'lasttoken',
+    });
+
+    it('fails the load naming the file when the pooling is one the engine lacks, before the engine loads', async () => {
+      writeFamilyCheckpoint(dir, {
+        modelType: 'bert',
+        tokenizer: BERT_TOKENIZER,
+        modules: ['Transformer', 'Pooling'],
+        pooling: pooling('max'),
+      });
+      const { engine, sut } = createAt();
+      await expect(sut.load()).rejects.toThrow(
+        `${join(dir, '1_Pooling', 'config.json')}: pooling_mode_max_tokens is not supported`,
+      );
+      expect(sut.readiness().state).toBe('failed');
+      expect(engine.loadOptions).toBeUndefined();
+    });
+
+    it('loads a decoder without Normalize: normalize false, last-token pooling, its EOS kept by the tokenizer', async () => {
+      writeFamilyCheckpoint(dir, {
+        modelType: 'llama',
+        tokenizer: decoderTokenizer(['<|begin_of_text|>', '$A', '<|end_of_text|>']),
+        tokenizerConfig: { eos_token: '<|end_of_text|>' },
+        modules: ['Transformer', 'Pooling'],
+        pooling: pooling('lasttoken'),
+        maxSeqLength: 100,
+      });
+      const { engine, sut } = createAt({ modelType: 'llama', maxPositionEmbeddings: 4096 });
+      await sut.load();
+      expect(engine.loadOptions).toMatchObject({ pooling: 'lasttoken', normalize: false, denseLayers: [] });
+      expect(sut.maxInputTokens).toBe(100);
+      expect(sut.excludesPrompt).toBe(false);
+      // The warm-up: a query (no prompt for this family) and a document, BOS warm - up EOS each.
+      expect(engine.sequences(0)).toEqual([
+        [0, 4, 4, 4, 1],
+        [0, 4, 4, 4, 1],
+      ]);
+    });
+
+    it('caps the default dimension at the output dimension (the last Dense layer)', async () => {
+      writeFamilyCheckpoint(dir, { modelType: 'bert', tokenizer: BERT_TOKENIZER });
+      const { sut } = createAt({ hiddenSize: 64, outputDimension: 48 });
+      await sut.load();
+      expect(sut.defaultDimensions).toBe(48);
+    });
   });
 
   describe('with MODEL_ID', () => {

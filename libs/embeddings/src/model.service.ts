@@ -1,10 +1,14 @@
 import { join } from 'node:path';
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
+import {
+  readSentenceTransformersModel,
+  type SentenceTransformersModel,
+} from '@app/checkpoint/sentence-transformers-config';
 import { ModelNotFoundError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { EngineInfo, PackedBatch } from '@app/engine/engine.port';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
-import { ModelLifecycle, Readiness } from '@app/engine/model-lifecycle.service';
+import { ModelHeadOptions, ModelLifecycle, Readiness } from '@app/engine/model-lifecycle.service';
 import { packBatch } from '@app/engine/packed-batch';
 import { PromptTemplate } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
@@ -20,7 +24,9 @@ const HF_ORGANIZATION = 'Qwen';
  */
 @Injectable()
 export class ModelService {
+  private readonly logger = new Logger(ModelService.name);
   private template = new PromptTemplate({ query: '', document: '' });
+  private checkpoint?: SentenceTransformersModel;
   /** Unix seconds at which the service started; reported as the model's `created`. */
   readonly created = Math.floor(Date.now() / 1000);
   readonly id: string;
@@ -60,15 +66,33 @@ export class ModelService {
     return this.template;
   }
 
-  /** Per-input token limit: MAX_INPUT_TOKENS, never above the model's max_position_embeddings. */
+  /**
+   * Per-input token limit: MAX_INPUT_TOKENS, never above the model's max_position_embeddings nor
+   * sentence_bert_config.json's max_seq_length.
+   */
   get maxInputTokens(): number {
-    return Math.min(this.config.limits.maxInputTokens, this.info.maxPositionEmbeddings);
+    return Math.min(
+      this.config.limits.maxInputTokens,
+      this.info.maxPositionEmbeddings,
+      this.checkpoint?.maxSeqLength ?? Infinity,
+    );
   }
 
-  /** Default output size: EMBEDDING_DIMENSION capped at the hidden size, else the hidden size. */
+  /**
+   * Whether mean pooling leaves a request's prompt out (sentence-transformers' include_prompt=false):
+   * then each sequence carries its prompt's length to the engine.
+   */
+  get excludesPrompt(): boolean {
+    return this.checkpoint?.includePrompt === false;
+  }
+
+  /**
+   * Default output size: EMBEDDING_DIMENSION capped at the model's row length (the last Dense
+   * layer's out_features, else the hidden size), else that length.
+   */
   get defaultDimensions(): number {
-    const hidden = this.info.hiddenSize;
-    return Math.min(this.config.model.embeddingDimension ?? hidden, hidden);
+    const full = this.info.outputDimension;
+    return Math.min(this.config.model.embeddingDimension ?? full, full);
   }
 
   /** The served id for a request's `model`; null or absent means the served model. */
@@ -96,12 +120,30 @@ export class ModelService {
   /** Sets the model up (ModelLifecycle.setup) with the tokenizer, prompts and warm-up. Safe to call twice. */
   load(): Promise<void> {
     return this.lifecycle.setup({
-      prepare: async (directory) => {
-        this.tokenizer.load(join(directory, 'tokenizer.json'));
-        this.template = await PromptTemplate.load(directory);
-      },
+      prepare: (directory) => this.prepare(directory),
       warmUpBatch: () => this.warmUpBatch(),
     });
+  }
+
+  /**
+   * Reads the checkpoint's sentence-transformers files, loads its tokenizer for its family and its
+   * prompts; returns its pooling, normalisation and Dense layers for the engine.
+   */
+  private async prepare(directory: string): Promise<ModelHeadOptions> {
+    const checkpoint = await readSentenceTransformersModel(directory);
+    await this.tokenizer.load(join(directory, 'tokenizer.json'), {
+      family: checkpoint.family,
+      familyDefault: !checkpoint.fromModules,
+    });
+    this.template = PromptTemplate.of(checkpoint);
+    this.checkpoint = checkpoint;
+    const limit = checkpoint.maxSeqLength ? `, max_seq_length ${checkpoint.maxSeqLength}` : '';
+    this.logger.log(`${checkpoint.family} checkpoint, ${checkpoint.summary}${limit}`);
+    return {
+      pooling: checkpoint.pooling,
+      normalize: checkpoint.normalize,
+      denseLayers: checkpoint.denseLayers,
+    };
   }
 
   /** Readiness turns 503 (`stopping`) for good: the first thing a shutdown does. */
@@ -111,13 +153,14 @@ export class ModelService {
 
   /** One short query and one short document, tokenized and prompted as requests are. */
   private async warmUpBatch(): Promise<PackedBatch> {
-    const [query, document] = await this.tokenizer.encode([
-      `${this.template.prefix({ inputType: 'query' })}warm-up`,
-      'warm-up',
+    const prefix = this.template.prefix({ inputType: 'query' });
+    const [[query, document], promptLength] = await Promise.all([
+      this.tokenizer.encode([`${prefix}warm-up`, 'warm-up']),
+      this.excludesPrompt ? this.tokenizer.promptLength(prefix) : 0,
     ]);
     const dimensions = this.defaultDimensions;
     return packBatch([
-      { tokens: query, dimensions },
+      { tokens: query, dimensions, promptLength: Math.min(promptLength, query.length - 1) },
       { tokens: document, dimensions },
     ]);
   }

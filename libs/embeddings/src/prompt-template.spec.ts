@@ -30,6 +30,24 @@ describe(PromptTemplate.name, () => {
     expect(sut.prefix({})).toBe('Doc: ');
   });
 
+  it('gives other families no query prompt by default, and reads E5-style passage prompts', () => {
+    expect(PromptTemplate.of({ family: 'bert', prompts: {} }).prefix({ inputType: 'query' })).toBe('');
+    const sut = PromptTemplate.of({
+      family: 'xlm-roberta',
+      prompts: { query: 'query: ', passage: 'passage: ' },
+      defaultPromptName: 'passage',
+    });
+    expect(sut.prefix({ inputType: 'query' })).toBe('query: ');
+    expect(sut.prefix({ inputType: 'document' })).toBe('passage: ');
+    expect(sut.prefix({})).toBe('passage: ');
+  });
+
+  it('applies a default prompt of any name when the request names no input type', () => {
+    const sut = PromptTemplate.of({ family: 'qwen2', prompts: { web: 'Web: ' }, defaultPromptName: 'web' });
+    expect(sut.prefix({})).toBe('Web: ');
+    expect(sut.prefix({ inputType: 'document' })).toBe('');
+  });
+
   it('turns a custom instruction into a query prompt', async () => {
     const sut = await PromptTemplate.load(dir);
     expect(sut.prefix({ instruction: 'Find code' })).toBe('Instruct: Find code\nQuery:');

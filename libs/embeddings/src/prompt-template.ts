@@ -1,6 +1,8 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { InvalidRequestError } from '@app/common';
+import {
+  readSentenceTransformersModel,
+  type SentenceTransformersModel,
+} from '@app/checkpoint/sentence-transformers-config';
 
 export type InputType = 'query' | 'document';
 
@@ -12,43 +14,33 @@ export function instructionPrompt(task: string): string {
   return `Instruct: ${task}\nQuery:`;
 }
 
-interface SentenceTransformersConfig {
-  prompts?: Record<string, unknown>;
-  default_prompt_name?: unknown;
-}
-
 /**
- * The text put in front of each input: queries become `Instruct: {task}\nQuery:{text}`, documents stay
- * as they are. Prompts come from `<model>/config_sentence_transformers.json` when present.
+ * The text put in front of each input, from config_sentence_transformers.json's prompts: `query` for
+ * queries, `document` (or `passage`, as E5 models name it) for documents. A Qwen3 checkpoint that
+ * names no query prompt gets `Instruct: {task}\nQuery:` with Qwen3-Embedding's default task; other
+ * families get no prompt. default_prompt_name's prompt applies when a request names no input type.
  */
 export class PromptTemplate {
   constructor(
     readonly prompts: Readonly<Record<InputType, string>>,
     /** Applied when the request names no input type (sentence-transformers' default_prompt_name). */
-    readonly defaultInputType?: InputType,
+    readonly defaultPrompt: string = '',
   ) {}
 
+  /** Reads the prompts of the checkpoint directory (see readSentenceTransformersModel). */
   static async load(modelPath: string): Promise<PromptTemplate> {
-    const defaults = { query: instructionPrompt(DEFAULT_QUERY_TASK), document: '' };
-    let raw: string;
-    try {
-      raw = await readFile(join(modelPath, 'config_sentence_transformers.json'), 'utf8');
-    } catch {
-      return new PromptTemplate(defaults);
-    }
-    let config: SentenceTransformersConfig;
-    try {
-      config = JSON.parse(raw) as SentenceTransformersConfig;
-    } catch (error) {
-      throw new Error(`config_sentence_transformers.json is not valid JSON: ${(error as Error).message}`);
-    }
-    const prompts = config.prompts ?? {};
-    const pick = (name: InputType) =>
-      typeof prompts[name] === 'string' ? (prompts[name] as string) : defaults[name];
-    const defaultName = config.default_prompt_name;
+    return PromptTemplate.of(await readSentenceTransformersModel(modelPath));
+  }
+
+  static of(
+    model: Pick<SentenceTransformersModel, 'family' | 'prompts' | 'defaultPromptName'>,
+  ): PromptTemplate {
+    const { prompts, defaultPromptName } = model;
+    const query = prompts.query ?? (model.family === 'qwen3' ? instructionPrompt(DEFAULT_QUERY_TASK) : '');
+    const document = prompts.document ?? prompts.passage ?? '';
     return new PromptTemplate(
-      { query: pick('query'), document: pick('document') },
-      defaultName === 'query' || defaultName === 'document' ? defaultName : undefined,
+      { query, document },
+      defaultPromptName === undefined ? '' : prompts[defaultPromptName],
     );
   }
 
@@ -63,7 +55,6 @@ export class PromptTemplate {
       }
       return instructionPrompt(options.instruction);
     }
-    const inputType = options.inputType ?? this.defaultInputType;
-    return inputType ? this.prompts[inputType] : '';
+    return options.inputType ? this.prompts[options.inputType] : this.defaultPrompt;
   }
 }

@@ -5,6 +5,11 @@
 
 export type EngineDevice = 'cpu' | 'cuda';
 export type EngineDtype = 'float32' | 'bfloat16' | 'float16';
+/**
+ * How a sequence's hidden states become its embedding (sentence-transformers' Pooling module): the
+ * last token's, the first token's ([CLS] / <s>), or the mean over its tokens past its prompt length.
+ */
+export type EnginePooling = 'lasttoken' | 'cls' | 'mean';
 
 export interface EngineLoadOptions {
   /** Hugging Face checkpoint directory (config.json + safetensors). */
@@ -41,17 +46,29 @@ export interface EngineLoadOptions {
   idleSpinUs?: number;
   /** Called with human-readable progress lines while loading (per shard, per rank). */
   onProgress?: (message: string) => void;
+  /** Default 'lasttoken'. */
+  pooling?: EnginePooling;
+  /** L2-normalise each row after the Matryoshka truncation (default true); false: truncate only. */
+  normalize?: boolean;
+  /**
+   * Absolute paths of the sentence-transformers Dense module directories, in modules.json order,
+   * applied after pooling (default none).
+   */
+  denseLayers?: string[];
 }
 
 /**
  * A packed forward batch: every sequence's token ids back to back, no padding.
  * cuSeqlens has n+1 entries: 0, end of sequence 0, ..., tokenIds.length (strictly increasing).
- * dimensions has n entries, each 32..hiddenSize: the Matryoshka size of that sequence's row.
+ * dimensions has n entries, each 32..outputDimension: the Matryoshka size of that sequence's row.
+ * promptLengths has n entries: the tokens at the start of each sequence that mean pooling leaves out
+ * (sentence-transformers' include_prompt=false); all zeros otherwise, and absent means zeros.
  */
 export interface PackedBatch {
   tokenIds: Int32Array;
   cuSeqlens: Int32Array;
   dimensions: Int32Array;
+  promptLengths?: Int32Array;
 }
 
 export interface EngineDeviceInfo {
@@ -68,8 +85,11 @@ export interface EngineDeviceInfo {
 
 export interface EngineInfo {
   modelPath: string;
+  /** config.json's model_type: the family (qwen3, qwen2, mistral, llama, bert, xlm-roberta). */
   modelType: string;
   hiddenSize: number;
+  /** Length of a full row: the last Dense layer's out_features, else hiddenSize. */
+  outputDimension: number;
   numLayers: number;
   numAttentionHeads: number;
   numKeyValueHeads: number;
@@ -100,7 +120,7 @@ export abstract class EnginePort {
   abstract load(options: EngineLoadOptions): Promise<EngineInfo>;
   /**
    * Embeds one packed batch. Resolves with the rows back to back (row i has dimensions[i] floats, L2
-   * normalised). Up to `info().replicas` batches run at once; more wait inside the engine.
+   * normalised unless the model was loaded with normalize=false). Up to `info().replicas` batches run at once; more wait inside the engine.
    */
   abstract embed(batch: PackedBatch): Promise<Float32Array>;
   abstract info(): EngineInfo;

@@ -30,10 +30,16 @@ export interface Readiness {
   reason?: string;
 }
 
+/** How the checkpoint pools and normalises (its sentence-transformers modules): passed to the engine's load. */
+export type ModelHeadOptions = Pick<EngineLoadOptions, 'pooling' | 'normalize' | 'denseLayers'>;
+
 /** What the layers above the engine do while the model comes up (tokenizer, prompts, warm-up). */
 export interface ModelSetupSteps {
-  /** Before the engine loads, given the checkpoint directory; a failure stops the setup. */
-  prepare?(directory: string): Promise<void>;
+  /**
+   * Before the engine loads, given the checkpoint directory; a failure stops the setup. May return
+   * the checkpoint's pooling, normalisation and Dense layers for the load.
+   */
+  prepare?(directory: string): Promise<ModelHeadOptions | void>;
   /** After the load, before readiness: a batch embedded once so the first client pays no setup (skipped with WARMUP=false). */
   warmUpBatch?(info: EngineInfo): Promise<PackedBatch>;
 }
@@ -143,16 +149,17 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
       `loading ${this.folder} on ${options.device} (${options.dtype}, devices [${options.deviceIds.join(',')}], tensor parallel ${options.tensorParallelSize})`,
     );
     const started = performance.now();
-    await steps.prepare?.(this.folder);
-    const info = await this.engine.load(options);
+    const head = await steps.prepare?.(this.folder);
+    const info = await this.engine.load({ ...options, ...head });
     this.engineInfo = info;
-    if (model.embeddingDimension && model.embeddingDimension > info.hiddenSize) {
+    if (model.embeddingDimension && model.embeddingDimension > info.outputDimension) {
       this.logger.warn(
-        `EMBEDDING_DIMENSION=${model.embeddingDimension} exceeds the hidden size; using ${info.hiddenSize}`,
+        `EMBEDDING_DIMENSION=${model.embeddingDimension} exceeds the model's output dimension; using ${info.outputDimension}`,
       );
     }
+    const output = info.outputDimension !== info.hiddenSize ? `, output ${info.outputDimension}` : '';
     this.logger.log(
-      `loaded ${info.modelType} (${info.numLayers} layers, hidden ${info.hiddenSize}, ${info.replicas} replica(s) of ${info.tensorParallelSize} device(s)) in ${Math.round(performance.now() - started)} ms`,
+      `loaded ${info.modelType} (${info.numLayers} layers, hidden ${info.hiddenSize}${output}, ${info.replicas} replica(s) of ${info.tensorParallelSize} device(s)) in ${Math.round(performance.now() - started)} ms`,
     );
     // A shutdown that began during the load keeps the state `stopping`.
     if (model.warmup && steps.warmUpBatch && this.current === 'loading') {

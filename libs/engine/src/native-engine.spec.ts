@@ -1,5 +1,6 @@
 import { mulberry32 } from '@app/common/seeded-random';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -168,6 +169,83 @@ describe('toEngineError', () => {
   it('fails load with MODEL_LOAD_FAILED naming the addon when it is not built', async () => {
     const sut = new NativeEngine('/nonexistent/qwen3_embed.node');
     await expectEngineError(sut.load(onCpu('/x')), 'MODEL_LOAD_FAILED', /\/nonexistent\/qwen3_embed\.node/);
+  });
+});
+
+/**
+ * A stand-in addon (a plain JS module at a temporary path) that records what NativeEngine hands it:
+ * the plumbing of the load options and batch fields, whatever the built addon supports.
+ */
+describe('NativeEngine over a recording addon', () => {
+  interface Recorded {
+    loads: unknown[];
+    embeds: unknown[][];
+    info: Record<string, unknown>;
+  }
+  let dir: string;
+  let recorded: Recorded;
+
+  function recordingAddon(info: Record<string, unknown>): string {
+    const file = path.join(
+      dir,
+      `addon-${Object.keys(info).length}-${Math.random().toString(36).slice(2)}.js`,
+    );
+    fs.writeFileSync(
+      file,
+      `const recorded = { loads: [], embeds: [], info: ${JSON.stringify(info)} };
+module.exports = {
+  recorded,
+  Engine: class {
+    load(options) { recorded.loads.push(options); return Promise.resolve(recorded.info); }
+    embed(...args) { recorded.embeds.push(args); return Promise.resolve(new Float32Array(2)); }
+    info() { return recorded.info; }
+    health() { return { ok: true }; }
+    dispose() { return Promise.resolve(); }
+  },
+};`,
+    );
+    // The same loader NativeEngine uses, so both see one module instance.
+    recorded = (createRequire(__filename)(file) as { recorded: Recorded }).recorded;
+    return file;
+  }
+
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qwen3-recording-addon-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('passes pooling, normalize and the Dense layers, with their defaults when unset', async () => {
+    const sut = new NativeEngine(recordingAddon({ hiddenSize: 64, outputDimension: 32 }));
+    await sut.load(onCpu('/m'));
+    await sut.load(onCpu('/m', { pooling: 'mean', normalize: false, denseLayers: ['/m/2_Dense'] }));
+    expect(recorded.loads).toEqual([
+      expect.objectContaining({ modelPath: '/m', pooling: 'lasttoken', normalize: true, denseLayers: [] }),
+      expect.objectContaining({ pooling: 'mean', normalize: false, denseLayers: ['/m/2_Dense'] }),
+    ]);
+  });
+
+  it("passes each sequence's prompt length as embed's fourth argument", async () => {
+    const sut = new NativeEngine(recordingAddon({ hiddenSize: 64, outputDimension: 64 }));
+    await sut.load(onCpu('/m'));
+    const batch = { ...batchOf([[1, 2, 3]], [32]), promptLengths: Int32Array.of(2) };
+    await sut.embed(batch);
+    expect(recorded.embeds).toHaveLength(1);
+    const [tokenIds, cuSeqlens, dimensions, promptLengths] = recorded.embeds[0] as Int32Array[];
+    expect([tokenIds, cuSeqlens, dimensions, promptLengths].map((array) => Array.from(array))).toEqual([
+      [1, 2, 3],
+      [0, 3],
+      [32],
+      [2],
+    ]);
+  });
+
+  it("reports the addon's output dimension, or the hidden size from an addon that has none", async () => {
+    const dense = new NativeEngine(recordingAddon({ hiddenSize: 64, outputDimension: 32 }));
+    expect((await dense.load(onCpu('/m'))).outputDimension).toBe(32);
+    expect(dense.info().outputDimension).toBe(32);
+    const older = new NativeEngine(recordingAddon({ hiddenSize: 64 }));
+    expect((await older.load(onCpu('/m'))).outputDimension).toBe(64);
+    expect(older.info().outputDimension).toBe(64);
   });
 });
 

@@ -8,6 +8,7 @@ import type {
   AddonBuildInfo,
   AddonCudaDevice,
   AddonEngine,
+  AddonInfo,
   AddonLoadOptions,
 } from './addon-types';
 import {
@@ -70,6 +71,11 @@ export function toEngineError(error: unknown): EngineError {
   return new EngineError('INTERNAL', String(error));
 }
 
+/** An addon built before Dense layers existed reports no outputDimension: its rows are hiddenSize long. */
+function withOutputDimension(info: AddonInfo): EngineInfo {
+  return typeof info.outputDimension === 'number' ? info : { ...info, outputDimension: info.hiddenSize };
+}
+
 /**
  * EnginePort over the C++ addon. The addon is loaded on first use (so a missing build fails `load()`
  * with an actionable message rather than the process at import time). Every native error is
@@ -98,11 +104,14 @@ export class NativeEngine extends EnginePort {
       cudaGraphMaxTokens: options.cudaGraphMaxTokens ?? 512,
       peerAllReduce: options.peerAllReduce ?? true,
       idleSpinUs: options.idleSpinUs ?? 0,
+      pooling: options.pooling ?? 'lasttoken',
+      normalize: options.normalize ?? true,
+      denseLayers: options.denseLayers ?? [],
     };
     try {
       // After a failed load the same native engine may try again.
       this.engine ??= new binding.Engine();
-      return await this.engine.load(addonOptions, options.onProgress);
+      return withOutputDimension(await this.engine.load(addonOptions, options.onProgress));
     } catch (error) {
       throw toEngineError(error);
     }
@@ -111,7 +120,7 @@ export class NativeEngine extends EnginePort {
   async embed(batch: PackedBatch): Promise<Float32Array> {
     const engine = this.loadedEngine();
     try {
-      return await engine.embed(batch.tokenIds, batch.cuSeqlens, batch.dimensions);
+      return await engine.embed(batch.tokenIds, batch.cuSeqlens, batch.dimensions, batch.promptLengths);
     } catch (error) {
       throw toEngineError(error);
     }
@@ -120,7 +129,7 @@ export class NativeEngine extends EnginePort {
   info(): EngineInfo {
     const engine = this.loadedEngine();
     try {
-      return engine.info();
+      return withOutputDimension(engine.info());
     } catch (error) {
       throw toEngineError(error);
     }

@@ -104,7 +104,7 @@ export class CheckGpuCommand extends CommandRunner {
       const row = await session.engine.embed({
         tokenIds: sequence,
         cuSeqlens: Int32Array.from([0, sequence.length]),
-        dimensions: Int32Array.from([info.hiddenSize]),
+        dimensions: Int32Array.from([info.outputDimension]),
       });
       const norm = Math.sqrt(row.reduce((sum, value) => sum + value * value, 0));
       out(

@@ -33,15 +33,22 @@ export class EmbedCommand extends CommandRunner {
       const { model, tokenizer, engine } = session;
       const info = model.info;
       const dimensions = options.dimensions ?? model.defaultDimensions;
-      if (dimensions < 32 || dimensions > info.hiddenSize) {
-        throw new Error(`--dimensions must be between 32 and ${info.hiddenSize}`);
+      if (dimensions < 32 || dimensions > info.outputDimension) {
+        throw new Error(`--dimensions must be between 32 and ${info.outputDimension}`);
       }
       const prefix = model.prompts.prefix({
         inputType: options.query || options.instruction !== undefined ? 'query' : undefined,
         instruction: options.instruction,
       });
       const sequences = await tokenizer.encode(texts.map((text) => prefix + text));
-      const batch = packBatch(sequences.map((tokens) => ({ tokens, dimensions })));
+      const promptLength = model.excludesPrompt ? await tokenizer.promptLength(prefix) : 0;
+      const batch = packBatch(
+        sequences.map((tokens) => ({
+          tokens,
+          dimensions,
+          promptLength: Math.min(promptLength, tokens.length - 1),
+        })),
+      );
       const total = batch.tokenIds.length;
       const started = performance.now();
       const rows = await engine.embed(batch);

@@ -29,6 +29,7 @@ const DEFAULT_INFO: EngineInfo = {
   modelPath: '/fake',
   modelType: 'qwen3',
   hiddenSize: 64,
+  outputDimension: 64,
   numLayers: 1,
   numAttentionHeads: 2,
   numKeyValueHeads: 1,
@@ -77,7 +78,10 @@ export class FakeEngine extends EnginePort {
 
   constructor(options: FakeEngineOptions = {}) {
     super();
-    this.description = { ...DEFAULT_INFO, ...options.info };
+    // A fake given only a hidden size has rows of that size, as a model without Dense layers.
+    const outputDimension =
+      options.info?.outputDimension ?? options.info?.hiddenSize ?? DEFAULT_INFO.outputDimension;
+    this.description = { ...DEFAULT_INFO, ...options.info, outputDimension };
     this.row = options.row ?? unitRowFromIds;
     this.completion = options.completion ?? 'immediate';
     this.loadReleased = options.holdLoad
