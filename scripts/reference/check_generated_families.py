@@ -92,8 +92,11 @@ def check_model(directory: Path, texts: list[str], device: str) -> dict:
     norms = [math.sqrt(float((row * row).sum())) for row in vectors]
     if not all(math.isfinite(n) and n > 0 for n in norms):
         problems.append("sentence-transformers produced a non-finite or zero vector")
-    if "Normalize" in modules and any(abs(n - 1) > 1e-3 for n in norms):
-        problems.append("Normalize is in modules.json but vectors are not unit length")
+    # The checkpoints are bf16 and sentence-transformers encodes in the checkpoint's dtype here: a
+    # normalised bf16 row has a norm within about 0.4% of 1 (the first GPU run saw no more).
+    if "Normalize" in modules and any(abs(n - 1) > 1e-2 for n in norms):
+        worst = max(abs(n - 1) for n in norms)
+        problems.append(f"Normalize is in modules.json but vectors are not unit length (max |norm - 1| {worst:.2e})")
     return {
         "model": str(directory),
         "modelType": config.model_type,
