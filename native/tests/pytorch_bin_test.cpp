@@ -9,7 +9,7 @@
 #include "loader/checkpoint.h"
 #include "loader/pytorch_bin.h"
 #include "model/config.h"
-#include "model/qwen3_model.h"
+#include "model/embedding_model.h"
 #include "test_checkpoint.h"
 #include "test_util.h"
 
