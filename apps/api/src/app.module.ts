@@ -1,7 +1,15 @@
-import { DynamicModule, MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
+import {
+  DynamicModule,
+  Inject,
+  MiddlewareConsumer,
+  Module,
+  NestModule,
+  Optional,
+  RequestMethod,
+} from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
-import { AuthModule } from '@app/auth';
+import { AuthModule, passportAuthModule } from '@app/auth';
 import {
   AccessLogMiddleware,
   createLoggerParams,
@@ -9,51 +17,91 @@ import {
   GlobalExceptionFilter,
 } from '@app/common';
 import { AppConfig, AppConfigModule, AppConfigModuleOptions } from '@app/config';
-import { acceptEmbeddingsRequest, EmbeddingsModule, EmbeddingsRequestDto } from '@app/embeddings';
+import {
+  acceptEmbeddingsRequest,
+  EmbeddingsModule,
+  EmbeddingsRequestDto,
+  FrameworkResponseEmbeddingsModule,
+} from '@app/embeddings';
 import { EnginePort } from '@app/engine/engine.port';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { HealthModule } from '@app/health';
 import { MetricsModule } from '@app/metrics';
 import { EngineHostModule } from './engine-host.module';
 
+/**
+ * The hot path's shortcuts past the framework, each beside the framework's own way of doing the same:
+ * - validation: EmbeddingsRequestDto's shortcut (`acceptEmbeddingsRequest`) before class-validator;
+ * - auth: ApiKeyGuard runs passport-http-bearer's strategy itself, not @nestjs/passport's AuthGuard
+ *   (that path needs @nestjs/passport and passport installed);
+ * - access-log: AccessLogMiddleware writes the request lines, not nestjs-pino's pino-http middleware;
+ * - response: the embeddings answer goes out by writeHead/end, not returned to Nest for res.send.
+ */
+export const HOT_PATH_BYPASSES = ['validation', 'auth', 'access-log', 'response'] as const;
+export type HotPathBypass = (typeof HOT_PATH_BYPASSES)[number];
+
 export interface AppModuleOptions extends AppConfigModuleOptions {
   /** Replaces the native engine (HTTP-layer tests only; end-to-end tests use the real one). */
   engine?: EnginePort;
   /** With `engine`: how float rows are written (default JSON.stringify; the bench passes the addon's). */
   floatArrayFormatter?: FloatArrayFormatter;
+  /**
+   * Bypasses that take the framework's path instead (bench/bypass-overhead.ts measures each against
+   * its shortcut). Code only: no variable or flag reaches it; main.ts never sets it.
+   */
+  frameworkPaths?: readonly HotPathBypass[];
 }
+
+/** AuthModule, or with `framework` its @nestjs/passport form (refused when that is not installed). */
+function authModule(framework: boolean): DynamicModule | typeof AuthModule {
+  if (!framework) return AuthModule;
+  const passport = passportAuthModule();
+  if (!passport) {
+    throw new Error("the framework path of 'auth' needs @nestjs/passport and passport installed");
+  }
+  return passport;
+}
+
+/** Present when AccessLogMiddleware writes the request lines. */
+const ACCESS_LOG = Symbol('ACCESS_LOG');
 
 /** The HTTP service: composes the libs; the behaviour lives in them. */
 @Module({})
 export class AppModule implements NestModule {
   static forRoot(options: AppModuleOptions = {}): DynamicModule {
+    const framework = new Set(options.frameworkPaths ?? []);
+    const writer = framework.has('access-log') ? 'nestjs-pino' : 'access-log';
+    const shortcuts = framework.has('validation')
+      ? []
+      : [{ type: EmbeddingsRequestDto, accept: acceptEmbeddingsRequest }];
     return {
       module: AppModule,
       imports: [
         AppConfigModule.forRoot(options),
         LoggerModule.forRootAsync({
           inject: [AppConfig],
-          useFactory: (config: AppConfig) => createLoggerParams(config.logLevel),
+          useFactory: (config: AppConfig) => createLoggerParams(config.logLevel, writer),
         }),
         EngineHostModule.forRoot(options.engine, options.floatArrayFormatter),
         MetricsModule,
-        AuthModule,
-        EmbeddingsModule,
+        authModule(framework.has('auth')),
+        framework.has('response') ? FrameworkResponseEmbeddingsModule : EmbeddingsModule,
         HealthModule,
       ],
       providers: [
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
-        {
-          provide: APP_PIPE,
-          useFactory: () =>
-            createValidationPipe([{ type: EmbeddingsRequestDto, accept: acceptEmbeddingsRequest }]),
-        },
+        { provide: APP_PIPE, useFactory: () => createValidationPipe(shortcuts) },
+        ...(writer === 'access-log' ? [{ provide: ACCESS_LOG, useValue: true }] : []),
       ],
     };
   }
 
+  constructor(@Optional() @Inject(ACCESS_LOG) private readonly accessLog?: boolean) {}
+
   configure(consumer: MiddlewareConsumer): void {
     // As nestjs-pino routes its own: every path, seen whole (the quiet paths are told by req.url).
-    consumer.apply(AccessLogMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
+    if (this.accessLog) {
+      consumer.apply(AccessLogMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
+    }
   }
 }

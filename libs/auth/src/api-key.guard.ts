@@ -6,9 +6,9 @@ import { AppConfig } from '@app/config';
 import { ApiKeyPrincipal, BearerStrategy } from './bearer.strategy';
 import { IS_PUBLIC_KEY } from './public.decorator';
 
-const MISSING_KEY =
+export const MISSING_KEY =
   "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
-const WRONG_KEY = 'Incorrect API key provided.';
+export const WRONG_KEY = 'Incorrect API key provided.';
 
 /**
  * The global guard: every route needs a key unless marked @Public() or AUTH_DISABLED=true. The

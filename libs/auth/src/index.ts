@@ -3,3 +3,4 @@ export * from './api-key.service';
 export * from './auth.module';
 export * from './bearer.strategy';
 export * from './public.decorator';
+export * from './passport-auth.module';

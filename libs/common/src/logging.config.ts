@@ -17,8 +17,11 @@ export interface ResponseLocals {
   errorCode?: string;
 }
 
+type LoggedRequest = IncomingMessage & { originalUrl?: string; ip?: string };
+type LoggedResponse = ServerResponse & { err?: Error; locals?: ResponseLocals };
+
 /** Per-request figures of an embeddings answer, as its headers carry them, and the error code. */
-function outcomeOf(res: ServerResponse & { locals?: ResponseLocals }): Record<string, number | string> {
+function outcomeOf(res: LoggedResponse): Record<string, number | string> {
   const fields: Record<string, number | string> = {};
   const tokens = res.getHeader('x-total-tokens');
   if (tokens !== undefined) {
@@ -32,20 +35,24 @@ function outcomeOf(res: ServerResponse & { locals?: ResponseLocals }): Record<st
   return fields;
 }
 
+/** Who writes the request lines: AccessLogMiddleware (the app's), or nestjs-pino's own pino-http. */
+export type RequestLineWriter = 'access-log' | 'nestjs-pino';
+
 /**
  * Structured JSON request logs with request ids (the client's x-request-id when sane, echoed back).
  * Only method, path, client address (Nginx's X-Forwarded-For through Express's trust proxy), status,
  * tokens, timings and the error code are logged: never headers (keys) nor bodies (input text).
- * nestjs-pino's LoggerModule gives the app its logger; its own request middleware is off
- * (`useExisting` with no routes) and AccessLogMiddleware writes the request lines with these same
- * options. That middleware ran every request inside an AsyncLocalStorage, so that app logs written
- * during a request carried it, which puts a hook on every promise the process makes (measurable in a
- * short query: bench/server-overhead.ts); the one such log, the filter's 500, names its request.
+ * nestjs-pino's LoggerModule gives the app its logger. With 'access-log' its own request middleware
+ * is off (`useExisting` with no routes) and AccessLogMiddleware writes the request lines with these
+ * same options: nestjs-pino's ran every request inside an AsyncLocalStorage, so that app logs written
+ * during a request carried it, which puts a hook on every promise the process makes, and pino-http
+ * made a child logger per request; the one app log written during a request, the filter's 500, names
+ * its request. With 'nestjs-pino' its middleware (pino-http, then the AsyncLocalStorage) writes them
+ * on every route; bench/bypass-overhead.ts measures the two against each other.
  */
-export function createLoggerParams(level: string): Params {
+export function createLoggerParams(level: string, writer: RequestLineWriter = 'access-log'): Params {
   return {
-    useExisting: true,
-    forRoutes: [],
+    ...(writer === 'access-log' ? { useExisting: true, forRoutes: [] } : {}),
     pinoHttp: [
       {
         level,
@@ -54,14 +61,25 @@ export function createLoggerParams(level: string): Params {
           res.setHeader(REQUEST_ID_HEADER, id);
           return id;
         },
+        // pino-http hands its serializers the request and response as pino-std-serializers maps
+        // them, the objects themselves under `raw`.
         serializers: {
-          req: (req: { id: string; method: string; url: string; remoteAddress?: string }) => ({
+          req: (req: {
+            id: string;
+            method: string;
+            url: string;
+            remoteAddress?: string;
+            raw?: LoggedRequest;
+          }) => ({
             id: req.id,
             method: req.method,
             path: pathOf(req.url),
-            remoteAddress: req.remoteAddress,
+            remoteAddress: req.raw?.ip ?? req.remoteAddress,
           }),
-          res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+          res: (res: { statusCode: number | null; raw?: LoggedResponse }) => ({
+            statusCode: res.statusCode,
+            ...(res.raw ? outcomeOf(res.raw) : {}),
+          }),
         },
         redact: { paths: ['req.headers', 'res.headers', 'authorization'], remove: true },
         autoLogging: {
@@ -78,8 +96,6 @@ export function createLoggerParams(level: string): Params {
 
 type Serializer = (value: never) => unknown;
 type Level = 'info' | 'warn' | 'error' | 'silent';
-type LoggedRequest = IncomingMessage & { originalUrl?: string; ip?: string };
-type LoggedResponse = ServerResponse & { err?: Error; locals?: ResponseLocals };
 
 /**
  * The request lines, as pino-http writes them with the options of `createLoggerParams` (its fields,
@@ -143,10 +159,10 @@ export class AccessLogMiddleware implements NestMiddleware {
   ): void {
     const level = this.level(req, res, error);
     if (level === 'silent') return;
-    const response = {
-      ...(this.serializeResponse({ statusCode: res.headersSent ? res.statusCode : null } as never) as object),
-      ...outcomeOf(res),
-    };
+    const response = this.serializeResponse({
+      statusCode: res.headersSent ? res.statusCode : null,
+      raw: res,
+    } as never);
     const failure = error ?? res.err;
     if (failure || res.statusCode >= 500) {
       const err = failure ?? new Error(`failed with status code ${res.statusCode}`);
