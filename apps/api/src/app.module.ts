@@ -17,12 +17,7 @@ import {
   GlobalExceptionFilter,
 } from '@app/common';
 import { AppConfig, AppConfigModule, AppConfigModuleOptions } from '@app/config';
-import {
-  acceptEmbeddingsRequest,
-  EmbeddingsModule,
-  EmbeddingsRequestDto,
-  FrameworkResponseEmbeddingsModule,
-} from '@app/embeddings';
+import { EmbeddingsModule, FrameworkResponseEmbeddingsModule } from '@app/embeddings';
 import { EnginePort } from '@app/engine/engine.port';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { HealthModule } from '@app/health';
@@ -31,13 +26,12 @@ import { EngineHostModule } from './engine-host.module';
 
 /**
  * The hot path's shortcuts past the framework, each beside the framework's own way of doing the same:
- * - validation: EmbeddingsRequestDto's shortcut (`acceptEmbeddingsRequest`) before class-validator;
  * - auth: ApiKeyGuard runs passport-http-bearer's strategy itself, not @nestjs/passport's AuthGuard
  *   (that path needs @nestjs/passport and passport installed);
  * - access-log: AccessLogMiddleware writes the request lines, not nestjs-pino's pino-http middleware;
  * - response: the embeddings answer goes out by writeHead/end, not returned to Nest for res.send.
  */
-export const HOT_PATH_BYPASSES = ['validation', 'auth', 'access-log', 'response'] as const;
+export const HOT_PATH_BYPASSES = ['auth', 'access-log', 'response'] as const;
 export type HotPathBypass = (typeof HOT_PATH_BYPASSES)[number];
 
 export interface AppModuleOptions extends AppConfigModuleOptions {
@@ -71,9 +65,6 @@ export class AppModule implements NestModule {
   static forRoot(options: AppModuleOptions = {}): DynamicModule {
     const framework = new Set(options.frameworkPaths ?? []);
     const writer = framework.has('access-log') ? 'nestjs-pino' : 'access-log';
-    const shortcuts = framework.has('validation')
-      ? []
-      : [{ type: EmbeddingsRequestDto, accept: acceptEmbeddingsRequest }];
     return {
       module: AppModule,
       imports: [
@@ -90,7 +81,7 @@ export class AppModule implements NestModule {
       ],
       providers: [
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
-        { provide: APP_PIPE, useFactory: () => createValidationPipe(shortcuts) },
+        { provide: APP_PIPE, useFactory: () => createValidationPipe() },
         ...(writer === 'access-log' ? [{ provide: ACCESS_LOG, useValue: true }] : []),
       ],
     };

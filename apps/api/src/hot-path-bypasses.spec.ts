@@ -16,7 +16,7 @@ interface Exchange {
   body?: unknown;
 }
 
-/** Valid and invalid requests through every bypassed step: auth, validation, the answer. */
+/** Valid and invalid requests through every bypassed step: auth, the request line, the answer. */
 const EXCHANGES: Exchange[] = [
   { name: 'one text, float', body: { input: 'hello there', model: 'fake-embedding' } },
   { name: 'texts, base64', body: { input: ['a', 'b c'], encoding_format: 'base64', dimensions: 32 } },
