@@ -14,7 +14,7 @@
  * (code that runs after the thread slept runs slower); the difference is still the bypass's.
  *
  *   node dist/bench/bypass-overhead.js [--points 1xfloat] [--requests 4000] [--warmup 500]
- *        [--rounds 20] [--engine-ms 0] [--query-ms 6.5] [--e2e-ms N] [--bypasses auth,response]
+ *        [--rounds 20] [--engine-ms 0] [--query-ms 6.5] [--e2e-ms N] [--bypasses auth]
  *        [--addon PATH] [--markdown out.md] [--json out.json]
  */
 import { writeFileSync } from 'node:fs';

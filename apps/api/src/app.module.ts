@@ -17,7 +17,7 @@ import {
   GlobalExceptionFilter,
 } from '@app/common';
 import { AppConfig, AppConfigModule, AppConfigModuleOptions } from '@app/config';
-import { EmbeddingsModule, FrameworkResponseEmbeddingsModule } from '@app/embeddings';
+import { EmbeddingsModule } from '@app/embeddings';
 import { EnginePort } from '@app/engine/engine.port';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { HealthModule } from '@app/health';
@@ -29,9 +29,8 @@ import { EngineHostModule } from './engine-host.module';
  * - auth: ApiKeyGuard runs passport-http-bearer's strategy itself, not @nestjs/passport's AuthGuard
  *   (that path needs @nestjs/passport and passport installed);
  * - access-log: AccessLogMiddleware writes the request lines, not nestjs-pino's pino-http middleware;
- * - response: the embeddings answer goes out by writeHead/end, not returned to Nest for res.send.
  */
-export const HOT_PATH_BYPASSES = ['auth', 'access-log', 'response'] as const;
+export const HOT_PATH_BYPASSES = ['auth', 'access-log'] as const;
 export type HotPathBypass = (typeof HOT_PATH_BYPASSES)[number];
 
 export interface AppModuleOptions extends AppConfigModuleOptions {
@@ -76,7 +75,7 @@ export class AppModule implements NestModule {
         EngineHostModule.forRoot(options.engine, options.floatArrayFormatter),
         MetricsModule,
         authModule(framework.has('auth')),
-        framework.has('response') ? FrameworkResponseEmbeddingsModule : EmbeddingsModule,
+        EmbeddingsModule,
         HealthModule,
       ],
       providers: [

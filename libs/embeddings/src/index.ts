@@ -9,4 +9,3 @@ export * from './model.service';
 export * from './models.controller';
 export * from './prompt-template';
 export * from './tokenizer.service';
-export * from './framework-response.controller';
