@@ -6,20 +6,12 @@ import { writeTokenizerOnlyModel } from '@app/checkpoint';
 import { EngineError } from '@app/engine/engine.port';
 import { FakeEngine } from '@app/engine/testing';
 import type { RunningApp } from './app.factory';
-import type { HotPathBypass } from './app.module';
 import { startWithFakeEngine, UNIT_TEST_KEY } from './testing/fake-engine-app';
 
 const KEY = UNIT_TEST_KEY;
 
-/**
- * The app's JSON log lines, as written to stdout (synchronously, by pino's destination): request lines
- * by AccessLogMiddleware, and the same by nestjs-pino's own middleware (the access-log bypass's
- * framework path).
- */
-describe.each<[string, HotPathBypass[]]>([
-  ['AccessLogMiddleware', []],
-  ["nestjs-pino's middleware", ['access-log']],
-])('the app logs, request lines by %s', (_writer, frameworkPaths) => {
+/** The app's JSON log lines, as written to stdout (synchronously, by pino's destination). */
+describe('the app logs', () => {
   const lines: Record<string, unknown>[] = [];
   let scratch: string;
   let engine: FakeEngine;
@@ -38,7 +30,7 @@ describe.each<[string, HotPathBypass[]]>([
     const modelDir = join(scratch, 'Qwen3-Embedding-fake');
     writeTokenizerOnlyModel(modelDir);
     engine = new FakeEngine();
-    sut = await startWithFakeEngine(engine, modelDir, { LOG_LEVEL: 'info' }, { frameworkPaths });
+    sut = await startWithFakeEngine(engine, modelDir, { LOG_LEVEL: 'info' });
   });
 
   afterAll(async () => {

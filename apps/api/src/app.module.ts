@@ -1,21 +1,8 @@
-import {
-  DynamicModule,
-  Inject,
-  MiddlewareConsumer,
-  Module,
-  NestModule,
-  Optional,
-  RequestMethod,
-} from '@nestjs/common';
+import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import { AuthModule, passportAuthModule } from '@app/auth';
-import {
-  AccessLogMiddleware,
-  createLoggerParams,
-  createValidationPipe,
-  GlobalExceptionFilter,
-} from '@app/common';
+import { createLoggerParams, createValidationPipe, GlobalExceptionFilter } from '@app/common';
 import { AppConfig, AppConfigModule, AppConfigModuleOptions } from '@app/config';
 import { EmbeddingsModule } from '@app/embeddings';
 import { EnginePort } from '@app/engine/engine.port';
@@ -28,9 +15,8 @@ import { EngineHostModule } from './engine-host.module';
  * The hot path's shortcuts past the framework, each beside the framework's own way of doing the same:
  * - auth: ApiKeyGuard runs passport-http-bearer's strategy itself, not @nestjs/passport's AuthGuard
  *   (that path needs @nestjs/passport and passport installed);
- * - access-log: AccessLogMiddleware writes the request lines, not nestjs-pino's pino-http middleware;
  */
-export const HOT_PATH_BYPASSES = ['auth', 'access-log'] as const;
+export const HOT_PATH_BYPASSES = ['auth'] as const;
 export type HotPathBypass = (typeof HOT_PATH_BYPASSES)[number];
 
 export interface AppModuleOptions extends AppConfigModuleOptions {
@@ -55,22 +41,18 @@ function authModule(framework: boolean): DynamicModule | typeof AuthModule {
   return passport;
 }
 
-/** Present when AccessLogMiddleware writes the request lines. */
-const ACCESS_LOG = Symbol('ACCESS_LOG');
-
 /** The HTTP service: composes the libs; the behaviour lives in them. */
 @Module({})
-export class AppModule implements NestModule {
+export class AppModule {
   static forRoot(options: AppModuleOptions = {}): DynamicModule {
     const framework = new Set(options.frameworkPaths ?? []);
-    const writer = framework.has('access-log') ? 'nestjs-pino' : 'access-log';
     return {
       module: AppModule,
       imports: [
         AppConfigModule.forRoot(options),
         LoggerModule.forRootAsync({
           inject: [AppConfig],
-          useFactory: (config: AppConfig) => createLoggerParams(config.logLevel, writer),
+          useFactory: (config: AppConfig) => createLoggerParams(config.logLevel),
         }),
         EngineHostModule.forRoot(options.engine, options.floatArrayFormatter),
         MetricsModule,
@@ -81,17 +63,7 @@ export class AppModule implements NestModule {
       providers: [
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
         { provide: APP_PIPE, useFactory: () => createValidationPipe() },
-        ...(writer === 'access-log' ? [{ provide: ACCESS_LOG, useValue: true }] : []),
       ],
     };
-  }
-
-  constructor(@Optional() @Inject(ACCESS_LOG) private readonly accessLog?: boolean) {}
-
-  configure(consumer: MiddlewareConsumer): void {
-    // As nestjs-pino routes its own: every path, seen whole (the quiet paths are told by req.url).
-    if (this.accessLog) {
-      consumer.apply(AccessLogMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
-    }
   }
 }
