@@ -35,7 +35,6 @@ import { NativeFloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { NativeEngine } from '@app/engine/native-engine';
 import { createApp } from '@app/api/app.factory';
 import { loadBenchConfig } from '@app/config';
-import { HOT_PATH_BYPASSES, HotPathBypass } from '@app/api/app.module';
 import { keepAliveAgent, send } from './http-client';
 import { percentile } from './latency-summary';
 
@@ -184,8 +183,6 @@ export interface ServerStages {
 export interface PointResult extends BenchPoint {
   server: string;
   requests: number;
-  /** The server's p50 (request..finish) of each round, in round order. */
-  serverP50ByRound: number[];
   clientMs: Quantiles;
   serverMs: Quantiles;
   tokenizationMs: Quantiles;
@@ -197,8 +194,6 @@ export interface PointResult extends BenchPoint {
 export interface ServerSpec {
   label: string;
   script: string;
-  /** Bypasses that take the framework's path in this server (AppModuleOptions.frameworkPaths). */
-  framework?: HotPathBypass[];
 }
 
 export interface BenchOptions {
@@ -258,7 +253,6 @@ function parseCommandLine(argv: readonly string[]) {
       'engine-ms': { type: 'string' },
       'busy-poll': { type: 'boolean', default: false },
       serve: { type: 'boolean', default: false },
-      framework: { type: 'string' },
     },
   }).values;
 }
@@ -303,24 +297,7 @@ type FromChild =
   | { type: 'stages'; stages: ServerStages }
   | { type: 'failed'; message: string };
 
-/** `validation,auth`: the bypasses to run the framework's way (the `--serve` child's flag). */
-export function parseFrameworkPaths(value: string | undefined): HotPathBypass[] {
-  if (!value) return [];
-  return value.split(',').map((item) => {
-    const name = item.trim() as HotPathBypass;
-    if (!HOT_PATH_BYPASSES.includes(name)) {
-      throw new Error(`--framework: expected some of ${HOT_PATH_BYPASSES.join(',')}, got ${item}`);
-    }
-    return name;
-  });
-}
-
-async function serve(
-  addonPath: string | undefined,
-  engineMs: number,
-  busyPoll: boolean,
-  framework: HotPathBypass[],
-): Promise<void> {
+async function serve(addonPath: string | undefined, engineMs: number, busyPoll: boolean): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'server-overhead-'));
   const modelDir = join(scratch, 'Qwen3-Embedding-4B'); // the served id, from the directory's name
   writeTokenizerOnlyModel(modelDir, { query: DEFAULT_QUERY_PROMPT, document: '' });
@@ -331,7 +308,6 @@ async function serve(
   const running = await createApp({
     engine: new InstantEngine(engineMs),
     floatArrayFormatter: formatter,
-    frameworkPaths: framework,
     inheritProcessEnv: false,
     shutdownHooks: false,
     env: {
@@ -406,7 +382,6 @@ class ServerProcess {
       ...(options.addon ? ['--addon', resolve(options.addon)] : []),
       ...(options.engineMs > 0 ? ['--engine-ms', String(options.engineMs)] : []),
       ...(options.busyPoll ? ['--busy-poll'] : []),
-      ...(spec.framework?.length ? ['--framework', spec.framework.join(',')] : []),
     ];
     // stdout (the JSON request logs) goes to /dev/null: they are written, as in production, not kept.
     const child = fork(resolve(spec.script), args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
@@ -472,7 +447,7 @@ export function rotate<T>(items: readonly T[], by: number): T[] {
   return [...items.slice(start), ...items.slice(0, start)];
 }
 
-export async function run(options: BenchOptions): Promise<PointResult[]> {
+async function run(options: BenchOptions): Promise<PointResult[]> {
   const servers: ServerProcess[] = [];
   try {
     for (const spec of options.servers) {
@@ -485,7 +460,6 @@ export async function run(options: BenchOptions): Promise<PointResult[]> {
       const stages = new Map<ServerProcess, ServerStages>(
         servers.map((server) => [server, { server: [], tokenization: [], queue: [], inference: [] }]),
       );
-      const byRound = new Map<ServerProcess, number[]>(servers.map((server) => [server, []]));
       for (const server of servers) {
         await drive(server, point, options.warmup);
         await server.collect();
@@ -496,7 +470,6 @@ export async function run(options: BenchOptions): Promise<PointResult[]> {
         for (const server of rotate(servers, round)) {
           client.get(server)!.push(...(await drive(server, point, perRound)));
           const measured = await server.collect();
-          byRound.get(server)!.push(quantiles(measured.server).p50);
           const kept = stages.get(server)!;
           kept.server.push(...measured.server);
           kept.tokenization.push(...measured.tokenization);
@@ -510,7 +483,6 @@ export async function run(options: BenchOptions): Promise<PointResult[]> {
           ...point,
           server: server.spec.label,
           requests: client.get(server)!.length,
-          serverP50ByRound: byRound.get(server)!,
           clientMs: quantiles(client.get(server)!),
           serverMs: quantiles(kept.server),
           tokenizationMs: quantiles(kept.tokenization),
@@ -551,12 +523,7 @@ async function main(): Promise<void> {
   const defaultAddon = resolve(__dirname, '../../build/native/Release/qwen3_embed.node');
   if (parseCommandLine(argv).serve) {
     const child = parseOptions(argv, __filename);
-    await serve(
-      child.addon,
-      child.engineMs,
-      child.busyPoll,
-      parseFrameworkPaths(parseCommandLine(argv).framework),
-    );
+    await serve(child.addon, child.engineMs, child.busyPoll);
     return;
   }
   const options = parseOptions(argv, __filename, defaultAddon);

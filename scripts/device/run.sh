@@ -42,12 +42,6 @@
 #   overhead  the server's own time per short query on this host's CPU with a fake engine (at once,
 #             after 3 ms, after 3 ms + BUSY_POLL; OVERHEAD_POINTS, OVERHEAD_REQUESTS, OVERHEAD_ROUNDS)
 #             -> server-overhead.md
-#   bypasses  each framework bypass of the hot path (validation shortcut, hand-run bearer strategy,
-#             AccessLogMiddleware, writeHead response) against its framework path: the server's own
-#             time per short query on this host's CPU over the fake engine, all servers interleaved
-#             round by round, at once and after 3 ms; shares of a 6.5 ms short query and of the tiny
-#             model's measured one (when the build step made the addon; BYPASS_QUERY_MS,
-#             BYPASS_POINTS, BYPASS_REQUESTS, BYPASS_ROUNDS) -> bypasses.md and bypasses-*.json
 #   bench     the API server + admin bench at several concurrency/batch points, then
 #             scripts/reference/baseline_bench.py on the same corpus and GPU; ratios in the summary
 # Environment knobs: BENCH_MODEL (default models/Qwen3-Embedding-4B, else tiny), BENCH_REQUESTS (400),
@@ -571,48 +565,6 @@ step_overhead() {
       echo; } | tee -a "$OUT/server-overhead.md" || status=1
     grep -E "^[0-9]+ x (base64|float)" "$OUT/server-overhead.md" | tail -1 |
       sed "s/^/| overhead $label | /; s/$/ |/" >> "$RESULTS"
-  done
-  return "$status"
-}
-
-step_bypasses() {
-  # What each framework bypass saves of a short query: bench/bypass-overhead.ts runs the API app over
-  # the fake engine with every bypass and with each one (and all) taken the framework's way, round by
-  # round in one run. The tiny model's end-to-end short-query latency (one GPU, base64, one client) is
-  # measured first when the addon is built, as a second yardstick beside BYPASS_QUERY_MS (6.5 ms).
-  local bench=$APP/dist/bench/bypass-overhead.js status=0 e2e=() port=6011 key=bench-key-$$
-  if [ -f "$ADDON" ]; then
-    [ -f "$TINY/config.json" ] || admin checkpoint generate --preset tiny --seed 0 --out "$TINY" --force
-    local queries=$WORK/bypass-queries.txt
-    for i in $(seq 1 50); do echo "what is the capital of country number $i and why does it matter"; done > "$queries"
-    if start_server "$TINY" 0 1 "$port" "$key" "$WORK/server-bypasses-tiny.log"; then
-      admin bench --url "http://127.0.0.1:$port" --api-key "$key" --concurrency 1 --batch 1 --encoding base64 \
-        --client http --requests 300 --corpus "$queries" --json > "$OUT/bypasses-tiny-e2e.json" || status=1
-      stop_server
-      local p50
-      p50=$(node -e 'const r = require(process.argv[1]); const v = r.latencyMs && r.latencyMs.p50; if (typeof v === "number") console.log(v.toFixed(3));' \
-        "$OUT/bypasses-tiny-e2e.json" 2>/dev/null)
-      [ -n "$p50" ] && e2e=(--e2e-ms "$p50") && echo "tiny model, one short query through HTTP on one GPU: p50 $p50 ms"
-    fi
-  fi
-  : > "$OUT/bypasses.md"
-  local label args
-  for label in at-once after-3ms; do
-    args=(--points "${BYPASS_POINTS:-1xbase64,1xfloat}" --warmup 500 --rounds "${BYPASS_ROUNDS:-20}"
-      --query-ms "${BYPASS_QUERY_MS:-6.5}" "${e2e[@]}" --json "$OUT/bypasses-$label.json"
-      --markdown "$WORK/bypasses-$label.md")
-    [ -f "$ADDON" ] && args+=(--addon "$ADDON")
-    case $label in
-      at-once) args+=(--requests "${BYPASS_REQUESTS:-4000}") ;;
-      *) args+=(--engine-ms 3 --requests "$((${BYPASS_REQUESTS:-4000} * 3 / 8))") ;;
-    esac
-    rm -f "$WORK/bypasses-$label.md"
-    { echo "## fake engine $label"; echo
-      timeout 580 node "$bench" "${args[@]}" > /dev/null
-      cat "$WORK/bypasses-$label.md"
-      echo; } | tee -a "$OUT/bypasses.md" || status=1
-    [ -s "$WORK/bypasses-$label.md" ] || status=1
-    grep -E "^\| 1 x " "$WORK/bypasses-$label.md" | sed "s/^| /| bypasses $label: /" >> "$RESULTS"
   done
   return "$status"
 }

@@ -5,17 +5,14 @@ export const UNIT_TEST_KEY = 'unit-test-key';
 
 /**
  * The whole HTTP app over a given (fake) engine, for unit specs: CPU, a free loopback port, no signal
- * handlers, nothing read from the shell; `env` adds or overrides variables; `options.frameworkPaths`
- * runs bypasses the framework's way. Resolves once ready.
+ * handlers, nothing read from the shell; `env` adds or overrides variables. Resolves once ready.
  */
 export async function startWithFakeEngine(
   engine: NonNullable<CreateAppOptions['engine']>,
   modelPath: string,
   env: Record<string, string> = {},
-  options: Pick<CreateAppOptions, 'frameworkPaths'> = {},
 ): Promise<RunningApp> {
   const running = await createApp({
-    ...options,
     engine,
     inheritProcessEnv: false,
     shutdownHooks: false,
