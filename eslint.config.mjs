@@ -33,16 +33,6 @@ export default tseslint.config(
     rules: { 'no-restricted-properties': 'off' },
   },
   {
-    // Until bench/ finds its one home (issue 16): these read NATIVE_ADDON_PATH / BUSY_POLL_LINGER_MS.
-    files: [
-      'bench/parity.ts',
-      'bench/engine-latency.ts',
-      'bench/response-json.ts',
-      'bench/server-overhead.ts',
-    ],
-    rules: { 'no-restricted-properties': 'off' },
-  },
-  {
     files: ['apps/**/*.ts', 'libs/**/*.ts', 'bench/**/*.ts'],
     ignores: ['**/*.spec.ts', 'libs/*/src/testing/**'],
     rules: {

@@ -16,7 +16,8 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { EngineDevice, EngineDtype, PackedBatch } from '@app/engine/engine.port';
-import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
+import { loadBenchConfig } from '@app/config';
+import { NativeEngine } from '@app/engine/native-engine';
 import { LatencySummary, summariseLatencies } from './latency-summary';
 
 export interface LatencyLayout {
@@ -125,7 +126,7 @@ async function main(): Promise<void> {
   const cli = parseCli(process.argv.slice(2));
   const rows: LatencyRow[] = [];
   for (const layout of cli.layouts) {
-    const engine = new NativeEngine(process.env.NATIVE_ADDON_PATH ?? defaultAddonPath());
+    const engine = new NativeEngine(loadBenchConfig().model.nativeAddonPath);
     const info = await engine.load({
       modelPath: cli.model,
       device: cli.device,

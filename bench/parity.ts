@@ -40,7 +40,8 @@ import { fromBase64 } from '@app/embeddings/embedding-encoding';
 import { cosine, norm } from '@app/embeddings/embedding-similarity';
 import { PromptTemplate } from '@app/embeddings/prompt-template';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
-import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
+import { loadBenchConfig } from '@app/config';
+import { NativeEngine } from '@app/engine/native-engine';
 
 export interface ParityFixtureItem {
   id: string;
@@ -531,7 +532,7 @@ async function main(): Promise<void> {
     if (mismatch.length > 0)
       throw new Error(`the fixture does not belong to this checkpoint: ${mismatch.join('; ')}`);
   }
-  const engine = new NativeEngine(options.addon ?? process.env.NATIVE_ADDON_PATH ?? defaultAddonPath());
+  const engine = new NativeEngine(options.addon ?? loadBenchConfig().model.nativeAddonPath);
   const dtype = options.dtype ?? (options.device === 'cpu' ? 'float32' : 'bfloat16');
   const deviceIds =
     options.device === 'cuda' ? (options.deviceIds ?? Array.from({ length: options.tp }, (_, i) => i)) : [];

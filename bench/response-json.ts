@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { embeddingsResponseJson, FloatArrayJson } from '@app/embeddings/embedding-encoding';
-import { defaultAddonPath, NativeEngine } from '@app/engine/native-engine';
+import { loadBenchConfig } from '@app/config';
+import { NativeEngine } from '@app/engine/native-engine';
 import { percentile } from './latency-summary';
 
 export interface ResponseJsonRow {
@@ -91,7 +92,7 @@ function main(): void {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '300' } } });
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
-  const engine = new NativeEngine(process.env.NATIVE_ADDON_PATH ?? defaultAddonPath());
+  const engine = new NativeEngine(loadBenchConfig().model.nativeAddonPath);
   const native: FloatArrayJson = (row) => engine.floatArrayJson(row);
   const fallback: FloatArrayJson = () => undefined;
   for (const rows of [1, 64]) {

@@ -15,7 +15,7 @@
  * With `--engine-ms N` the fake engine answers after N ms (a timer), as a GPU forward keeps the
  * server waiting between a request's steps; the server's time outside the engine is then reported
  * beside its total (the total less the service's own inference time). `--busy-poll` runs the servers
- * with BUSY_POLL=true (and BUSY_POLL_LINGER_MS from this process's environment, when set).
+ * with BUSY_POLL=true (and BUSY_POLL_LINGER_MS as the environment or .env sets it: loadBenchConfig).
  *
  *   node dist/bench/server-overhead.js [--points 1xfloat,1xbase64,8xfloat,8xbase64]
  *        [--requests 2000] [--warmup 300] [--rounds 5] [--engine-ms 0] [--busy-poll]
@@ -34,6 +34,7 @@ import { EngineInfo, EnginePort, PackedBatch } from '@app/engine/engine.port';
 import { NativeFloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { NativeEngine } from '@app/engine/native-engine';
 import { createApp } from '@app/api/app.factory';
+import { loadBenchConfig } from '@app/config';
 import { keepAliveAgent, send } from './http-client';
 import { percentile } from './latency-summary';
 
@@ -318,8 +319,8 @@ async function serve(addonPath: string | undefined, engineMs: number, busyPoll: 
       PORT: '0',
       LOG_LEVEL: 'info',
       BUSY_POLL: String(busyPoll),
-      // The app reads no other variable of this process; this one is passed on when set.
-      ...(process.env.BUSY_POLL_LINGER_MS ? { BUSY_POLL_LINGER_MS: process.env.BUSY_POLL_LINGER_MS } : {}),
+      // The app reads no other variable of this process: this one comes from its environment (or .env).
+      BUSY_POLL_LINGER_MS: String(loadBenchConfig().server.busyPollLingerMs),
     },
   });
   await running.ready;

@@ -69,6 +69,17 @@ describe('the app logs', () => {
       responseTime: expect.any(Number),
       msg: 'request completed',
     });
+    expect(Object.keys(line)).toEqual([
+      'level',
+      'time',
+      'pid',
+      'hostname',
+      'req',
+      'res',
+      'responseTime',
+      'msg',
+    ]);
+    expect(Object.keys(line.req as object)).toEqual(['id', 'method', 'path', 'remoteAddress']);
     expect(JSON.stringify(lines)).not.toMatch(/private text|access_token|unit-test-key|authorization/);
   });
 

@@ -1,15 +1,10 @@
-import { DynamicModule, MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
+import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import { AuthModule } from '@app/auth';
-import {
-  AccessLogMiddleware,
-  createLoggerParams,
-  createValidationPipe,
-  GlobalExceptionFilter,
-} from '@app/common';
+import { createLoggerParams, createValidationPipe, GlobalExceptionFilter } from '@app/common';
 import { AppConfig, AppConfigModule, AppConfigModuleOptions } from '@app/config';
-import { acceptEmbeddingsRequest, EmbeddingsModule, EmbeddingsRequestDto } from '@app/embeddings';
+import { EmbeddingsModule } from '@app/embeddings';
 import { EnginePort } from '@app/engine/engine.port';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { HealthModule } from '@app/health';
@@ -25,7 +20,7 @@ export interface AppModuleOptions extends AppConfigModuleOptions {
 
 /** The HTTP service: composes the libs; the behaviour lives in them. */
 @Module({})
-export class AppModule implements NestModule {
+export class AppModule {
   static forRoot(options: AppModuleOptions = {}): DynamicModule {
     return {
       module: AppModule,
@@ -43,17 +38,8 @@ export class AppModule implements NestModule {
       ],
       providers: [
         { provide: APP_FILTER, useClass: GlobalExceptionFilter },
-        {
-          provide: APP_PIPE,
-          useFactory: () =>
-            createValidationPipe([{ type: EmbeddingsRequestDto, accept: acceptEmbeddingsRequest }]),
-        },
+        { provide: APP_PIPE, useFactory: () => createValidationPipe() },
       ],
     };
-  }
-
-  configure(consumer: MiddlewareConsumer): void {
-    // As nestjs-pino routes its own: every path, seen whole (the quiet paths are told by req.url).
-    consumer.apply(AccessLogMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
   }
 }

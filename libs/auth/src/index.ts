@@ -1,5 +1,4 @@
 export * from './api-key.guard';
 export * from './api-key.service';
 export * from './auth.module';
-export * from './bearer.strategy';
 export * from './public.decorator';

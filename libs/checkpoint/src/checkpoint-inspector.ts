@@ -35,6 +35,7 @@ import {
   TORCH_BIN_SINGLE_FILE_NAME,
   TorchBinFormatError,
 } from './torch-bin';
+import { parseStrictJson } from './strict-json';
 
 export interface CheckpointIssue {
   severity: 'error' | 'warning';
@@ -535,6 +536,16 @@ function checkExpectedTensors(
   }
 }
 
+/**
+ * The files the engine's loader reads, under its JSON rules (a key named twice refuses the file); the
+ * others are read as the server reads them, with JSON.parse (the tokenizer's 10 MB among them).
+ */
+const ENGINE_JSON_FILES: ReadonlySet<string> = new Set([
+  'config.json',
+  SHARD_INDEX_FILE_NAME,
+  TORCH_BIN_INDEX_FILE_NAME,
+]);
+
 async function readJson(dir: string, file: string, error: Report, required: boolean): Promise<unknown> {
   const path = join(dir, file);
   if (!existsSync(path)) {
@@ -542,7 +553,8 @@ async function readJson(dir: string, file: string, error: Report, required: bool
     return undefined;
   }
   try {
-    return JSON.parse(await readFile(path, 'utf8')) as unknown;
+    const text = await readFile(path, 'utf8');
+    return ENGINE_JSON_FILES.has(file) ? parseStrictJson(text) : (JSON.parse(text) as unknown);
   } catch (problem) {
     error(file, `not valid JSON (${(problem as Error).message})`);
     return undefined;

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, truncate } from 'node:fs/promises';
+import { mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeElements, toBfloat16Bits } from './dtype';
@@ -99,5 +99,18 @@ describe(SafetensorsFileWriter.name, () => {
     await truncate(path, 12);
 
     await expect(readSafetensorsHeader(path)).rejects.toThrow(/header length \d+ exceeds the file/);
+  });
+
+  it('refuses a header naming a tensor twice, as the engine does', async () => {
+    const path = join(dir, 'twice.safetensors');
+    const entry = '{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+    const header = Buffer.from(`{"x":${entry},"x":${entry}}`);
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(header.length));
+    await writeFile(path, Buffer.concat([length, header, Buffer.alloc(4)]));
+
+    await expect(readSafetensorsHeader(path)).rejects.toThrow(
+      new SafetensorsFormatError(path, 'header is not valid JSON (duplicate key "x")'),
+    );
   });
 });

@@ -1,5 +1,6 @@
 import { FileHandle, open } from 'node:fs/promises';
 import { bytesPerElement, isSafetensorsDtype, SafetensorsDtype } from './dtype';
+import { parseStrictJson } from './strict-json';
 
 /**
  * The safetensors format: an 8-byte little-endian header length N, N bytes of JSON
@@ -247,7 +248,8 @@ function parseHeaderJson(
 ): SafetensorsHeader {
   let json: unknown;
   try {
-    json = JSON.parse(raw.toString('utf8'));
+    // As the engine reads it: a tensor named twice is an error, not the last one's entry.
+    json = parseStrictJson(raw.toString('utf8'));
   } catch (error) {
     throw new SafetensorsFormatError(path, `header is not valid JSON (${(error as Error).message})`);
   }

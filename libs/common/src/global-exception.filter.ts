@@ -1,5 +1,5 @@
 import { ArgumentsHost, Catch, ExceptionFilter, Logger } from '@nestjs/common';
-import type { Request, Response } from 'express';
+import type { Response } from 'express';
 import { RequestAbortedError } from './domain.error';
 import type { ResponseLocals } from './logging.config';
 import { toOpenAIError } from './openai-error';
@@ -12,7 +12,6 @@ export class GlobalExceptionFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
     const response = http.getResponse<Response>();
-    const request = http.getRequest<Request>();
     if (exception instanceof RequestAbortedError || response.headersSent || response.destroyed) {
       // Nobody is listening any more, or the answer is already on the wire.
       if (!response.writableEnded && !response.destroyed) {
@@ -22,13 +21,10 @@ export class GlobalExceptionFilter implements ExceptionFilter {
     }
     const mapped = toOpenAIError(exception);
     if (mapped.internal) {
-      this.logger.error(
-        // `req` through the logger's serializer: the request's id, method and path.
-        { err: exception, req: request, method: request.method, path: request.path },
-        'unhandled error while serving a request',
-      );
+      // The line carries the request (nestjs-pino's AsyncLocalStorage): its id, method and path.
+      this.logger.error({ err: exception }, 'unhandled error while serving a request');
     }
-    // For the request line (AccessLogMiddleware).
+    // For the request line (pino-http's response serializer, createLoggerParams).
     (response.locals as ResponseLocals).errorCode = mapped.body.error.code ?? mapped.body.error.type;
     response.status(mapped.status).set(mapped.headers).json(mapped.body);
   }

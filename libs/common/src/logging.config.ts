@@ -1,8 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Inject, Injectable, NestMiddleware } from '@nestjs/common';
-import { Params, PARAMS_PROVIDER_TOKEN } from 'nestjs-pino';
-import { destination, DestinationStream, Logger, pino } from 'pino';
-import type { Options } from 'pino-http';
+import { Params } from 'nestjs-pino';
+import { destination } from 'pino';
 import { REQUEST_ID_HEADER, resolveRequestId } from './request-id';
 
 const QUIET_PATHS = ['/health', '/metrics'];
@@ -17,8 +15,11 @@ export interface ResponseLocals {
   errorCode?: string;
 }
 
+type LoggedRequest = IncomingMessage & { originalUrl?: string; ip?: string };
+type LoggedResponse = ServerResponse & { err?: Error; locals?: ResponseLocals };
+
 /** Per-request figures of an embeddings answer, as its headers carry them, and the error code. */
-function outcomeOf(res: ServerResponse & { locals?: ResponseLocals }): Record<string, number | string> {
+function outcomeOf(res: LoggedResponse): Record<string, number | string> {
   const fields: Record<string, number | string> = {};
   const tokens = res.getHeader('x-total-tokens');
   if (tokens !== undefined) {
@@ -33,19 +34,15 @@ function outcomeOf(res: ServerResponse & { locals?: ResponseLocals }): Record<st
 }
 
 /**
- * Structured JSON request logs with request ids (the client's x-request-id when sane, echoed back).
- * Only method, path, client address (Nginx's X-Forwarded-For through Express's trust proxy), status,
- * tokens, timings and the error code are logged: never headers (keys) nor bodies (input text).
- * nestjs-pino's LoggerModule gives the app its logger; its own request middleware is off
- * (`useExisting` with no routes) and AccessLogMiddleware writes the request lines with these same
- * options. That middleware ran every request inside an AsyncLocalStorage, so that app logs written
- * during a request carried it, which puts a hook on every promise the process makes (measurable in a
- * short query: bench/server-overhead.ts); the one such log, the filter's 500, names its request.
+ * Structured JSON request logs with request ids (the client's x-request-id when sane, echoed back),
+ * written by nestjs-pino's middleware (pino-http) on every route: 'request completed', 'request
+ * aborted' when the client left first, 'request errored' with an error for a 5xx. Only method, path,
+ * client address (Nginx's X-Forwarded-For through Express's trust proxy), status, tokens, timings and
+ * the error code are logged: never headers (keys) nor bodies (input text). App logs written during a
+ * request (the filter's 500) carry the request, through nestjs-pino's AsyncLocalStorage.
  */
 export function createLoggerParams(level: string): Params {
   return {
-    useExisting: true,
-    forRoutes: [],
     pinoHttp: [
       {
         level,
@@ -54,14 +51,25 @@ export function createLoggerParams(level: string): Params {
           res.setHeader(REQUEST_ID_HEADER, id);
           return id;
         },
+        // pino-http hands its serializers the request and response as pino-std-serializers maps
+        // them, the objects themselves under `raw`.
         serializers: {
-          req: (req: { id: string; method: string; url: string; remoteAddress?: string }) => ({
+          req: (req: {
+            id: string;
+            method: string;
+            url: string;
+            remoteAddress?: string;
+            raw: LoggedRequest;
+          }) => ({
             id: req.id,
             method: req.method,
             path: pathOf(req.url),
-            remoteAddress: req.remoteAddress,
+            remoteAddress: req.raw.ip ?? req.remoteAddress,
           }),
-          res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+          res: (res: { statusCode: number | null; raw: LoggedResponse }) => ({
+            statusCode: res.statusCode,
+            ...outcomeOf(res.raw),
+          }),
         },
         redact: { paths: ['req.headers', 'res.headers', 'authorization'], remove: true },
         autoLogging: {
@@ -74,86 +82,4 @@ export function createLoggerParams(level: string): Params {
       destination({ dest: 1, sync: true }),
     ],
   };
-}
-
-type Serializer = (value: never) => unknown;
-type Level = 'info' | 'warn' | 'error' | 'silent';
-type LoggedRequest = IncomingMessage & { originalUrl?: string; ip?: string };
-type LoggedResponse = ServerResponse & { err?: Error; locals?: ResponseLocals };
-
-/**
- * The request lines, as pino-http writes them with the options of `createLoggerParams` (its fields,
- * levels and messages: 'request completed'; 'request aborted' when the client left first; 'request
- * errored' with an error for a 5xx), written with pino directly: pino-http made a child logger for
- * every request and put three listeners on every response (measurable in a short query:
- * bench/server-overhead.ts). logging.config.spec.ts holds the lines to pino-http's.
- */
-@Injectable()
-export class AccessLogMiddleware implements NestMiddleware {
-  private readonly logger: Logger;
-  private readonly requestId: (req: IncomingMessage, res: ServerResponse) => string;
-  private readonly serializeRequest: Serializer;
-  private readonly serializeResponse: Serializer;
-  private readonly quiet: (req: IncomingMessage) => boolean;
-  private readonly level: (req: IncomingMessage, res: ServerResponse, error?: Error) => Level;
-
-  constructor(@Inject(PARAMS_PROVIDER_TOKEN) params: Params) {
-    const [options, stream] = params.pinoHttp as [Options, DestinationStream];
-    this.logger = pino({ level: options.level, redact: options.redact }, stream);
-    this.requestId = options.genReqId as AccessLogMiddleware['requestId'];
-    this.serializeRequest = options.serializers?.req as Serializer;
-    this.serializeResponse = options.serializers?.res as Serializer;
-    const autoLogging = options.autoLogging as { ignore: AccessLogMiddleware['quiet'] };
-    this.quiet = autoLogging.ignore;
-    this.level = options.customLogLevel as AccessLogMiddleware['level'];
-  }
-
-  use(req: LoggedRequest, res: LoggedResponse, next: () => void): void {
-    const id = req.id || this.requestId(req, res);
-    req.id = id;
-    const started = Date.now();
-    const finished = (error?: Error) => {
-      res.off('close', finished);
-      res.off('finish', finished);
-      res.off('error', finished);
-      this.write(request, res, Date.now() - started, req, error);
-    };
-    // The request as pino's serializers see it, taken as it arrives; Express's req.ip is the client
-    // behind a trusted proxy.
-    const request = this.serializeRequest({
-      id,
-      method: req.method,
-      url: req.originalUrl || req.url,
-      remoteAddress: req.ip ?? req.socket?.remoteAddress,
-    } as never);
-    if (!this.quiet(req)) {
-      res.on('close', finished);
-      res.on('finish', finished);
-    }
-    res.on('error', finished);
-    next();
-  }
-
-  private write(
-    request: unknown,
-    res: LoggedResponse,
-    responseTime: number,
-    req: IncomingMessage,
-    error?: Error,
-  ): void {
-    const level = this.level(req, res, error);
-    if (level === 'silent') return;
-    const response = {
-      ...(this.serializeResponse({ statusCode: res.headersSent ? res.statusCode : null } as never) as object),
-      ...outcomeOf(res),
-    };
-    const failure = error ?? res.err;
-    if (failure || res.statusCode >= 500) {
-      const err = failure ?? new Error(`failed with status code ${res.statusCode}`);
-      this.logger[level]({ req: request, res: response, err, responseTime }, 'request errored');
-      return;
-    }
-    const message = !req.readableAborted && res.writableEnded ? 'request completed' : 'request aborted';
-    this.logger[level]({ req: request, res: response, responseTime }, message);
-  }
 }

@@ -25,17 +25,6 @@ function firstError(errors: ValidationError[], path = ''): { param: string; mess
   return undefined;
 }
 
-/**
- * A quick check for the common, well-formed body of one DTO: it returns the instance the validation
- * pipe would return for that body (known fields only, every rule met), or undefined for anything
- * else, which then goes through class-transformer and class-validator as usual. It must never accept
- * a body the DTO's decorators would reject.
- */
-export interface ValidationShortcut<T extends object = object> {
-  type: Type<T>;
-  accept(value: unknown): T | undefined;
-}
-
 /** The properties class-validator keeps for a DTO under `whitelist`: those with a decorator. */
 const knownProperties = new WeakMap<Type, readonly string[]>();
 
@@ -91,22 +80,17 @@ const OPTIONS: ValidationPipeOptions = {
   },
 };
 
-/** The validation pipe, taking a DTO's shortcut first when its body fits it. */
-class ShortcutValidationPipe extends ValidationPipe {
-  constructor(private readonly shortcuts: ReadonlyMap<Type, ValidationShortcut['accept']>) {
+/**
+ * The validation pipe: a body is refused unless it is a JSON object nested at most
+ * JSON_BODY_LIMITS.maxDepth levels deep, and class-validator sees only the DTO's known fields.
+ */
+class BoundedValidationPipe extends ValidationPipe {
+  constructor() {
     super(OPTIONS);
   }
 
-  // class-validator is a large share of the server's own time for a short query's embeddings body
-  // (bench/server-overhead.ts measures it); the shortcut checks the same rules in a fraction of that.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   override transform(value: any, metadata: ArgumentMetadata): Promise<any> {
-    const accept =
-      metadata.type === 'body' && metadata.metatype ? this.shortcuts.get(metadata.metatype) : undefined;
-    const accepted = accept?.(value);
-    if (accepted !== undefined) {
-      return Promise.resolve(accepted);
-    }
     const { metatype } = metadata;
     if (metadata.type === 'body' && metatype && value != null && this.toValidate(metadata)) {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -136,8 +120,7 @@ class ShortcutValidationPipe extends ValidationPipe {
  * The global validation pipe: DTO errors become a 400 naming the first offending field in `param`.
  * Unknown fields are dropped rather than rejected, so clients that send extra fields keep working,
  * before anything walks the body (linear in the DTO's fields, whatever the body holds).
- * `shortcuts` let the hot DTOs skip class-validator for bodies that are plainly valid.
  */
-export function createValidationPipe(shortcuts: readonly ValidationShortcut[] = []): ValidationPipe {
-  return new ShortcutValidationPipe(new Map(shortcuts.map((shortcut) => [shortcut.type, shortcut.accept])));
+export function createValidationPipe(): ValidationPipe {
+  return new BoundedValidationPipe();
 }

@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { loadToolConfig } from './tool-config';
+import { loadBenchConfig, loadToolConfig } from './tool-config';
 
 describe(loadToolConfig.name, () => {
   const saved = { ...process.env };
@@ -11,7 +11,14 @@ describe(loadToolConfig.name, () => {
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'tool-config-'));
     process.chdir(dir);
-    for (const name of ['MODEL_PATH', 'MODEL_ID', 'DEVICE', 'DTYPE', 'NATIVE_ADDON_PATH'])
+    for (const name of [
+      'MODEL_PATH',
+      'MODEL_ID',
+      'DEVICE',
+      'DTYPE',
+      'NATIVE_ADDON_PATH',
+      'BUSY_POLL_LINGER_MS',
+    ])
       delete process.env[name];
   });
 
@@ -52,5 +59,21 @@ describe(loadToolConfig.name, () => {
     const fromOptions = loadToolConfig({ MODEL_PATH: 'models/mine', DEVICE: 'cpu' }, () => true);
     expect(resolve(fromOptions.config.model.path)).toBe(resolve(dir, 'models/mine'));
     expect(fromOptions.config.model.device).toBe('cpu');
+  });
+
+  describe(loadBenchConfig.name, () => {
+    it("gives a bench the addon's path and the busy-poll linger from the environment over .env, checked", () => {
+      expect(loadBenchConfig().model.nativeAddonPath).toBeUndefined();
+      expect(loadBenchConfig().server.busyPollLingerMs).toBe(20);
+      writeFileSync('.env', 'NATIVE_ADDON_PATH=/from/dotenv.node\nBUSY_POLL_LINGER_MS=5\n');
+      expect(loadBenchConfig()).toMatchObject({
+        model: { nativeAddonPath: '/from/dotenv.node' },
+        server: { busyPollLingerMs: 5 },
+      });
+      process.env.NATIVE_ADDON_PATH = '/from/env.node';
+      expect(loadBenchConfig().model.nativeAddonPath).toBe('/from/env.node');
+      process.env.BUSY_POLL_LINGER_MS = 'soon';
+      expect(() => loadBenchConfig()).toThrow(/Invalid environment variables: .*BUSY_POLL_LINGER_MS/);
+    });
   });
 });

@@ -27,13 +27,7 @@ export function loadToolConfig(
   hasCuda: (nativeAddonPath: string | undefined) => boolean,
   envFile = '.env',
 ): ToolConfig {
-  const env: Record<string, string | undefined> = {
-    ...readEnvFile(envFile),
-    ...process.env,
-    AUTH_DISABLED: 'true',
-    WARMUP: 'false',
-  };
-  for (const [name, value] of Object.entries(overrides)) if (value !== undefined) env[name] = value;
+  const env = toolEnvironment(overrides, envFile);
   const notes: string[] = [];
   const unset = (name: string) => (env[name] ?? '').trim() === '';
   if (
@@ -50,6 +44,30 @@ export function loadToolConfig(
     notes.push('DEVICE unset and no CUDA GPU: using the CPU');
   }
   return { config: loadAppConfig(env), notes };
+}
+
+/**
+ * The service's configuration as the bench scripts (bench/*.ts) read it beside their own flags, e.g.
+ * NATIVE_ADDON_PATH and BUSY_POLL_LINGER_MS: the environment over `.env`, validated as the server's
+ * is; no key needed, and no model or device picked (a bench names its own).
+ */
+export function loadBenchConfig(envFile = '.env'): AppConfig {
+  return loadAppConfig(toolEnvironment({}, envFile));
+}
+
+/** This process's environment over `.env`, under `overrides`; a tool needs no key and no warm-up. */
+function toolEnvironment(
+  overrides: Record<string, string | undefined>,
+  envFile: string,
+): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = {
+    ...readEnvFile(envFile),
+    ...process.env,
+    AUTH_DISABLED: 'true',
+    WARMUP: 'false',
+  };
+  for (const [name, value] of Object.entries(overrides)) if (value !== undefined) env[name] = value;
+  return env;
 }
 
 function readEnvFile(path: string): Record<string, string> {

@@ -1,28 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import {
-  getMetadataStorage,
-  IsBoolean,
-  isBoolean,
-  IsIn,
-  isIn,
-  IsInt,
-  isInt,
-  IsNotEmpty,
-  isNotEmpty,
-  IsOptional,
-  IsString,
-  isString,
-  MaxLength,
-  maxLength,
-  Min,
-  min,
-} from 'class-validator';
-import {
-  EmbeddingInput,
-  embeddingInputProblem,
-  IsEmbeddingInput,
-  MAX_INPUTS,
-} from './embedding-input.validator';
+import { IsBoolean, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, MaxLength, Min } from 'class-validator';
+import { EmbeddingInput, IsEmbeddingInput, MAX_INPUTS } from './embedding-input.validator';
 import type { InputType } from './prompt-template';
 
 /** The model id in the OpenAPI examples; the app puts the served model's id in its place (app.factory). */
@@ -124,45 +102,6 @@ export class EmbeddingsRequestDto {
   @IsOptional()
   @IsBoolean({ message: 'truncate must be a boolean' })
   truncate?: boolean;
-}
-
-/** The fields the validation pipe keeps (whitelist): those with a class-validator decorator. */
-const REQUEST_FIELDS: ReadonlySet<string> = new Set(
-  getMetadataStorage()
-    .getTargetValidationMetadatas(EmbeddingsRequestDto, '', true, false)
-    .map((metadata) => metadata.propertyName),
-);
-
-/**
- * EmbeddingsRequestDto's validation shortcut (`ValidationShortcut` in @app/common): a plain object
- * with known fields only, each absent or meeting its decorators above (the same class-validator
- * functions and limits), is the DTO the validation pipe would make of it. Anything else (a null or
- * unknown field, a broken rule) is undefined and goes through the pipe in full, which names the error.
- */
-export function acceptEmbeddingsRequest(value: unknown): EmbeddingsRequestDto | undefined {
-  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) {
-    return undefined;
-  }
-  const body = value as Record<string, unknown>;
-  for (const field of Object.keys(body)) {
-    if (!REQUEST_FIELDS.has(field)) return undefined;
-  }
-  const optional = (field: string, rule: (item: unknown) => boolean): boolean =>
-    body[field] === undefined || rule(body[field]);
-  const valid =
-    embeddingInputProblem(body.input) === undefined &&
-    optional('model', isString) &&
-    optional('encoding_format', (item) => isIn(item, ENCODING_FORMATS)) &&
-    optional('dimensions', (item) => isInt(item) && min(item, MIN_DIMENSIONS)) &&
-    optional('user', (item) => isString(item) && maxLength(item, MAX_USER_LENGTH)) &&
-    optional('input_type', (item) => isIn(item, INPUT_TYPES)) &&
-    optional('prompt_name', (item) => isIn(item, INPUT_TYPES)) &&
-    optional(
-      'instruction',
-      (item) => isString(item) && isNotEmpty(item) && maxLength(item, MAX_INSTRUCTION_LENGTH),
-    ) &&
-    optional('truncate', isBoolean);
-  return valid ? Object.assign(new EmbeddingsRequestDto(), body) : undefined;
 }
 
 export class EmbeddingDto {
