@@ -282,7 +282,8 @@ TEST_F(CudaTest, GraphReplayMatchesTheEagerPath) {
 TEST(CudaFamiliesTest, DecoderFamiliesMatchTheCpuForEveryPooling) {
   REQUIRE_GPUS(1);
   testing::TinyConfig qwen2 = testing::Qwen2Tiny();
-  qwen2.hidden = 512;  // head_dim = hidden / heads = 64
+  qwen2.hidden = 512;
+  qwen2.head_dim = 64;  // Qwen2's config has no head_dim: the engine derives hidden / heads
   testing::TinyConfig llama = testing::LlamaTiny();
   llama.hidden = 128;
   llama.head_dim = 64;
