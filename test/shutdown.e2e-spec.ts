@@ -56,6 +56,9 @@ class ServerProcess {
         SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
         // Small forward batches: one batch in flight at the deadline stays short on a busy CPU.
         MAX_BATCH_TOKENS: '512',
+        // The backlog is built to outlast the drain; admission must not refuse part of it as past a
+        // deadline (on a slow CPU the queue's estimate passes the default 30 s), or less work is left.
+        REQUEST_DEADLINE_MS: '600000',
         ...env,
       },
     });
