@@ -9,6 +9,7 @@ import { EnginePort } from '@app/engine/engine.port';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { HealthModule } from '@app/health';
 import { MetricsModule } from '@app/metrics';
+import { RerankModule } from '@app/rerank';
 import { EngineHostModule } from './engine-host.module';
 
 export interface AppModuleOptions extends AppConfigModuleOptions {
@@ -34,6 +35,7 @@ export class AppModule {
         MetricsModule,
         AuthModule,
         EmbeddingsModule,
+        RerankModule,
         HealthModule,
       ],
       providers: [

@@ -32,6 +32,14 @@ export class ModelNotFoundError extends Error {
 /** The request is larger than a configured limit: body bytes or total tokens (413). */
 export class RequestTooLargeError extends Error {
   override readonly name = 'RequestTooLargeError';
+  constructor(
+    message: string,
+    /** The request field at fault, when one is (e.g. 'documents' for an over-long pair). */
+    readonly param: string | null = null,
+    readonly code: string = 'request_too_large',
+  ) {
+    super(message);
+  }
 }
 
 export type ProtocolProblem =

@@ -115,7 +115,7 @@ export function toOpenAIError(exception: unknown): MappedError {
     return envelope(404, 'invalid_request_error', exception.message, 'model_not_found', 'model');
   }
   if (exception instanceof RequestTooLargeError) {
-    return envelope(413, 'invalid_request_error', exception.message, 'request_too_large');
+    return envelope(413, 'invalid_request_error', exception.message, exception.code, exception.param);
   }
   if (exception instanceof ProtocolError) {
     const [status, code] = PROTOCOL_STATUS[exception.problem];

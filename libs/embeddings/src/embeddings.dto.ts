@@ -155,6 +155,13 @@ export class ModelDto {
 
   @ApiProperty()
   owned_by!: string;
+
+  @ApiProperty({
+    enum: ['embed', 'rerank'],
+    description:
+      'Extension: what the model serves. embed: POST /v1/embeddings; rerank: POST /v1/rerank and POST /rerank.',
+  })
+  task!: 'embed' | 'rerank';
 }
 
 export class ModelListDto {

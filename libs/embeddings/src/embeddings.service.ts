@@ -69,6 +69,7 @@ export class EmbeddingsService {
     const request = withoutNulls(sent);
     const modelId = this.model.resolve(request.model);
     this.model.assertReady();
+    this.model.assertTask('embed');
     const dimensions = this.dimensions(request.dimensions);
 
     // Under overload, refuse before tokenizing: a text has at least one token per 8 characters or so

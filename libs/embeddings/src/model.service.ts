@@ -4,7 +4,8 @@ import {
   readSentenceTransformersModel,
   type SentenceTransformersModel,
 } from '@app/checkpoint/sentence-transformers-config';
-import { ModelNotFoundError } from '@app/common';
+import { detectModelTask, type ModelTask, type ModelTaskDetection } from '@app/checkpoint/model-task';
+import { InvalidRequestError, ModelNotFoundError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { EngineInfo, PackedBatch } from '@app/engine/engine.port';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
@@ -14,6 +15,14 @@ import { PromptTemplate } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
 
 export type { ModelState, Readiness } from '@app/engine/model-lifecycle.service';
+export type { ModelTask } from '@app/checkpoint/model-task';
+
+/** Where each task's requests go, for the error that sends a client to the right one. */
+const TASK_ENDPOINTS: Record<ModelTask, string> = {
+  embed: 'POST /v1/embeddings',
+  rerank: 'POST /v1/rerank (or POST /rerank)',
+};
+const TASK_NAMES: Record<ModelTask, string> = { embed: 'an embedding model', rerank: 'a reranker' };
 
 const HF_ORGANIZATION = 'Qwen';
 
@@ -27,6 +36,7 @@ export class ModelService {
   private readonly logger = new Logger(ModelService.name);
   private template = new PromptTemplate({ query: '', document: '' });
   private checkpoint?: SentenceTransformersModel;
+  private detection?: ModelTaskDetection;
   /** Unix seconds at which the service started; reported as the model's `created`. */
   readonly created = Math.floor(Date.now() / 1000);
   readonly id: string;
@@ -60,6 +70,25 @@ export class ModelService {
 
   get info(): EngineInfo {
     return this.lifecycle.info;
+  }
+
+  /**
+   * What the model serves, embed or rerank: MODEL_TASK, else what its checkpoint says
+   * (detectModelTask). Read from the checkpoint at setup; 'embed' until then.
+   */
+  get task(): ModelTask {
+    return this.detection?.task ?? 'embed';
+  }
+
+  /** The 400 `model_task_mismatch` for a request of the other task, naming the right endpoint. */
+  assertTask(task: ModelTask): void {
+    const served = this.task;
+    if (served === task) return;
+    throw new InvalidRequestError(
+      `The model '${this.id}' is ${TASK_NAMES[served]} (task ${served}); it cannot serve a ${task} request. Send its requests to ${TASK_ENDPOINTS[served]}.`,
+      'model',
+      'model_task_mismatch',
+    );
   }
 
   get prompts(): PromptTemplate {
@@ -126,10 +155,12 @@ export class ModelService {
   }
 
   /**
-   * Reads the checkpoint's sentence-transformers files, loads its tokenizer for its family and its
-   * prompts; returns its pooling, normalisation and Dense layers for the engine.
+   * Reads the checkpoint's task and sentence-transformers files, loads its tokenizer for its family and
+   * its prompts; returns its pooling, normalisation and Dense layers for the engine, or a reranker's
+   * score head (the last token's state, unnormalised, no Dense layers).
    */
   private async prepare(directory: string): Promise<ModelHeadOptions> {
+    const detection = await detectModelTask(directory, this.config.model.task);
     const checkpoint = await readSentenceTransformersModel(directory);
     await this.tokenizer.load(join(directory, 'tokenizer.json'), {
       family: checkpoint.family,
@@ -137,6 +168,15 @@ export class ModelService {
     });
     this.template = PromptTemplate.of(checkpoint);
     this.checkpoint = checkpoint;
+    this.detection = detection;
+    this.logger.log(detection.reason);
+    if (detection.task === 'rerank') {
+      const yesNoTokenIds = detection.head === 'yes-no' ? await this.yesNoTokenIds() : undefined;
+      this.logger.log(
+        `${checkpoint.family} reranker, ${detection.head} head${yesNoTokenIds ? ` (yes ${yesNoTokenIds[0]}, no ${yesNoTokenIds[1]})` : ''}`,
+      );
+      return { pooling: 'lasttoken', normalize: false, denseLayers: [], head: detection.head, yesNoTokenIds };
+    }
     const limit = checkpoint.maxSeqLength ? `, max_seq_length ${checkpoint.maxSeqLength}` : '';
     this.logger.log(`${checkpoint.family} checkpoint, ${checkpoint.summary}${limit}`);
     return {
@@ -146,19 +186,36 @@ export class ModelService {
     };
   }
 
+  /**
+   * The tokens of "yes" and "no", whose logits a 'yes-no' head compares (Qwen3: 9693 and 2152, the
+   * model card's convert_tokens_to_ids): each must be a single token of this tokenizer.
+   */
+  private async yesNoTokenIds(): Promise<[number, number]> {
+    const [yes, no] = await Promise.all([this.tokenizer.encodeText('yes'), this.tokenizer.encodeText('no')]);
+    if (yes.length !== 1 || no.length !== 1) {
+      throw new Error(
+        `this tokenizer encodes "yes" as [${yes.join(', ')}] and "no" as [${no.join(', ')}]: a yes/no reranker needs each to be one token (set MODEL_TASK=embed to serve the checkpoint as an embedding model)`,
+      );
+    }
+    return [yes[0], no[0]];
+  }
+
   /** Readiness turns 503 (`stopping`) for good: the first thing a shutdown does. */
   markStopping(): void {
     this.lifecycle.markStopping();
   }
 
-  /** One short query and one short document, tokenized and prompted as requests are. */
+  /**
+   * One short query and one short document, tokenized and prompted as requests are; a reranker scores
+   * them as two sequences (one value each).
+   */
   private async warmUpBatch(): Promise<PackedBatch> {
     const prefix = this.template.prefix({ inputType: 'query' });
     const [[query, document], promptLength] = await Promise.all([
       this.tokenizer.encode([`${prefix}warm-up`, 'warm-up']),
       this.excludesPrompt ? this.tokenizer.promptLength(prefix) : 0,
     ]);
-    const dimensions = this.defaultDimensions;
+    const dimensions = this.task === 'rerank' ? 1 : this.defaultDimensions;
     return packBatch([
       { tokens: query, dimensions, promptLength: Math.min(promptLength, query.length - 1) },
       { tokens: document, dimensions },

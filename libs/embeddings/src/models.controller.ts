@@ -29,6 +29,12 @@ export class ModelsController {
   }
 
   private describe(): ModelDto {
-    return { id: this.model.id, object: 'model', created: this.model.created, owned_by: 'system' };
+    return {
+      id: this.model.id,
+      object: 'model',
+      created: this.model.created,
+      owned_by: 'system',
+      task: this.model.task,
+    };
   }
 }

@@ -132,6 +132,19 @@ export class TokenizerService {
   }
 
   /**
+   * A text's own token ids, as Hugging Face's `tokenizer.encode(text, add_special_tokens=False)`: no
+   * special tokens added and no end-of-text appended (special-token strings inside the text are still
+   * recognised as those tokens). A reranker's template is made of these.
+   */
+  async encodeText(text: string): Promise<number[]> {
+    if (!this.tokenizer) {
+      throw new Error('the tokenizer is not loaded');
+    }
+    const encoding = await this.tokenizer.encode(text, null, { addSpecialTokens: false });
+    return encoding.getIds();
+  }
+
+  /**
    * Tokens at the start of `prompt + text` that belong to the prompt, as sentence-transformers counts
    * them for include_prompt=false: the prompt's own length with special tokens, less one (its final
    * special token, which the text's tokens replace).

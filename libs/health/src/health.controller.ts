@@ -52,6 +52,8 @@ export class HealthController {
       status: ready ? 'ok' : state,
       ...(reason && full ? { reason } : {}),
       model: this.config.model.servedNames[0],
+      // What the model serves, once setup has read the checkpoint: its head says it.
+      task: this.model.head === undefined ? null : this.model.head === 'embedding' ? 'embed' : 'rerank',
       device: this.config.model.device,
       replicas: info?.replicas ?? null,
       queue: this.batching.stats(),

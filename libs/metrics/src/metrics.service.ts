@@ -37,7 +37,7 @@ export class MetricsService {
 
   readonly tokenizationSeconds = new Histogram({
     name: 'qwen3_embed_tokenization_seconds',
-    help: 'Time to tokenize the inputs of one request',
+    help: 'Time to tokenize the inputs (or template the query-document pairs) of one request',
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
@@ -55,7 +55,7 @@ export class MetricsService {
   });
   readonly requestSeconds = new Histogram({
     name: 'qwen3_embed_request_seconds',
-    help: 'Total time to serve an embeddings request (validation, tokenization, queue, inference)',
+    help: 'Total time to serve an embeddings or rerank request (validation, tokenization, queue, inference)',
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
@@ -105,7 +105,7 @@ export class MetricsService {
   });
   readonly tokens = new Counter({
     name: 'qwen3_embed_tokens_total',
-    help: 'Tokens embedded (prompt tokens, including the appended end-of-text token)',
+    help: 'Tokens embedded or scored (prompt tokens: prompts, templates and the appended end-of-text token included)',
     registers: [this.registry],
   });
   readonly inputs = new Counter({
@@ -113,9 +113,19 @@ export class MetricsService {
     help: 'Inputs (sequences) embedded',
     registers: [this.registry],
   });
+  readonly rerankDocuments = new Counter({
+    name: 'qwen3_embed_rerank_documents_total',
+    help: 'Documents scored by a reranker (query-document pairs)',
+    registers: [this.registry],
+  });
+  readonly rerankTruncatedDocuments = new Counter({
+    name: 'qwen3_embed_rerank_truncated_documents_total',
+    help: "Documents cut to fit the reranker's pair limit (8192 tokens, at most MAX_INPUT_TOKENS)",
+    registers: [this.registry],
+  });
   readonly rejected = new Counter({
     name: 'qwen3_embed_requests_rejected_total',
-    help: 'Embeddings requests refused before inference, by reason',
+    help: 'Embeddings and rerank requests refused before inference, by reason',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

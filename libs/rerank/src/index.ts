@@ -1,0 +1,5 @@
+export * from './rerank-prompt';
+export * from './rerank.controller';
+export * from './rerank.dto';
+export * from './rerank.module';
+export * from './rerank.service';
