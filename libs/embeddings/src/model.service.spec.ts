@@ -1,11 +1,12 @@
 import { Logger } from '@nestjs/common';
+import { writeTokenizerOnlyModel } from '@app/checkpoint/embedding-tokenizer';
 import { loadAppConfig } from '@app/config';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { FakeEngine, type FakeEngineOptions } from '@app/engine/testing';
 import { HubModelDownloader, HubSnapshot } from '@app/hub';
 import type { HubDownloadOptions } from '@app/hub';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ModelService } from './model.service';
@@ -276,5 +277,106 @@ describe(ModelService.name, () => {
       lifecycle.beforeApplicationShutdown();
       expect(hub.options?.signal?.aborted).toBe(true);
     });
+  });
+});
+
+describe(`${ModelService.name} with a reranker`, () => {
+  let root: string;
+
+  beforeAll(() => Logger.overrideLogger(false));
+  beforeEach(() => (root = mkdtempSync(join(tmpdir(), 'rerank-model-'))));
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  /** A Qwen3 checkpoint directory with the real tokenizer and a config.json (no weights: a fake engine). */
+  function checkpoint(name: string, config: Record<string, unknown>): string {
+    const dir = join(root, name);
+    writeTokenizerOnlyModel(dir);
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'qwen3', ...config }));
+    return dir;
+  }
+
+  function create(dir: string, env: Record<string, string> = {}) {
+    const config = loadAppConfig({ API_KEY: 'k', MODEL_PATH: dir, DEVICE: 'cpu', ...env });
+    const engine = new FakeEngine({ info: { hiddenSize: 64, vocabSize: 151669 } });
+    const lifecycle = new ModelLifecycle(config, engine);
+    return { engine, lifecycle, sut: new ModelService(config, lifecycle, new TokenizerService()) };
+  }
+
+  it('loads a Qwen3ForCausalLM named like a reranker with the yes/no head and warms it up one value a pair', async () => {
+    const { engine, lifecycle, sut } = create(
+      checkpoint('Qwen3-Reranker-tiny', { architectures: ['Qwen3ForCausalLM'] }),
+    );
+    await sut.load();
+    expect(sut.task).toBe('rerank');
+    expect(lifecycle.head).toBe('yes-no');
+    expect(engine.loadOptions).toMatchObject({
+      head: 'yes-no',
+      yesNoTokenIds: [9693, 2152],
+      pooling: 'lasttoken',
+      normalize: false,
+      denseLayers: [],
+    });
+    expect(Array.from(engine.batches[0].dimensions)).toEqual([1, 1]);
+    expect(sut.readiness().ready).toBe(true);
+    expect(() => sut.assertTask('rerank')).not.toThrow();
+    expect(() => sut.assertTask('embed')).toThrow(
+      expect.objectContaining({
+        code: 'model_task_mismatch',
+        param: 'model',
+        message: expect.stringMatching(/is a reranker \(task rerank\).*POST \/v1\/rerank/),
+      }),
+    );
+  });
+
+  it('loads a Qwen3ForSequenceClassification, whatever its name, with the classifier head', async () => {
+    const { engine, sut } = create(
+      checkpoint('converted', { architectures: ['Qwen3ForSequenceClassification'], num_labels: 1 }),
+    );
+    await sut.load();
+    expect(sut.task).toBe('rerank');
+    expect(engine.loadOptions?.head).toBe('classifier');
+    expect(engine.loadOptions?.yesNoTokenIds).toBeUndefined();
+  });
+
+  it('embeds a Qwen3ForCausalLM that says nothing of reranking, and follows MODEL_TASK either way', async () => {
+    const plain = checkpoint('Qwen3-tiny', { architectures: ['Qwen3ForCausalLM'] });
+    const embedder = create(plain);
+    await embedder.sut.load();
+    expect(embedder.sut.task).toBe('embed');
+    expect(embedder.engine.loadOptions?.head).toBeUndefined();
+    expect(() => embedder.sut.assertTask('rerank')).toThrow(
+      expect.objectContaining({
+        code: 'model_task_mismatch',
+        message: expect.stringMatching(/is an embedding model \(task embed\).*POST \/v1\/embeddings/),
+      }),
+    );
+
+    const forced = create(plain, { MODEL_TASK: 'rerank' });
+    await forced.sut.load();
+    expect(forced.sut.task).toBe('rerank');
+    expect(forced.engine.loadOptions?.head).toBe('yes-no');
+
+    const named = create(checkpoint('Qwen3-Reranker-as-embedder', { architectures: ['Qwen3ForCausalLM'] }), {
+      MODEL_TASK: 'embed',
+    });
+    await named.sut.load();
+    expect(named.sut.task).toBe('embed');
+  });
+
+  it("knows a Hub snapshot by its repository's name (the snapshot folder is a commit)", async () => {
+    const snapshot = checkpoint('models--Qwen--Qwen3-Reranker-0.6B/snapshots/0123abcd', {
+      architectures: ['Qwen3ForCausalLM'],
+    });
+    const { sut } = create(snapshot);
+    await sut.load();
+    expect(sut.task).toBe('rerank');
+  });
+
+  it('embeds a reranker-named checkpoint that carries sentence-transformers files', async () => {
+    const dir = checkpoint('Qwen3-Reranker-st', { architectures: ['Qwen3ForCausalLM'] });
+    writeFileSync(join(dir, 'config_sentence_transformers.json'), JSON.stringify({ prompts: {} }));
+    const { sut } = create(dir);
+    await sut.load();
+    expect(sut.task).toBe('embed');
   });
 });

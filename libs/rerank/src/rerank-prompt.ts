@@ -55,8 +55,9 @@ export class RerankPromptBuilder {
     if (middle.length <= room) {
       return { tokenIds: [...prefix, ...middle, ...suffix], truncated: false };
     }
-    // Only a pair that needs the cut pays for encoding its head: the instruction and query part.
-    const head = await this.encode(rerankMiddle(query, '', task));
+    // Only a pair that needs the cut pays for encoding its head, the instruction and query part up to
+    // `<Document>:` (the space after it joins the document's first word: " hello" is one token).
+    const head = await this.encode(rerankMiddle(query, '', task).trimEnd());
     if (head.length > room) {
       throw new InvalidRequestError(
         `The query${instruction === undefined ? '' : ' and instruction'} take ${head.length} tokens in the template, more than the ${Math.max(0, room)} a query-document pair has room for (${this.maxLength} tokens in all, ${prefix.length + suffix.length} of them the template's); shorten ${instruction === undefined ? 'it' : 'them'}`,
