@@ -210,7 +210,10 @@ describe(RerankController.name, () => {
   it('defaults /rerank truncate to AUTO_TRUNCATE (false here): an over-long text is 413', async () => {
     const res = await post('/rerank', { query: QUERY, texts: ['x', 'long text '.repeat(200)] });
     expect(res.status).toBe(413);
-    expect((await res.json()).error).toMatchObject({ param: 'texts', code: 'context_length_exceeded' });
+    expect(((await res.json()) as Json).error).toMatchObject({
+      param: 'texts',
+      code: 'context_length_exceeded',
+    });
     expect(
       (await post('/rerank', { query: QUERY, texts: ['long text '.repeat(200)], truncate: true })).status,
     ).toBe(200);
@@ -274,7 +277,7 @@ describe(RerankController.name, () => {
   it('refuses a request above MAX_REQUEST_TOKENS with 413', async () => {
     const res = await post('/v1/rerank', { query: QUERY, documents: Array(8).fill('Beijing '.repeat(60)) });
     expect(res.status).toBe(413);
-    expect((await res.json()).error).toMatchObject({ code: 'request_too_large' });
+    expect(((await res.json()) as Json).error).toMatchObject({ code: 'request_too_large' });
   });
 
   it('refuses embeddings: the model is a reranker (400 model_task_mismatch)', async () => {
