@@ -1,0 +1,201 @@
+/**
+ * Issue 17, criterion 3: the reranker against the model card's transformers code, CPU fp32 in CI. Each
+ * reference fixture (test/fixtures/rerank-<name>.json, written on the GPU host by
+ * scripts/reference/rerank_reference.py from test/fixtures/rerank-pairs.json) names the `admin
+ * checkpoint generate` arguments of its checkpoint; the same checkpoint is generated here, served by
+ * the real app on the CPU in fp32, and every group is asked through POST /v1/rerank: each pair's token
+ * ids must be the reference's (template, cut and all) and each score within 1e-5 of its own. A fixture
+ * that disagrees fails; only the absence of any fixture skips, saying so.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ModelService } from '@app/embeddings/model.service';
+import { TokenizerService } from '@app/embeddings/tokenizer.service';
+import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
+import { RERANK_MAX_LENGTH, RerankPromptBuilder } from '@app/rerank/rerank-prompt';
+import type { RunningApp } from '../apps/api/src/app.factory';
+import { runAdmin } from './support/admin-cli';
+import { Json, readJson, startTestApp, TEST_API_KEY } from './support/test-app';
+
+const FIXTURES = join(__dirname, 'fixtures');
+/** The inputs of the reference script, not a reference. */
+const PAIRS_FILE = 'rerank-pairs.json';
+const FIXTURE_FILES = readdirSync(FIXTURES)
+  .filter((file) => /^rerank-.+\.json$/.test(file) && file !== PAIRS_FILE)
+  .sort();
+/** CPU fp32 against transformers' fp32: the scores (probabilities) agree to this. */
+const SCORE_TOLERANCE = 1e-5;
+
+interface RerankFixtureItem {
+  document: string;
+  tokenIds: number[];
+  truncated: boolean;
+  /** null for a sequence-classification checkpoint. */
+  logitYes: number | null;
+  logitNo: number | null;
+  raw: number;
+  score: number;
+}
+
+interface RerankFixture {
+  name: string;
+  generatorArgs: string;
+  reference: string;
+  maxLength: number;
+  head: 'yes-no' | 'classifier';
+  yesTokenId?: number | null;
+  noTokenId?: number | null;
+  groups: Array<{ query: string; instruction: string | null; items: RerankFixtureItem[] }>;
+}
+
+/** The fixture, checked for the fields this test reads: a malformed one fails here, naming what is wrong. */
+function readFixture(file: string): RerankFixture {
+  const fixture = JSON.parse(readFileSync(join(FIXTURES, file), 'utf8')) as RerankFixture;
+  const problems: string[] = [];
+  if (typeof fixture.name !== 'string' || !/^[\w.-]+$/.test(fixture.name)) problems.push('name');
+  if (typeof fixture.generatorArgs !== 'string' || !fixture.generatorArgs.includes('--preset'))
+    problems.push('generatorArgs');
+  if (fixture.head !== 'yes-no' && fixture.head !== 'classifier') problems.push('head');
+  if (!Number.isInteger(fixture.maxLength)) problems.push('maxLength');
+  if (!Array.isArray(fixture.groups) || fixture.groups.length === 0) problems.push('groups');
+  for (const [g, group] of (fixture.groups ?? []).entries()) {
+    if (typeof group.query !== 'string') problems.push(`groups[${g}].query`);
+    if (!Array.isArray(group.items) || group.items.length === 0) problems.push(`groups[${g}].items`);
+    for (const [i, item] of (group.items ?? []).entries()) {
+      if (
+        typeof item.document !== 'string' ||
+        !Array.isArray(item.tokenIds) ||
+        typeof item.truncated !== 'boolean' ||
+        typeof item.raw !== 'number' ||
+        typeof item.score !== 'number'
+      )
+        problems.push(`groups[${g}].items[${i}]`);
+    }
+  }
+  if (problems.length > 0)
+    throw new Error(`${file} is not a rerank reference fixture: bad ${problems.join(', ')}`);
+  return fixture;
+}
+
+describe('rerankers match the model card (CPU fp32, through the API)', () => {
+  if (FIXTURE_FILES.length === 0) {
+    it.skip(`no rerank reference fixture (test/fixtures/rerank-<name>.json) yet: the GPU host writes them with scripts/reference/rerank_reference.py from ${PAIRS_FILE}`, () =>
+      undefined);
+    return;
+  }
+
+  describe.each(FIXTURE_FILES)('%s', (file) => {
+    const fixture = readFixture(file);
+    let work: string;
+    let running: RunningApp | undefined;
+    let builder: RerankPromptBuilder;
+
+    beforeAll(async () => {
+      work = await mkdtemp(join(tmpdir(), 'rerank-parity-'));
+      const modelPath = join(work, fixture.name);
+      const args = fixture.generatorArgs.split(/\s+/).filter(Boolean);
+      await runAdmin(['checkpoint', 'generate', ...args, '--out', modelPath]);
+      running = await startTestApp({ MODEL_PATH: modelPath, DTYPE: 'float32' });
+      const tokenizer = running.app.get(TokenizerService);
+      builder = new RerankPromptBuilder(
+        (text) => tokenizer.encodeText(text),
+        Math.min(RERANK_MAX_LENGTH, running.app.get(ModelService).maxInputTokens),
+      );
+    }, 300_000);
+
+    afterAll(async () => {
+      await running?.app.close();
+      if (work) await rm(work, { recursive: true, force: true });
+    });
+
+    it('serves the checkpoint as the reference loaded it: a reranker with its head, yes/no ids and length', async () => {
+      expect(running!.app.get(ModelService).task).toBe('rerank');
+      expect(running!.app.get(ModelLifecycle).head).toBe(fixture.head);
+      expect(builder.maxLength).toBe(fixture.maxLength);
+      if (fixture.head === 'yes-no') {
+        const tokenizer = running!.app.get(TokenizerService);
+        expect([await tokenizer.encodeText('yes'), await tokenizer.encodeText('no')]).toEqual([
+          [fixture.yesTokenId],
+          [fixture.noTokenId],
+        ]);
+      }
+    });
+
+    it("builds every pair's token ids as the model card did, cut where it cut", async () => {
+      const mismatches: string[] = [];
+      for (const [g, group] of fixture.groups.entries()) {
+        for (const [i, item] of group.items.entries()) {
+          const pair = await builder.build(group.query, item.document, group.instruction ?? undefined);
+          const at = pair.tokenIds.findIndex((id, k) => id !== item.tokenIds[k]);
+          if (pair.tokenIds.length !== item.tokenIds.length || at >= 0)
+            mismatches.push(
+              `groups[${g}].items[${i}]: ${pair.tokenIds.length} ids, reference ${item.tokenIds.length}; first difference at ${at < 0 ? Math.min(pair.tokenIds.length, item.tokenIds.length) : at}`,
+            );
+          if (pair.truncated !== item.truncated)
+            mismatches.push(
+              `groups[${g}].items[${i}]: truncated ${pair.truncated}, reference ${item.truncated}`,
+            );
+        }
+      }
+      expect(mismatches).toEqual([]);
+    });
+
+    it(`scores every pair within ${SCORE_TOLERANCE} of the reference, in its order`, async () => {
+      const failures: string[] = [];
+      let worst = 0;
+      let compared = 0;
+      for (const [g, group] of fixture.groups.entries()) {
+        const res = await fetch(`${running!.url}/v1/rerank`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${TEST_API_KEY}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            query: group.query,
+            documents: group.items.map((item) => item.document),
+            ...(group.instruction !== null && group.instruction !== undefined
+              ? { instruction: group.instruction }
+              : {}),
+            return_documents: false,
+          }),
+        });
+        const body: Json = await readJson(res);
+        if (res.status !== 200) {
+          failures.push(`groups[${g}]: ${res.status} ${JSON.stringify(body)}`);
+          continue;
+        }
+        const tokens = group.items.reduce((sum, item) => sum + item.tokenIds.length, 0);
+        if (body.usage.prompt_tokens !== tokens)
+          failures.push(`groups[${g}]: usage ${body.usage.prompt_tokens} tokens, reference ${tokens}`);
+        for (const result of body.results as Array<{
+          index: number;
+          relevance_score: number;
+          truncated?: true;
+        }>) {
+          const item = group.items[result.index];
+          const error = Math.abs(result.relevance_score - item.score);
+          worst = Math.max(worst, error);
+          compared += 1;
+          if (!(error <= SCORE_TOLERANCE))
+            failures.push(
+              `groups[${g}].items[${result.index}]: score ${result.relevance_score}, reference ${item.score} (raw ${item.raw})`,
+            );
+          if ((result.truncated ?? false) !== item.truncated)
+            failures.push(`groups[${g}].items[${result.index}]: truncated flag ${result.truncated ?? false}`);
+        }
+        // The order is the reference's wherever its scores are further apart than the tolerance.
+        const served = (body.results as Array<{ index: number }>).map((result) => result.index);
+        for (let k = 1; k < served.length; k += 1) {
+          const [before, after] = [group.items[served[k - 1]], group.items[served[k]]];
+          if (after.score - before.score > 2 * SCORE_TOLERANCE)
+            failures.push(
+              `groups[${g}]: items[${served[k]}] ranked below items[${served[k - 1]}], reference above`,
+            );
+        }
+      }
+      expect(failures).toEqual([]);
+      expect(compared).toBe(fixture.groups.reduce((sum, group) => sum + group.items.length, 0));
+      expect(worst).toBeLessThanOrEqual(SCORE_TOLERANCE);
+    });
+  });
+});
