@@ -38,6 +38,7 @@ export type RerankEncode = (text: string) => Promise<number[]> | number[];
  */
 export class RerankPromptBuilder {
   private template?: Promise<{ prefix: number[]; suffix: number[] }>;
+  private head?: { text: string; length: Promise<number> };
 
   constructor(
     private readonly encode: RerankEncode,
@@ -55,17 +56,45 @@ export class RerankPromptBuilder {
     if (middle.length <= room) {
       return { tokenIds: [...prefix, ...middle, ...suffix], truncated: false };
     }
-    // Only a pair that needs the cut pays for encoding its head, the instruction and query part up to
-    // `<Document>:` (the space after it joins the document's first word: " hello" is one token).
-    const head = await this.encode(rerankMiddle(query, '', task).trimEnd());
-    if (head.length > room) {
+    // Only a pair that needs the cut pays for its head's length (once per query and instruction).
+    await this.assertQueryFits(query, instruction);
+    return { tokenIds: [...prefix, ...middle.slice(0, room), ...suffix], truncated: true };
+  }
+
+  /**
+   * Throws the 400 for a query (and instruction) that leave no room for a document. A request checks
+   * it once before building its pairs, so a huge query is refused after one encoding, not one per
+   * document.
+   */
+  async assertQueryFits(query: string, instruction?: string): Promise<void> {
+    const [{ prefix, suffix }, head] = await Promise.all([
+      this.templateIds(),
+      this.headLength(query, instruction),
+    ]);
+    const room = this.maxLength - prefix.length - suffix.length;
+    if (head > room) {
       throw new InvalidRequestError(
-        `The query${instruction === undefined ? '' : ' and instruction'} take ${head.length} tokens in the template, more than the ${Math.max(0, room)} a query-document pair has room for (${this.maxLength} tokens in all, ${prefix.length + suffix.length} of them the template's); shorten ${instruction === undefined ? 'it' : 'them'}`,
+        `The query${instruction === undefined ? '' : ' and instruction'} take ${head} tokens in the template, more than the ${Math.max(0, room)} a query-document pair has room for (${this.maxLength} tokens in all, ${prefix.length + suffix.length} of them the template's); shorten ${instruction === undefined ? 'it' : 'them'}`,
         'query',
         'context_length_exceeded',
       );
     }
-    return { tokenIds: [...prefix, ...middle.slice(0, room), ...suffix], truncated: true };
+  }
+
+  /**
+   * Tokens of the instruction and query part, up to `<Document>:` (the space after it joins the
+   * document's first word: " hello" is one token). The last query's is kept: a request's pairs share it.
+   */
+  private headLength(query: string, instruction: string | undefined): Promise<number> {
+    const text = rerankMiddle(query, '', instruction ?? RERANK_DEFAULT_INSTRUCTION).trimEnd();
+    if (this.head?.text !== text) {
+      const length = Promise.resolve(this.encode(text)).then((ids) => ids.length);
+      this.head = { text, length };
+      length.catch(() => {
+        if (this.head?.length === length) this.head = undefined;
+      });
+    }
+    return this.head.length;
   }
 
   /** The template's own ids (about 40 tokens) in a pair: prefix and suffix, encoded once. */
@@ -75,11 +104,16 @@ export class RerankPromptBuilder {
   }
 
   private templateIds(): Promise<{ prefix: number[]; suffix: number[] }> {
-    this.template ??= Promise.all([this.encode(RERANK_PREFIX), this.encode(RERANK_SUFFIX)]).then(
-      ([prefix, suffix]) => ({ prefix, suffix }),
-    );
-    // A failed encode (no tokenizer yet) is not kept: the next pair tries again.
-    this.template.catch(() => (this.template = undefined));
+    if (!this.template) {
+      const template = Promise.all([this.encode(RERANK_PREFIX), this.encode(RERANK_SUFFIX)]).then(
+        ([prefix, suffix]) => ({ prefix, suffix }),
+      );
+      this.template = template;
+      // A failed encode (no tokenizer yet) is not kept: the next pair tries again.
+      template.catch(() => {
+        if (this.template === template) this.template = undefined;
+      });
+    }
     return this.template;
   }
 }

@@ -92,6 +92,10 @@ describe(RerankController.name, () => {
       await fetch(`${sut.url}/v1/models`, { headers: { authorization: `Bearer ${UNIT_TEST_KEY}` } })
     ).json();
     expect(models.data).toEqual([expect.objectContaining({ id: 'fake-reranker', task: 'rerank' })]);
+    const spec: Json = await (await fetch(`${sut.url}/docs/json`)).json();
+    expect(Object.keys(spec.paths['/v1/rerank'])).toEqual(['post']);
+    expect(Object.keys(spec.paths['/rerank'])).toEqual(['post']);
+    expect(spec.components.schemas.RerankRequestDto.properties.model.example).toBe('fake-reranker');
     expect(await (await fetch(`${sut.url}/health`)).json()).toMatchObject({
       status: 'ok',
       model: 'fake-reranker',

@@ -120,6 +120,7 @@ export class RerankService {
 
     const tokenizeStarted = performance.now();
     const builder = this.promptBuilder();
+    await builder.assertQueryFits(job.query, job.instruction);
     const pairs = await Promise.all(
       documents.map((document) => builder.build(job.query, document, job.instruction)),
     );
