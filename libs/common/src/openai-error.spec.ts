@@ -25,7 +25,12 @@ describe(toOpenAIError.name, () => {
     ],
     [new ModelNotFoundError('gpt'), 404, { code: 'model_not_found', param: 'model' }],
     [new NotFoundException('Cannot GET /x'), 404, { code: 'not_found', message: 'Cannot GET /x' }],
-    [new RequestTooLargeError('big'), 413, { code: 'request_too_large' }],
+    [new RequestTooLargeError('big'), 413, { code: 'request_too_large', param: null }],
+    [
+      new RequestTooLargeError('documents[2] is too long', 'documents', 'context_length_exceeded'),
+      413,
+      { code: 'context_length_exceeded', param: 'documents' },
+    ],
     [new QueueFullError('full', 3), 429, { type: 'rate_limit_exceeded', code: 'queue_full' }],
     [
       new QueueFullError('late', 2, 'deadline_exceeded'),

@@ -278,6 +278,16 @@ describe(RerankController.name, () => {
     expect(error.message).toContain(message);
   });
 
+  it('takes the deadline header as embeddings do', async () => {
+    expect(
+      (await post('/v1/rerank', { query: 'q', documents: ['a'] }, { 'x-request-deadline-ms': '5000' }))
+        .status,
+    ).toBe(200);
+    const bad = await post('/rerank', { query: 'q', texts: ['a'] }, { 'x-request-deadline-ms': 'soon' });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as Json).error.param).toBe('X-Request-Deadline-Ms');
+  });
+
   it('refuses a request above MAX_REQUEST_TOKENS with 413', async () => {
     const res = await post('/v1/rerank', { query: QUERY, documents: Array(8).fill('Beijing '.repeat(60)) });
     expect(res.status).toBe(413);
