@@ -6,7 +6,8 @@ import { BatchingService } from '@app/batching/batching.service';
 import { MetricsService } from '@app/metrics/metrics.service';
 import { embeddingsResponseJson } from './embedding-encoding';
 import { EmbeddingsRequestDto } from './embeddings.dto';
-import { ModelService } from './model.service';
+import { ModelBinding, ModelService } from './model.service';
+import { requestedPrompt } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
 
 export interface EmbeddingTimings {
@@ -67,7 +68,7 @@ export class EmbeddingsService {
     const started = performance.now();
     const deadline = started + (deadlineMs ?? this.config.limits.requestDeadlineMs);
     const request = withoutNulls(sent);
-    const modelId = this.model.resolve(request.model);
+    const binding = this.model.binding(request.model);
     this.model.assertReady();
     const dimensions = this.dimensions(request.dimensions);
 
@@ -76,7 +77,7 @@ export class EmbeddingsService {
     this.batching.assertAdmissible(minimumTokens(request.input), deadline);
 
     const tokenizeStarted = performance.now();
-    const tokenized = await this.tokenize(request);
+    const tokenized = await this.tokenize(request, binding);
     let sequences = tokenized.sequences;
     this.assertEmbeddable(sequences, request);
     const tokenizationMs = performance.now() - tokenizeStarted;
@@ -105,7 +106,7 @@ export class EmbeddingsService {
       {
         rows: result.embeddings,
         encoding: request.encoding_format === 'base64' ? 'base64' : 'float',
-        model: modelId,
+        model: binding.responseModel,
         promptTokens: totalTokens,
       },
       (row) => this.model.floatArrayJson(row),
@@ -143,22 +144,29 @@ export class EmbeddingsService {
    */
   private async tokenize(
     request: EmbeddingsRequestDto,
+    binding: ModelBinding,
   ): Promise<{ sequences: Int32Array[]; promptLength: number }> {
     const { input } = request;
-    const inputType = this.inputType(request);
+    const prompt = requestedPrompt(request, binding);
     if (typeof input === 'string' || typeof input[0] === 'string') {
       const texts = typeof input === 'string' ? [input] : (input as string[]);
-      const prefix = this.model.prompts.prefix({ inputType, instruction: request.instruction });
+      const prefix = this.model.prompts.prefix(prompt);
       const [sequences, promptLength] = await Promise.all([
         this.tokenizer.encode(prefix ? texts.map((text) => prefix + text) : texts),
         this.model.excludesPrompt ? this.tokenizer.promptLength(prefix) : 0,
       ]);
       return { sequences, promptLength };
     }
-    if (inputType !== undefined || request.instruction !== undefined) {
+    if (prompt.explicit) {
       throw new InvalidRequestError(
         'input_type, prompt_name and instruction apply to text input only; token-id input is embedded as given',
         request.instruction !== undefined ? 'instruction' : 'input_type',
+      );
+    }
+    if (prompt.inputType !== undefined) {
+      throw new InvalidRequestError(
+        `the model name '${binding.responseModel}' binds a prompt, which applies to text input only; send token ids with the model id '${binding.modelId}'`,
+        'model',
       );
     }
     const lists = typeof input[0] === 'number' ? [input as number[]] : (input as number[][]);
@@ -210,14 +218,6 @@ export class EmbeddingsService {
     }
   }
 
-  private inputType(request: EmbeddingsRequestDto) {
-    const { input_type: inputType, prompt_name: promptName } = request;
-    if (inputType && promptName && inputType !== promptName) {
-      throw new InvalidRequestError('input_type and prompt_name disagree; send one of them', 'prompt_name');
-    }
-    return inputType ?? promptName;
-  }
-
   private applyLengthPolicy(sequences: Int32Array[], truncate: boolean): Int32Array[] {
     const limit = this.model.maxInputTokens;
     return sequences.map((sequence, index) => {
@@ -242,10 +242,10 @@ export class EmbeddingsService {
  * unset, so null means the default, as absence does: `dimensions: null` is the configured size,
  * not a zero-length row, and `instruction: null` no instruction.
  */
-export function withoutNulls(request: EmbeddingsRequestDto): EmbeddingsRequestDto {
-  const entries = Object.entries(request) as [keyof EmbeddingsRequestDto, unknown][];
+export function withoutNulls<T extends object>(request: T): T {
+  const entries = Object.entries(request) as [keyof T, unknown][];
   if (entries.every(([, value]) => value !== null)) return request;
-  return Object.fromEntries(entries.filter(([, value]) => value !== null)) as unknown as EmbeddingsRequestDto;
+  return Object.fromEntries(entries.filter(([, value]) => value !== null)) as unknown as T;
 }
 
 /** X-Request-Deadline-Ms: how long the client will wait, in ms; absent means REQUEST_DEADLINE_MS. */
