@@ -246,6 +246,20 @@ describe(`${TokenizeController.name} and ${InfoController.name}`, () => {
       });
     });
 
+    it('is described in the OpenAPI document with the other routes, behind the key', async () => {
+      const spec = (await call('/docs/json')).body;
+      for (const [path, method] of [
+        ['/tokenize', 'post'],
+        ['/detokenize', 'post'],
+        ['/info', 'get'],
+      ]) {
+        expect(spec.paths[path][method].security).toEqual([{ bearer: [] }]);
+      }
+      expect(spec.components.schemas.TokenizeRequestDto.properties.model.example).toBe('fake-embedding');
+      expect(spec.components.schemas.InfoDto.properties.models).toBeDefined();
+      expect(spec.components.schemas.ModelDto.properties.prompt).toBeDefined();
+    });
+
     it('needs the key, as GET /v1/models does', async () => {
       expect((await call('/info', undefined, null)).status).toBe(401);
       expect((await call('/info', undefined, 'wrong')).status).toBe(401);
