@@ -37,7 +37,11 @@ describe('prompt aliases', () => {
     engine = new FakeEngine({ info: { hiddenSize: 64 } });
     sut = await startWithFakeEngine(engine, modelDir, {
       SERVED_MODEL_NAME: 'fake-embedding,text-embedding-3-small',
-      PROMPT_ALIASES: JSON.stringify({ 'code-search': 'Find code', 'Org/faq@v1': 'Answer a FAQ' }),
+      PROMPT_ALIASES: JSON.stringify({
+        'code-search': 'Find code',
+        'Org/faq@v1': 'Answer a FAQ',
+        thinking: 'Find <think> blocks',
+      }),
     });
   });
 
@@ -99,6 +103,19 @@ describe('prompt aliases', () => {
     expect((await embed({ input: [1, 2], model: 'fake-embedding' })).status).toBe(200);
   });
 
+  it("blames the model name when its alias's instruction holds a token the model cannot embed", async () => {
+    const res = await embed({ input: 'x', model: 'thinking' });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({
+      param: 'model',
+      message:
+        "the instruction of the model name 'thinking' contains `<think>`, a special token this model cannot embed; remove it",
+    });
+    const own = await embed({ input: 'x', instruction: 'Find <think> blocks' });
+    expect(own.body.error).toMatchObject({ param: 'instruction' });
+    expect(own.body.error.message).toMatch(/^instruction contains `<think>`/);
+  });
+
   it('lists the served model, then its prompt aliases with what they bind', async () => {
     const res = await call('/v1/models');
     const created = res.body.data[0].created;
@@ -118,6 +135,7 @@ describe('prompt aliases', () => {
         entry('fake-embedding:document', { input_type: 'document' }),
         entry('code-search', { input_type: 'query', instruction: 'Find code' }),
         entry('Org/faq@v1', { input_type: 'query', instruction: 'Answer a FAQ' }),
+        entry('thinking', { input_type: 'query', instruction: 'Find <think> blocks' }),
       ],
     });
   });

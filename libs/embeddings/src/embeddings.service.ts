@@ -79,7 +79,7 @@ export class EmbeddingsService {
     const tokenizeStarted = performance.now();
     const tokenized = await this.tokenize(request, binding);
     let sequences = tokenized.sequences;
-    this.assertEmbeddable(sequences, request);
+    this.assertEmbeddable(sequences, request, tokenized.instruction);
     const tokenizationMs = performance.now() - tokenizeStarted;
     this.metrics.tokenizationSeconds.observe(tokenizationMs / 1000);
     sequences = this.applyLengthPolicy(sequences, request.truncate ?? this.config.limits.autoTruncate);
@@ -145,7 +145,7 @@ export class EmbeddingsService {
   private async tokenize(
     request: EmbeddingsRequestDto,
     binding: ModelBinding,
-  ): Promise<{ sequences: Int32Array[]; promptLength: number }> {
+  ): Promise<{ sequences: Int32Array[]; promptLength: number; instruction?: InstructionSource }> {
     const { input } = request;
     const prompt = requestedPrompt(request, binding);
     if (typeof input === 'string' || typeof input[0] === 'string') {
@@ -155,7 +155,11 @@ export class EmbeddingsService {
         this.tokenizer.encode(prefix ? texts.map((text) => prefix + text) : texts),
         this.model.excludesPrompt ? this.tokenizer.promptLength(prefix) : 0,
       ]);
-      return { sequences, promptLength };
+      const instruction: InstructionSource | undefined =
+        prompt.instruction === undefined
+          ? undefined
+          : { text: prompt.instruction, param: prompt.explicit ? 'instruction' : 'model' };
+      return { sequences, promptLength, instruction };
     }
     if (prompt.explicit) {
       throw new InvalidRequestError(
@@ -180,7 +184,11 @@ export class EmbeddingsService {
    * Hugging Face's pipeline cannot embed either (index out of range): such an input is refused alone,
    * naming it, instead of failing the batch it would share with other clients' inputs.
    */
-  private assertEmbeddable(sequences: Int32Array[], request: EmbeddingsRequestDto): void {
+  private assertEmbeddable(
+    sequences: Int32Array[],
+    request: EmbeddingsRequestDto,
+    instruction: InstructionSource | undefined,
+  ): void {
     const vocabSize = this.model.info.vocabSize;
     for (let index = 0; index < sequences.length; index += 1) {
       const ids = sequences[index];
@@ -205,10 +213,14 @@ export class EmbeddingsService {
       );
       const listed = found.map((token) => `\`${token}\``).join(', ');
       const what = found.length === 1 ? 'a special token' : 'special tokens';
-      if (request.instruction !== undefined && found.some((token) => request.instruction?.includes(token))) {
+      if (instruction && found.some((token) => instruction.text.includes(token))) {
+        const whose =
+          instruction.param === 'model'
+            ? `the instruction of the model name '${request.model}'`
+            : 'instruction';
         throw new InvalidRequestError(
-          `instruction contains ${listed}, ${what} this model cannot embed; remove ${found.length === 1 ? 'it' : 'them'}`,
-          'instruction',
+          `${whose} contains ${listed}, ${what} this model cannot embed; remove ${found.length === 1 ? 'it' : 'them'}`,
+          instruction.param,
         );
       }
       throw new InvalidRequestError(
@@ -246,6 +258,12 @@ export function withoutNulls<T extends object>(request: T): T {
   const entries = Object.entries(request) as [keyof T, unknown][];
   if (entries.every(([, value]) => value !== null)) return request;
   return Object.fromEntries(entries.filter(([, value]) => value !== null)) as unknown as T;
+}
+
+/** The instruction a request's texts were prompted with, and the field that brought it. */
+interface InstructionSource {
+  text: string;
+  param: 'instruction' | 'model';
 }
 
 /** X-Request-Deadline-Ms: how long the client will wait, in ms; absent means REQUEST_DEADLINE_MS. */
