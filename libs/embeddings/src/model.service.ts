@@ -222,8 +222,8 @@ export class ModelService {
 
 /**
  * Every name's `:query` and `:document`, and the PROMPT_ALIASES entries, by lowercased name. The
- * config checked the aliases against SERVED_MODEL_NAME; the directory names are checked here, as
- * the boot still can stop naming the variable.
+ * config checked the aliases against SERVED_MODEL_NAME; the names only this service knows (the
+ * directory's, `Qwen/<directory>`) are checked here, which still stops the boot naming the variable.
  */
 function promptBindings(
   id: string,
