@@ -589,7 +589,7 @@ step_rerankbench() {
       console.log(`| rerank c${r.concurrency} | ${r.ok}/${r.requests} ok, ${r.documentsPerRequest} documents of ~${f(d && d.mean, 0)} tokens a request; ${f(r.throughput.pairsPerSecond)} pairs/s, ${f(r.throughput.requestsPerSecond, 2)} req/s, ${f(r.throughput.tokensPerSecond, 0)} tok/s; p50 ${f(l.p50)} p90 ${f(l.p90)} p99 ${f(l.p99)} ms${r.firstError ? "; first error " + r.firstError.slice(0, 160) : ""} |`);
     }
     for (const b of [baseline, ...otherBaselines].filter(Boolean)) {
-      console.log(`| rerank baseline (model card, ${b.logits}) | ${f(b.pairsPerSecond)} pairs/s at batch ${b.batchSize}, ${f(b.tokensPerSecond, 0)} tok/s (${b.dtype}, ${b.attn}; torch ${b.torch}, transformers ${b.transformers}, ${b.gpu}); by batch: ${b.sweep.map((s) => `${s.batchSize}: ${s.error ?? f(s.pairsPerSecond)}`).join(", ")} |`);
+      console.log(`| rerank baseline: model card code, LM head at ${b.logits.replace(/ \(.*/, "")} | ${f(b.pairsPerSecond)} pairs/s at batch ${b.batchSize}, ${f(b.tokensPerSecond, 0)} tok/s (${b.dtype}, ${b.attn}; torch ${b.torch}, transformers ${b.transformers}, ${b.gpu}); by batch: ${b.sweep.map((s) => `${s.batchSize}: ${s.error ?? f(s.pairsPerSecond)}`).join(", ")} |`);
     }
     console.log(`| rerank ratio | ours ${f(ours)} pairs/s (c${best ? best.concurrency : "-"}) / model card ${f(theirs)} pairs/s = ${f(result.ratio, 2)} |`);
   ' "$OUT/rerank-bench.json" "$model" "${#runs[@]}" "${runs[@]}" "${baselines[@]}" >> "$RESULTS" || status=1
