@@ -138,6 +138,8 @@ def main() -> int:
                 raise
             log(f"attn {attn} refused ({error}); trying the next")
     load_seconds = time.time() - started
+    # What transformers actually set up (it may have resolved the request differently).
+    attn = getattr(model.config, "_attn_implementation", None) or attn
 
     token_false_id = tokenizer.convert_tokens_to_ids("no")
     token_true_id = tokenizer.convert_tokens_to_ids("yes")
