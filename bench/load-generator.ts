@@ -61,9 +61,10 @@ const SERVER_TIMING_HEADERS = {
   inference: 'x-inference-time-ms',
 } as const;
 
-type StageTimes = Partial<Record<keyof ServerTimings, number>>;
+export type StageTimes = Partial<Record<keyof ServerTimings, number>>;
 
-function readStageTimes(headers: ResponseLike['headers']): StageTimes {
+/** The server's timing headers of one response (those it sent). */
+export function readStageTimes(headers: ResponseLike['headers']): StageTimes {
   const stages: StageTimes = {};
   for (const [stage, header] of Object.entries(SERVER_TIMING_HEADERS) as [keyof ServerTimings, string][]) {
     const value = Number(headers.get(header));
@@ -159,7 +160,7 @@ export class LoadGenerator {
 
     // Warm-up: connections, the server's first batches, CUDA graphs.
     const warmups = Math.max(0, options.warmupRequests);
-    await this.pool(Math.min(options.concurrency, Math.max(warmups, 1)), warmups, () => send());
+    await closedLoop(Math.min(options.concurrency, Math.max(warmups, 1)), warmups, () => send());
 
     const latencies: number[] = [];
     const stageTimes: Record<keyof ServerTimings, number[]> = { tokenization: [], queue: [], inference: [] };
@@ -169,7 +170,7 @@ export class LoadGenerator {
     let tokens = 0;
     let done = 0;
     const started = performance.now();
-    await this.pool(options.concurrency, options.requests, async () => {
+    await closedLoop(options.concurrency, options.requests, async () => {
       const outcome = await send();
       done += 1;
       if (outcome.ok) {
@@ -235,18 +236,22 @@ export class LoadGenerator {
       return undefined;
     }
   }
+}
 
-  /** Runs `total` tasks with at most `width` in flight. */
-  private async pool(width: number, total: number, task: () => Promise<void | unknown>): Promise<void> {
-    let started = 0;
-    const worker = async (): Promise<void> => {
-      while (started < total) {
-        started += 1;
-        await task();
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(width, total) }, worker));
-  }
+/** Runs `total` tasks with at most `width` in flight: each worker starts the next when its last ends. */
+export async function closedLoop(
+  width: number,
+  total: number,
+  task: () => Promise<void | unknown>,
+): Promise<void> {
+  let started = 0;
+  const worker = async (): Promise<void> => {
+    while (started < total) {
+      started += 1;
+      await task();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, total) }, worker));
 }
 
 export function formatLoadRun(result: LoadRunResult): string {

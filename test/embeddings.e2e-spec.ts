@@ -220,7 +220,12 @@ describe('POST /v1/embeddings (openai SDK, real engine)', () => {
 
   it('lists the served model and finds it by alias', async () => {
     const list = await client.models.list();
-    expect(list.data.map((model) => model.id)).toEqual([SERVED_MODEL]);
+    // The served model first, then its prompt aliases (docs/api.md, "Prompt aliases").
+    expect(list.data.map((model) => model.id)).toEqual([
+      SERVED_MODEL,
+      `${SERVED_MODEL}:query`,
+      `${SERVED_MODEL}:document`,
+    ]);
     expect((await client.models.retrieve(SERVED_MODEL)).id).toBe(SERVED_MODEL);
     expect((await client.models.retrieve(`Qwen/${SERVED_MODEL}`)).id).toBe(SERVED_MODEL);
     await expect(client.models.retrieve('text-embedding-ada-002')).rejects.toBeInstanceOf(

@@ -100,7 +100,7 @@ describe('rerankers match the model card (CPU fp32, through the API)', () => {
       running = await startTestApp({ MODEL_PATH: modelPath, DTYPE: 'float32' });
       const tokenizer = running.app.get(TokenizerService);
       builder = new RerankPromptBuilder(
-        (text) => tokenizer.encodeText(text),
+        (text) => tokenizer.encodeText(text, false),
         Math.min(RERANK_MAX_LENGTH, running.app.get(ModelService).maxInputTokens),
       );
     }, 300_000);
@@ -116,7 +116,7 @@ describe('rerankers match the model card (CPU fp32, through the API)', () => {
       expect(builder.maxLength).toBe(fixture.maxLength);
       if (fixture.head === 'yes-no') {
         const tokenizer = running!.app.get(TokenizerService);
-        expect([await tokenizer.encodeText('yes'), await tokenizer.encodeText('no')]).toEqual([
+        expect([await tokenizer.encodeText('yes', false), await tokenizer.encodeText('no', false)]).toEqual([
           [fixture.yesTokenId],
           [fixture.noTokenId],
         ]);

@@ -65,7 +65,7 @@ describe.each(VARIANTS)('a generated reranker ($name) through the HTTP API (real
     ]);
     running = await startTestApp({ MODEL_PATH: modelPath });
     const tokenizer = running.app.get(TokenizerService);
-    builder = new RerankPromptBuilder((text) => tokenizer.encodeText(text), RERANK_MAX_LENGTH);
+    builder = new RerankPromptBuilder((text) => tokenizer.encodeText(text, false), RERANK_MAX_LENGTH);
   }, 300_000);
 
   afterAll(async () => {
@@ -78,7 +78,7 @@ describe.each(VARIANTS)('a generated reranker ($name) through the HTTP API (real
     const models = await readJson(
       await fetch(`${running.url}/v1/models`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } }),
     );
-    expect(models.data).toEqual([expect.objectContaining({ id: variant.name, task: 'rerank' })]);
+    expect(models.data[0]).toEqual(expect.objectContaining({ id: variant.name, task: 'rerank' }));
     const health = await readJson(await fetch(`${running.url}/health`));
     expect(health).toMatchObject({ status: 'ok', task: 'rerank', details: { outputDimension: 1 } });
   });

@@ -8,9 +8,11 @@
 #   family-fixtures.tar.gz  the family fixtures (step families; the tool returns at most 8 files)
 #   parity-result.json  the Node parity check(s) (step parity)
 #   bench-results.json  server vs sentence-transformers (step bench)
+#   rerank-bench.json   reranking: server vs the model card's transformers code (step rerankbench)
 #
 #   bash scripts/device/run.sh                      # = gpu build fixture parity
 #   bash scripts/device/run.sh gpu build parity checkgpu model4b bench
+#   bash scripts/device/run.sh gpu build rerankbench
 # docs/gpu-host.md has the device-tool invocation and what each step costs.
 #
 # Steps:
@@ -31,6 +33,14 @@
 #   encoderbench  bert-base (bge-base's shape) on the builtin corpus's short queries: the API server at
 #             ENCODER_POINTS vs sentence-transformers (baseline_bench.py) in ENCODER_ST_DTYPES at
 #             ENCODER_ST_BATCHES on the same GPU -> $OUT/encoder-bench.json, ratio in the summary
+#   rerankbench  issue 17: the qwen3-reranker-4b checkpoint (generated at seed 0 into RERANK_MODEL,
+#             default models/Qwen3-Reranker-4B, ~8 GB), the API server on one GPU (RERANK_GPU, 0) in bf16,
+#             admin bench --task rerank at RERANK_CONCURRENCY ("1 4 16"; RERANK_REQUESTS, default
+#             max(20, 4 x concurrency)), each request one query against RERANK_DOCUMENTS (100) builtin
+#             passages of ~RERANK_DOC_TOKENS (300) tokens; then scripts/reference/rerank_baseline.py (the
+#             model card's transformers code, bf16) on the same workload and GPU at RERANK_BASELINE_BATCHES
+#             (8,16,32,100; RERANK_BASELINE_LAST_LOGITS=1 adds a run with logits_to_keep=1)
+#             -> $OUT/rerank-bench.json, pairs/s ours / baseline in the summary
 #   checkgpu  admin check-gpu and admin embed on the tiny checkpoint
 #   image     the CUDA image's build steps (docker/build-native.sh addon, stage, check: ldd against
 #             docker/cuda-runtime-libs.txt), then the API from the staged layout on the 4b checkpoint
@@ -86,6 +96,7 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 TINY=models/Qwen3-Embedding-tiny
 BIG=models/Qwen3-Embedding-4B
 BIG8=models/Qwen3-Embedding-8B
+RERANK4B=models/Qwen3-Reranker-4B
 ADDON=build/native/Release/qwen3_embed.node
 # The unpacked bundle: dist/ + node_modules/ (aliases are compiled to relative paths, so it runs anywhere).
 APP=$ROOT/build/device-app
@@ -510,6 +521,78 @@ step_encoderbench() {
     }
     console.log(`| encoder ratio | best server ${f(bestServer)} emb/s / best sentence-transformers ${f(bestSt)} emb/s = ${f(result.ratio.bestServerOverBestSentenceTransformers, 2)} |`);
   ' "${#runs[@]}" "${runs[@]}" "${baselines[@]}" >> "$RESULTS" || status=1
+  return "$status"
+}
+
+step_rerankbench() {
+  # Issue 17 criterion 7: reranking speed on one GPU. The qwen3-reranker-4b checkpoint (the 4B shape,
+  # tied lm_head as published, bf16, seed 0), the API server on it (one GPU, bf16; the task is detected
+  # from the checkpoint), admin bench --task rerank at RERANK_CONCURRENCY: each request one query
+  # against RERANK_DOCUMENTS builtin passages of ~RERANK_DOC_TOKENS tokens; then, the server stopped, the
+  # model card's transformers code (rerank_baseline.py) on the same workload file and GPU at
+  # RERANK_BASELINE_BATCHES -> $OUT/rerank-bench.json; pairs/s best server / best baseline in the summary.
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  local model=${RERANK_MODEL:-$RERANK4B} key=bench-key-$$ port=6016 gpu=${RERANK_GPU:-0}
+  local workload=$WORK/rerank-workload.json runs=() baselines=() status=0 c requests
+  if [ -f "$model/config.json" ] && admin model inspect "$model" > "$WORK/inspect-rerank.txt" 2>&1; then
+    echo "$model exists and inspects clean"
+  else
+    admin checkpoint generate --preset qwen3-reranker-4b --seed 0 --out "$model" --force || return 1
+    admin model inspect "$model" || echo "warning: admin model inspect does not pass on $model" >&2
+  fi
+  echo "| rerank model | $(du -sh "$model" | cut -f1) at $model (qwen3-reranker-4b, seed 0) |" >> "$RESULTS"
+  admin bench --task rerank --documents "${RERANK_DOCUMENTS:-100}" --doc-tokens "${RERANK_DOC_TOKENS:-300}" \
+    --write-corpus "$workload" || return 1
+  echo "starting the API server on $model (GPU $gpu)"
+  # A long deadline: at concurrency 16 a request waits behind ~15 others of ~40k tokens each, and the
+  # admission estimate must not turn that into 429s.
+  DTYPE=bfloat16 REQUEST_DEADLINE_MS=600000 start_server "$model" "$gpu" 1 "$port" "$key" "$WORK/server-rerank.log" || return 1
+  curl -s -H "authorization: Bearer $key" "http://127.0.0.1:$port/v1/models" | head -c 600; echo
+  for c in ${RERANK_CONCURRENCY:-1 4 16}; do
+    # At least 20 measured requests, and 4 per client (each request is 100 pairs: ~0.5 s at c1).
+    requests=${RERANK_REQUESTS:-$((c * 4 > 20 ? c * 4 : 20))}
+    echo "rerank bench concurrency $c, $requests requests"
+    admin bench --task rerank --url "http://127.0.0.1:$port" --api-key "$key" --concurrency "$c" \
+      --requests "$requests" --corpus "$workload" --json > "$WORK/rerank-c$c.json" || status=1
+    runs+=("$WORK/rerank-c$c.json")
+  done
+  stop_server
+  echo "--- server log (tail) ---"; tail -20 "$WORK/server-rerank.log"
+  CUDA_VISIBLE_DEVICES=$gpu python3 scripts/reference/rerank_baseline.py --model "$model" --workload "$workload" \
+    --batch-sizes "${RERANK_BASELINE_BATCHES:-8,16,32,100}" --out "$WORK/rerank-baseline.json" || status=1
+  baselines+=("$WORK/rerank-baseline.json")
+  # RERANK_BASELINE_LAST_LOGITS=1: also the card's code with the LM head on the last position only.
+  if [ "${RERANK_BASELINE_LAST_LOGITS:-0}" = 1 ]; then
+    CUDA_VISIBLE_DEVICES=$gpu python3 scripts/reference/rerank_baseline.py --model "$model" --workload "$workload" \
+      --batch-sizes "${RERANK_BASELINE_BATCHES:-8,16,32,100}" --last-logits-only \
+      --out "$WORK/rerank-baseline-last-logits.json" || status=1
+    baselines+=("$WORK/rerank-baseline-last-logits.json")
+  fi
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+  node -e '
+    const fs = require("fs");
+    const read = (p) => { try { return JSON.parse(fs.readFileSync(p, "utf8")); } catch { return undefined; } };
+    const [out, model, count, ...paths] = process.argv.slice(1);
+    const server = paths.slice(0, Number(count)).map(read).filter(Boolean);
+    const [baseline, ...otherBaselines] = paths.slice(Number(count)).map(read);
+    const best = server.reduce((b, r) => (!b || r.throughput.pairsPerSecond > b.throughput.pairsPerSecond ? r : b), undefined);
+    const ours = best ? best.throughput.pairsPerSecond : null;
+    const theirs = baseline ? baseline.pairsPerSecond : null;
+    const result = { model, preset: "qwen3-reranker-4b --seed 0", server, baseline: baseline ?? null,
+      otherBaselines: otherBaselines.filter(Boolean),
+      ours: { pairsPerSecond: ours, concurrency: best ? best.concurrency : null },
+      baselinePairsPerSecond: theirs, ratio: ours && theirs ? ours / theirs : null };
+    fs.writeFileSync(out, JSON.stringify(result, null, 1));
+    const f = (x, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
+    for (const r of server) {
+      const l = r.latencyMs, d = r.documentTokens;
+      console.log(`| rerank c${r.concurrency} | ${r.ok}/${r.requests} ok, ${r.documentsPerRequest} documents of ~${f(d && d.mean, 0)} tokens a request; ${f(r.throughput.pairsPerSecond)} pairs/s, ${f(r.throughput.requestsPerSecond, 2)} req/s, ${f(r.throughput.tokensPerSecond, 0)} tok/s; p50 ${f(l.p50)} p90 ${f(l.p90)} p99 ${f(l.p99)} ms${r.firstError ? "; first error " + r.firstError.slice(0, 160) : ""} |`);
+    }
+    for (const b of [baseline, ...otherBaselines].filter(Boolean)) {
+      console.log(`| rerank baseline: model card code, LM head at ${b.logits.replace(/ \(.*/, "")} | ${f(b.pairsPerSecond)} pairs/s at batch ${b.batchSize}, ${f(b.tokensPerSecond, 0)} tok/s (${b.dtype}, ${b.attn}; torch ${b.torch}, transformers ${b.transformers}, ${b.gpu}); by batch: ${b.sweep.map((s) => `${s.batchSize}: ${s.error ?? f(s.pairsPerSecond)}`).join(", ")} |`);
+    }
+    console.log(`| rerank ratio | ours ${f(ours)} pairs/s (c${best ? best.concurrency : "-"}) / model card ${f(theirs)} pairs/s = ${f(result.ratio, 2)} |`);
+  ' "$OUT/rerank-bench.json" "$model" "${#runs[@]}" "${runs[@]}" "${baselines[@]}" >> "$RESULTS" || status=1
   return "$status"
 }
 

@@ -1,6 +1,7 @@
 import { Module, OnModuleInit } from '@nestjs/common';
 import { InjectCommander } from 'nest-commander';
 import { LoadGenerator } from '@app/bench/load-generator';
+import { RerankLoadGenerator } from '@app/bench/rerank-load-generator';
 import { CheckpointModule } from '@app/checkpoint';
 import { HubModelDownloader } from '@app/hub';
 import { BenchCommand } from './commands/bench.command';
@@ -9,6 +10,7 @@ import { CheckpointCommand, GenerateCheckpointCommand } from './commands/checkpo
 import { EmbedCommand } from './commands/embed.command';
 import { CreateKeyCommand, KeysCommand } from './commands/keys.command';
 import { DownloadModelCommand, InspectModelCommand, ModelCommand } from './commands/model.command';
+import { RerankCommand } from './commands/rerank.command';
 import { EngineSession } from './engine/engine-session';
 import { ApiKeyGenerator } from './keys/api-key-generator';
 
@@ -29,7 +31,9 @@ export const ADMIN_CLI_NAME = 'admin';
     ApiKeyGenerator,
     BenchCommand,
     LoadGenerator,
+    RerankLoadGenerator,
     EmbedCommand,
+    RerankCommand,
     CheckGpuCommand,
     EngineSession,
   ],

@@ -99,7 +99,11 @@ describe(createApp.name, () => {
     const list = await fetch(`${sut.url}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } });
     expect(await readJson(list)).toMatchObject({
       object: 'list',
-      data: [{ id: 'fake-embedding', object: 'model' }],
+      data: [
+        { id: 'fake-embedding', object: 'model' },
+        { id: 'fake-embedding:query', parent: 'fake-embedding' },
+        { id: 'fake-embedding:document', parent: 'fake-embedding' },
+      ],
     });
     const one = await fetch(`${sut.url}/v1/models/Qwen/${dirName}`, {
       headers: { authorization: `Bearer ${KEY}` },

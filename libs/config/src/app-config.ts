@@ -5,6 +5,7 @@ import { basename, join, resolve } from 'node:path';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { EnvDto } from './env.dto';
+import { parsePromptAliases, type PromptAlias } from './prompt-aliases';
 
 export type Device = 'cuda' | 'cpu';
 export type Dtype = 'bfloat16' | 'float16' | 'float32';
@@ -62,6 +63,8 @@ export interface ModelConfig {
   hub?: HubModelConfig;
   /** The served model id first, then extra names accepted as aliases. */
   servedNames: string[];
+  /** PROMPT_ALIASES: names that embed their texts as queries with their own instruction. */
+  promptAliases: PromptAlias[];
   device: Device;
   dtype: Dtype;
   /** MODEL_TASK: embed or rerank, or auto (from the checkpoint's config.json and files). */
@@ -265,15 +268,20 @@ export function loadAppConfig(
     problems.push('MODEL_REVISION: applies only with MODEL_ID');
   }
 
-  if (problems.length > 0) {
-    throw new Error(`Invalid environment variables: ${problems.join('; ')}`);
-  }
-
   const hub = dto.MODEL_ID ? hubModelConfig(dto, dto.MODEL_ID, token) : undefined;
   const modelPath = hub
     ? hubRepositoryFolder(hub.cacheDir, hub.modelId)
     : (dto.MODEL_PATH ?? './models/Qwen3-Embedding-4B');
-  const servedNames = splitList(dto.SERVED_MODEL_NAME);
+  const listedNames = splitList(dto.SERVED_MODEL_NAME);
+  const servedNames =
+    listedNames.length > 0 ? listedNames : [hub ? hub.modelId : basename(resolve(modelPath))];
+  const prompts = parsePromptAliases(dto.PROMPT_ALIASES, servedNames);
+  if (prompts.problem !== undefined) problems.push(`PROMPT_ALIASES: ${prompts.problem}`);
+
+  if (problems.length > 0) {
+    throw new Error(`Invalid environment variables: ${problems.join('; ')}`);
+  }
+
   return new AppConfig({
     server: {
       host: dto.HOST ?? '0.0.0.0',
@@ -294,7 +302,8 @@ export function loadAppConfig(
     model: {
       path: modelPath,
       hub,
-      servedNames: servedNames.length > 0 ? servedNames : [hub ? hub.modelId : basename(resolve(modelPath))],
+      servedNames,
+      promptAliases: prompts.aliases,
       device,
       dtype,
       task: (dto.MODEL_TASK as ModelTaskSetting | undefined) ?? 'auto',

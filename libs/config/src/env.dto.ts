@@ -85,6 +85,8 @@ export class EnvDto {
   })
   @Transform(blankToUndefined)
   SERVED_MODEL_NAME?: string;
+  /** A JSON object of model names bound to a query instruction; parsed in loadAppConfig. */
+  @IsOptional() @IsString() @Transform(blankToUndefined) PROMPT_ALIASES?: string;
   @IsOptional()
   @IsIn(['cuda', 'cpu'], { message: 'must be one of cuda, cpu' })
   @Transform(toLower)

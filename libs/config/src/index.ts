@@ -4,3 +4,4 @@ export * from './env.dto';
 export * from './tool-config';
 export * from './config-flags';
 export * from './client-api-key';
+export * from './prompt-aliases';

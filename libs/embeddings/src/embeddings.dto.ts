@@ -143,6 +143,17 @@ export class EmbeddingsResponseDto {
   usage!: UsageDto;
 }
 
+/** What a prompt alias binds: embedding with it is embedding with these fields. */
+export class ModelPromptDto {
+  @ApiProperty({ enum: ['query', 'document'] })
+  input_type!: InputType;
+
+  @ApiPropertyOptional({
+    description: "The alias's instruction (PROMPT_ALIASES); absent: the model's own prompt.",
+  })
+  instruction?: string;
+}
+
 export class ModelDto {
   @ApiProperty({ example: MODEL_EXAMPLE })
   id!: string;
@@ -162,6 +173,19 @@ export class ModelDto {
       'Extension: what the model serves. embed: POST /v1/embeddings; rerank: POST /v1/rerank and POST /rerank.',
   })
   task!: 'embed' | 'rerank';
+
+  @ApiPropertyOptional({
+    description: 'Prompt aliases only: the served model they embed with.',
+    example: MODEL_EXAMPLE,
+  })
+  parent?: string;
+
+  @ApiPropertyOptional({
+    type: ModelPromptDto,
+    description:
+      'Prompt aliases only (`<id>:query`, `<id>:document`, PROMPT_ALIASES): the prompt the name binds when a request sends no input_type, prompt_name nor instruction.',
+  })
+  prompt?: ModelPromptDto;
 }
 
 export class ModelListDto {

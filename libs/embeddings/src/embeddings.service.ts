@@ -6,7 +6,8 @@ import { BatchingService } from '@app/batching/batching.service';
 import { MetricsService } from '@app/metrics/metrics.service';
 import { embeddingsResponseJson } from './embedding-encoding';
 import { EmbeddingsRequestDto } from './embeddings.dto';
-import { ModelService } from './model.service';
+import { ModelBinding, ModelService } from './model.service';
+import { requestedPrompt } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
 
 export interface EmbeddingTimings {
@@ -67,7 +68,7 @@ export class EmbeddingsService {
     const started = performance.now();
     const deadline = started + (deadlineMs ?? this.config.limits.requestDeadlineMs);
     const request = withoutNulls(sent);
-    const modelId = this.model.resolve(request.model);
+    const binding = this.model.binding(request.model);
     this.model.assertReady();
     this.model.assertTask('embed');
     const dimensions = this.dimensions(request.dimensions);
@@ -77,9 +78,9 @@ export class EmbeddingsService {
     this.batching.assertAdmissible(minimumTokens(request.input), deadline);
 
     const tokenizeStarted = performance.now();
-    const tokenized = await this.tokenize(request);
+    const tokenized = await this.tokenize(request, binding);
     let sequences = tokenized.sequences;
-    this.assertEmbeddable(sequences, request);
+    this.assertEmbeddable(sequences, request, tokenized.instruction);
     const tokenizationMs = performance.now() - tokenizeStarted;
     this.metrics.tokenizationSeconds.observe(tokenizationMs / 1000);
     sequences = this.applyLengthPolicy(sequences, request.truncate ?? this.config.limits.autoTruncate);
@@ -106,7 +107,7 @@ export class EmbeddingsService {
       {
         rows: result.embeddings,
         encoding: request.encoding_format === 'base64' ? 'base64' : 'float',
-        model: modelId,
+        model: binding.responseModel,
         promptTokens: totalTokens,
       },
       (row) => this.model.floatArrayJson(row),
@@ -144,22 +145,33 @@ export class EmbeddingsService {
    */
   private async tokenize(
     request: EmbeddingsRequestDto,
-  ): Promise<{ sequences: Int32Array[]; promptLength: number }> {
+    binding: ModelBinding,
+  ): Promise<{ sequences: Int32Array[]; promptLength: number; instruction?: InstructionSource }> {
     const { input } = request;
-    const inputType = this.inputType(request);
+    const prompt = requestedPrompt(request, binding);
     if (typeof input === 'string' || typeof input[0] === 'string') {
       const texts = typeof input === 'string' ? [input] : (input as string[]);
-      const prefix = this.model.prompts.prefix({ inputType, instruction: request.instruction });
+      const prefix = this.model.prompts.prefix(prompt);
       const [sequences, promptLength] = await Promise.all([
         this.tokenizer.encode(prefix ? texts.map((text) => prefix + text) : texts),
         this.model.excludesPrompt ? this.tokenizer.promptLength(prefix) : 0,
       ]);
-      return { sequences, promptLength };
+      const instruction: InstructionSource | undefined =
+        prompt.instruction === undefined
+          ? undefined
+          : { text: prompt.instruction, param: prompt.explicit ? 'instruction' : 'model' };
+      return { sequences, promptLength, instruction };
     }
-    if (inputType !== undefined || request.instruction !== undefined) {
+    if (prompt.explicit) {
       throw new InvalidRequestError(
         'input_type, prompt_name and instruction apply to text input only; token-id input is embedded as given',
         request.instruction !== undefined ? 'instruction' : 'input_type',
+      );
+    }
+    if (prompt.inputType !== undefined) {
+      throw new InvalidRequestError(
+        `the model name '${binding.responseModel}' binds a prompt, which applies to text input only; send token ids with the model id '${binding.modelId}'`,
+        'model',
       );
     }
     const lists = typeof input[0] === 'number' ? [input as number[]] : (input as number[][]);
@@ -173,7 +185,11 @@ export class EmbeddingsService {
    * Hugging Face's pipeline cannot embed either (index out of range): such an input is refused alone,
    * naming it, instead of failing the batch it would share with other clients' inputs.
    */
-  private assertEmbeddable(sequences: Int32Array[], request: EmbeddingsRequestDto): void {
+  private assertEmbeddable(
+    sequences: Int32Array[],
+    request: EmbeddingsRequestDto,
+    instruction: InstructionSource | undefined,
+  ): void {
     const vocabSize = this.model.info.vocabSize;
     for (let index = 0; index < sequences.length; index += 1) {
       const ids = sequences[index];
@@ -198,10 +214,14 @@ export class EmbeddingsService {
       );
       const listed = found.map((token) => `\`${token}\``).join(', ');
       const what = found.length === 1 ? 'a special token' : 'special tokens';
-      if (request.instruction !== undefined && found.some((token) => request.instruction?.includes(token))) {
+      if (instruction && found.some((token) => instruction.text.includes(token))) {
+        const whose =
+          instruction.param === 'model'
+            ? `the instruction of the model name '${request.model}'`
+            : 'instruction';
         throw new InvalidRequestError(
-          `instruction contains ${listed}, ${what} this model cannot embed; remove ${found.length === 1 ? 'it' : 'them'}`,
-          'instruction',
+          `${whose} contains ${listed}, ${what} this model cannot embed; remove ${found.length === 1 ? 'it' : 'them'}`,
+          instruction.param,
         );
       }
       throw new InvalidRequestError(
@@ -209,14 +229,6 @@ export class EmbeddingsService {
         'input',
       );
     }
-  }
-
-  private inputType(request: EmbeddingsRequestDto) {
-    const { input_type: inputType, prompt_name: promptName } = request;
-    if (inputType && promptName && inputType !== promptName) {
-      throw new InvalidRequestError('input_type and prompt_name disagree; send one of them', 'prompt_name');
-    }
-    return inputType ?? promptName;
   }
 
   private applyLengthPolicy(sequences: Int32Array[], truncate: boolean): Int32Array[] {
@@ -243,10 +255,16 @@ export class EmbeddingsService {
  * unset, so null means the default, as absence does: `dimensions: null` is the configured size,
  * not a zero-length row, and `instruction: null` no instruction.
  */
-export function withoutNulls(request: EmbeddingsRequestDto): EmbeddingsRequestDto {
-  const entries = Object.entries(request) as [keyof EmbeddingsRequestDto, unknown][];
+export function withoutNulls<T extends object>(request: T): T {
+  const entries = Object.entries(request) as [keyof T, unknown][];
   if (entries.every(([, value]) => value !== null)) return request;
-  return Object.fromEntries(entries.filter(([, value]) => value !== null)) as unknown as EmbeddingsRequestDto;
+  return Object.fromEntries(entries.filter(([, value]) => value !== null)) as unknown as T;
+}
+
+/** The instruction a request's texts were prompted with, and the field that brought it. */
+interface InstructionSource {
+  text: string;
+  param: 'instruction' | 'model';
 }
 
 /** X-Request-Deadline-Ms: how long the client will wait, in ms; absent means REQUEST_DEADLINE_MS. */

@@ -160,6 +160,47 @@ describe(ModelService.name, () => {
     expect(() => sut.resolve('gpt-4')).toThrow("The model 'gpt-4' does not exist");
   });
 
+  it('binds every name with :query or :document, and the PROMPT_ALIASES names, to their prompt', () => {
+    const { sut } = create({
+      SERVED_MODEL_NAME: 'embed,text-embedding-3-small',
+      PROMPT_ALIASES: '{"Code-Search": "Find code"}',
+    });
+    expect(sut.binding(undefined)).toEqual({ modelId: 'embed', responseModel: 'embed' });
+    expect(sut.binding('Text-Embedding-3-Small')).toEqual({ modelId: 'embed', responseModel: 'embed' });
+    expect(sut.binding('EMBED:Query')).toEqual({
+      modelId: 'embed',
+      responseModel: 'EMBED:Query',
+      inputType: 'query',
+    });
+    expect(sut.binding('Qwen/models:document')).toEqual({
+      modelId: 'embed',
+      responseModel: 'Qwen/models:document',
+      inputType: 'document',
+    });
+    expect(sut.binding('code-search')).toEqual({
+      modelId: 'embed',
+      responseModel: 'code-search',
+      inputType: 'query',
+      instruction: 'Find code',
+    });
+    expect(sut.resolve('code-search')).toBe('embed');
+    for (const name of ['embed:passage', 'code-search:query', 'embed:query:query', ':query']) {
+      expect(() => sut.binding(name)).toThrow(`The model '${name}' does not exist`);
+    }
+    // What GET /v1/models lists: the served id's two, then the configured aliases as written.
+    expect(sut.promptAliases).toEqual([
+      { name: 'embed:query', inputType: 'query' },
+      { name: 'embed:document', inputType: 'document' },
+      { name: 'Code-Search', inputType: 'query', instruction: 'Find code' },
+    ]);
+  });
+
+  it('stops the boot when a PROMPT_ALIASES name is the directory name', () => {
+    expect(() => create({ PROMPT_ALIASES: '{"Qwen/MODELS": "x"}' })).toThrow(
+      'Invalid environment variables: PROMPT_ALIASES: "Qwen/MODELS" is already a name of the served model',
+    );
+  });
+
   describe("with a checkpoint's sentence-transformers files", () => {
     let dir: string;
     beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'family-model-'))));

@@ -6,12 +6,12 @@ import {
 } from '@app/checkpoint/sentence-transformers-config';
 import { detectModelTask, type ModelTask, type ModelTaskDetection } from '@app/checkpoint/model-task';
 import { InvalidRequestError, ModelNotFoundError } from '@app/common';
-import { AppConfig } from '@app/config';
-import { EngineInfo, PackedBatch } from '@app/engine/engine.port';
+import { AppConfig, PROMPT_SUFFIXES } from '@app/config';
+import { EngineInfo, EnginePooling, PackedBatch } from '@app/engine/engine.port';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { ModelHeadOptions, ModelLifecycle, Readiness } from '@app/engine/model-lifecycle.service';
 import { packBatch } from '@app/engine/packed-batch';
-import { PromptTemplate } from './prompt-template';
+import { type InputType, PromptTemplate } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
 
 export type { ModelState, Readiness } from '@app/engine/model-lifecycle.service';
@@ -25,6 +25,32 @@ const TASK_ENDPOINTS: Record<ModelTask, string> = {
 const TASK_NAMES: Record<ModelTask, string> = { embed: 'an embedding model', rerank: 'a reranker' };
 
 const HF_ORGANIZATION = 'Qwen';
+
+/** The prompt a model name binds: `<name>:query`, `<name>:document`, or a PROMPT_ALIASES entry. */
+export interface PromptBinding {
+  /** The name as GET /v1/models lists it (`<served id>:query`, the alias as configured). */
+  name: string;
+  inputType: InputType;
+  /** A PROMPT_ALIASES entry's instruction; absent: the checkpoint's prompt for inputType. */
+  instruction?: string;
+}
+
+/**
+ * What a request's `model` names: the served model, with the prompt a prompt alias binds. The
+ * embeddings and tokenize endpoints apply it when the request sends no input_type, prompt_name nor
+ * instruction of its own; the rerank endpoint takes `instruction` as its Instruct.
+ */
+export interface ModelBinding {
+  /** The served id. */
+  modelId: string;
+  /**
+   * The `model` a response names: the served id for the model's own names (however spelled), the
+   * name as the client sent it for a prompt alias (OpenAI and vLLM echo the request's model).
+   */
+  responseModel: string;
+  inputType?: InputType;
+  instruction?: string;
+}
 
 /**
  * The served model as the embeddings API sees it: its names, limits and prompts, and the tokenizer
@@ -41,6 +67,8 @@ export class ModelService {
   readonly created = Math.floor(Date.now() / 1000);
   readonly id: string;
   private readonly names: Map<string, string>;
+  /** Prompt aliases by lowercased name. */
+  private readonly promptNames: Map<string, PromptBinding>;
 
   constructor(
     private readonly config: AppConfig,
@@ -57,6 +85,7 @@ export class ModelService {
         name,
       ]),
     );
+    this.promptNames = promptBindings(this.id, [...this.names.values()], config.model.promptAliases);
   }
 
   get state(): Readiness['state'] {
@@ -107,6 +136,11 @@ export class ModelService {
     );
   }
 
+  /** How the engine pools the checkpoint's hidden states (known once the checkpoint is read). */
+  get pooling(): EnginePooling | undefined {
+    return this.checkpoint?.pooling;
+  }
+
   /**
    * Whether mean pooling leaves a request's prompt out (sentence-transformers' include_prompt=false):
    * then each sequence carries its prompt's length to the engine.
@@ -124,10 +158,30 @@ export class ModelService {
     return Math.min(this.config.model.embeddingDimension ?? full, full);
   }
 
-  /** The served id for a request's `model`; null or absent means the served model. */
+  /**
+   * The prompt aliases GET /v1/models lists: the served id's `:query` and `:document`, then
+   * PROMPT_ALIASES. (The other names' suffixed forms are accepted but not listed.)
+   */
+  get promptAliases(): PromptBinding[] {
+    const listed = PROMPT_SUFFIXES.map((suffix) => `${this.id}${suffix}`.toLowerCase());
+    const configured = this.config.model.promptAliases.map(({ name }) => name.toLowerCase());
+    return [...listed, ...configured].map((name) => this.promptNames.get(name) as PromptBinding);
+  }
+
+  /** The served id for a request's `model` (any name, prompt aliases too); null or absent means the served model. */
   resolve(requested: string | null | undefined): string {
+    return this.binding(requested).modelId;
+  }
+
+  /** What a request's `model` names, with the prompt of a prompt alias; unknown names are 404. */
+  binding(requested: string | null | undefined): ModelBinding {
     if (requested === undefined || requested === null || this.names.has(requested.toLowerCase())) {
-      return this.id;
+      return { modelId: this.id, responseModel: this.id };
+    }
+    const prompt = this.promptNames.get(requested.toLowerCase());
+    if (prompt) {
+      const { inputType, instruction } = prompt;
+      return { modelId: this.id, responseModel: requested, inputType, instruction };
     }
     throw new ModelNotFoundError(requested);
   }
@@ -191,7 +245,10 @@ export class ModelService {
    * model card's convert_tokens_to_ids): each must be a single token of this tokenizer.
    */
   private async yesNoTokenIds(): Promise<[number, number]> {
-    const [yes, no] = await Promise.all([this.tokenizer.encodeText('yes'), this.tokenizer.encodeText('no')]);
+    const [yes, no] = await Promise.all([
+      this.tokenizer.encodeText('yes', false),
+      this.tokenizer.encodeText('no', false),
+    ]);
     if (yes.length !== 1 || no.length !== 1) {
       throw new Error(
         `this tokenizer encodes "yes" as [${yes.join(', ')}] and "no" as [${no.join(', ')}]: a yes/no reranker needs each to be one token (set MODEL_TASK=embed to serve the checkpoint as an embedding model)`,
@@ -221,4 +278,40 @@ export class ModelService {
       { tokens: document, dimensions },
     ]);
   }
+}
+
+/**
+ * Every name's `:query` and `:document`, and the PROMPT_ALIASES entries, by lowercased name. The
+ * config checked the aliases against SERVED_MODEL_NAME; the names only this service knows (the
+ * directory's, `Qwen/<directory>`) are checked here, which still stops the boot naming the variable.
+ */
+function promptBindings(
+  id: string,
+  names: string[],
+  aliases: AppConfig['model']['promptAliases'],
+): Map<string, PromptBinding> {
+  const bindings = new Map<string, PromptBinding>();
+  // The served id first, so its forms are the ones listed when two names differ only in case.
+  for (const name of [id, ...names]) {
+    for (const suffix of PROMPT_SUFFIXES) {
+      const key = `${name}${suffix}`.toLowerCase();
+      if (!bindings.has(key)) {
+        bindings.set(key, {
+          name: `${name}${suffix}`,
+          inputType: suffix === ':query' ? 'query' : 'document',
+        });
+      }
+    }
+  }
+  const plain = new Set(names.map((name) => name.toLowerCase()));
+  for (const { name, instruction } of aliases) {
+    const key = name.toLowerCase();
+    if (plain.has(key) || bindings.has(key)) {
+      throw new Error(
+        `Invalid environment variables: PROMPT_ALIASES: "${name}" is already a name of the served model (the checkpoint directory's)`,
+      );
+    }
+    bindings.set(key, { name, inputType: 'query', instruction });
+  }
+  return bindings;
 }

@@ -6,6 +6,37 @@ import {
 
 export type InputType = 'query' | 'document';
 
+/** A request's prompt: an input type, or a custom instruction (which implies a query). */
+export interface PromptChoice {
+  inputType?: InputType;
+  instruction?: string;
+}
+
+/** The prompt fields a request may send (POST /v1/embeddings, POST /tokenize). */
+export interface PromptFields {
+  input_type?: InputType;
+  prompt_name?: InputType;
+  instruction?: string;
+}
+
+/**
+ * The prompt a request asks for: its own input_type / prompt_name / instruction when it sends any of
+ * them (they beat what its model name binds), else the prompt alias's binding (none for a plain name).
+ */
+export function requestedPrompt(
+  fields: PromptFields,
+  binding: PromptChoice,
+): PromptChoice & { explicit: boolean } {
+  const { input_type: inputType, prompt_name: promptName, instruction } = fields;
+  if (inputType && promptName && inputType !== promptName) {
+    throw new InvalidRequestError('input_type and prompt_name disagree; send one of them', 'prompt_name');
+  }
+  if (inputType !== undefined || promptName !== undefined || instruction !== undefined) {
+    return { inputType: inputType ?? promptName, instruction, explicit: true };
+  }
+  return { inputType: binding.inputType, instruction: binding.instruction, explicit: false };
+}
+
 /** Qwen3-Embedding's default retrieval task, used when the model directory names no query prompt. */
 export const DEFAULT_QUERY_TASK =
   'Given a web search query, retrieve relevant passages that answer the query';

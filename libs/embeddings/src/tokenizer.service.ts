@@ -132,16 +132,29 @@ export class TokenizerService {
   }
 
   /**
-   * A text's own token ids, as Hugging Face's `tokenizer.encode(text, add_special_tokens=False)`: no
-   * special tokens added and no end-of-text appended (special-token strings inside the text are still
-   * recognised as those tokens). A reranker's template is made of these.
+   * One text as Hugging Face's `tokenizer(text, add_special_tokens=...)` encodes it: the
+   * post-processor's special tokens only when asked, and no end-of-text appended by this service
+   * (POST /tokenize with add_special_tokens false; a reranker's template).
    */
-  async encodeText(text: string): Promise<number[]> {
+  async encodeText(text: string, addSpecialTokens: boolean): Promise<number[]> {
     if (!this.tokenizer) {
       throw new Error('the tokenizer is not loaded');
     }
-    const encoding = await this.tokenizer.encode(text, null, { addSpecialTokens: false });
+    const encoding = await this.tokenizer.encode(text, null, { addSpecialTokens });
     return encoding.getIds();
+  }
+
+  /** Token ids to text, special tokens included, as Hugging Face's `tokenizer.decode(ids)`. */
+  async decode(ids: number[]): Promise<string> {
+    if (!this.tokenizer) {
+      throw new Error('the tokenizer is not loaded');
+    }
+    return this.tokenizer.decode(ids, false);
+  }
+
+  /** Ids the tokenizer knows, added tokens included (151669 for Qwen3): ids run 0..size-1. */
+  get vocabularySize(): number {
+    return this.tokenizer?.getVocabSize(true) ?? 0;
   }
 
   /**

@@ -24,7 +24,7 @@ const SUFFIX_IDS = [151645, 198, 151644, 77091, 198, 151667, 271, 151668, 271];
 
 describe(RerankPromptBuilder.name, () => {
   const tokenizer = new TokenizerService();
-  const encode = (text: string) => tokenizer.encodeText(text);
+  const encode = (text: string) => tokenizer.encodeText(text, false);
 
   beforeAll(async () => {
     await tokenizer.load(QWEN3_TOKENIZER);

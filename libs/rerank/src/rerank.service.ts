@@ -5,6 +5,7 @@ import { AppConfig } from '@app/config';
 import { BatchingService } from '@app/batching/batching.service';
 import type { EmbeddingTimings } from '@app/embeddings/embeddings.service';
 import { ModelService } from '@app/embeddings/model.service';
+import { RerankTemplate, type RerankTemplateIds } from '@app/embeddings/rerank-template';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
 import { MetricsService } from '@app/metrics/metrics.service';
 import { RERANK_MAX_LENGTH, RerankPromptBuilder } from './rerank-prompt';
@@ -32,7 +33,7 @@ export interface RerankScore {
 }
 
 export interface RerankOutcome {
-  /** The served model id. */
+  /** The model the response names: the served id, or a prompt alias as the client sent it. */
   model: string;
   /** One per document, in request order. */
   scores: RerankScore[];
@@ -63,7 +64,7 @@ export function byScore(
  * per pair (the engine's score head), and relevance = sigmoid(logit).
  */
 @Injectable()
-export class RerankService {
+export class RerankService implements RerankTemplate {
   private readonly busyPoll: BusyPoll;
   private builder?: RerankPromptBuilder;
 
@@ -99,9 +100,11 @@ export class RerankService {
   ): Promise<RerankOutcome> {
     const started = performance.now();
     const deadline = started + (deadlineMs ?? this.config.limits.requestDeadlineMs);
-    const modelId = this.model.resolve(job.model);
+    const binding = this.model.binding(job.model);
     this.model.assertReady();
     this.model.assertTask('rerank');
+    // A prompt alias's instruction is the Instruct of a request that sends none.
+    const instruction = job.instruction ?? binding.instruction;
     const { documents, field } = job;
     const maxDocuments = this.config.limits.maxRerankDocuments;
     if (documents.length > maxDocuments) {
@@ -120,9 +123,9 @@ export class RerankService {
 
     const tokenizeStarted = performance.now();
     const builder = this.promptBuilder();
-    await builder.assertQueryFits(job.query, job.instruction);
+    await builder.assertQueryFits(job.query, instruction);
     const pairs = await Promise.all(
-      documents.map((document) => builder.build(job.query, document, job.instruction)),
+      documents.map((document) => builder.build(job.query, document, instruction)),
     );
     const tokenizationMs = performance.now() - tokenizeStarted;
     this.metrics.tokenizationSeconds.observe(tokenizationMs / 1000);
@@ -177,7 +180,7 @@ export class RerankService {
     });
     this.metrics.requestSeconds.observe((performance.now() - started) / 1000);
     return {
-      model: modelId,
+      model: binding.responseModel,
       scores,
       promptTokens: totalTokens,
       timings: {
@@ -190,11 +193,16 @@ export class RerankService {
     };
   }
 
+  /** One pair's ids exactly as a rerank request builds them (POST /tokenize's reranker template). */
+  build(query: string, document: string, instruction?: string): Promise<RerankTemplateIds> {
+    return this.promptBuilder().build(query, document, instruction);
+  }
+
   /** min(8192, the model's per-input limit): MAX_INPUT_TOKENS and max_position_embeddings. */
   private promptBuilder(): RerankPromptBuilder {
     const maxLength = Math.min(RERANK_MAX_LENGTH, this.model.maxInputTokens);
     if (this.builder?.maxLength !== maxLength) {
-      this.builder = new RerankPromptBuilder((text) => this.tokenizer.encodeText(text), maxLength);
+      this.builder = new RerankPromptBuilder((text) => this.tokenizer.encodeText(text, false), maxLength);
     }
     return this.builder;
   }

@@ -1,11 +1,23 @@
 import { Command, CommandRunner, Option } from 'nest-commander';
-import { builtinCorpus, loadCorpus, writeCorpus } from '@app/bench/bench-corpus';
-import { BenchClient, keepAliveFetch } from '@app/bench/http-client';
+import {
+  builtinCorpus,
+  documentTokenStats,
+  loadCorpus,
+  loadRerankWorkload,
+  qwen3TokenCounter,
+  writeCorpus,
+  writeRerankWorkload,
+} from '@app/bench/bench-corpus';
+import { BenchClient, FetchLike, keepAliveFetch } from '@app/bench/http-client';
 import { formatLoadRun, LoadGenerator } from '@app/bench/load-generator';
+import { formatRerankRun, RerankLoadGenerator } from '@app/bench/rerank-load-generator';
 import { discoverClientApiKey } from '@app/config';
 import { parseChoice, parseInteger } from './option-parsers';
 
+export type BenchTask = 'embed' | 'rerank';
+
 interface BenchOptions {
+  task: BenchTask;
   url?: string;
   apiKey?: string;
   model?: string;
@@ -22,19 +34,35 @@ interface BenchOptions {
   timeout: number;
   json?: boolean;
   writeCorpus?: string;
+  documents: number;
+  docTokens: number;
+  query?: string;
+  instruction?: string;
+  returnDocuments?: boolean;
 }
 
 @Command({
   name: 'bench',
   description:
-    'load-test POST /v1/embeddings: throughput (req/s, embeddings/s, tokens/s) and latency p50/p90/p99',
+    'load-test POST /v1/embeddings (or, with --task rerank, POST /v1/rerank): throughput (req/s, embeddings/s or pairs/s, tokens/s) and latency p50/p90/p99',
 })
 export class BenchCommand extends CommandRunner {
-  constructor(private readonly load: LoadGenerator) {
+  constructor(
+    private readonly load: LoadGenerator,
+    private readonly rerankLoad: RerankLoadGenerator,
+  ) {
     super();
   }
 
   async run(_params: string[], options: BenchOptions): Promise<void> {
+    if (options.task === 'rerank') return this.runRerank(options);
+    for (const [flag, set] of [
+      ['--query', options.query !== undefined],
+      ['--instruction', options.instruction !== undefined],
+      ['--return-documents', options.returnDocuments],
+    ] as const) {
+      if (set) throw new Error(`${flag} is for --task rerank`);
+    }
     if (options.writeCorpus) {
       const texts =
         options.corpus === 'builtin' ? builtinCorpus(options.corpusSize) : await loadCorpus(options.corpus);
@@ -52,7 +80,6 @@ export class BenchCommand extends CommandRunner {
     );
     const apiKey = this.apiKey(options, log);
     let lastShown = 0;
-    const client = options.client === 'fetch' ? fetch : keepAliveFetch(options.concurrency);
     const result = await this.load.run(
       {
         url: options.url,
@@ -75,12 +102,83 @@ export class BenchCommand extends CommandRunner {
           }
         },
       },
-      client,
+      this.client(options),
     );
     process.stdout.write(
       options.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatLoadRun(result)}\n`,
     );
     if (result.ok === 0) process.exitCode = 1;
+  }
+
+  /**
+   * --task rerank: one query against --documents passages of ~--doc-tokens tokens per request (or the
+   * groups of a workload file), over POST /v1/rerank; --write-corpus writes the workload as JSON for
+   * scripts/reference/rerank_baseline.py, so both sides score the same pairs.
+   */
+  private async runRerank(options: BenchOptions): Promise<void> {
+    if (options.batch !== 1) throw new Error('--batch is for --task embed (a rerank request is one query)');
+    if (options.dimensions !== undefined || options.inputType !== undefined) {
+      throw new Error('--dimensions and --input-type are for --task embed');
+    }
+    if (options.writeCorpus && !options.writeCorpus.endsWith('.json')) {
+      throw new Error('--write-corpus with --task rerank writes a JSON workload: name the file *.json');
+    }
+    const countTokens = qwen3TokenCounter();
+    const workload = await loadRerankWorkload(
+      options.corpus,
+      {
+        documents: options.documents,
+        docTokens: options.docTokens,
+        query: options.query,
+        instruction: options.instruction,
+      },
+      countTokens,
+    );
+    const documentTokens = await documentTokenStats(workload, countTokens);
+    const documents = workload.groups.reduce((sum, g) => sum + g.documents.length, 0);
+    const shape = `${workload.groups.length} quer${workload.groups.length === 1 ? 'y' : 'ies'}, ${documents} documents of ${documentTokens.mean.toFixed(0)} tokens on average (${documentTokens.min}-${documentTokens.max}, Qwen3 tokenizer)`;
+    if (options.writeCorpus) {
+      await writeRerankWorkload(options.writeCorpus, workload);
+      process.stdout.write(`wrote ${shape} to ${options.writeCorpus}\n`);
+      if (!options.url) return;
+    }
+    if (!options.url) throw new Error('--url is required (e.g. --url http://localhost:6008)');
+    const log = (line: string): void => {
+      process.stderr.write(`${line}\n`);
+    };
+    log(`bench rerank: ${options.requests} requests over ${shape}, concurrency ${options.concurrency}`);
+    const apiKey = this.apiKey(options, log);
+    let lastShown = 0;
+    const result = await this.rerankLoad.run(
+      {
+        url: options.url,
+        apiKey,
+        model: options.model,
+        workload,
+        concurrency: options.concurrency,
+        requests: options.requests,
+        warmupRequests: options.warmup ?? options.concurrency,
+        timeoutMs: options.timeout,
+        returnDocuments: options.returnDocuments,
+        onProgress: (done, total) => {
+          const now = Date.now();
+          if (!options.json && (now - lastShown > 2000 || done === total)) {
+            lastShown = now;
+            log(`  ${done}/${total}`);
+          }
+        },
+      },
+      this.client(options),
+    );
+    result.documentTokens = documentTokens;
+    process.stdout.write(
+      options.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatRerankRun(result)}\n`,
+    );
+    if (result.ok === 0) process.exitCode = 1;
+  }
+
+  private client(options: BenchOptions): FetchLike {
+    return options.client === 'fetch' ? fetch : keepAliveFetch(options.concurrency);
   }
 
   /** --api-key, else the key the first run uses (API_KEY, KEY, .demo/api-key), named on stderr. */
@@ -93,6 +191,16 @@ export class BenchCommand extends CommandRunner {
         : 'bench: no key (--api-key, API_KEY, KEY or .demo/api-key); a server that checks keys answers 401',
     );
     return found?.key;
+  }
+
+  @Option({
+    flags: '--task <embed|rerank>',
+    description:
+      'embed: POST /v1/embeddings (default); rerank: POST /v1/rerank, one query against --documents',
+    defaultValue: 'embed',
+  })
+  parseTask(value: string): BenchTask {
+    return parseChoice('--task', value, ['embed', 'rerank'] as const);
   }
 
   @Option({ flags: '--url <url>', description: 'server base URL, e.g. http://localhost:6008' })
@@ -130,37 +238,82 @@ export class BenchCommand extends CommandRunner {
 
   @Option({
     flags: '--corpus <file|builtin>',
-    description: 'texts: .txt (a line each), .jsonl, .json, or builtin',
+    description:
+      'texts: .txt (a line each), .jsonl, .json, or builtin; with --task rerank also a {"groups": [...]} .json workload',
     defaultValue: 'builtin',
   })
   parseCorpus(value: string): string {
     return value;
   }
 
-  @Option({ flags: '--corpus-size <n>', description: 'texts in the builtin corpus', defaultValue: 1000 })
+  @Option({
+    flags: '--corpus-size <n>',
+    description: 'embed: texts in the builtin corpus',
+    defaultValue: 1000,
+  })
   parseCorpusSize(value: string): number {
     return parseInteger('--corpus-size', value, 1);
   }
 
   @Option({
     flags: '--write-corpus <file>',
-    description: 'write the corpus as JSONL (for baseline_bench.py); runs only with --url',
+    description:
+      'write the corpus as JSONL (for baseline_bench.py), or with --task rerank the workload as JSON (for rerank_baseline.py); runs only with --url',
   })
   parseWriteCorpus(value: string): string {
     return value;
   }
 
-  @Option({ flags: '--batch <n>', description: 'inputs per request', defaultValue: 1 })
+  @Option({
+    flags: '--documents <n>',
+    description: 'rerank: documents per request (builtin passages, or the first N texts of a --corpus file)',
+    defaultValue: 100,
+  })
+  parseDocuments(value: string): number {
+    return parseInteger('--documents', value, 1, 100000);
+  }
+
+  @Option({
+    flags: '--doc-tokens <n>',
+    description: 'rerank: tokens per builtin passage (Qwen3 tokenizer, before the template)',
+    defaultValue: 300,
+  })
+  parseDocTokens(value: string): number {
+    return parseInteger('--doc-tokens', value, 8, 8192);
+  }
+
+  @Option({ flags: '--query <text>', description: 'rerank: the query (default: the builtin one)' })
+  parseQuery(value: string): string {
+    return value;
+  }
+
+  @Option({
+    flags: '--instruction <task>',
+    description: "rerank: custom instruction (default: the server's)",
+  })
+  parseInstruction(value: string): string {
+    return value;
+  }
+
+  @Option({
+    flags: '--return-documents',
+    description: 'rerank: ask for the documents back (default: return_documents false)',
+  })
+  parseReturnDocuments(): boolean {
+    return true;
+  }
+
+  @Option({ flags: '--batch <n>', description: 'embed: inputs per request', defaultValue: 1 })
   parseBatch(value: string): number {
     return parseInteger('--batch', value, 1, 2048);
   }
 
-  @Option({ flags: '--dimensions <n>', description: 'Matryoshka output size' })
+  @Option({ flags: '--dimensions <n>', description: 'embed: Matryoshka output size' })
   parseDimensions(value: string): number {
     return parseInteger('--dimensions', value, 1);
   }
 
-  @Option({ flags: '--input-type <type>', description: 'query or document' })
+  @Option({ flags: '--input-type <type>', description: 'embed: query or document' })
   parseInputType(value: string): 'query' | 'document' {
     return parseChoice('--input-type', value, ['query', 'document'] as const);
   }
