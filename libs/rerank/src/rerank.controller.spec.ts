@@ -5,7 +5,7 @@ import type { RunningApp } from '@app/api/app.factory';
 import { startWithFakeEngine, UNIT_TEST_KEY } from '@app/api/testing/fake-engine-app';
 import { writeTokenizerOnlyModel } from '@app/checkpoint/embedding-tokenizer';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
-import { FakeEngine, fakeScoreFromIds } from '@app/engine/testing';
+import { FakeEngine, fakeScore } from '@app/engine/testing';
 import { RerankController } from './rerank.controller';
 import { RerankPromptBuilder } from './rerank-prompt';
 import { sigmoid } from './rerank.service';
@@ -45,7 +45,7 @@ async function expectedScores(
   const builder = new RerankPromptBuilder((text) => tokenizer.encodeText(text, false), MAX_INPUT_TOKENS);
   const pairs = await Promise.all(documents.map((document) => builder.build(query, document, instruction)));
   return pairs.map((pair, index) => {
-    const raw = Math.fround(fakeScoreFromIds(Int32Array.from(pair.tokenIds)));
+    const raw = Math.fround(fakeScore(Int32Array.from(pair.tokenIds)));
     return { index, raw, relevance: sigmoid(raw) };
   });
 }
