@@ -18,6 +18,9 @@ export interface ModelTaskDetection {
   reason: string;
 }
 
+/** Qwen3-Reranker's vocabulary ids of "yes" and "no": the two logits its yes-no head compares. */
+export const QWEN3_RERANKER_YES_NO_TOKEN_IDS: readonly [number, number] = [9693, 2152];
+
 const RERANK_NAME = /rerank/i;
 
 /**
