@@ -161,8 +161,9 @@ export async function inspectCheckpoint(directory: string): Promise<CheckpointRe
     error('config.json', 'is not a JSON object');
   }
 
-  summary.task = await detectModelTask(dir);
-  const reranker = summary.task.task === 'rerank';
+  // A config.json that is not JSON is already reported above; detection has nothing to read then.
+  summary.task = await detectModelTask(dir).catch(() => undefined);
+  const reranker = summary.task?.task === 'rerank';
 
   // weights
   const tensors = await inspectWeights(dir, summary, error, warning);

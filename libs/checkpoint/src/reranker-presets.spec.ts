@@ -18,7 +18,7 @@ jest.setTimeout(120_000);
 const readJson = async (dir: string, file: string): Promise<Json> =>
   JSON.parse(await readFile(join(dir, file), 'utf8')) as Json;
 
-const tensorShapes = async (dir: string): Promise<Record<string, number[]>> => {
+const tensorShapes = async (dir: string): Promise<Record<string, readonly number[]>> => {
   const header = await readSafetensorsHeader(join(dir, 'model.safetensors'));
   return Object.fromEntries(header.tensors.map((tensor) => [tensor.name, tensor.shape]));
 };
