@@ -119,6 +119,11 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
     return (concordant - discordant) / denominator if denominator > 0 else 1.0
 
 
+def sigmoid(x: float) -> float:
+    # Either form alone overflows for one sign of a large |x|.
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
 def ranking(scores: list[float]) -> list[int]:
     """Document indices by score, highest first (ties: lower index first, as the API sorts)."""
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
@@ -301,7 +306,7 @@ def main() -> int:
 
     # sigmoid(raw) is the score the service computes; in float32 it must be the card's softmax.
     max_sigmoid_difference = max(
-        abs(1.0 / (1.0 + math.exp(-item["raw"])) - item["score"]) for group in fixture_groups for item in group["items"]
+        abs(sigmoid(item["raw"]) - item["score"]) for group in fixture_groups for item in group["items"]
     )
     agree = not problems and (
         args.dtype != "float32"
