@@ -658,12 +658,8 @@ export function formatCheckpointReport(report: CheckpointReport): string {
   }
   if (summary.family) row('family', `${summary.family} (${a && isEncoder(a) ? 'encoder' : 'decoder'})`);
   if (summary.task) {
-    row(
-      'task',
-      summary.task.task === 'rerank'
-        ? `reranker, ${summary.task.head === 'classifier' ? 'classifier head (score.weight)' : 'yes/no head (logits of "yes" and "no")'}: ${summary.task.reason}`
-        : `embedding: ${summary.task.reason}`,
-    );
+    const { task, head, reason } = summary.task;
+    row('task', `${task === 'rerank' ? 'reranker' : 'embedding'} (${head} head); ${reason}`);
   }
   if (summary.parameters) {
     row(

@@ -97,7 +97,7 @@ describe('reranker presets', () => {
 
       expect(report.issues).toEqual([]);
       expect(report.summary.task).toMatchObject({ task: 'rerank', head: 'yes-no' });
-      expect(formatCheckpointReport(report)).toMatch(/^task +reranker, yes\/no head/m);
+      expect(formatCheckpointReport(report)).toMatch(/^task +reranker \(yes-no head\); rerank: /m);
       await expect(detectModelTask(renamed)).resolves.toMatchObject({ task: 'rerank', head: 'yes-no' });
     });
 
@@ -149,7 +149,9 @@ describe('reranker presets', () => {
     const report = await inspectCheckpoint(sut.outDir);
     expect(report.issues).toEqual([]);
     expect(report.summary.task).toMatchObject({ task: 'rerank', head: 'classifier' });
-    expect(formatCheckpointReport(report)).toMatch(/^task +reranker, classifier head \(score\.weight\)/m);
+    expect(formatCheckpointReport(report)).toMatch(
+      /^task +reranker \(classifier head\); rerank: Qwen3ForSequenceClassification/m,
+    );
   });
 
   it('refuses reranker flags elsewhere, together, or with a sentence-transformers head', async () => {
