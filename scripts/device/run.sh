@@ -517,7 +517,7 @@ step_rerankfixtures() {
       let r; try { r = JSON.parse(line); } catch { r = undefined; }
       const e = (x) => (typeof x === "number" ? x.toExponential(1) : "-");
       console.log(r
-        ? `| reranker ${name} | ${r.ok ? "ok" : "DISAGREES"} (exit ${rc}): ${r.head}, ${r.pairs} pairs in ${r.groups} groups (${r.truncated} cut), scores ${r.scoreRange.map((x) => x.toFixed(4)).join("..")}; batched vs alone max |score| ${e(r.batchedVsAloneMaxScore)}, |raw| ${e(r.batchedVsAloneMaxRaw)}; sigmoid(raw) vs card ${e(r.sigmoidVsScore)} |`
+        ? `| reranker ${name} | ${r.ok ? "ok" : "DISAGREES"} (exit ${rc}): ${r.head}, ${r.pairs} pairs in ${r.groups} groups (${r.truncated} cut), scores ${r.scoreRange.map((x) => (typeof x === "number" ? x.toFixed(4) : "-")).join("..")}; batched vs alone max |score| ${e(r.batchedVsAloneMaxScore)}, |raw| ${e(r.batchedVsAloneMaxRaw)}; sigmoid(raw) vs card ${e(r.sigmoidVsScore)} |`
         : `| reranker ${name} | FAILED (exit ${rc}): no result line; see logs.txt |`);
     ' "$name" "$rc" "$line" >> "$RESULTS"
   done

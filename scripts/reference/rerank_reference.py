@@ -119,6 +119,23 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
     return (concordant - discordant) / denominator if denominator > 0 else 1.0
 
 
+def difference(a: float, b: float) -> float:
+    """|a - b|, infinite when either is NaN (max() would otherwise pass a NaN over)."""
+    value = abs(a - b)
+    return value if not math.isnan(value) else math.inf
+
+
+def finite_json(value):
+    """The value with every NaN or infinity as null: JSON has neither, and the TypeScript side parses it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite_json(item) for item in value]
+    return value
+
+
 def sigmoid(x: float) -> float:
     # Either form alone overflows for one sign of a large |x|.
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
@@ -283,8 +300,10 @@ def main() -> int:
         for d, (document, pair, single, together) in enumerate(zip(group["documents"], pairs, alone, batched)):
             if single["tokenIds"] != together["tokenIds"]:
                 problems.append(f"group {g} document {d}: batched token ids differ from the pair's alone")
-            max_score_difference = max(max_score_difference, abs(single["score"] - together["score"]))
-            max_raw_difference = max(max_raw_difference, abs(single["raw"] - together["raw"]))
+            if not all(math.isfinite(row[key]) for row in (single, together) for key in ("raw", "score")):
+                problems.append(f"group {g} document {d}: a score is not finite")
+            max_score_difference = max(max_score_difference, difference(single["score"], together["score"]))
+            max_raw_difference = max(max_raw_difference, difference(single["raw"], together["raw"]))
             middle = card.tokenizer(pair)["input_ids"]
             items.append(
                 {
@@ -306,7 +325,7 @@ def main() -> int:
 
     # sigmoid(raw) is the score the service computes; in float32 it must be the card's softmax.
     max_sigmoid_difference = max(
-        abs(sigmoid(item["raw"]) - item["score"]) for group in fixture_groups for item in group["items"]
+        difference(sigmoid(item["raw"]), item["score"]) for group in fixture_groups for item in group["items"]
     )
     agree = not problems and (
         args.dtype != "float32"
@@ -328,8 +347,8 @@ def main() -> int:
             reference = [item["score"] for item in group["items"]]
             scores = [row["score"] for row in rows]
             raws = [row["raw"] for row in rows]
-            worst_score = max(worst_score, *(abs(a - b) for a, b in zip(scores, reference)))
-            worst_raw = max(worst_raw, *(abs(a - item["raw"]) for a, item in zip(raws, group["items"])))
+            worst_score = max(worst_score, *(difference(a, b) for a, b in zip(scores, reference)))
+            worst_raw = max(worst_raw, *(difference(a, item["raw"]) for a, item in zip(raws, group["items"])))
             orders.append(
                 {
                     "sameOrder": ranking(raws) == ranking([item["raw"] for item in group["items"]]),
@@ -396,11 +415,11 @@ def main() -> int:
     }
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(fixture, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    out_path.write_text(json.dumps(finite_json(fixture), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     scores = [item["score"] for group in fixture_groups for item in group["items"]]
     print(
         json.dumps(
-            {
+            finite_json({
                 "fixture": str(out_path),
                 "name": name,
                 "head": head,
@@ -415,7 +434,7 @@ def main() -> int:
                 "bf16": bf16,
                 "problems": len(problems),
                 "ok": agree,
-            }
+            }),
         ),
         flush=True,
     )
