@@ -37,8 +37,8 @@
 #             disagree goes to rerank-rejected.tar.gz). No addon needed
 #   rerankbf16  per reranker preset (RERANK_BF16, default qwen3-reranker-4b): generate, the card's code
 #             in fp32 on the GPU (and in bf16, recorded as transformers' own bf16 error), the engine in
-#             bf16 through bench/rerank-parity.js -> $OUT/rerank-bf16-result.json, errors and order per
-#             preset in the summary
+#             bf16 through bench/rerank-parity.js (RERANK_BF16_THRESHOLD, default its 0.01) ->
+#             $OUT/rerank-bf16-result.json, errors and order per preset in the summary
 #   encoderbench  bert-base (bge-base's shape) on the builtin corpus's short queries: the API server at
 #             ENCODER_POINTS vs sentence-transformers (baseline_bench.py) in ENCODER_ST_DTYPES at
 #             ENCODER_ST_BATCHES on the same GPU -> $OUT/encoder-bench.json, ratio in the summary
@@ -559,7 +559,8 @@ step_rerankbf16() {
       status=1; rm -rf "$dir"; continue
     fi
     node "$APP/dist/bench/rerank-parity.js" --model "$dir" --fixture "$WORK/rerank-$preset-reference.json" \
-      --device cuda --dtype bfloat16 --tp 1 --skip-hash --json "$WORK/rerank-bf16-$preset.json" || status=1
+      --device cuda --dtype bfloat16 --tp 1 --skip-hash --json "$WORK/rerank-bf16-$preset.json" \
+      ${RERANK_BF16_THRESHOLD:+--threshold "$RERANK_BF16_THRESHOLD"} || status=1
     runs+=("$WORK/rerank-bf16-$preset.json" "$WORK/rerank-$preset-reference.json")
     echo "$preset: $((SECONDS - started)) s in all"
     echo "| rerank bf16 $preset time | $((SECONDS - started)) s (generate, reference, engine) |" >> "$RESULTS"
