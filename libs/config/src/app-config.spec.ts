@@ -25,6 +25,7 @@ describe(loadAppConfig.name, () => {
       cudaGraphMaxTokens: 512,
       peerAllReduce: true,
       warmup: true,
+      task: 'auto',
     });
     expect(sut.model.visibleCudaDevices).toBeUndefined();
     expect(sut.limits).toEqual({
@@ -32,6 +33,7 @@ describe(loadAppConfig.name, () => {
       maxBatchTokens: 16384,
       maxInputTokens: 8192,
       maxRequestTokens: 300000,
+      maxRerankDocuments: 1000,
       maxQueueTokens: 1000000,
       maxQueuedRequests: 1024,
       requestDeadlineMs: 30000,
@@ -57,7 +59,11 @@ describe(loadAppConfig.name, () => {
       BUSY_POLL: 'true',
       BUSY_POLL_LINGER_MS: '0',
       HEALTH_DETAILS: 'FULL',
+      MODEL_TASK: 'Rerank',
+      MAX_RERANK_DOCUMENTS: '64',
     });
+    expect(sut.model.task).toBe('rerank');
+    expect(sut.limits.maxRerankDocuments).toBe(64);
     expect(sut.server.healthDetails).toBe('full');
     expect(sut.server.port).toBe(7000);
     expect(sut.server.busyPoll).toBe(true);
@@ -92,6 +98,8 @@ describe(loadAppConfig.name, () => {
     [{ BODY_LIMIT: 'lots' }, 'BODY_LIMIT: must be a size'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL: must be one of'],
     [{ HEALTH_DETAILS: 'all' }, 'HEALTH_DETAILS: must be basic or full'],
+    [{ MODEL_TASK: 'classify' }, 'MODEL_TASK: must be one of auto, embed, rerank'],
+    [{ MAX_RERANK_DOCUMENTS: '0' }, 'MAX_RERANK_DOCUMENTS: must be at least 1'],
     [{ NCCL_IB_DISABLE: 'yes' }, 'NCCL_IB_DISABLE: must be 0 or 1'],
     [{ CUDA_GRAPH_MAX_TOKENS: '9000' }, 'CUDA_GRAPH_MAX_TOKENS: must be at most 8192'],
     [{ REQUEST_DEADLINE_MS: '0' }, 'REQUEST_DEADLINE_MS: must be at least 1'],

@@ -10,6 +10,8 @@ import { parsePromptAliases, type PromptAlias } from './prompt-aliases';
 export type Device = 'cuda' | 'cpu';
 export type Dtype = 'bfloat16' | 'float16' | 'float32';
 export type HealthDetails = 'basic' | 'full';
+/** MODEL_TASK: what the checkpoint serves; auto reads it from the checkpoint (detectModelTask). */
+export type ModelTaskSetting = 'auto' | 'embed' | 'rerank';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ServerConfig {
@@ -65,6 +67,8 @@ export interface ModelConfig {
   promptAliases: PromptAlias[];
   device: Device;
   dtype: Dtype;
+  /** MODEL_TASK: embed or rerank, or auto (from the checkpoint's config.json and files). */
+  task: ModelTaskSetting;
   /** Default output size (EMBEDDING_DIMENSION); capped at the model's hidden size. Unset: hidden size. */
   embeddingDimension?: number;
   /** Unset: every visible GPU in one tensor-parallel group (1 on the CPU). */
@@ -88,6 +92,8 @@ export interface LimitsConfig {
   /** Per input; lowered to the model's max_position_embeddings at load. */
   maxInputTokens: number;
   maxRequestTokens: number;
+  /** MAX_RERANK_DOCUMENTS: most documents in one rerank request. */
+  maxRerankDocuments: number;
   maxQueueTokens: number;
   maxQueuedRequests: number;
   /** REQUEST_DEADLINE_MS: a request's deadline from arrival unless it sends X-Request-Deadline-Ms. */
@@ -300,6 +306,7 @@ export function loadAppConfig(
       promptAliases: prompts.aliases,
       device,
       dtype,
+      task: (dto.MODEL_TASK as ModelTaskSetting | undefined) ?? 'auto',
       embeddingDimension: dto.EMBEDDING_DIMENSION,
       tensorParallelSize: dto.TENSOR_PARALLEL_SIZE,
       visibleCudaDevices,
@@ -314,6 +321,7 @@ export function loadAppConfig(
       maxBatchTokens: dto.MAX_BATCH_TOKENS ?? (device === 'cuda' ? 16_384 : 8_192),
       maxInputTokens,
       maxRequestTokens,
+      maxRerankDocuments: dto.MAX_RERANK_DOCUMENTS ?? 1_000,
       maxQueueTokens,
       maxQueuedRequests: dto.MAX_QUEUED_REQUESTS ?? 1_024,
       // Half the 60 s that nginx's proxy_read_timeout and cloud load balancers default to: an

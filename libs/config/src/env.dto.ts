@@ -101,6 +101,10 @@ export class EnvDto {
   @Transform(toInt)
   EMBEDDING_DIMENSION?: number;
   @IsOptional()
+  @IsIn(['auto', 'embed', 'rerank'], { message: 'must be one of auto, embed, rerank' })
+  @Transform(toLower)
+  MODEL_TASK?: string;
+  @IsOptional()
   @Matches(/^[\w,\-:]*$/, { message: 'must be a comma-separated list of GPU ordinals or UUIDs' })
   CUDA_VISIBLE_DEVICES?: string;
   @IsOptional()
@@ -128,6 +132,11 @@ export class EnvDto {
   @IsInt({ message: INT })
   @Transform(toInt)
   MAX_REQUEST_TOKENS?: number;
+  @IsOptional()
+  @Min(1, { message: 'must be at least 1' })
+  @IsInt({ message: INT })
+  @Transform(toInt)
+  MAX_RERANK_DOCUMENTS?: number;
   @IsOptional()
   @Min(1, { message: 'must be at least 1' })
   @IsInt({ message: INT })

@@ -3,7 +3,7 @@
  * docs/architecture.md specifies it. Only `native-engine.ts` loads the addon; everything else goes
  * through `EnginePort`.
  */
-import type { EngineDevice, EngineDtype, EngineInfo } from './engine.port';
+import type { EngineDevice, EngineDtype, EngineHead, EngineInfo } from './engine.port';
 
 export interface AddonLoadOptions {
   modelPath: string;
@@ -29,6 +29,10 @@ export interface AddonLoadOptions {
   normalize?: boolean;
   /** sentence-transformers Dense module directories (absolute), in modules.json order. */
   denseLayers?: string[];
+  /** Default 'embedding'. 'yes-no' needs yesNoTokenIds. */
+  head?: EngineHead;
+  /** [yes, no] token ids for head 'yes-no' (Qwen3: [9693, 2152]). */
+  yesNoTokenIds?: [number, number];
 }
 
 /** Same fields as EngineInfo; outputDimension: the last Dense layer's out_features, else hiddenSize. */

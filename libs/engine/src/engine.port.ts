@@ -10,6 +10,11 @@ export type EngineDtype = 'float32' | 'bfloat16' | 'float16';
  * last token's, the first token's ([CLS] / <s>), or the mean over its tokens past its prompt length.
  */
 export type EnginePooling = 'lasttoken' | 'cls' | 'mean';
+/**
+ * What the pooled state becomes: an embedding row, or one relevance logit per sequence (a reranker's
+ * score head: the yes/no rows of the LM head, or a sequence-classification `score` layer).
+ */
+export type EngineHead = 'embedding' | 'yes-no' | 'classifier';
 
 export interface EngineLoadOptions {
   /** Hugging Face checkpoint directory (config.json + safetensors). */
@@ -55,6 +60,10 @@ export interface EngineLoadOptions {
    * applied after pooling (default none).
    */
   denseLayers?: string[];
+  /** Default 'embedding'. 'yes-no' needs yesNoTokenIds. */
+  head?: EngineHead;
+  /** [yes, no] token ids for head 'yes-no' (Qwen3: [9693, 2152]). */
+  yesNoTokenIds?: [number, number];
 }
 
 /**
@@ -108,6 +117,7 @@ export interface EngineInfo {
   /** Whether the tensor-parallel groups send small all-reduces through the peer kernel. */
   peerAllReduce: boolean;
   devices: EngineDeviceInfo[];
+  head: EngineHead;
 }
 
 // The engine's errors are plain domain errors of libs/common (which sits below the engine), mapped to

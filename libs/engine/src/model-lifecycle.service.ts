@@ -13,7 +13,7 @@ import { formatBytes } from '@app/checkpoint/quantities';
 import { AppConfig } from '@app/config';
 import { HubModelDownloader } from '@app/hub/hub-model-downloader';
 import { deviceLayout } from './device-layout';
-import { EngineInfo, EngineLoadOptions, EnginePort, PackedBatch } from './engine.port';
+import { EngineHead, EngineInfo, EngineLoadOptions, EnginePort, PackedBatch } from './engine.port';
 
 export type ModelState = 'idle' | 'downloading' | 'loading' | 'warming' | 'ready' | 'failed' | 'stopping';
 
@@ -30,8 +30,14 @@ export interface Readiness {
   reason?: string;
 }
 
-/** How the checkpoint pools and normalises (its sentence-transformers modules): passed to the engine's load. */
-export type ModelHeadOptions = Pick<EngineLoadOptions, 'pooling' | 'normalize' | 'denseLayers'>;
+/**
+ * How the checkpoint pools and normalises (its sentence-transformers modules), or the score head of a
+ * reranker: passed to the engine's load.
+ */
+export type ModelHeadOptions = Pick<
+  EngineLoadOptions,
+  'pooling' | 'normalize' | 'denseLayers' | 'head' | 'yesNoTokenIds'
+>;
 
 /** What the layers above the engine do while the model comes up (tokenizer, prompts, warm-up). */
 export interface ModelSetupSteps {
@@ -40,7 +46,10 @@ export interface ModelSetupSteps {
    * the checkpoint's pooling, normalisation and Dense layers for the load.
    */
   prepare?(directory: string): Promise<ModelHeadOptions | void>;
-  /** After the load, before readiness: a batch embedded once so the first client pays no setup (skipped with WARMUP=false). */
+  /**
+   * After the load, before readiness: a batch embedded (or scored) once so the first client pays no
+   * setup (skipped with WARMUP=false).
+   */
   warmUpBatch?(info: EngineInfo): Promise<PackedBatch>;
 }
 
@@ -64,6 +73,8 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
   private readonly download = new AbortController();
   /** While downloading: how far it is, for /health/ready. */
   private downloadProgress?: string;
+  /** The head the engine is loaded with; unset until the checkpoint has been read. */
+  private loadedHead?: EngineHead;
 
   constructor(
     private readonly config: AppConfig,
@@ -88,6 +99,14 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
       throw new ServiceUnavailableError('The model is loading.', 'model_not_ready', 5);
     }
     return this.engineInfo;
+  }
+
+  /**
+   * What the model's pooled state becomes: 'embedding' rows, or a reranker's score ('yes-no',
+   * 'classifier'); undefined until setup has read the checkpoint.
+   */
+  get head(): EngineHead | undefined {
+    return this.loadedHead;
   }
 
   readiness(): Readiness {
@@ -150,9 +169,14 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
     );
     const started = performance.now();
     const head = await steps.prepare?.(this.folder);
+    this.loadedHead = head?.head ?? 'embedding';
     const info = await this.engine.load({ ...options, ...head });
     this.engineInfo = info;
-    if (model.embeddingDimension && model.embeddingDimension > info.outputDimension) {
+    if (
+      this.loadedHead === 'embedding' &&
+      model.embeddingDimension &&
+      model.embeddingDimension > info.outputDimension
+    ) {
       this.logger.warn(
         `EMBEDDING_DIMENSION=${model.embeddingDimension} exceeds the model's output dimension; using ${info.outputDimension}`,
       );

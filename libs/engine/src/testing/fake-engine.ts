@@ -45,6 +45,7 @@ const DEFAULT_INFO: EngineInfo = {
   cudaGraphMaxTokens: 0,
   peerAllReduce: false,
   devices: [{ index: -1, name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1, replica: 0, rank: 0 }],
+  head: 'embedding',
 };
 
 /** Equal token ids give equal rows, and the row has norm 1, as the engine's do. */
@@ -55,9 +56,20 @@ function unitRowFromIds(tokenIds: Int32Array, dimensions: number): number[] {
 }
 
 /**
+ * A score head's raw logit for one sequence: a deterministic value in (-4, 4) from every one of its
+ * ids and their positions, so different pairs sort differently and equal pairs score equally.
+ */
+export function fakeScoreFromIds(tokenIds: Int32Array): number {
+  let sum = 0;
+  for (let k = 0; k < tokenIds.length; k += 1) sum += Math.sin(tokenIds[k] * 0.618 + k * 1.3);
+  return 4 * Math.tanh(sum / Math.sqrt(Math.max(1, tokenIds.length)));
+}
+
+/**
  * Stands in for the addon where a unit test needs the layers above the engine on their own (the
  * end-to-end tests run the real engine). It records every load and batch, answers with rows made
- * from the token ids, and lets a test hold loading, hold batches, fail them, or report a lost device.
+ * from the token ids (one score per sequence when loaded with a score head, as the engine's), and
+ * lets a test hold loading, hold batches, fail them, or report a lost device.
  */
 export class FakeEngine extends EnginePort {
   readonly calls: FakeEngineCall[] = [];
@@ -101,6 +113,14 @@ export class FakeEngine extends EnginePort {
 
   load(options: EngineLoadOptions): Promise<EngineInfo> {
     this.loadOptions = options;
+    const head = options.head ?? 'embedding';
+    if (head !== 'embedding') {
+      if (head === 'yes-no' && !options.yesNoTokenIds) {
+        return Promise.reject(new EngineError('INVALID_ARGUMENT', "head 'yes-no' needs yesNoTokenIds"));
+      }
+      this.description.head = head;
+      this.description.outputDimension = 1;
+    }
     return this.loadReleased.then(() => this.info());
   }
 
@@ -152,6 +172,15 @@ export class FakeEngine extends EnginePort {
   }
 
   private rowsFor(batch: PackedBatch): Float32Array {
+    if (this.description.head !== 'embedding') {
+      if (batch.dimensions.some((d) => d !== 1)) {
+        throw new EngineError(
+          'INVALID_ARGUMENT',
+          'a score head answers one value per sequence: dimensions must be 1',
+        );
+      }
+      return Float32Array.from(sequencesOf(batch), (tokens) => fakeScoreFromIds(tokens));
+    }
     const rows = new Float32Array(batch.dimensions.reduce((sum, d) => sum + d, 0));
     let offset = 0;
     sequencesOf(batch).forEach((tokens, j) => {
