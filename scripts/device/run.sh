@@ -6,6 +6,7 @@
 #   logs.txt            every step's full output
 #   parity-tiny.json    the HF reference fixture (step fixture)
 #   family-fixtures.tar.gz  the family fixtures (step families; the tool returns at most 8 files)
+#   rerank-fixtures.tar.gz  the reranker fixtures (step rerankfixtures)
 #   parity-result.json  the Node parity check(s) (step parity)
 #   bench-results.json  server vs sentence-transformers (step bench)
 #   rerank-bench.json   reranking: server vs the model card's transformers code (step rerankbench)
@@ -30,6 +31,16 @@
 #   familiesbf16  per realistic preset (FAMILIES_BF16, default bert-base xlm-roberta-base qwen2-1.5b
 #             llama-1b mistral-7b): generate, st_reference.py fp32 on the GPU, the engine in bf16 through
 #             bench/parity.js -> $OUT/families-bf16-result.json, min cosine per family in the summary
+#   rerankfixtures  the tiny reranker checkpoints of RERANK_MATRIX (issue 17: qwen3-reranker-tiny tied,
+#             --untied, --seq-cls), generated at seed 0, then scripts/reference/rerank_reference.py (the
+#             Qwen3-Reranker model card's transformers code, fp32 on the CPU) over
+#             test/fixtures/rerank-pairs.json on each -> $OUT/rerank-fixtures.tar.gz (rerank-<name>.json,
+#             for test/fixtures/; RERANKERS picks names; a fixture whose alone and batched scores
+#             disagree goes to rerank-rejected.tar.gz). No addon needed
+#   rerankbf16  per reranker preset (RERANK_BF16, default qwen3-reranker-4b): generate, the card's code
+#             in fp32 on the GPU (and in bf16, recorded as transformers' own bf16 error), the engine in
+#             bf16 through bench/rerank-parity.js (RERANK_BF16_THRESHOLD, default its 0.01) ->
+#             $OUT/rerank-bf16-result.json, errors and order per preset in the summary
 #   encoderbench  bert-base (bge-base's shape) on the builtin corpus's short queries: the API server at
 #             ENCODER_POINTS vs sentence-transformers (baseline_bench.py) in ENCODER_ST_DTYPES at
 #             ENCODER_ST_BATCHES on the same GPU -> $OUT/encoder-bench.json, ratio in the summary
@@ -460,6 +471,129 @@ step_familiesbf16() {
     for (const r of runs) {
       const min = Math.min(r.minCosine.alone, r.minCosine.packed);
       console.log(`| bf16 ${r.model} ${r.device} tp${r.tensorParallelSize} | ${r.passed ? "PASS" : "FAIL"}: min cos ${f(min)} (alone ${f(r.minCosine.alone)}, packed ${f(r.minCosine.packed)}, alone vs packed ${f(r.minCosine.aloneVsPacked)}; threshold ${r.threshold})${r.maxNormError !== null && r.maxNormError !== undefined ? `; max norm error ${r.maxNormError.toExponential(2)}` : ""}${r.problems.length ? "; " + r.problems.join("; ") : ""} |`);
+    }
+  ' "${runs[@]}" >> "$RESULTS"
+  return "$status"
+}
+
+# The tiny reranker checkpoints CI checks the CPU engine against (issue 17, test/rerank-parity.e2e-spec.ts):
+# fixture name | `admin checkpoint generate` arguments (seed 0 is added). RERANKERS picks names.
+RERANK_MATRIX=(
+  "qwen3-reranker-tiny|--preset qwen3-reranker-tiny"
+  "qwen3-reranker-tiny-untied|--preset qwen3-reranker-tiny --untied"
+  "qwen3-reranker-tiny-seq-cls|--preset qwen3-reranker-tiny --seq-cls"
+)
+
+step_rerankfixtures() {
+  # Each entry: generate (seed 0), admin model inspect, then the model card's code in fp32 on the CPU
+  # (rerank_reference.py: every pair alone and each group batched); a failing entry is reported and
+  # the next one runs. The fixtures travel back as one archive, to unpack into test/fixtures/.
+  local versions dir fixtures=$WORK/rerank-fixtures entry name args status=0 rc line ok=() bad=()
+  if ! versions=$(hf_versions); then
+    echo "python3 lacks torch/transformers" >&2
+    echo "| rerankers | FAILED: python3 lacks torch/transformers |" >> "$RESULTS"; return 1
+  fi
+  echo "$versions"
+  echo "| rerankers: HF versions | $versions |" >> "$RESULTS"
+  rm -rf "$fixtures" "$WORK/rerank-rejected" && mkdir -p "$fixtures" "$WORK/rerankers"
+  for entry in "${RERANK_MATRIX[@]}"; do
+    name=${entry%%|*} args="${entry#*|} --seed 0"
+    if [ -n "${RERANKERS:-}" ] && [[ " $RERANKERS " != *" $name "* ]]; then continue; fi
+    echo "=== reranker $name: checkpoint generate $args"
+    dir=$WORK/rerankers/$name
+    # shellcheck disable=SC2086  # args is a list of flags
+    if ! admin checkpoint generate $args --out "$dir" --force > "$WORK/generate-$name.log" 2>&1; then
+      tail -20 "$WORK/generate-$name.log"
+      echo "| reranker $name | FAILED: checkpoint generate $args (log above) |" >> "$RESULTS"
+      bad+=("$name"); status=1; continue
+    fi
+    admin model inspect "$dir" | grep -E '^(model|task|status|ERROR|WARN)' || { bad+=("$name"); status=1; continue; }
+    timeout "${RERANK_TIMEOUT:-600}" python3 scripts/reference/rerank_reference.py --model "$dir" \
+      --pairs test/fixtures/rerank-pairs.json --out "$fixtures/rerank-$name.json" --name "$name" \
+      --generator-args "$args" --device cpu --dtype float32 > "$WORK/rerank-reference-$name.json"
+    rc=$?
+    line=$(tail -1 "$WORK/rerank-reference-$name.json")
+    echo "$line"
+    if [ "$rc" = 0 ]; then
+      ok+=("$name")
+    else
+      # Exit 2: written, but alone and batched disagree; kept apart so it cannot be committed by mistake.
+      [ -f "$fixtures/rerank-$name.json" ] && mkdir -p "$WORK/rerank-rejected" &&
+        mv "$fixtures/rerank-$name.json" "$WORK/rerank-rejected/"
+      bad+=("$name"); status=1
+    fi
+    # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+    node -e '
+      const [name, rc, line] = process.argv.slice(1);
+      let r; try { r = JSON.parse(line); } catch { r = undefined; }
+      const e = (x) => (typeof x === "number" ? x.toExponential(1) : "-");
+      console.log(r
+        ? `| reranker ${name} | ${r.ok ? "ok" : "DISAGREES"} (exit ${rc}): ${r.head}, ${r.pairs} pairs in ${r.groups} groups (${r.truncated} cut), scores ${r.scoreRange.map((x) => (typeof x === "number" ? x.toFixed(4) : "-")).join("..")}; batched vs alone max |score| ${e(r.batchedVsAloneMaxScore)}, |raw| ${e(r.batchedVsAloneMaxRaw)}; sigmoid(raw) vs card ${e(r.sigmoidVsScore)} |`
+        : `| reranker ${name} | FAILED (exit ${rc}): no result line; see logs.txt |`);
+    ' "$name" "$rc" "$line" >> "$RESULTS"
+  done
+  if compgen -G "$WORK/rerank-rejected/rerank-*.json" > /dev/null; then
+    tar -C "$WORK/rerank-rejected" -czf "$OUT/rerank-rejected.tar.gz" . || status=1
+  fi
+  if compgen -G "$fixtures/rerank-*.json" > /dev/null; then
+    tar -C "$fixtures" -czf "$OUT/rerank-fixtures.tar.gz" . || status=1
+    echo "| rerankers: fixtures | $OUT/rerank-fixtures.tar.gz: $(cd "$fixtures" && find . -name 'rerank-*.json' | sort | tr '\n' ' ')|" >> "$RESULTS"
+  fi
+  echo "rerankers ok: ${ok[*]:-none}; failed: ${bad[*]:-none}"
+  echo "| rerankers | ok: ${ok[*]:-none}; failed: ${bad[*]:-none} |" >> "$RESULTS"
+  return "$status"
+}
+
+step_rerankbf16() {
+  # Issue 17's GPU parity at a published size: per preset (RERANK_BF16), generate (seed 0), the model
+  # card's code in fp32 on the GPU (sdpa: the 8192-token group batched in eager attention would need
+  # tens of GB) with its own bf16 run recorded beside it, then the engine in bf16 through
+  # bench/rerank-parity.js on the same token ids. The checkpoint is deleted after each preset (disk).
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  local preset dir status=0 runs=()
+  hf_versions
+  mkdir -p "$WORK/rerankers-bf16"
+  for preset in ${RERANK_BF16:-qwen3-reranker-4b}; do
+    echo "=== $preset"
+    dir=$WORK/rerankers-bf16/$preset
+    local started=$SECONDS
+    if ! admin checkpoint generate --preset "$preset" --seed 0 --out "$dir" --force > "$WORK/generate-$preset.log" 2>&1; then
+      tail -20 "$WORK/generate-$preset.log"
+      echo "| rerank bf16 $preset | FAILED: checkpoint generate --preset $preset |" >> "$RESULTS"
+      status=1; continue
+    fi
+    echo "generated $(du -sh "$dir" | cut -f1) in $((SECONDS - started)) s"
+    if ! timeout "${RERANK_BF16_TIMEOUT:-600}" python3 scripts/reference/rerank_reference.py --model "$dir" \
+        --pairs test/fixtures/rerank-pairs.json --out "$WORK/rerank-$preset-reference.json" --name "$preset" \
+        --generator-args "--preset $preset --seed 0" --device cuda --dtype float32 --attn sdpa --bf16-baseline; then
+      echo "| rerank bf16 $preset | FAILED: the model card reference (see logs.txt) |" >> "$RESULTS"
+      status=1; rm -rf "$dir"; continue
+    fi
+    node "$APP/dist/bench/rerank-parity.js" --model "$dir" --fixture "$WORK/rerank-$preset-reference.json" \
+      --device cuda --dtype bfloat16 --tp 1 --skip-hash --json "$WORK/rerank-bf16-$preset.json" \
+      ${RERANK_BF16_THRESHOLD:+--threshold "$RERANK_BF16_THRESHOLD"} || status=1
+    runs+=("$WORK/rerank-bf16-$preset.json" "$WORK/rerank-$preset-reference.json")
+    echo "$preset: $((SECONDS - started)) s in all"
+    echo "| rerank bf16 $preset time | $((SECONDS - started)) s (generate, reference, engine) |" >> "$RESULTS"
+    rm -rf "$dir"
+  done
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+  node -e '
+    const fs = require("fs");
+    const paths = process.argv.slice(1);
+    const runs = [];
+    for (let i = 0; i + 1 < paths.length; i += 2) {
+      if (!fs.existsSync(paths[i])) continue;
+      const run = JSON.parse(fs.readFileSync(paths[i], "utf8"));
+      const reference = JSON.parse(fs.readFileSync(paths[i + 1], "utf8"));
+      runs.push({ ...run, referenceAgreement: reference.agreement });
+    }
+    fs.writeFileSync(process.env.OUT + "/rerank-bf16-result.json", JSON.stringify(runs, null, 1));
+    const e = (x) => (typeof x === "number" ? x.toExponential(2) : "-");
+    for (const r of runs) {
+      const card = r.referenceAgreement && r.referenceAgreement.cardBfloat16;
+      const hf = card ? `; transformers bf16: max |score| ${e(card.maxScoreDifference)}, |raw| ${e(card.maxRawDifference)}, order ${card.groupsInOrder}/${card.groups}, min tau ${card.minKendallTau.toFixed(3)}` : "";
+      console.log(`| rerank bf16 ${r.model} ${r.device} tp${r.tensorParallelSize} | ${r.passed ? "PASS" : "FAIL"}: max |score - fp32 card| ${e(r.maxScoreError)} (packed ${e(r.maxPackedScoreError)}), max |raw| ${e(r.maxRawError)}, order ${r.groupsInOrder}/${r.groups.length} groups, min tau ${r.minKendallTau.toFixed(3)}; threshold ${r.threshold}${hf}${r.problems.length ? "; " + r.problems.join("; ") : ""} |`);
     }
   ' "${runs[@]}" >> "$RESULTS"
   return "$status"

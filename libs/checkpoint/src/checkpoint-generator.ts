@@ -11,18 +11,24 @@ import {
   familyPoolingConfigJson,
   familySentenceBertConfigJson,
   familySentenceTransformersConfigJson,
+  rerankerConfigJson,
   SentenceTransformersHead,
 } from './family-files';
-import { familyTokenizerFiles } from './family-tokenizers';
+import { familyTokenizerFiles, rerankerTokenizerFiles } from './family-tokenizers';
 import {
   asModelArchitecture,
   DEFAULT_POOLING,
+  DecoderArchitecture,
+  isEncoder,
+  isRerankerPreset,
   ModelArchitecture,
   modelArchitectureProblems,
   modelPreset,
   ModelTensorSpec,
   modelTensorSpecs,
   PoolingMode,
+  RerankerForm,
+  rerankerTensorSpecs,
 } from './model-architecture';
 import { Qwen3Architecture } from './qwen3-architecture';
 import { formatBytes, formatCount } from './quantities';
@@ -54,6 +60,10 @@ export interface GenerateCheckpointOptions {
   normalize?: boolean;
   /** A 2_Dense module (Tanh, with bias) from hidden_size to this many features. */
   denseOutFeatures?: number;
+  /** Reranker presets: an lm_head.weight of its own (tie_word_embeddings false). */
+  untied?: boolean;
+  /** Reranker presets: the converted Qwen3ForSequenceClassification form (score.weight [1, hidden]). */
+  seqCls?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -94,8 +104,12 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
   const started = process.hrtime.bigint();
   const log = options.onProgress ?? (() => undefined);
   const dtype = options.dtype ?? 'bf16';
-  const architecture =
+  const reranker = rerankerOptions(options);
+  let architecture =
     typeof options.preset === 'string' ? modelPreset(options.preset) : asModelArchitecture(options.preset);
+  if (reranker && options.untied && !isEncoder(architecture)) {
+    architecture = { ...architecture, tieWordEmbeddings: false };
+  }
   const problems = modelArchitectureProblems(architecture);
   if (problems.length > 0) throw new RangeError(`bad architecture: ${problems.join('; ')}`);
   if (!Number.isSafeInteger(options.seed) || options.seed < 0) {
@@ -117,7 +131,9 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
   await checkOutputDirectory(outDir, options.force === true);
 
   const maxSeqLength = familyMaxSeqLength(architecture);
-  const tokenizer = await familyTokenizerFiles(architecture, maxSeqLength, options.tokenizerPath);
+  const tokenizer = reranker
+    ? await rerankerTokenizerFiles(options.tokenizerPath)
+    : await familyTokenizerFiles(architecture, maxSeqLength, options.tokenizerPath);
   // (qwen3 keeps its published shape: ids past the table are refused by the service.)
   if (architecture.family !== 'qwen3' && tokenizer.vocabSize > architecture.vocabSize) {
     throw new RangeError(
@@ -125,7 +141,9 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
     );
   }
 
-  const specs = modelTensorSpecs(architecture, toSafetensorsDtype(dtype));
+  const specs = reranker
+    ? rerankerTensorSpecs(architecture as DecoderArchitecture, reranker.form, toSafetensorsDtype(dtype))
+    : modelTensorSpecs(architecture, toSafetensorsDtype(dtype));
   const format = options.format ?? 'safetensors';
   const shards = planShards(specs, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES).map((shard) =>
     format === 'bin' ? { ...shard, fileName: torchBinFileName(shard.fileName) } : shard,
@@ -159,19 +177,34 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
       await writeShard(writer, shard.tensors, sampler, progress);
     }
     const json = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
-    const modules = familyModulesJson(head);
-    const files: Array<[string, string]> = [
-      ['config.json', json(familyConfigJson(architecture, dtype))],
-      ['tokenizer.json', JSON.stringify(tokenizer.tokenizer)],
-      ['tokenizer_config.json', json(tokenizer.tokenizerConfig)],
-      ['config_sentence_transformers.json', json(familySentenceTransformersConfigJson(architecture.family))],
-      ['modules.json', json(modules)],
-      ['sentence_bert_config.json', json(familySentenceBertConfigJson(maxSeqLength))],
-      [
-        join('1_Pooling', 'config.json'),
-        json(familyPoolingConfigJson(architecture.hiddenSize, head.pooling, head.includePrompt)),
-      ],
-    ];
+    // A reranker is saved as transformers saves the task model: no sentence-transformers files.
+    const modules = reranker ? [] : familyModulesJson(head);
+    const files: Array<[string, string]> = reranker
+      ? [
+          [
+            'config.json',
+            json(
+              rerankerConfigJson(architecture as DecoderArchitecture, reranker.form, dtype, reranker.name),
+            ),
+          ],
+          ['tokenizer.json', JSON.stringify(tokenizer.tokenizer)],
+          ['tokenizer_config.json', json(tokenizer.tokenizerConfig)],
+        ]
+      : [
+          ['config.json', json(familyConfigJson(architecture, dtype))],
+          ['tokenizer.json', JSON.stringify(tokenizer.tokenizer)],
+          ['tokenizer_config.json', json(tokenizer.tokenizerConfig)],
+          [
+            'config_sentence_transformers.json',
+            json(familySentenceTransformersConfigJson(architecture.family)),
+          ],
+          ['modules.json', json(modules)],
+          ['sentence_bert_config.json', json(familySentenceBertConfigJson(maxSeqLength))],
+          [
+            join('1_Pooling', 'config.json'),
+            json(familyPoolingConfigJson(architecture.hiddenSize, head.pooling, head.includePrompt)),
+          ],
+        ];
     if (tokenizer.specialTokensMap) {
       files.push(['special_tokens_map.json', json(tokenizer.specialTokensMap)]);
     }
@@ -227,6 +260,36 @@ export async function generateCheckpoint(options: GenerateCheckpointOptions): Pr
     await rm(staging, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * The reranker form a reranker preset is generated in (undefined for the embedding presets), after
+ * refusing options that do not apply: --untied / --seq-cls elsewhere, a sentence-transformers head on
+ * a reranker.
+ */
+function rerankerOptions(
+  options: GenerateCheckpointOptions,
+): { name: string; form: RerankerForm } | undefined {
+  const name = typeof options.preset === 'string' ? options.preset.trim().toLowerCase() : undefined;
+  if (name === undefined || !isRerankerPreset(name)) {
+    if (options.untied || options.seqCls) {
+      throw new RangeError('--untied and --seq-cls apply to the qwen3-reranker presets only');
+    }
+    return undefined;
+  }
+  if (options.untied && options.seqCls) {
+    throw new RangeError('--untied and --seq-cls exclude each other: a sequence classifier has no lm_head');
+  }
+  if (
+    options.pooling !== undefined ||
+    options.denseOutFeatures !== undefined ||
+    options.normalize === false
+  ) {
+    throw new RangeError(
+      `${name} is a reranker: pooling, Dense and Normalize are sentence-transformers modules it does not have`,
+    );
+  }
+  return { name, form: options.seqCls ? 'seq-cls' : 'causal-lm' };
 }
 
 async function checkOutputDirectory(outDir: string, force: boolean): Promise<void> {

@@ -19,6 +19,7 @@ import {
   ModelFamily,
   modelTensorSpecs,
 } from './model-architecture';
+import { detectModelTask, ModelTaskDetection } from './model-task';
 import { qwen3ArchitectureProblems, Qwen3ParameterCount } from './qwen3-architecture';
 import { formatBytes, formatCount } from './quantities';
 import {
@@ -71,6 +72,8 @@ export interface CheckpointSummary {
   /** The sentence-transformers modules after the Transformer, in modules.json order (types' last part). */
   modules?: string[];
   generator?: Record<string, string>;
+  /** What the server would serve it as (MODEL_TASK=auto): embeddings, or a reranker and its head. */
+  task?: ModelTaskDetection;
 }
 
 export interface CheckpointReport {
@@ -158,9 +161,16 @@ export async function inspectCheckpoint(directory: string): Promise<CheckpointRe
     error('config.json', 'is not a JSON object');
   }
 
+  // A config.json that is not JSON is already reported above; detection has nothing to read then.
+  summary.task = await detectModelTask(dir).catch(() => undefined);
+  const reranker = summary.task?.task === 'rerank';
+
   // weights
   const tensors = await inspectWeights(dir, summary, error, warning);
-  if (summary.architecture && tensors) checkExpectedTensors(summary, tensors, error, warning);
+  if (summary.architecture && tensors) {
+    checkExpectedTensors(summary, tensors, error, warning);
+    if (reranker) checkScoreHead(summary, tensors, error);
+  }
 
   // tokenizer.json
   if (!existsSync(join(dir, 'tokenizer.json'))) {
@@ -179,7 +189,8 @@ export async function inspectCheckpoint(directory: string): Promise<CheckpointRe
           error('tokenizer.json', `${EOS_TOKEN} has id ${String(eos.id)}, expected ${EOS_TOKEN_ID}`);
         const appendsEos = postProcessorAppendsEos(fields.post_processor);
         summary.tokenizer = { file: 'tokenizer.json', appendsEos };
-        if (!appendsEos) {
+        // A reranker's prompt ends in its own template, never <|endoftext|>.
+        if (!appendsEos && !reranker) {
           warning(
             'tokenizer.json',
             `post_processor does not append ${EOS_TOKEN}: this service appends it itself, but transformers and sentence-transformers will not`,
@@ -492,6 +503,50 @@ function hasTorchBin(dir: string): boolean {
   );
 }
 
+/**
+ * A reranker's score head, as the engine loads it: a classifier's score.weight [1, hidden]
+ * (num_labels 1), or the yes/no rows of lm_head.weight, which an untied causal LM must carry.
+ */
+function checkScoreHead(
+  summary: CheckpointSummary,
+  tensors: Map<string, LocatedTensor>,
+  error: Report,
+): void {
+  const architecture = summary.architecture!;
+  if (isEncoder(architecture)) {
+    error('config.json', `a ${architecture.family} reranker is not supported (decoders only)`);
+    return;
+  }
+  const fallbackFile = summary.shards.length === 1 ? summary.shards[0].file : 'config.json';
+  const expectShape = (name: string, shape: number[], why: string): void => {
+    const found = tensors.get(name);
+    if (!found) error(fallbackFile, `missing tensor: ${why}`, name);
+    else if (
+      found.entry.shape.length !== shape.length ||
+      found.entry.shape.some((dim, i) => dim !== shape[i])
+    ) {
+      error(
+        found.file,
+        `shape [${found.entry.shape.join(', ')}], expected [${shape.join(', ')}]: ${why}`,
+        name,
+      );
+    }
+  };
+  if (summary.task?.head === 'classifier') {
+    expectShape(
+      'score.weight',
+      [1, architecture.hiddenSize],
+      'the classifier of a reranker (num_labels must be 1)',
+    );
+  } else if (!architecture.tieWordEmbeddings) {
+    expectShape(
+      'lm_head.weight',
+      [architecture.vocabSize, architecture.hiddenSize],
+      'tie_word_embeddings is false, so the yes/no logits come from lm_head',
+    );
+  }
+}
+
 function checkExpectedTensors(
   summary: CheckpointSummary,
   tensors: Map<string, LocatedTensor>,
@@ -524,8 +579,9 @@ function checkExpectedTensors(
       error(file, `dtype ${entry.dtype} is not supported (use ${SUPPORTED_DTYPES.join(', ')})`, name);
     }
   }
+  const head = summary.task?.head === 'classifier' ? 'score.weight' : undefined;
   for (const [name, { file }] of tensors) {
-    if (expectedNames.has(name) || IGNORED_TENSOR.test(name)) continue;
+    if (expectedNames.has(name) || IGNORED_TENSOR.test(name) || name === head) continue;
     warning(file, 'unexpected tensor (ignored by the engine)', name);
   }
   if (summary.dtypes.length > 1) {
@@ -601,6 +657,10 @@ export function formatCheckpointReport(report: CheckpointReport): string {
     );
   }
   if (summary.family) row('family', `${summary.family} (${a && isEncoder(a) ? 'encoder' : 'decoder'})`);
+  if (summary.task) {
+    const { task, head, reason } = summary.task;
+    row('task', `${task === 'rerank' ? 'reranker' : 'embedding'} (${head} head); ${reason}`);
+  }
   if (summary.parameters) {
     row(
       'parameters',

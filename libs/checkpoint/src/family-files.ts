@@ -7,6 +7,7 @@ import {
   ModelArchitecture,
   ModelFamily,
   PoolingMode,
+  RerankerForm,
 } from './model-architecture';
 
 type Json = Record<string, unknown>;
@@ -113,6 +114,39 @@ function encoderConfigJson(arch: EncoderArchitecture, dtype: CheckpointDtype): J
   };
   if (arch.bosTokenId !== null) config.bos_token_id = arch.bosTokenId;
   if (arch.eosTokenId !== null) config.eos_token_id = arch.eosTokenId;
+  return sortKeys(config);
+}
+
+/** <|im_end|>: the end of a Qwen3 chat turn, the published rerankers' eos_token_id. */
+const QWEN3_IM_END_ID = 151645;
+/** <|endoftext|>: Qwen3's pad token (what a sequence classifier skips to find the last real token). */
+const QWEN3_PAD_ID = 151643;
+
+/**
+ * config.json of a Qwen3 reranker as transformers writes it: Qwen3ForCausalLM as published, or the
+ * converted Qwen3ForSequenceClassification with one label (id2label / label2id are how transformers
+ * stores num_labels; pad_token_id lets it find each padded sequence's last token). `name` goes to
+ * `_name_or_path`, which model-task.ts reads when the directory's name does not say "rerank".
+ */
+export function rerankerConfigJson(
+  arch: DecoderArchitecture,
+  form: RerankerForm,
+  dtype: CheckpointDtype,
+  name: string,
+): Json {
+  const config: Json = {
+    ...qwen3ConfigJson(arch, dtype),
+    _name_or_path: name,
+    architectures: [form === 'seq-cls' ? 'Qwen3ForSequenceClassification' : 'Qwen3ForCausalLM'],
+    eos_token_id: QWEN3_IM_END_ID,
+  };
+  if (form === 'seq-cls') {
+    Object.assign(config, {
+      id2label: { '0': 'LABEL_0' },
+      label2id: { LABEL_0: 0 },
+      pad_token_id: QWEN3_PAD_ID,
+    });
+  }
   return sortKeys(config);
 }
 

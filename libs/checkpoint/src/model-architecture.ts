@@ -326,17 +326,92 @@ export const FAMILY_PRESETS: Readonly<Record<FamilyPresetName, ModelArchitecture
   }),
 };
 
-export type ModelPresetName = Qwen3PresetName | FamilyPresetName;
+/** Qwen3-Reranker's vocabulary: every id its tokenizer knows (the prompt's <think> is 151667). */
+export const QWEN3_RERANKER_VOCAB_ROWS = 151669;
+
+export type RerankerPresetName =
+  'qwen3-reranker-tiny' | 'qwen3-reranker-0.6b' | 'qwen3-reranker-4b' | 'qwen3-reranker-8b';
+
+const qwen3Reranker = (
+  fields: Omit<Qwen3Architecture, 'vocabSize' | 'rmsNormEps' | 'ropeTheta' | 'maxPositionEmbeddings'>,
+): DecoderArchitecture =>
+  qwen3Decoder({
+    vocabSize: QWEN3_RERANKER_VOCAB_ROWS,
+    rmsNormEps: 1e-6,
+    ropeTheta: 1_000_000,
+    maxPositionEmbeddings: 40960,
+    ...fields,
+  });
+
+/**
+ * Qwen3-Reranker shapes (issue 17), saved as transformers saves Qwen3ForCausalLM (rerankerTensorSpecs).
+ * `qwen3-reranker-tiny` is ours (the CPU parity fixtures; its context passes the 8192-token cut); the
+ * others match the published Qwen3-Reranker-0.6B/4B/8B config.json files (0.6B and 4B tie lm_head to
+ * the embeddings, 8B does not).
+ */
+export const RERANKER_PRESETS: Readonly<Record<RerankerPresetName, DecoderArchitecture>> = {
+  'qwen3-reranker-tiny': qwen3Reranker({
+    hiddenSize: 64,
+    numHiddenLayers: 3,
+    numAttentionHeads: 4,
+    numKeyValueHeads: 2,
+    headDim: 16,
+    intermediateSize: 128,
+    tieWordEmbeddings: true,
+  }),
+  'qwen3-reranker-0.6b': qwen3Reranker({
+    hiddenSize: 1024,
+    numHiddenLayers: 28,
+    numAttentionHeads: 16,
+    numKeyValueHeads: 8,
+    headDim: 128,
+    intermediateSize: 3072,
+    tieWordEmbeddings: true,
+  }),
+  'qwen3-reranker-4b': qwen3Reranker({
+    hiddenSize: 2560,
+    numHiddenLayers: 36,
+    numAttentionHeads: 32,
+    numKeyValueHeads: 8,
+    headDim: 128,
+    intermediateSize: 9728,
+    tieWordEmbeddings: true,
+  }),
+  'qwen3-reranker-8b': qwen3Reranker({
+    hiddenSize: 4096,
+    numHiddenLayers: 36,
+    numAttentionHeads: 32,
+    numKeyValueHeads: 8,
+    headDim: 128,
+    intermediateSize: 12288,
+    tieWordEmbeddings: false,
+  }),
+};
+
+export function isRerankerPreset(name: string): name is RerankerPresetName {
+  return Object.prototype.hasOwnProperty.call(RERANKER_PRESETS, name.trim().toLowerCase());
+}
+
+/**
+ * How a reranker checkpoint is saved: `causal-lm` as published (Qwen3ForCausalLM: the yes/no rows of
+ * lm_head, or of the embeddings when tied), `seq-cls` as the converted Qwen3ForSequenceClassification
+ * (a [1, hidden] score.weight).
+ */
+export type RerankerForm = 'causal-lm' | 'seq-cls';
+
+export type ModelPresetName = Qwen3PresetName | FamilyPresetName | RerankerPresetName;
 
 export const MODEL_PRESET_NAMES: readonly ModelPresetName[] = [
   ...(Object.keys(QWEN3_PRESETS) as Qwen3PresetName[]),
   ...(Object.keys(FAMILY_PRESETS) as FamilyPresetName[]),
+  ...(Object.keys(RERANKER_PRESETS) as RerankerPresetName[]),
 ];
 
-/** Any preset by name: the Qwen3 ones (as qwen3 decoders) and the other families. */
+/** Any preset by name: the Qwen3 ones (as qwen3 decoders), the rerankers and the other families. */
 export function modelPreset(name: string): ModelArchitecture {
   const key = name.trim().toLowerCase();
   if (key in QWEN3_PRESETS) return qwen3Decoder(QWEN3_PRESETS[key as Qwen3PresetName]);
+  if (isRerankerPreset(key)) return RERANKER_PRESETS[key];
   const preset = FAMILY_PRESETS[key as FamilyPresetName];
   if (!preset) throw new RangeError(`unknown preset "${name}": use one of ${MODEL_PRESET_NAMES.join(', ')}`);
   return preset;
@@ -357,6 +432,24 @@ export function modelTensorSpecs(
   if (isEncoder(arch)) return encoderTensorSpecs(arch, dtype);
   if (arch.family === 'qwen3') return qwen3TensorSpecs(arch, dtype);
   return decoderTensorSpecs(arch, dtype);
+}
+
+/**
+ * A reranker's tensors as transformers saves its task model: the decoder's under `model.`, then
+ * `lm_head.weight` when a causal LM does not tie it to the embeddings (a tied one is saved once, as
+ * `model.embed_tokens.weight`), or a sequence classifier's `score.weight` [1, hidden] (num_labels 1).
+ */
+export function rerankerTensorSpecs(
+  arch: DecoderArchitecture,
+  form: RerankerForm,
+  dtype: SafetensorsDtype = 'BF16',
+): ModelTensorSpec[] {
+  const specs = modelTensorSpecs(arch, dtype).map((spec) => ({ ...spec, name: `model.${spec.name}` }));
+  if (form === 'seq-cls')
+    specs.push({ name: 'score.weight', dtype, shape: [1, arch.hiddenSize], role: 'head' });
+  else if (!arch.tieWordEmbeddings)
+    specs.push({ name: 'lm_head.weight', dtype, shape: [arch.vocabSize, arch.hiddenSize], role: 'head' });
+  return specs;
 }
 
 function specMaker(dtype: SafetensorsDtype) {

@@ -90,9 +90,10 @@ export function qwen3Preset(name: string): Qwen3Architecture {
 
 /**
  * What the generator draws for a tensor: N(0, 0.02) for matrices, 1 + noise for norm weights, small
- * values for biases (the other families; Qwen3 has none).
+ * values for biases (the other families; Qwen3 has none), and a reranker's output rows (`head`:
+ * lm_head or score, seeded-weights.ts says why its scale differs).
  */
-export type Qwen3TensorRole = 'embedding' | 'linear' | 'norm' | 'bias';
+export type Qwen3TensorRole = 'embedding' | 'linear' | 'norm' | 'bias' | 'head';
 
 export interface Qwen3TensorSpec extends TensorSpec {
   role: Qwen3TensorRole;

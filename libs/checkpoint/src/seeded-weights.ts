@@ -21,6 +21,10 @@ export const WEIGHT_DISTRIBUTIONS: Readonly<Record<Qwen3TensorRole, { mean: numb
   norm: { mean: 1, std: 0.1 },
   // Biases (Qwen2's q/k/v, every encoder linear and LayerNorm): small, so they shift without dominating.
   bias: { mean: 0, std: 0.02 },
+  // A reranker's own lm_head / score rows, read against a final-norm state of RMS ~1: a logit's spread
+  // is std * sqrt(hidden), ~0.2 on the tiny preset and ~1.8 on the 8B, so scores stay off 0 and 1
+  // at every size (a larger std saturates the 8B's; the tiny's still differ by ~0.02 between documents).
+  head: { mean: 0, std: 0.02 },
 };
 
 const IRWIN_HALL_LEVELS = 1021;

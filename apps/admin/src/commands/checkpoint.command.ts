@@ -23,12 +23,14 @@ interface GenerateOptions {
   normalize?: boolean;
   dense?: number;
   format?: CheckpointWeightFormat;
+  untied?: boolean;
+  seqCls?: boolean;
 }
 
 @SubCommand({
   name: 'generate',
   description:
-    'write an embedding checkpoint (Qwen3, Qwen2, Mistral, Llama, BERT, XLM-R) with seeded random weights (HF + sentence-transformers format)',
+    'write an embedding checkpoint (Qwen3, Qwen2, Mistral, Llama, BERT, XLM-R; HF + sentence-transformers format) or a Qwen3 reranker (as transformers saves it) with seeded random weights',
 })
 export class GenerateCheckpointCommand extends CommandRunner {
   constructor(private readonly checkpoints: CheckpointService) {
@@ -49,6 +51,8 @@ export class GenerateCheckpointCommand extends CommandRunner {
       normalize: options.normalize !== false,
       denseOutFeatures: options.dense,
       format: options.format,
+      untied: options.untied === true,
+      seqCls: options.seqCls === true,
       onProgress: (line) => process.stdout.write(`${line}\n`),
     });
     for (const shard of result.shards)
@@ -131,6 +135,23 @@ export class GenerateCheckpointCommand extends CommandRunner {
   })
   parseDense(value: string): number {
     return parseInteger('--dense', value, 1);
+  }
+
+  @Option({
+    flags: '--untied',
+    description: 'qwen3-reranker presets: an lm_head.weight of its own (tie_word_embeddings false)',
+  })
+  parseUntied(): boolean {
+    return true;
+  }
+
+  @Option({
+    flags: '--seq-cls',
+    description:
+      'qwen3-reranker presets: the converted Qwen3ForSequenceClassification form (score.weight [1, hidden]) instead of Qwen3ForCausalLM',
+  })
+  parseSeqCls(): boolean {
+    return true;
   }
 
   @Option({
