@@ -109,7 +109,6 @@ const INSTANT_INFO: EngineInfo = {
   cudaGraphMaxTokens: 0,
   peerAllReduce: false,
   devices: [{ index: -1, name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1, replica: 0, rank: 0 }],
-  head: 'embedding',
 };
 
 /**
