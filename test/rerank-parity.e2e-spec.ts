@@ -7,7 +7,7 @@
  * ids must be the reference's (template, cut and all) and each score within 1e-5 of its own. A fixture
  * that disagrees fails; only the absence of any fixture skips, saying so.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,12 @@ import { TokenizerService } from '@app/embeddings/tokenizer.service';
 import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { RERANK_MAX_LENGTH, RerankPromptBuilder } from '@app/rerank/rerank-prompt';
 import type { RunningApp } from '../apps/api/src/app.factory';
+import {
+  FLOAT32_SCORE_THRESHOLD,
+  readRerankFixture,
+  RerankFixture,
+  rerankWeightsMatch,
+} from '../bench/rerank-parity';
 import { runAdmin } from './support/admin-cli';
 import { Json, readJson, startTestApp, TEST_API_KEY } from './support/test-app';
 
@@ -26,56 +32,38 @@ const FIXTURE_FILES = readdirSync(FIXTURES)
   .filter((file) => /^rerank-.+\.json$/.test(file) && file !== PAIRS_FILE)
   .sort();
 /** CPU fp32 against transformers' fp32: the scores (probabilities) agree to this. */
-const SCORE_TOLERANCE = 1e-5;
+const SCORE_TOLERANCE = FLOAT32_SCORE_THRESHOLD;
 
-interface RerankFixtureItem {
-  document: string;
-  tokenIds: number[];
-  truncated: boolean;
-  /** null for a sequence-classification checkpoint. */
-  logitYes: number | null;
-  logitNo: number | null;
-  raw: number;
-  score: number;
-}
-
-interface RerankFixture {
-  name: string;
-  generatorArgs: string;
-  reference: string;
-  maxLength: number;
-  head: 'yes-no' | 'classifier';
-  yesTokenId?: number | null;
-  noTokenId?: number | null;
-  groups: Array<{ query: string; instruction: string | null; items: RerankFixtureItem[] }>;
-}
-
-/** The fixture, checked for the fields this test reads: a malformed one fails here, naming what is wrong. */
+/**
+ * The fixture, checked for what this test needs: one it cannot regenerate, or that its own script
+ * flagged, fails here naming the problem (a fixture never passes unchecked).
+ */
 function readFixture(file: string): RerankFixture {
-  const fixture = JSON.parse(readFileSync(join(FIXTURES, file), 'utf8')) as RerankFixture;
+  const fixture = readRerankFixture(join(FIXTURES, file));
   const problems: string[] = [];
-  if (typeof fixture.name !== 'string' || !/^[\w.-]+$/.test(fixture.name)) problems.push('name');
-  if (typeof fixture.generatorArgs !== 'string' || !fixture.generatorArgs.includes('--preset'))
-    problems.push('generatorArgs');
-  if (fixture.head !== 'yes-no' && fixture.head !== 'classifier') problems.push('head');
-  if (!Number.isInteger(fixture.maxLength)) problems.push('maxLength');
-  if (!Array.isArray(fixture.groups) || fixture.groups.length === 0) problems.push('groups');
-  for (const [g, group] of (fixture.groups ?? []).entries()) {
-    if (typeof group.query !== 'string') problems.push(`groups[${g}].query`);
-    if (!Array.isArray(group.items) || group.items.length === 0) problems.push(`groups[${g}].items`);
+  if (typeof fixture.name !== 'string' || !/^[\w.-]+$/.test(fixture.name)) problems.push('no usable name');
+  if (!fixture.generatorArgs?.includes('--preset'))
+    problems.push(
+      'no generatorArgs to regenerate its checkpoint (a full-size fixture belongs on the GPU host)',
+    );
+  if (!Number.isInteger(fixture.maxLength)) problems.push('no maxLength');
+  if (fixture.groups.length === 0) problems.push('no groups');
+  if (fixture.agreement && fixture.agreement.ok !== true)
+    problems.push("the model card's batched and per-pair scores disagreed when it was made");
+  for (const [g, group] of fixture.groups.entries()) {
+    if (typeof group.query !== 'string' || !Array.isArray(group.items) || group.items.length === 0)
+      problems.push(`groups[${g}] has no query or no items`);
     for (const [i, item] of (group.items ?? []).entries()) {
       if (
         typeof item.document !== 'string' ||
         !Array.isArray(item.tokenIds) ||
         typeof item.truncated !== 'boolean' ||
-        typeof item.raw !== 'number' ||
         typeof item.score !== 'number'
       )
-        problems.push(`groups[${g}].items[${i}]`);
+        problems.push(`groups[${g}].items[${i}] lacks document, tokenIds, truncated or score`);
     }
   }
-  if (problems.length > 0)
-    throw new Error(`${file} is not a rerank reference fixture: bad ${problems.join(', ')}`);
+  if (problems.length > 0) throw new Error(`${file}: ${problems.join('; ')}`);
   return fixture;
 }
 
@@ -95,7 +83,7 @@ describe('rerankers match the model card (CPU fp32, through the API)', () => {
     beforeAll(async () => {
       work = await mkdtemp(join(tmpdir(), 'rerank-parity-'));
       const modelPath = join(work, fixture.name);
-      const args = fixture.generatorArgs.split(/\s+/).filter(Boolean);
+      const args = (fixture.generatorArgs ?? '').split(/\s+/).filter(Boolean);
       await runAdmin(['checkpoint', 'generate', ...args, '--out', modelPath]);
       running = await startTestApp({ MODEL_PATH: modelPath, DTYPE: 'float32' });
       const tokenizer = running.app.get(TokenizerService);
@@ -108,6 +96,11 @@ describe('rerankers match the model card (CPU fp32, through the API)', () => {
     afterAll(async () => {
       await running?.app.close();
       if (work) await rm(work, { recursive: true, force: true });
+    });
+
+    it(`regenerates the checkpoint the fixture was made from (${fixture.generatorArgs})`, async () => {
+      expect(Object.keys(fixture.model?.weightsSha256 ?? {}).length).toBeGreaterThan(0);
+      expect(await rerankWeightsMatch(join(work, fixture.name), fixture)).toEqual([]);
     });
 
     it('serves the checkpoint as the reference loaded it: a reranker with its head, yes/no ids and length', async () => {
