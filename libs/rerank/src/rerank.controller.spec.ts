@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import type { RunningApp } from '@app/api/app.factory';
 import { startWithFakeEngine, UNIT_TEST_KEY } from '@app/api/testing/fake-engine-app';
 import { writeTokenizerOnlyModel } from '@app/checkpoint/embedding-tokenizer';
@@ -336,6 +337,53 @@ describe(RerankController.name, () => {
         code: 'model_task_mismatch',
       },
     });
+  });
+
+  it('answers any body with a result or an error in the envelope, never a crash or a 500', async () => {
+    const value = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.oneof(fc.string({ maxLength: 300 }), fc.record({ text: fc.string() }), fc.integer()), {
+        maxLength: 10,
+      }),
+      fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }),
+    );
+    const body = fc.record(
+      {
+        model: fc.oneof(value, fc.constant('fake-reranker'), fc.constant('code-rerank')),
+        query: fc.oneof(value, fc.string({ maxLength: 600 })),
+        documents: value,
+        texts: value,
+        top_n: value,
+        return_documents: value,
+        instruction: value,
+        truncate: value,
+        raw_scores: value,
+        return_text: value,
+      },
+      { requiredKeys: [] },
+    );
+    await fc.assert(
+      fc.asyncProperty(body, fc.constantFrom('/v1/rerank', '/rerank'), async (sent, path) => {
+        const res = await post(path, sent);
+        const answer: Json = await res.json();
+        if (res.status === 200) {
+          const ranks = path === '/rerank' ? answer : answer.results;
+          expect(Array.isArray(ranks)).toBe(true);
+          return;
+        }
+        expect([400, 404, 413]).toContain(res.status);
+        const { error } = answer;
+        expect(Object.keys(answer)).toEqual(['error']);
+        expect(error).toMatchObject({ message: expect.any(String), type: 'invalid_request_error' });
+        expect(error.param === null || typeof error.param === 'string').toBe(true);
+        expect(error.code === null || typeof error.code === 'string').toBe(true);
+      }),
+      { numRuns: 150, seed: 17 },
+    );
   });
 
   it('counts the documents scored in /metrics', async () => {
