@@ -94,6 +94,11 @@ describe(RerankController.name, () => {
       await fetch(`${sut.url}/v1/models`, { headers: { authorization: `Bearer ${UNIT_TEST_KEY}` } })
     ).json();
     expect(models.data[0]).toEqual(expect.objectContaining({ id: 'fake-reranker', task: 'rerank' }));
+    const info: Json = await (
+      await fetch(`${sut.url}/info`, { headers: { authorization: `Bearer ${UNIT_TEST_KEY}` } })
+    ).json();
+    expect(info.model_type).toEqual({ reranker: { head: 'yes-no' } });
+    expect(info.models[0].task).toBe('rerank');
     const spec: Json = await (await fetch(`${sut.url}/docs/json`)).json();
     expect(Object.keys(spec.paths['/v1/rerank'])).toEqual(['post']);
     expect(Object.keys(spec.paths['/rerank'])).toEqual(['post']);
