@@ -74,7 +74,7 @@ export class RerankPromptBuilder {
     const room = this.maxLength - prefix.length - suffix.length;
     if (head > room) {
       throw new InvalidRequestError(
-        `The query${instruction === undefined ? '' : ' and instruction'} take ${head} tokens in the template, more than the ${Math.max(0, room)} a query-document pair has room for (${this.maxLength} tokens in all, ${prefix.length + suffix.length} of them the template's); shorten ${instruction === undefined ? 'it' : 'them'}`,
+        `The query${instruction === undefined ? ' takes' : ' and instruction take'} ${head} tokens in the template, more than the ${Math.max(0, room)} a query-document pair has room for (${this.maxLength} tokens in all, ${prefix.length + suffix.length} of them the template's); shorten ${instruction === undefined ? 'it' : 'them'}`,
         'query',
         'context_length_exceeded',
       );
