@@ -92,6 +92,7 @@ const INSTANT_INFO: EngineInfo = {
   modelPath: 'Qwen3-Embedding-4B',
   modelType: 'qwen3',
   hiddenSize: HIDDEN,
+  head: 'embedding',
   outputDimension: HIDDEN,
   numLayers: 36,
   numAttentionHeads: 32,
