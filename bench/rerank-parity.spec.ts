@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { QWEN3_TOKENIZER_MODULE } from '@app/checkpoint';
 import type { PackedBatch } from '@app/engine/engine.port';
-import { FakeEngine, fakeScoreFromIds } from '@app/engine/testing';
+import { FakeEngine, fakeScore } from '@app/engine/testing';
 import {
   kendallTau,
   pairsMismatches,
@@ -25,7 +25,7 @@ function fakeReference(): RerankFixture {
     instruction: g === 2 ? 'custom' : null,
     items: [0, 1, 2, 3].map((d) => {
       const tokenIds = Array.from({ length: 5 + d }, (_, k) => 1000 * (g + 1) + 17 * d + k);
-      const raw = fakeScoreFromIds(Int32Array.from(tokenIds));
+      const raw = fakeScore(Int32Array.from(tokenIds));
       return {
         document: `document ${g}.${d}`,
         tokenIds,

@@ -92,6 +92,7 @@ const INSTANT_INFO: EngineInfo = {
   modelPath: 'Qwen3-Embedding-4B',
   modelType: 'qwen3',
   hiddenSize: HIDDEN,
+  head: 'embedding',
   outputDimension: HIDDEN,
   numLayers: 36,
   numAttentionHeads: 32,
@@ -108,7 +109,6 @@ const INSTANT_INFO: EngineInfo = {
   cudaGraphMaxTokens: 0,
   peerAllReduce: false,
   devices: [{ index: -1, name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1, replica: 0, rank: 0 }],
-  head: 'embedding',
 };
 
 /**

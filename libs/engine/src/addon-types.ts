@@ -25,18 +25,21 @@ export interface AddonLoadOptions {
   deviceSpinUs?: number;
   /** How a sequence's hidden states become one row (default 'lasttoken'). */
   pooling?: 'lasttoken' | 'cls' | 'mean';
-  /** L2-normalise after Matryoshka truncation (default true); false: truncate only. */
+  /** L2-normalise after Matryoshka truncation (default true, false with a score head); false: truncate only. */
   normalize?: boolean;
   /** sentence-transformers Dense module directories (absolute), in modules.json order. */
   denseLayers?: string[];
-  /** Default 'embedding'. 'yes-no' needs yesNoTokenIds. */
+  /** Default 'embedding'; a score head returns one raw score per sequence. */
   head?: EngineHead;
-  /** [yes, no] token ids for head 'yes-no' (Qwen3: [9693, 2152]). */
+  /** [yes, no] token ids, for head 'yes-no'. */
   yesNoTokenIds?: [number, number];
 }
 
-/** Same fields as EngineInfo; outputDimension: the last Dense layer's out_features, else hiddenSize. */
-export type AddonInfo = EngineInfo & { outputDimension: number };
+/**
+ * Same fields as EngineInfo; outputDimension: the last Dense layer's out_features, else hiddenSize (1
+ * with a score head). An addon built before score heads reports no head.
+ */
+export type AddonInfo = Omit<EngineInfo, 'head'> & { outputDimension: number; head?: EngineHead };
 
 export interface AddonHealth {
   ok: boolean;

@@ -11,8 +11,10 @@ export type EngineDtype = 'float32' | 'bfloat16' | 'float16';
  */
 export type EnginePooling = 'lasttoken' | 'cls' | 'mean';
 /**
- * What the pooled state becomes: an embedding row, or one relevance logit per sequence (a reranker's
- * score head: the yes/no rows of the LM head, or a sequence-classification `score` layer).
+ * What the pooled row becomes: the embedding itself, or a reranker's score head, one raw float per
+ * sequence (relevance = sigmoid(raw)): 'yes-no' is logit(yes) - logit(no) from the LM head (or the
+ * tied embeddings) of a CausalLM reranker, 'classifier' the logit of a SequenceClassification
+ * model's score.weight (num_labels 1).
  */
 export type EngineHead = 'embedding' | 'yes-no' | 'classifier';
 
@@ -60,7 +62,10 @@ export interface EngineLoadOptions {
    * applied after pooling (default none).
    */
   denseLayers?: string[];
-  /** Default 'embedding'. 'yes-no' needs yesNoTokenIds. */
+  /**
+   * Default 'embedding'. 'yes-no' needs yesNoTokenIds. A score head needs pooling 'lasttoken', no
+   * Dense layers and normalize false (its default then), and a decoder model.
+   */
   head?: EngineHead;
   /** [yes, no] token ids for head 'yes-no' (Qwen3: [9693, 2152]). */
   yesNoTokenIds?: [number, number];
@@ -69,7 +74,8 @@ export interface EngineLoadOptions {
 /**
  * A packed forward batch: every sequence's token ids back to back, no padding.
  * cuSeqlens has n+1 entries: 0, end of sequence 0, ..., tokenIds.length (strictly increasing).
- * dimensions has n entries, each 32..outputDimension: the Matryoshka size of that sequence's row.
+ * dimensions has n entries, each 32..outputDimension: the Matryoshka size of that sequence's row;
+ * with a score head, each 1.
  * promptLengths has n entries: the tokens at the start of each sequence that mean pooling leaves out
  * (sentence-transformers' include_prompt=false); all zeros otherwise, and absent means zeros.
  */
@@ -97,8 +103,10 @@ export interface EngineInfo {
   /** config.json's model_type: the family (qwen3, qwen2, mistral, llama, bert, xlm-roberta). */
   modelType: string;
   hiddenSize: number;
-  /** Length of a full row: the last Dense layer's out_features, else hiddenSize. */
+  /** Length of a full row: the last Dense layer's out_features, else hiddenSize; 1 with a score head. */
   outputDimension: number;
+  /** The head the model was loaded with. */
+  head: EngineHead;
   numLayers: number;
   numAttentionHeads: number;
   numKeyValueHeads: number;
@@ -117,7 +125,6 @@ export interface EngineInfo {
   /** Whether the tensor-parallel groups send small all-reduces through the peer kernel. */
   peerAllReduce: boolean;
   devices: EngineDeviceInfo[];
-  head: EngineHead;
 }
 
 // The engine's errors are plain domain errors of libs/common (which sits below the engine), mapped to
@@ -130,7 +137,8 @@ export abstract class EnginePort {
   abstract load(options: EngineLoadOptions): Promise<EngineInfo>;
   /**
    * Embeds one packed batch. Resolves with the rows back to back (row i has dimensions[i] floats, L2
-   * normalised unless the model was loaded with normalize=false). Up to `info().replicas` batches run at once; more wait inside the engine.
+   * normalised unless the model was loaded with normalize=false); with a score head, one raw score
+   * per sequence. Up to `info().replicas` batches run at once; more wait inside the engine.
    */
   abstract embed(batch: PackedBatch): Promise<Float32Array>;
   abstract info(): EngineInfo;

@@ -71,9 +71,13 @@ export function toEngineError(error: unknown): EngineError {
   return new EngineError('INTERNAL', String(error));
 }
 
-/** An addon built before Dense layers existed reports no outputDimension: its rows are hiddenSize long. */
+/**
+ * An addon built before Dense layers existed reports no outputDimension: its rows are hiddenSize long;
+ * one built before score heads reports no head: it embeds.
+ */
 function withOutputDimension(info: AddonInfo): EngineInfo {
-  return typeof info.outputDimension === 'number' ? info : { ...info, outputDimension: info.hiddenSize };
+  const outputDimension = typeof info.outputDimension === 'number' ? info.outputDimension : info.hiddenSize;
+  return { ...info, outputDimension, head: info.head ?? 'embedding' };
 }
 
 /**
@@ -105,9 +109,13 @@ export class NativeEngine extends EnginePort {
       peerAllReduce: options.peerAllReduce ?? true,
       idleSpinUs: options.idleSpinUs ?? 0,
       pooling: options.pooling ?? 'lasttoken',
-      normalize: options.normalize ?? true,
       denseLayers: options.denseLayers ?? [],
+      head: options.head ?? 'embedding',
     };
+    // A score head reads the raw row: the addon defaults normalize to false for it.
+    if (options.normalize !== undefined) addonOptions.normalize = options.normalize;
+    else if (addonOptions.head === 'embedding') addonOptions.normalize = true;
+    if (options.yesNoTokenIds) addonOptions.yesNoTokenIds = options.yesNoTokenIds;
     try {
       // After a failed load the same native engine may try again.
       this.engine ??= new binding.Engine();

@@ -1,4 +1,11 @@
-import { EngineError, EngineInfo, EngineLoadOptions, EnginePort, PackedBatch } from '../engine.port';
+import {
+  EngineError,
+  EngineHead,
+  EngineInfo,
+  EngineLoadOptions,
+  EnginePort,
+  PackedBatch,
+} from '../engine.port';
 
 /**
  * When a FakeEngine's embed() calls finish: in the call itself, on a 1 ms timer (so other work can
@@ -15,9 +22,15 @@ export interface FakeEngineCall {
 }
 
 export interface FakeEngineOptions {
-  /** Fields over the default description: a float32 CPU model, hidden size 64, one replica. */
+  /**
+   * Fields over the default description: a float32 CPU model, hidden size 64, one replica, head
+   * 'embedding'. With a score head (here or in load()'s options) outputDimension is 1.
+   */
   info?: Partial<EngineInfo>;
-  /** The row of one sequence, `dimensions` floats; default: a unit vector derived from its token ids. */
+  /**
+   * The row of one sequence, `dimensions` floats; default: a unit vector derived from its token ids,
+   * or with a score head one raw score derived from them (see `fakeScore`).
+   */
   row?: (tokenIds: Int32Array, dimensions: number, batch: PackedBatch) => ArrayLike<number>;
   /** Default 'immediate'. */
   completion?: FakeEngineCompletion;
@@ -30,6 +43,7 @@ const DEFAULT_INFO: EngineInfo = {
   modelType: 'qwen3',
   hiddenSize: 64,
   outputDimension: 64,
+  head: 'embedding',
   numLayers: 1,
   numAttentionHeads: 2,
   numKeyValueHeads: 1,
@@ -45,7 +59,6 @@ const DEFAULT_INFO: EngineInfo = {
   cudaGraphMaxTokens: 0,
   peerAllReduce: false,
   devices: [{ index: -1, name: 'cpu', totalMemoryBytes: 1, usedMemoryBytes: 1, replica: 0, rank: 0 }],
-  head: 'embedding',
 };
 
 /** Equal token ids give equal rows, and the row has norm 1, as the engine's do. */
@@ -56,20 +69,28 @@ function unitRowFromIds(tokenIds: Int32Array, dimensions: number): number[] {
 }
 
 /**
- * A score head's raw logit for one sequence: a deterministic value in (-4, 4) from every one of its
- * ids and their positions, so different pairs sort differently and equal pairs score equally.
+ * A score head's raw output for one sequence: deterministic in its token ids (order included), spread
+ * over [-4, 4] so that sigmoid(raw) covers most of (0, 1) and different texts rank differently.
  */
-export function fakeScoreFromIds(tokenIds: Int32Array): number {
-  let sum = 0;
-  for (let k = 0; k < tokenIds.length; k += 1) sum += Math.sin(tokenIds[k] * 0.618 + k * 1.3);
-  return 4 * Math.tanh(sum / Math.sqrt(Math.max(1, tokenIds.length)));
+export function fakeScore(tokenIds: ArrayLike<number>): number {
+  let hash = 2166136261; // FNV-1a over the ids' bytes
+  for (let i = 0; i < tokenIds.length; i += 1) {
+    for (let shift = 0; shift < 32; shift += 8) {
+      hash ^= (tokenIds[i] >>> shift) & 0xff;
+      hash = Math.imul(hash, 16777619);
+    }
+  }
+  return ((hash >>> 0) / 0xffffffff) * 8 - 4;
+}
+
+function rowFor(head: EngineHead): NonNullable<FakeEngineOptions['row']> {
+  return head === 'embedding' ? unitRowFromIds : (tokenIds) => [fakeScore(tokenIds)];
 }
 
 /**
  * Stands in for the addon where a unit test needs the layers above the engine on their own (the
  * end-to-end tests run the real engine). It records every load and batch, answers with rows made
- * from the token ids (one score per sequence when loaded with a score head, as the engine's), and
- * lets a test hold loading, hold batches, fail them, or report a lost device.
+ * from the token ids, and lets a test hold loading, hold batches, fail them, or report a lost device.
  */
 export class FakeEngine extends EnginePort {
   readonly calls: FakeEngineCall[] = [];
@@ -83,18 +104,15 @@ export class FakeEngine extends EnginePort {
   running = 0;
   maxRunning = 0;
 
-  private readonly description: EngineInfo;
-  private readonly row: NonNullable<FakeEngineOptions['row']>;
+  private description: EngineInfo;
+  private readonly customRow?: FakeEngineOptions['row'];
   private readonly loadReleased: Promise<void>;
   private release: () => void = () => undefined;
 
   constructor(options: FakeEngineOptions = {}) {
     super();
-    // A fake given only a hidden size has rows of that size, as a model without Dense layers.
-    const outputDimension =
-      options.info?.outputDimension ?? options.info?.hiddenSize ?? DEFAULT_INFO.outputDimension;
-    this.description = { ...DEFAULT_INFO, ...options.info, outputDimension };
-    this.row = options.row ?? unitRowFromIds;
+    this.description = descriptionOf(options.info ?? {});
+    this.customRow = options.row;
     this.completion = options.completion ?? 'immediate';
     this.loadReleased = options.holdLoad
       ? new Promise<void>((resolve) => (this.release = resolve))
@@ -113,13 +131,13 @@ export class FakeEngine extends EnginePort {
 
   load(options: EngineLoadOptions): Promise<EngineInfo> {
     this.loadOptions = options;
-    const head = options.head ?? 'embedding';
-    if (head !== 'embedding') {
-      if (head === 'yes-no' && !options.yesNoTokenIds) {
-        return Promise.reject(new EngineError('INVALID_ARGUMENT', "head 'yes-no' needs yesNoTokenIds"));
-      }
-      this.description.head = head;
-      this.description.outputDimension = 1;
+    if (options.head === 'yes-no' && !options.yesNoTokenIds) {
+      return Promise.reject(new EngineError('INVALID_ARGUMENT', "head 'yes-no' needs yesNoTokenIds"));
+    }
+    // The head loaded is the head described, as the engine reports it.
+    if (options.head !== undefined && options.head !== this.description.head) {
+      const { outputDimension: _, ...rest } = this.description;
+      this.description = descriptionOf({ ...rest, head: options.head });
     }
     return this.loadReleased.then(() => this.info());
   }
@@ -172,23 +190,32 @@ export class FakeEngine extends EnginePort {
   }
 
   private rowsFor(batch: PackedBatch): Float32Array {
-    if (this.description.head !== 'embedding') {
-      if (batch.dimensions.some((d) => d !== 1)) {
-        throw new EngineError(
-          'INVALID_ARGUMENT',
-          'a score head answers one value per sequence: dimensions must be 1',
-        );
-      }
-      return Float32Array.from(sequencesOf(batch), (tokens) => fakeScoreFromIds(tokens));
+    if (this.description.head !== 'embedding' && batch.dimensions.some((d) => d !== 1)) {
+      throw new EngineError(
+        'INVALID_ARGUMENT',
+        'a score head answers one value per sequence: dimensions must be 1',
+      );
     }
     const rows = new Float32Array(batch.dimensions.reduce((sum, d) => sum + d, 0));
+    const row = this.customRow ?? rowFor(this.description.head);
     let offset = 0;
     sequencesOf(batch).forEach((tokens, j) => {
-      rows.set(this.row(tokens, batch.dimensions[j], batch), offset);
+      rows.set(row(tokens, batch.dimensions[j], batch), offset);
       offset += batch.dimensions[j];
     });
     return rows;
   }
+}
+
+/**
+ * The description of a fake given `info`: one given only a hidden size has rows of that size, as a
+ * model without Dense layers; one with a score head has rows of one float.
+ */
+function descriptionOf(info: Partial<EngineInfo>): EngineInfo {
+  const head = info.head ?? DEFAULT_INFO.head;
+  const outputDimension =
+    info.outputDimension ?? (head === 'embedding' ? (info.hiddenSize ?? DEFAULT_INFO.outputDimension) : 1);
+  return { ...DEFAULT_INFO, ...info, head, outputDimension };
 }
 
 function sequencesOf(batch: PackedBatch): Int32Array[] {
