@@ -122,6 +122,7 @@ set(QWEN3_CORE_SOURCES
   ${QWEN3_NATIVE_DIR}/src/model/pooling.cpp
   ${QWEN3_NATIVE_DIR}/src/model/pooler.cpp
   ${QWEN3_NATIVE_DIR}/src/model/dense.cpp
+  ${QWEN3_NATIVE_DIR}/src/model/score_head.cpp
   ${QWEN3_NATIVE_DIR}/src/model/layers.cpp
   ${QWEN3_NATIVE_DIR}/src/model/attention.cpp
   ${QWEN3_NATIVE_DIR}/src/model/fused_ops.cpp

@@ -970,6 +970,86 @@ TEST_F(CudaTest, AllReduceCheckSumsOverEveryGpu) {
   EXPECT_EQ(nccl.small_path, "nccl");
 }
 
+// A reranker's score head on the GPU (bf16, the pooled rows of a graph replay and of an eager
+// forward, one GPU and two) against the CPU in fp32: one raw score per sequence, close in absolute
+// terms to the scale of the scores (bf16 moves the hidden state by about 1e-2 of its norm).
+TEST(CudaScoreHeadTest, EveryHeadMatchesTheCpu) {
+  REQUIRE_GPUS(1);
+  struct Form {
+    std::string name;
+    std::string head;
+  };
+  for (const Form& form :
+       {Form{"tied", "yes-no"}, Form{"untied", "yes-no"}, Form{"classifier", "classifier"}}) {
+    SCOPED_TRACE(form.name);
+    TempDir dir;
+    CheckpointSpec spec;
+    spec.config.head_dim = 64;  // a flash-attention head size
+    spec.config.hidden = 128;
+    spec.config.max_positions = 1024;
+    spec.model_prefix = true;
+    spec.config.architecture = "Qwen3ForCausalLM";
+    if (form.name == "untied") {
+      spec.config.tie_word_embeddings = false;
+      spec.lm_head = true;
+    } else if (form.name == "classifier") {
+      spec.config.architecture = "Qwen3ForSequenceClassification";
+      spec.config.tie_word_embeddings = false;
+      spec.score_labels = 1;
+    }
+    testing::WriteCheckpoint(dir.path(), spec);
+    PackedBatch batch;
+    batch.cu_seqlens = {0};
+    for (int length : {1, 9, 200, 33, 5}) {
+      for (int t = 0; t < length; ++t) batch.token_ids.push_back((t * 7 + length) % 256);
+      batch.cu_seqlens.push_back(static_cast<int32_t>(batch.token_ids.size()));
+      batch.dimensions.push_back(1);
+    }
+    PackedBatch small = batch;  // fits a graph bucket
+    small.token_ids.resize(10);
+    small.cu_seqlens = {0, 1, 10};
+    small.dimensions = {1, 1};
+
+    EngineOptions cpu_options;
+    cpu_options.model_path = dir.path();
+    cpu_options.head = form.head;
+    cpu_options.normalize = false;
+    cpu_options.yes_token_id = 17;
+    cpu_options.no_token_id = 42;
+    auto cpu = Engine::Load(cpu_options);
+    const std::vector<float> expected = cpu->Embed(batch);
+    const std::vector<float> expected_small = cpu->Embed(small);
+    double scale = 1;
+    for (float v : expected) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+    const auto expect_close = [&](const std::vector<float>& actual,
+                                  const std::vector<float>& reference) {
+      ASSERT_EQ(actual.size(), reference.size());
+      for (size_t i = 0; i < actual.size(); ++i) {
+        EXPECT_NEAR(actual[i], reference[i], 0.05 * scale) << "sequence " << i;
+      }
+    };
+
+    EngineOptions gpu_options = cpu_options;
+    gpu_options.device = DeviceKind::kCuda;
+    gpu_options.dtype = DType::kBFloat16;
+    gpu_options.device_ids = {0};
+    auto gpu = Engine::Load(gpu_options);
+    EXPECT_EQ(gpu->Info().head, form.head);
+    EXPECT_EQ(gpu->Info().output_dimension, 1);
+    EXPECT_GT(gpu->Info().cuda_graph_max_tokens, 0);
+    expect_close(gpu->Embed(batch), expected);
+    expect_close(gpu->Embed(small), expected_small);
+    gpu.reset();
+    if (CudaDeviceCount() >= 2) {
+      gpu_options.device_ids = {0, 1};
+      gpu_options.tensor_parallel_size = 2;
+      auto tp = Engine::Load(gpu_options);
+      expect_close(tp->Embed(batch), expected);
+      expect_close(tp->Embed(small), expected_small);
+    }
+  }
+}
+
 TEST(BuildTest, ReportsWhatWasCompiledIn) {
   BuildInfo info = GetBuildInfo();
   EXPECT_FALSE(info.torch_version.empty());

@@ -115,6 +115,7 @@ std::string ConfigJson(const TinyConfig& c) {
   if (c.model_type == "qwen2") architecture = "Qwen2Model";
   if (c.model_type == "mistral") architecture = "MistralModel";
   if (c.model_type == "llama") architecture = "LlamaModel";
+  if (!c.architecture.empty()) architecture = c.architecture;
   std::ostringstream o;
   o.precision(17);
   o << "{\n"
@@ -151,7 +152,7 @@ std::string ConfigJson(const TinyConfig& c) {
     o << "  \"use_sliding_window\": false,\n";
   }
   o << "  \"hidden_act\": \"silu\",\n"
-    << "  \"tie_word_embeddings\": true,\n"
+    << "  \"tie_word_embeddings\": " << (c.tie_word_embeddings ? "true" : "false") << ",\n"
     << "  \"torch_dtype\": \"bfloat16\"\n"
     << "}\n";
   return o.str();
@@ -377,7 +378,17 @@ WrittenCheckpoint WriteCheckpoint(const std::string& dir, const CheckpointSpec& 
     written.weights[name] = w;
     tensors.push_back({(spec.model_prefix ? "model." : "") + name, w});
   }
-  if (spec.model_prefix) {
+  const auto head_weight = [&](const std::string& name, std::vector<int64_t> shape) {
+    at::Tensor w = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)) /
+                   std::sqrt(static_cast<double>(shape.back()));
+    w = w.to(DTypeOf(spec.dtype)).to(at::kFloat);
+    written.weights[name] = w;
+    tensors.push_back({name, w});
+  };
+  if (spec.lm_head) head_weight("lm_head.weight", {spec.config.vocab, spec.config.hidden});
+  if (spec.score_labels > 0) head_weight("score.weight", {spec.score_labels, spec.config.hidden});
+  if (spec.model_prefix && !spec.lm_head && spec.score_labels == 0 &&
+      spec.config.architecture.empty()) {
     // Qwen3ForCausalLM checkpoints also carry the LM head, which the embedding model ignores.
     tensors.push_back({"lm_head.weight", written.weights.at("embed_tokens.weight")});
   }

@@ -37,6 +37,9 @@ struct TinyConfig {
   double rope_high_freq_factor = 4.0;
   int64_t rope_original_max_positions = 32;
   int64_t sliding_window = 0;  // mistral; 0: null
+  // config.json's architectures[0] (empty: the family's default) and tie_word_embeddings.
+  std::string architecture;
+  bool tie_word_embeddings = true;
 };
 
 // Tiny configurations of the other decoder families: Qwen2 (q/k/v biases), Mistral (no biases,
@@ -51,6 +54,12 @@ struct CheckpointSpec {
   int shards = 1;              // > 1 writes model-0000i-of-0000n.safetensors + index
   bool model_prefix = false;   // names as Qwen3ForCausalLM writes them ("model.layers...")
   bool pytorch_bin = false;    // pytorch_model.bin (torch.save zip) instead of safetensors
+  // A task model's top-level tensors (never prefixed), kept in WrittenCheckpoint::weights too: an
+  // lm_head.weight of its own (an untied CausalLM), and score.weight [score_labels, hidden]
+  // (Qwen3ForSequenceClassification; 0: none). Without either, model_prefix and an empty
+  // config.architecture also write lm_head.weight as a copy of the embeddings.
+  bool lm_head = false;
+  int64_t score_labels = 0;
   uint64_t seed = 0;
 };
 

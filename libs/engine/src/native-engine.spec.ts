@@ -224,6 +224,25 @@ module.exports = {
     ]);
   });
 
+  it('passes the head and the yes/no token ids; a score head leaves normalize to the addon', async () => {
+    const sut = new NativeEngine(recordingAddon({ hiddenSize: 64, outputDimension: 1, head: 'yes-no' }));
+    await sut.load(onCpu('/m', { head: 'yes-no', yesNoTokenIds: [9693, 2152] }));
+    await sut.load(onCpu('/m', { head: 'classifier', normalize: false }));
+    expect(recorded.loads).toEqual([
+      expect.objectContaining({ head: 'yes-no', yesNoTokenIds: [9693, 2152] }),
+      expect.objectContaining({ head: 'classifier', normalize: false }),
+    ]);
+    expect(recorded.loads[0]).not.toHaveProperty('normalize');
+    expect(recorded.loads[1]).not.toHaveProperty('yesNoTokenIds');
+    expect(sut.info()).toMatchObject({ head: 'yes-no', outputDimension: 1 });
+  });
+
+  it("reports an older addon's model as an embedding model", async () => {
+    const sut = new NativeEngine(recordingAddon({ hiddenSize: 64, outputDimension: 64 }));
+    expect((await sut.load(onCpu('/m'))).head).toBe('embedding');
+    expect(recorded.loads[0]).toMatchObject({ head: 'embedding', normalize: true });
+  });
+
   it("passes each sequence's prompt length as embed's fourth argument", async () => {
     const sut = new NativeEngine(recordingAddon({ hiddenSize: 64, outputDimension: 64 }));
     await sut.load(onCpu('/m'));
@@ -496,6 +515,91 @@ describeWithAddon(NativeEngine.name, () => {
       } finally {
         await engine.dispose();
       }
+    });
+  });
+
+  describe('with a score head', () => {
+    /** Rows of a BF16 matrix in a checkpoint written by writeCheckpoint, as floats. */
+    function readRows(dir: string, name: string, rows: number[]): Float32Array[] {
+      const file = fs.readFileSync(path.join(dir, 'model.safetensors'));
+      const headerLength = Number(file.readBigUInt64LE(0));
+      const header = JSON.parse(file.subarray(8, 8 + headerLength).toString('utf8')) as Record<
+        string,
+        { shape: number[]; data_offsets: [number, number] }
+      >;
+      const {
+        shape,
+        data_offsets: [start],
+      } = header[name];
+      const columns = shape[1];
+      const u32 = new Uint32Array(1);
+      const f32 = new Float32Array(u32.buffer);
+      return rows.map((row) =>
+        Float32Array.from({ length: columns }, (_, k) => {
+          u32[0] = file.readUInt16LE(8 + headerLength + start + (row * columns + k) * 2) << 16;
+          return f32[0];
+        }),
+      );
+    }
+    const dot = (a: ArrayLike<number>, b: ArrayLike<number>): number =>
+      Array.from(a).reduce((sum, value, k) => sum + value * b[k], 0);
+
+    it('scores each sequence as logit(yes) - logit(no) of the tied embeddings', async () => {
+      const sequences = [[1, 2, 3], [4, 5, 6, 7, 8], [9]];
+      const reranker = new NativeEngine();
+      const rows = new NativeEngine();
+      try {
+        const described = await reranker.load(onCpu(tinyDir, { head: 'yes-no', yesNoTokenIds: [17, 42] }));
+        expect(described).toMatchObject({ head: 'yes-no', outputDimension: 1, hiddenSize: 64 });
+        const raw = await reranker.embed(batchOf(sequences, [1, 1, 1]));
+        expect(raw.length).toBe(3);
+        await rows.load(onCpu(tinyDir, { normalize: false }));
+        const hidden = splitRows(await rows.embed(batchOf(sequences, [64, 64, 64])), [64, 64, 64]);
+        const [yes, no] = readRows(tinyDir, 'embed_tokens.weight', [17, 42]);
+        hidden.forEach((h, i) => expect(raw[i]).toBeCloseTo(dot(h, yes) - dot(h, no), 4));
+        await expectEngineError(
+          reranker.embed(batchOf([[1, 2]], [64])),
+          'INVALID_ARGUMENT',
+          /dimensions\[0\] = 64.*one float/,
+        );
+      } finally {
+        await Promise.all([reranker.dispose(), rows.dispose()]);
+      }
+    });
+
+    it('refuses what a score head cannot serve', async () => {
+      const engine = new NativeEngine();
+      await expectEngineError(
+        engine.load(onCpu(tinyDir, { head: 'classifier' })),
+        'MODEL_LOAD_FAILED',
+        /score\.weight/,
+      );
+      await expectEngineError(
+        engine.load(onCpu(tinyDir, { head: 'yes-no', yesNoTokenIds: [17, 42], normalize: true })),
+        'INVALID_ARGUMENT',
+        /normalize false/,
+      );
+      await expectEngineError(
+        engine.load(onCpu(tinyDir, { head: 'yes-no', yesNoTokenIds: [17, 512] })),
+        'INVALID_ARGUMENT',
+        /token id 512 is out of range/,
+      );
+      await expectEngineError(
+        engine.load(onCpu(tinyDir, { head: 'yes-no' })),
+        'INVALID_ARGUMENT',
+        /yesNoTokenIds/,
+      );
+      await expectEngineError(
+        engine.load(onCpu(tinyDir, { head: 'yes-no', yesNoTokenIds: [17] as unknown as [number, number] })),
+        'INVALID_ARGUMENT',
+        /yesNoTokenIds must be \[yes, no\]/,
+      );
+      await expectEngineError(
+        engine.load(onCpu(tinyDir, { head: 'logits' as unknown as 'yes-no' })),
+        'INVALID_ARGUMENT',
+        /options\.head must be/,
+      );
+      await engine.dispose();
     });
   });
 

@@ -144,7 +144,26 @@ EngineOptions ToEngineOptions(const Napi::Value& value) {
                                     options.pooling + "'");
     }
   }
-  options.normalize = OptionalBool(env, o, "normalize", true);
+  Napi::Value head = o.Get("head");
+  if (!head.IsUndefined() && !head.IsNull()) {
+    options.head = RequireString(env, o, "head");
+    if (options.head != "embedding" && options.head != "yes-no" && options.head != "classifier") {
+      throw MakeRangeError(
+          env,
+          "options.head must be 'embedding', 'yes-no' or 'classifier', got '" + options.head + "'");
+    }
+  }
+  Napi::Value yes_no = o.Get("yesNoTokenIds");
+  if (!yes_no.IsUndefined() && !yes_no.IsNull()) {
+    const std::vector<int> ids = ToDeviceIds(yes_no, "options.yesNoTokenIds");
+    if (ids.size() != 2) {
+      throw MakeRangeError(env, "options.yesNoTokenIds must be [yes, no]: two token ids");
+    }
+    options.yes_token_id = ids[0];
+    options.no_token_id = ids[1];
+  }
+  // A score head reads the raw row: its default is not to normalise.
+  options.normalize = OptionalBool(env, o, "normalize", options.head == "embedding");
   Napi::Value dense = o.Get("denseLayers");
   if (!dense.IsUndefined() && !dense.IsNull()) {
     if (!dense.IsArray()) throw MakeTypeError(env, "options.denseLayers must be an array");
@@ -174,6 +193,7 @@ Napi::Object ToJs(Napi::Env env, const EngineInfo& info) {
   o.Set("vocabSize", static_cast<double>(info.vocab_size));
   o.Set("maxPositionEmbeddings", static_cast<double>(info.max_position_embeddings));
   o.Set("outputDimension", static_cast<double>(info.output_dimension));
+  o.Set("head", info.head);
   o.Set("parameters", static_cast<double>(info.parameters));
   o.Set("device", DeviceKindName(info.device));
   o.Set("dtype", DTypeName(info.dtype));

@@ -283,4 +283,30 @@ at::Tensor Checkpoint::GetShard(const std::string& name, int64_t split_dim, int 
   return out;
 }
 
+at::Tensor Checkpoint::GetRows(const std::string& name, const std::vector<int64_t>& rows) const {
+  const Located& t = Locate(name);
+  const TensorEntry& e = *t.entry;
+  const std::string prefix = t.file->path() + ": tensor '" + e.name + "': ";
+  if (!IsFloatingWeightDType(e.dtype)) {
+    ThrowModelLoadFailed(prefix + "dtype " + StorageDTypeName(e.dtype) +
+                         " is not supported (expected BF16, F16 or F32)");
+  }
+  if (e.shape.size() != 2) {
+    ThrowModelLoadFailed(prefix + "shape " + ShapeString(e.shape) + " is not a matrix");
+  }
+  const size_t row_bytes = static_cast<size_t>(e.shape[1]) * StorageDTypeSize(e.dtype);
+  at::Tensor out = at::empty({static_cast<int64_t>(rows.size()), e.shape[1]},
+                             at::TensorOptions().dtype(ToScalarType(e.dtype)));
+  auto* dst = static_cast<uint8_t*>(out.data_ptr());
+  const uint8_t* src = t.file->data(e);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= e.shape[0]) {
+      ThrowInvalidArgument(prefix + "row " + std::to_string(rows[i]) + " is out of range (" +
+                           std::to_string(e.shape[0]) + " rows)");
+    }
+    std::memcpy(dst + i * row_bytes, src + static_cast<size_t>(rows[i]) * row_bytes, row_bytes);
+  }
+  return out;
+}
+
 }  // namespace qwen3

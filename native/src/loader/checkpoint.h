@@ -2,7 +2,8 @@
 // model.safetensors.index.json; without safetensors weights, pytorch_model.bin or the shards listed
 // by pytorch_model.bin.index.json (torch.save's zip format, loader/pytorch_bin.h). Tensor names are
 // normalised by dropping a leading "model." so both Qwen3-Embedding ("layers.0...") and
-// Qwen3ForCausalLM ("model.layers.0...") layouts load.
+// Qwen3ForCausalLM ("model.layers.0...") layouts load; a task model's top-level tensors
+// ("lm_head.weight", "score.weight") keep their names.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -47,6 +48,10 @@ class Checkpoint {
   // This rank's equal slice along `split_dim` ([rank * n / world, (rank + 1) * n / world)), copied
   // without touching the other ranks' bytes. The size along split_dim must divide by world.
   at::Tensor GetShard(const std::string& name, int64_t split_dim, int rank, int world) const;
+  // Rows `rows` of a 2-D tensor as [rows.size(), columns] of its stored dtype, copied from the
+  // mapped file without reading the others (two rows of a 150k-row LM head). Throws
+  // kInvalidArgument for a row out of range.
+  at::Tensor GetRows(const std::string& name, const std::vector<int64_t>& rows) const;
 
  private:
   struct Located {

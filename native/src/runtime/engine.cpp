@@ -21,6 +21,7 @@
 #include "model/cuda_graphs.h"
 #include "model/dense.h"
 #include "model/embedding_model.h"
+#include "model/score_head.h"
 #include "parallel/communicator.h"
 #include "runtime/device_context.h"
 #include "runtime/error_classification.h"
@@ -107,6 +108,7 @@ class Engine::Impl final : public ReplicaHost {
   EngineOptions options_;
   ModelConfig config_;
   Pooling pooling_ = Pooling::kLastToken;
+  HeadKind head_ = HeadKind::kEmbedding;
   int64_t output_dimension_ = 0;
   std::unique_ptr<Checkpoint> checkpoint_;
   at::ScalarType dtype_ = at::kFloat;
@@ -135,6 +137,20 @@ void Engine::Impl::ValidateOptions() const {
   if (o.tensor_parallel_size < 1) ThrowInvalidArgument("tensorParallelSize must be >= 1");
   if (o.cpu_threads < 0) ThrowInvalidArgument("cpuThreads must be >= 0");
   (void)ParsePooling(o.pooling);
+  const HeadKind head = ParseHead(o.head);
+  if (head != HeadKind::kEmbedding) {
+    // A score head reads the row the reranker was trained on: the last token's final-norm hidden
+    // state, untouched.
+    const std::string name = "head '" + o.head + "'";
+    if (o.pooling != "lasttoken") {
+      ThrowInvalidArgument(name + " needs pooling 'lasttoken', not '" + o.pooling + "'");
+    }
+    if (o.normalize) ThrowInvalidArgument(name + " needs normalize false");
+    if (!o.dense_layers.empty()) ThrowInvalidArgument(name + " cannot follow Dense layers");
+  }
+  if (head == HeadKind::kYesNo && (o.yes_token_id < 0 || o.no_token_id < 0)) {
+    ThrowInvalidArgument("head 'yes-no' needs yesNoTokenIds (the yes and no token ids)");
+  }
   constexpr uint32_t kMaxSpinUs = 60'000'000;
   if (o.device_spin_us > kMaxSpinUs) ThrowInvalidArgument("deviceSpinUs must be at most 60 s");
   if (o.idle_spin_us > kMaxSpinUs) ThrowInvalidArgument("idleSpinUs must be at most 60 s");
@@ -187,7 +203,9 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
   dtype_ = ToScalarType(options_.dtype);
 
   const std::string config_path = options_.model_path + "/config.json";
-  config_ = ModelConfig::FromJson(ReadConfigJson(options_.model_path), config_path);
+  const json::Value config_json = ReadConfigJson(options_.model_path);
+  config_ = ModelConfig::FromJson(config_json, config_path);
+  head_ = ParseHead(options_.head);
   const int tp = options_.tensor_parallel_size;
   if (config_.num_key_value_heads % tp != 0 || config_.intermediate_size % tp != 0) {
     // An encoder's key/value heads are its attention heads (ModelConfig: multi-head attention).
@@ -203,6 +221,14 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
   auto dense =
       std::make_shared<DenseLayers>(DenseLayers::Load(options_.dense_layers, config_.hidden_size));
   output_dimension_ = dense->output_dimension(config_.hidden_size);
+  std::shared_ptr<ScoreHead> score;
+  if (head_ != HeadKind::kEmbedding) {
+    score = std::make_shared<ScoreHead>(ScoreHead::Load(*checkpoint_, config_, config_json,
+                                                        config_path, head_, options_.yes_token_id,
+                                                        options_.no_token_id));
+    output_dimension_ = 1;
+    Report(std::string("score head '") + HeadName(head_) + "' from " + score->tensor());
+  }
 
   // Lay out replicas: consecutive device ids form one tensor-parallel group.
   const bool cuda = options_.device == DeviceKind::kCuda;
@@ -218,6 +244,7 @@ void Engine::Impl::Start(const EngineOptions& options, const ProgressCallback& p
   replica_options.idle_spin = std::chrono::microseconds(options_.idle_spin_us);
   replica_options.normalize = options_.normalize;
   if (!dense->empty()) replica_options.dense = dense;
+  replica_options.score = score;
   for (int r = 0; r < replica_count; ++r) {
     auto replica = std::make_unique<Replica>(r, tp, replica_options, *this);
     std::vector<int> ids;
@@ -336,6 +363,16 @@ void Engine::Impl::Validate(const PackedBatch& batch) const {
   BatchLimits limits;
   limits.vocab_size = config_.vocab_size;
   limits.hidden_size = output_dimension_;
+  if (head_ != HeadKind::kEmbedding) {
+    limits.min_dimensions = 1;
+    for (size_t i = 0; i < batch.dimensions.size(); ++i) {
+      if (batch.dimensions[i] != 1) {
+        ThrowInvalidArgument("dimensions[" + std::to_string(i) +
+                             "] = " + std::to_string(batch.dimensions[i]) + ": with score head '" +
+                             HeadName(head_) + "' each sequence yields one float (dimensions 1)");
+      }
+    }
+  }
   limits.max_position_embeddings = config_.max_position_embeddings;
   ValidateBatch(batch, limits);
 }
@@ -361,6 +398,7 @@ EngineInfo Engine::Impl::Info() const {
   info.vocab_size = config_.vocab_size;
   info.max_position_embeddings = config_.max_position_embeddings;
   info.output_dimension = output_dimension_;
+  info.head = HeadName(head_);
   info.parameters = config_.ParameterCount();
   info.device = options_.device;
   info.dtype = options_.dtype;

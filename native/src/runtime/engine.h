@@ -40,6 +40,14 @@ struct EngineOptions {
   bool normalize = true;
   // sentence-transformers Dense module directories, applied after pooling in this order.
   std::vector<std::string> dense_layers;
+  // What the pooled row becomes: "embedding" (the row itself), or a reranker's score head, one
+  // float per sequence (the raw score): "yes-no" (logit of yes_token_id minus logit of
+  // no_token_id, from lm_head.weight or the tied embed_tokens.weight) or "classifier"
+  // (Qwen3ForSequenceClassification's score.weight). A score head needs lasttoken pooling,
+  // normalize false, no Dense layers and a decoder family; every batch dimension is then 1.
+  std::string head = "embedding";
+  int64_t yes_token_id = -1;  // head "yes-no" only (Qwen3: 9693 and 2152)
+  int64_t no_token_id = -1;
   DeviceKind device = DeviceKind::kCpu;
   DType dtype = DType::kFloat32;
   std::vector<int> device_ids;  // CUDA ordinals; ignored on the CPU
@@ -87,8 +95,10 @@ struct EngineInfo {
   int64_t intermediate_size = 0;
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
-  // Floats in a full output row: the last Dense layer's out_features, else hidden_size.
+  // Floats in a full output row: the last Dense layer's out_features, else hidden_size; 1 with a
+  // score head.
   int64_t output_dimension = 0;
+  std::string head = "embedding";  // EngineOptions::head
   int64_t parameters = 0;
   DeviceKind device = DeviceKind::kCpu;
   DType dtype = DType::kFloat32;
@@ -107,7 +117,8 @@ struct HealthStatus {
 };
 
 // Called exactly once per submitted batch, on an engine thread: with the rows back to back (row i
-// has dimensions[i] floats, L2-normalised unless EngineOptions::normalize is false) and
+// has dimensions[i] floats, L2-normalised unless EngineOptions::normalize is false; with a score
+// head, one raw score per sequence) and
 // error == nullptr, or with an error.
 using EmbedCallback = std::function<void(std::vector<float> rows, const Error* error)>;
 

@@ -30,6 +30,9 @@ void Replica::RunRank(Rank& rank, const LoadModel& load, const PackedBatch& warm
     if (rank.index == 0 && options_.dense) {
       rank.dense = std::make_unique<DenseLayers>(options_.dense->To(rank.device));
     }
+    if (rank.index == 0 && options_.score) {
+      rank.score = std::make_unique<ScoreHead>(options_.score->To(rank.device));
+    }
   } catch (...) {
     rank.load_error = std::current_exception();
   }
@@ -73,6 +76,7 @@ void Replica::RunRank(Rank& rank, const LoadModel& load, const PackedBatch& warm
   try {
     rank.graphs.reset();
     rank.dense.reset();
+    rank.score.reset();
     rank.model.reset();
     ReleaseCachedMemory(rank.device);
   } catch (...) {
@@ -103,7 +107,10 @@ void Replica::ExecuteJob(Rank& rank, Job& job) {
       pooled = rank.model->Forward(in, rank_comm, layer_hook);
     }
     if (rank.index == 0) {
+      // The pooled rows are whole on rank 0 (graph-replayed or not): the Dense layers and the
+      // score head run here, eagerly, outside any captured graph.
       if (rank.dense) pooled = rank.dense->Forward(pooled);
+      if (rank.score) pooled = rank.score->Forward(pooled);
       at::Tensor host = pooled;
       if (!pooled.device().is_cpu()) {
         host = at::empty(pooled.sizes(), pooled.options().device(at::kCPU).pinned_memory(true));

@@ -23,6 +23,7 @@
 #include "model/dense.h"
 #include "model/embedding_model.h"
 #include "model/packed_batch.h"
+#include "model/score_head.h"
 #include "parallel/communicator.h"
 #include "runtime/engine.h"
 #include "runtime/job_queue.h"
@@ -36,6 +37,7 @@ struct Rank {
   std::unique_ptr<EmbeddingModel> model;
   std::unique_ptr<ForwardGraphs> graphs;  // CUDA graphs of small batches, when in use
   std::unique_ptr<DenseLayers> dense;     // rank 0's copy of the Dense layers, when any
+  std::unique_ptr<ScoreHead> score;       // rank 0's copy of the score head, when any
   int64_t weight_bytes = 0;
   std::thread thread;
   std::exception_ptr load_error;   // written before the load barrier, read after it
@@ -66,6 +68,7 @@ struct ReplicaOptions {
   std::chrono::microseconds idle_spin{0};
   bool normalize = true;                     // EngineOptions::normalize
   std::shared_ptr<const DenseLayers> dense;  // on the CPU; null: none
+  std::shared_ptr<const ScoreHead> score;    // on the CPU; null: none (an embedding model)
 };
 
 class Replica {

@@ -131,6 +131,9 @@ export class FakeEngine extends EnginePort {
 
   load(options: EngineLoadOptions): Promise<EngineInfo> {
     this.loadOptions = options;
+    if (options.head === 'yes-no' && !options.yesNoTokenIds) {
+      return Promise.reject(new EngineError('INVALID_ARGUMENT', "head 'yes-no' needs yesNoTokenIds"));
+    }
     // The head loaded is the head described, as the engine reports it.
     if (options.head !== undefined && options.head !== this.description.head) {
       const { outputDimension: _, ...rest } = this.description;
@@ -187,6 +190,12 @@ export class FakeEngine extends EnginePort {
   }
 
   private rowsFor(batch: PackedBatch): Float32Array {
+    if (this.description.head !== 'embedding' && batch.dimensions.some((d) => d !== 1)) {
+      throw new EngineError(
+        'INVALID_ARGUMENT',
+        'a score head answers one value per sequence: dimensions must be 1',
+      );
+    }
     const rows = new Float32Array(batch.dimensions.reduce((sum, d) => sum + d, 0));
     const row = this.customRow ?? rowFor(this.description.head);
     let offset = 0;
