@@ -19,7 +19,8 @@ scores land from these (what bf16 costs transformers itself).
         --pairs test/fixtures/rerank-pairs.json --out $OUT/rerank-qwen3-reranker-tiny.json \
         --name qwen3-reranker-tiny --generator-args '--preset qwen3-reranker-tiny --seed 0' --device cpu
 
-Exit status: 0 when the fixture was written and alone and batched agree (within 1e-4 in float32);
+Exit status: 0 when the fixture was written and alone and batched agree (scores within 1e-4, raw
+logits within 1e-3, in float32);
 2 when they disagree (the fixture is still written, with agreement.ok false); 1 on errors.
 """
 
@@ -44,7 +45,11 @@ PREFIX = (
 )
 SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 # Alone vs batched (left padding shifts every position; RoPE makes that exact only up to rounding).
+# Scores are what the service answers; raw logits are several units wide on a full-size model, where
+# the GPU's fp32 reductions alone move them by ~1.5e-4 (qwen3-reranker-4b on an H200), so they get
+# a bound ten times looser.
 AGREEMENT_MAX_DIFFERENCE = 1e-4
+AGREEMENT_MAX_RAW_DIFFERENCE = 1e-3
 
 
 def log(message: str) -> None:
@@ -329,7 +334,7 @@ def main() -> int:
     )
     agree = not problems and (
         args.dtype != "float32"
-        or (max_score_difference <= AGREEMENT_MAX_DIFFERENCE and max_raw_difference <= AGREEMENT_MAX_DIFFERENCE)
+        or (max_score_difference <= AGREEMENT_MAX_DIFFERENCE and max_raw_difference <= AGREEMENT_MAX_RAW_DIFFERENCE)
     )
 
     bf16 = None
@@ -407,6 +412,7 @@ def main() -> int:
             "batchedVsAloneMaxRawDifference": max_raw_difference,
             "sigmoidRawVsScoreMaxDifference": max_sigmoid_difference,
             "threshold": AGREEMENT_MAX_DIFFERENCE,
+            "rawThreshold": AGREEMENT_MAX_RAW_DIFFERENCE,
             "cardBfloat16": bf16,
             "problems": problems,
             "ok": agree,
