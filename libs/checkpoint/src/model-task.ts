@@ -21,6 +21,9 @@ export interface ModelTaskDetection {
 /** Qwen3-Reranker's vocabulary ids of "yes" and "no": the two logits its yes-no head compares. */
 export const QWEN3_RERANKER_YES_NO_TOKEN_IDS: readonly [number, number] = [9693, 2152];
 
+/** Tokens of one templated Qwen3-Reranker pair at most, as its model card sets max_length. */
+export const QWEN3_RERANKER_MAX_LENGTH = 8192;
+
 const RERANK_NAME = /rerank/i;
 
 /**

@@ -12,7 +12,6 @@ export * from './tokenizer.service';
 export * from './info.controller';
 export * from './info.dto';
 export * from './rerank-template';
-export * from './served-task';
 export * from './tokenize.controller';
 export * from './tokenize.dto';
 export * from './tokenize.service';

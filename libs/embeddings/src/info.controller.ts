@@ -6,7 +6,6 @@ import type { EnginePooling } from '@app/engine/engine.port';
 import { MAX_INPUTS } from './embedding-input.validator';
 import { InfoDto, InfoModelTypeDto } from './info.dto';
 import { ModelService } from './model.service';
-import { servedHead, servedTask } from './served-task';
 
 /** Our pooling names in text-embeddings-inference's words. */
 const TEI_POOLING: Record<EnginePooling, string> = { lasttoken: 'last_token', cls: 'cls', mean: 'mean' };
@@ -32,10 +31,10 @@ export class InfoController {
   @ApiResponse({ status: 503, type: OpenAIErrorDto, description: 'The model is loading.' })
   info(): InfoDto {
     const info = this.model.info;
-    const task = servedTask(this.model);
+    const task = this.model.task;
     const modelType: InfoModelTypeDto =
       task === 'rerank'
-        ? { reranker: { head: servedHead(info) } }
+        ? { reranker: { head: info.head } }
         : { embedding: { pooling: TEI_POOLING[this.model.pooling ?? 'lasttoken'] } };
     const { version, commit } = buildInfo();
     const maxInputLength = this.model.maxInputTokens;
@@ -47,7 +46,7 @@ export class InfoController {
       max_input_length: maxInputLength,
       max_batch_tokens: this.config.limits.maxBatchTokens,
       max_batch_requests: this.config.limits.batchSize,
-      max_client_batch_size: MAX_INPUTS,
+      max_client_batch_size: task === 'rerank' ? this.config.limits.maxRerankDocuments : MAX_INPUTS,
       auto_truncate: this.config.limits.autoTruncate,
       version,
       sha: commit,

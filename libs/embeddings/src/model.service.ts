@@ -4,7 +4,12 @@ import {
   readSentenceTransformersModel,
   type SentenceTransformersModel,
 } from '@app/checkpoint/sentence-transformers-config';
-import { detectModelTask, type ModelTask, type ModelTaskDetection } from '@app/checkpoint/model-task';
+import {
+  detectModelTask,
+  type ModelTask,
+  type ModelTaskDetection,
+  QWEN3_RERANKER_MAX_LENGTH,
+} from '@app/checkpoint/model-task';
 import { InvalidRequestError, ModelNotFoundError } from '@app/common';
 import { AppConfig, PROMPT_SUFFIXES } from '@app/config';
 import { EngineInfo, EnginePooling, PackedBatch } from '@app/engine/engine.port';
@@ -126,13 +131,15 @@ export class ModelService {
 
   /**
    * Per-input token limit: MAX_INPUT_TOKENS, never above the model's max_position_embeddings nor
-   * sentence_bert_config.json's max_seq_length.
+   * sentence_bert_config.json's max_seq_length; for a reranker, a whole templated pair, never above
+   * the model card's 8192.
    */
   get maxInputTokens(): number {
     return Math.min(
       this.config.limits.maxInputTokens,
       this.info.maxPositionEmbeddings,
       this.checkpoint?.maxSeqLength ?? Infinity,
+      this.task === 'rerank' ? QWEN3_RERANKER_MAX_LENGTH : Infinity,
     );
   }
 

@@ -5,7 +5,6 @@ import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { FakeEngine } from '@app/engine/testing';
 import { ModelService } from './model.service';
 import { RerankTemplate, RerankTemplateIds } from './rerank-template';
-import { servedTask } from './served-task';
 import { TokenizeService } from './tokenize.service';
 import { TokenizerService } from './tokenizer.service';
 
@@ -22,7 +21,7 @@ class RecordingTemplate extends RerankTemplate {
   }
 }
 
-/** A loaded model over the real Qwen3 tokenizer; `task` as ModelService will report it (libs/rerank). */
+/** A loaded model over the real Qwen3 tokenizer, reporting `task` (its detection reads a checkpoint). */
 async function create(task: 'embed' | 'rerank', env: Record<string, string> = {}) {
   const config = loadAppConfig({
     API_KEY: 'k',
@@ -35,7 +34,7 @@ async function create(task: 'embed' | 'rerank', env: Record<string, string> = {}
   const tokenizer = new TokenizerService();
   const model = new ModelService(config, new ModelLifecycle(config, new FakeEngine()), tokenizer);
   await model.load();
-  // After the load, which is where ModelService will detect its task.
+  // After the load, which is where ModelService detects its task (here from a tokenizer-only directory).
   Object.defineProperty(model, 'task', { value: task, configurable: true });
   const template = new RecordingTemplate();
   const modules = { get: (token: unknown) => (token === RerankTemplate ? template : undefined) };
@@ -48,17 +47,6 @@ async function create(task: 'embed' | 'rerank', env: Record<string, string> = {}
 
 describe(TokenizeService.name, () => {
   beforeAll(() => Logger.overrideLogger(false));
-
-  it('reads the task ModelService reports, embed when it reports none', async () => {
-    expect(servedTask((await create('rerank')).model)).toBe('rerank');
-    const config = loadAppConfig({ API_KEY: 'k', MODEL_PATH: QWEN3_TOKENIZER_DIR });
-    const plain = new ModelService(
-      config,
-      new ModelLifecycle(config, new FakeEngine()),
-      new TokenizerService(),
-    );
-    expect(servedTask(plain)).toBe('embed');
-  });
 
   describe('for a reranker', () => {
     it("builds a query and document through the reranker's template, with the instruction", async () => {

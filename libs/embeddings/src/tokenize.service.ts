@@ -6,7 +6,6 @@ import { withoutNulls } from './embeddings.service';
 import { ModelBinding, ModelService } from './model.service';
 import { requestedPrompt } from './prompt-template';
 import { RerankTemplate } from './rerank-template';
-import { servedTask } from './served-task';
 import { TokenizerService } from './tokenizer.service';
 import {
   DetokenizeRequestDto,
@@ -36,7 +35,7 @@ export class TokenizeService {
     const binding = this.model.binding(request.model);
     this.model.assertReady();
     const { tokens, truncated } =
-      servedTask(this.model) === 'rerank'
+      this.model.task === 'rerank'
         ? await this.rerankIds(request, binding)
         : await this.embeddingIds(request, binding);
     this.assertWithinRequestLimit(tokens.length);

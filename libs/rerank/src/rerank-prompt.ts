@@ -1,3 +1,4 @@
+import { QWEN3_RERANKER_MAX_LENGTH } from '@app/checkpoint/model-task';
 import { InvalidRequestError } from '@app/common';
 
 /** The model card's default task, used when a request gives no instruction. */
@@ -5,7 +6,7 @@ export const RERANK_DEFAULT_INSTRUCTION =
   'Given a web search query, retrieve relevant passages that answer the query';
 
 /** Tokens of one templated pair at most, as the model card sets max_length. */
-export const RERANK_MAX_LENGTH = 8192;
+export const RERANK_MAX_LENGTH = QWEN3_RERANKER_MAX_LENGTH;
 
 /** The model card's system turn and the opening of the user's. */
 export const RERANK_PREFIX =

@@ -99,6 +99,9 @@ describe(RerankController.name, () => {
     ).json();
     expect(info.model_type).toEqual({ reranker: { head: 'yes-no' } });
     expect(info.models[0].task).toBe('rerank');
+    // A reranker's client batch is its documents; its input, a whole templated pair.
+    expect(info.max_client_batch_size).toBe(8);
+    expect(info.max_input_length).toBe(MAX_INPUT_TOKENS);
     const spec: Json = await (await fetch(`${sut.url}/docs/json`)).json();
     expect(Object.keys(spec.paths['/v1/rerank'])).toEqual(['post']);
     expect(Object.keys(spec.paths['/rerank'])).toEqual(['post']);

@@ -8,7 +8,7 @@ import { ModelService } from '@app/embeddings/model.service';
 import { RerankTemplate, type RerankTemplateIds } from '@app/embeddings/rerank-template';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
 import { MetricsService } from '@app/metrics/metrics.service';
-import { RERANK_MAX_LENGTH, RerankPromptBuilder } from './rerank-prompt';
+import { RerankPromptBuilder } from './rerank-prompt';
 
 /** One rerank request, whichever endpoint it came through. */
 export interface RerankJob {
@@ -198,9 +198,9 @@ export class RerankService implements RerankTemplate {
     return this.promptBuilder().build(query, document, instruction);
   }
 
-  /** min(8192, the model's per-input limit): MAX_INPUT_TOKENS and max_position_embeddings. */
+  /** The model's per-input limit: min(8192, MAX_INPUT_TOKENS, max_position_embeddings). */
   private promptBuilder(): RerankPromptBuilder {
-    const maxLength = Math.min(RERANK_MAX_LENGTH, this.model.maxInputTokens);
+    const maxLength = this.model.maxInputTokens;
     if (this.builder?.maxLength !== maxLength) {
       this.builder = new RerankPromptBuilder((text) => this.tokenizer.encodeText(text, false), maxLength);
     }
