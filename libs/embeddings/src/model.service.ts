@@ -28,6 +28,10 @@ const TASK_ENDPOINTS: Record<ModelTask, string> = {
   rerank: 'POST /v1/rerank (or POST /rerank)',
 };
 const TASK_NAMES: Record<ModelTask, string> = { embed: 'an embedding model', rerank: 'a reranker' };
+const REQUEST_NAMES: Record<ModelTask, string> = {
+  embed: 'an embeddings request',
+  rerank: 'a rerank request',
+};
 
 const HF_ORGANIZATION = 'Qwen';
 
@@ -119,7 +123,7 @@ export class ModelService {
     const served = this.task;
     if (served === task) return;
     throw new InvalidRequestError(
-      `The model '${this.id}' is ${TASK_NAMES[served]} (task ${served}); it cannot serve a ${task} request. Send its requests to ${TASK_ENDPOINTS[served]}.`,
+      `The model '${this.id}' is ${TASK_NAMES[served]} (task ${served}); it cannot serve ${REQUEST_NAMES[task]}. Send its requests to ${TASK_ENDPOINTS[served]}.`,
       'model',
       'model_task_mismatch',
     );
