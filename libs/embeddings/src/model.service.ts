@@ -170,11 +170,13 @@ export class ModelService {
   }
 
   /**
-   * The prompt aliases GET /v1/models lists: the served id's `:query` and `:document`, then
+   * The prompt aliases GET /v1/models lists: the served id's `:query` and `:document` (an embedding
+   * model's; a reranker has no input types, so it lists neither, though it accepts them), then
    * PROMPT_ALIASES. (The other names' suffixed forms are accepted but not listed.)
    */
   get promptAliases(): PromptBinding[] {
-    const listed = PROMPT_SUFFIXES.map((suffix) => `${this.id}${suffix}`.toLowerCase());
+    const listed =
+      this.task === 'embed' ? PROMPT_SUFFIXES.map((suffix) => `${this.id}${suffix}`.toLowerCase()) : [];
     const configured = this.config.model.promptAliases.map(({ name }) => name.toLowerCase());
     return [...listed, ...configured].map((name) => this.promptNames.get(name) as PromptBinding);
   }

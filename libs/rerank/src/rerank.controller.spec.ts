@@ -94,6 +94,9 @@ describe(RerankController.name, () => {
       await fetch(`${sut.url}/v1/models`, { headers: { authorization: `Bearer ${UNIT_TEST_KEY}` } })
     ).json();
     expect(models.data[0]).toEqual(expect.objectContaining({ id: 'fake-reranker', task: 'rerank' }));
+    // No input types for a reranker: its :query and :document names are accepted, not listed; its
+    // PROMPT_ALIASES are (their instruction is the Instruct).
+    expect(models.data.map((entry: Json) => entry.id)).toEqual(['fake-reranker', 'code-rerank']);
     const info: Json = await (
       await fetch(`${sut.url}/info`, { headers: { authorization: `Bearer ${UNIT_TEST_KEY}` } })
     ).json();
