@@ -39,6 +39,10 @@ CheckpointSpec RerankerSpec(const std::string& form, int64_t score_labels = 1) {
     spec.config.architecture = "Qwen3ForCausalLM";
     spec.config.tie_word_embeddings = false;
     spec.lm_head = true;
+  } else if (form ==
+             "tied-with-lm-head") {  // tie_word_embeddings true, lm_head.weight saved anyway
+    spec.config.architecture = "Qwen3ForCausalLM";
+    spec.lm_head = true;
   } else if (form == "untied-without-lm-head") {
     spec.config.architecture = "Qwen3ForCausalLM";
     spec.config.tie_word_embeddings = false;
@@ -133,6 +137,11 @@ TEST(ScoreHeadTest, YesNoIsTheLastHiddenStateTimesTheTwoRowsOfTheTiedOrUntiedHea
   const std::vector<float> tied_raw = tied_engine->Embed(Pack(sequences, 1));
   ExpectScores(tied_raw, YesNoRaw(pooled, embed), 1e-5);
   EXPECT_GT(MaxDifference(tied_raw, YesNoRaw(pooled, lm_head)), 1e-2);
+
+  // transformers ties lm_head to the table when the config says so, whatever the file holds.
+  testing::WriteCheckpoint(dir.Join("tied-with-lm-head"), RerankerSpec("tied-with-lm-head"));
+  auto tied_saved = Engine::Load(HeadOptions(dir.Join("tied-with-lm-head"), "yes-no"));
+  ExpectScores(tied_saved->Embed(Pack(sequences, 1)), YesNoRaw(pooled, embed), 1e-5);
 
   auto untied_engine = Engine::Load(HeadOptions(dir.Join("untied"), "yes-no"));
   const std::vector<float> untied_raw = untied_engine->Embed(Pack(sequences, 1));

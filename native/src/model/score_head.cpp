@@ -23,22 +23,23 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// The rows a yes-no head reads: lm_head.weight when the checkpoint has one, else the embedding
-// table it is tied to. transformers' decoder configs default tie_word_embeddings to false; a
-// checkpoint that says so and has no lm_head.weight would get a random head there, so it is
-// refused.
+// The rows a yes-no head reads, as transformers ties them: the embedding table when the config says
+// tie_word_embeddings: true (transformers then ignores a saved lm_head.weight), else
+// lm_head.weight. A config that says false needs lm_head.weight (transformers would leave a random
+// head there), so its absence is refused; one that says nothing gets the table when no
+// lm_head.weight exists.
 std::string YesNoTensor(const Checkpoint& checkpoint, const json::Value& config_json,
                         const std::string& source) {
-  if (checkpoint.Has(kLmHead)) return kLmHead;
   const json::Value* tie = json::Find(config_json, "tie_word_embeddings");
-  if (tie != nullptr && !tie->is_null()) {
-    if (!tie->is_boolean())
-      ThrowModelLoadFailed(source + ": \"tie_word_embeddings\" must be a boolean");
-    if (!tie->get<bool>()) {
-      ThrowModelLoadFailed(source + ": tie_word_embeddings is false but the checkpoint in " +
-                           checkpoint.dir() + " has no " + kLmHead +
-                           " (head 'yes-no' reads the yes/no rows of the LM head)");
-    }
+  if (tie != nullptr && !tie->is_null() && !tie->is_boolean())
+    ThrowModelLoadFailed(source + ": \"tie_word_embeddings\" must be a boolean");
+  const bool says = tie != nullptr && tie->is_boolean();
+  if (says && tie->get<bool>()) return kEmbedTokens;
+  if (checkpoint.Has(kLmHead)) return kLmHead;
+  if (says) {
+    ThrowModelLoadFailed(source + ": tie_word_embeddings is false but the checkpoint in " +
+                         checkpoint.dir() + " has no " + kLmHead +
+                         " (head 'yes-no' reads the yes/no rows of the LM head)");
   }
   return kEmbedTokens;
 }
