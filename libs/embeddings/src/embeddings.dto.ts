@@ -2,7 +2,14 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsInt, IsOptional, IsString, MaxLength, Min } from 'class-validator';
 import { EmbeddingInput, IsEmbeddingInput, MAX_INPUTS } from './embedding-input.validator';
 import type { InputType } from './prompt-template';
-import { BooleanField, InputTypeField, InstructionField, MODEL_EXAMPLE, ModelField } from './request-fields';
+import {
+  BooleanField,
+  InputTypeField,
+  InstructionField,
+  MODEL_EXAMPLE,
+  ModelField,
+  PromptNameField,
+} from './request-fields';
 
 export { MODEL_EXAMPLE };
 
@@ -68,9 +75,7 @@ export class EmbeddingsRequestDto {
   })
   input_type?: InputType;
 
-  @InputTypeField({
-    description: "Extension: sentence-transformers' name for input_type.",
-  })
+  @PromptNameField()
   prompt_name?: InputType;
 
   @InstructionField({

@@ -47,6 +47,11 @@ export function InputTypeField(options: Description): PropertyDecorator {
   );
 }
 
+/** prompt_name: sentence-transformers' name for input_type. */
+export function PromptNameField(): PropertyDecorator {
+  return InputTypeField({ description: "Extension: sentence-transformers' name for input_type." });
+}
+
 /** An optional task instruction: a non-empty string of at most 4096 characters. */
 export function InstructionField(options: Description): PropertyDecorator {
   return stacked(

@@ -1,6 +1,12 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsArray, IsInt, IsOptional, IsString, Min } from 'class-validator';
-import { BooleanField, InputTypeField, InstructionField, ModelField } from './request-fields';
+import {
+  BooleanField,
+  InputTypeField,
+  InstructionField,
+  ModelField,
+  PromptNameField,
+} from './request-fields';
 import type { InputType } from './prompt-template';
 
 /**
@@ -38,9 +44,7 @@ export class TokenizeRequestDto {
   })
   input_type?: InputType;
 
-  @InputTypeField({
-    description: "Extension: sentence-transformers' name for input_type.",
-  })
+  @PromptNameField()
   prompt_name?: InputType;
 
   @InstructionField({
