@@ -1,18 +1,23 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsBoolean, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, MaxLength, Min } from 'class-validator';
+import { IsIn, IsInt, IsOptional, IsString, MaxLength, Min } from 'class-validator';
 import { EmbeddingInput, IsEmbeddingInput, MAX_INPUTS } from './embedding-input.validator';
 import type { InputType } from './prompt-template';
+import {
+  BooleanField,
+  InputTypeField,
+  InstructionField,
+  MODEL_EXAMPLE,
+  ModelField,
+  PromptNameField,
+} from './request-fields';
 
-/** The model id in the OpenAPI examples; the app puts the served model's id in its place (app.factory). */
-export const MODEL_EXAMPLE = 'Qwen3-Embedding-4B';
+export { MODEL_EXAMPLE };
 
 export type EncodingFormat = 'float' | 'base64';
 
 const ENCODING_FORMATS: EncodingFormat[] = ['float', 'base64'];
-const INPUT_TYPES: InputType[] = ['query', 'document'];
 const MIN_DIMENSIONS = 32;
 const MAX_USER_LENGTH = 256;
-const MAX_INSTRUCTION_LENGTH = 4096;
 
 /** POST /v1/embeddings: OpenAI's request, plus input_type / prompt_name, instruction and truncate. */
 export class EmbeddingsRequestDto {
@@ -33,13 +38,10 @@ export class EmbeddingsRequestDto {
   @IsEmbeddingInput()
   input!: EmbeddingInput;
 
-  @ApiPropertyOptional({
+  @ModelField({
     description:
       'The served model id (see GET /v1/models) or one of its aliases, such as the Hugging Face name. When omitted, the served model is used.',
-    example: MODEL_EXAMPLE,
   })
-  @IsOptional()
-  @IsString({ message: 'model must be a string' })
   model?: string;
 
   @ApiPropertyOptional({
@@ -67,40 +69,25 @@ export class EmbeddingsRequestDto {
   @MaxLength(MAX_USER_LENGTH, { message: 'user must be at most 256 characters' })
   user?: string;
 
-  @ApiPropertyOptional({
-    enum: ['query', 'document'],
+  @InputTypeField({
     description:
       'Extension. query: prefixed with the instruction prompt (`Instruct: {task}\\nQuery:`); document: embedded as is (default).',
   })
-  @IsOptional()
-  @IsIn(INPUT_TYPES, { message: "input_type must be 'query' or 'document'" })
   input_type?: InputType;
 
-  @ApiPropertyOptional({
-    enum: ['query', 'document'],
-    description: "Extension: sentence-transformers' name for input_type.",
-  })
-  @IsOptional()
-  @IsIn(INPUT_TYPES, { message: "prompt_name must be 'query' or 'document'" })
+  @PromptNameField()
   prompt_name?: InputType;
 
-  @ApiPropertyOptional({
+  @InstructionField({
     description:
       'Extension: a custom task for queries, e.g. "Given a question, retrieve passages that answer it". Implies input_type=query.',
-    maxLength: 4096,
   })
-  @IsOptional()
-  @IsString({ message: 'instruction must be a string' })
-  @IsNotEmpty({ message: 'instruction must not be empty' })
-  @MaxLength(MAX_INSTRUCTION_LENGTH, { message: 'instruction must be at most 4096 characters' })
   instruction?: string;
 
-  @ApiPropertyOptional({
+  @BooleanField({
     description:
       'Extension: cut inputs longer than the per-input token limit (keeping the final end-of-text token) instead of answering 400. Default AUTO_TRUNCATE.',
   })
-  @IsOptional()
-  @IsBoolean({ message: 'truncate must be a boolean' })
   truncate?: boolean;
 }
 

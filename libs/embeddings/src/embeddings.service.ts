@@ -1,11 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import { Injectable } from '@nestjs/common';
-import { BusyPoll, InvalidRequestError, RequestTooLargeError } from '@app/common';
+import { InvalidRequestError, RequestTooLargeError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { BatchingService } from '@app/batching/batching.service';
 import { MetricsService } from '@app/metrics/metrics.service';
 import { embeddingsResponseJson } from './embedding-encoding';
 import { EmbeddingsRequestDto } from './embeddings.dto';
+import { ModelRequest, ModelRequestGate } from './model-request';
 import { ModelBinding, ModelService } from './model.service';
 import { requestedPrompt } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
@@ -30,7 +31,7 @@ export interface EmbeddingsResult {
  */
 @Injectable()
 export class EmbeddingsService {
-  private readonly busyPoll: BusyPoll;
+  private readonly gate: ModelRequestGate;
 
   constructor(
     private readonly config: AppConfig,
@@ -39,7 +40,7 @@ export class EmbeddingsService {
     private readonly batching: BatchingService,
     private readonly metrics: MetricsService,
   ) {
-    this.busyPoll = new BusyPoll(config.server.busyPoll, config.server.busyPollLingerMs);
+    this.gate = new ModelRequestGate(config, model, metrics);
   }
 
   /**
@@ -51,26 +52,17 @@ export class EmbeddingsService {
     signal?: AbortSignal,
     deadlineMs?: number,
   ): Promise<EmbeddingsResult> {
-    // BUSY_POLL: no sleeping while this request waits for the tokenizer and the engine.
-    const hold = this.busyPoll.hold();
-    try {
-      return await this.embedHeld(sent, signal, deadlineMs);
-    } finally {
-      hold.release();
-    }
+    const request = withoutNulls(sent);
+    return this.gate.run(request.model, 'embed', deadlineMs, (admitted) =>
+      this.embedAdmitted(request, admitted, signal),
+    );
   }
 
-  private async embedHeld(
-    sent: EmbeddingsRequestDto,
+  private async embedAdmitted(
+    request: EmbeddingsRequestDto,
+    { binding, deadline }: ModelRequest,
     signal: AbortSignal | undefined,
-    deadlineMs: number | undefined,
   ): Promise<EmbeddingsResult> {
-    const started = performance.now();
-    const deadline = started + (deadlineMs ?? this.config.limits.requestDeadlineMs);
-    const request = withoutNulls(sent);
-    const binding = this.model.binding(request.model);
-    this.model.assertReady();
-    this.model.assertTask('embed');
     const dimensions = this.dimensions(request.dimensions);
 
     // Under overload, refuse before tokenizing: a text has at least one token per 8 characters or so
@@ -98,9 +90,7 @@ export class EmbeddingsService {
     }
 
     const result = await this.batching.submit({ sequences, dimensions, promptLengths, signal, deadline });
-    this.metrics.queueSeconds.observe(result.queueTimeMs / 1000);
-    this.metrics.inferenceSeconds.observe(result.inferenceTimeMs / 1000);
-    this.metrics.tokens.inc(totalTokens);
+    const timings = this.gate.engineTimings(result, tokenizationMs, totalTokens);
     this.metrics.inputs.inc(sequences.length);
 
     const body = embeddingsResponseJson(
@@ -112,17 +102,7 @@ export class EmbeddingsService {
       },
       (row) => this.model.floatArrayJson(row),
     );
-    this.metrics.requestSeconds.observe((performance.now() - started) / 1000);
-    return {
-      body,
-      timings: {
-        tokenizationMs,
-        queueMs: result.queueTimeMs,
-        inferenceMs: result.inferenceTimeMs,
-        totalTokens,
-        batches: result.batches,
-      },
-    };
+    return { body, timings };
   }
 
   private dimensions(requested: number | undefined): number {

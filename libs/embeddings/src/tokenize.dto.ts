@@ -1,33 +1,23 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { IsArray, IsInt, IsOptional, IsString, Min } from 'class-validator';
 import {
-  IsArray,
-  IsBoolean,
-  IsIn,
-  IsInt,
-  IsNotEmpty,
-  IsOptional,
-  IsString,
-  MaxLength,
-  Min,
-} from 'class-validator';
-import { MODEL_EXAMPLE } from './embeddings.dto';
+  BooleanField,
+  InputTypeField,
+  InstructionField,
+  ModelField,
+  PromptNameField,
+} from './request-fields';
 import type { InputType } from './prompt-template';
-
-const INPUT_TYPES: InputType[] = ['query', 'document'];
-const MAX_INSTRUCTION_LENGTH = 4096;
 
 /**
  * POST /tokenize: vLLM's request (model, prompt, add_special_tokens, return_token_strs), plus the
  * embeddings' prompt fields and truncate, and a reranker's query and document.
  */
 export class TokenizeRequestDto {
-  @ApiPropertyOptional({
+  @ModelField({
     description:
       'The served model id or any name it answers to, prompt aliases included (`<id>:query` tokenizes as a query). When omitted, the served model.',
-    example: MODEL_EXAMPLE,
   })
-  @IsOptional()
-  @IsString({ message: 'model must be a string' })
   model?: string;
 
   @ApiPropertyOptional({
@@ -39,53 +29,34 @@ export class TokenizeRequestDto {
   @IsString({ message: 'prompt must be a string' })
   prompt?: string;
 
-  @ApiPropertyOptional({
+  @BooleanField({
     default: true,
     description:
       "The model's special tokens, as POST /v1/embeddings adds them (Qwen3: the appended `<|endoftext|>`); false: the text's own tokens only.",
   })
-  @IsOptional()
-  @IsBoolean({ message: 'add_special_tokens must be a boolean' })
   add_special_tokens?: boolean;
 
-  @ApiPropertyOptional({ default: false, description: 'Also return each token as the vocabulary spells it.' })
-  @IsOptional()
-  @IsBoolean({ message: 'return_token_strs must be a boolean' })
+  @BooleanField({ default: false, description: 'Also return each token as the vocabulary spells it.' })
   return_token_strs?: boolean;
 
-  @ApiPropertyOptional({
-    enum: ['query', 'document'],
+  @InputTypeField({
     description: 'Extension, as in POST /v1/embeddings: query prompts the text as a query.',
   })
-  @IsOptional()
-  @IsIn(INPUT_TYPES, { message: "input_type must be 'query' or 'document'" })
   input_type?: InputType;
 
-  @ApiPropertyOptional({
-    enum: ['query', 'document'],
-    description: "Extension: sentence-transformers' name for input_type.",
-  })
-  @IsOptional()
-  @IsIn(INPUT_TYPES, { message: "prompt_name must be 'query' or 'document'" })
+  @PromptNameField()
   prompt_name?: InputType;
 
-  @ApiPropertyOptional({
+  @InstructionField({
     description:
       "Extension, as in POST /v1/embeddings: a custom task for a query. For a reranker's query and document: the Instruct.",
-    maxLength: MAX_INSTRUCTION_LENGTH,
   })
-  @IsOptional()
-  @IsString({ message: 'instruction must be a string' })
-  @IsNotEmpty({ message: 'instruction must not be empty' })
-  @MaxLength(MAX_INSTRUCTION_LENGTH, { message: 'instruction must be at most 4096 characters' })
   instruction?: string;
 
-  @ApiPropertyOptional({
+  @BooleanField({
     description:
       'Extension: cut a text over the per-input token limit as POST /v1/embeddings does (default AUTO_TRUNCATE). Without it the ids are all returned; compare count with max_model_len.',
   })
-  @IsOptional()
-  @IsBoolean({ message: 'truncate must be a boolean' })
   truncate?: boolean;
 
   @ApiPropertyOptional({ description: "Reranker only, with document: the pair in the reranker's template." })
@@ -123,12 +94,9 @@ export class TokenizeResponseDto {
 
 /** POST /detokenize: vLLM's request. */
 export class DetokenizeRequestDto {
-  @ApiPropertyOptional({
+  @ModelField({
     description: 'The served model id or any name it answers to.',
-    example: MODEL_EXAMPLE,
   })
-  @IsOptional()
-  @IsString({ message: 'model must be a string' })
   model?: string;
 
   @ApiProperty({ type: [Number], description: "Token ids, each below the tokenizer's vocabulary size." })

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Body, Controller, Headers, HttpCode, Post, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiHeader, ApiOkResponse, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import { OpenAIErrorDto } from '@app/common';
-import { DEADLINE_HEADER, parseDeadlineHeader } from '@app/embeddings/embeddings.service';
+import { DEADLINE_HEADER, withoutNulls } from '@app/embeddings/embeddings.service';
+import { ApiEngineErrors, runTimed } from '@app/embeddings/model-endpoint';
 import {
   RerankRequestDto,
   RerankResponseDto,
@@ -13,46 +13,12 @@ import {
 } from './rerank.dto';
 import { byScore, RerankJob, RerankOutcome, RerankService } from './rerank.service';
 
-const ms = (value: number) => value.toFixed(1);
-
 /** The error responses both endpoints share. */
-function ApiRerankResponses(): MethodDecorator {
-  const decorators = [
-    ApiHeader({
-      name: 'X-Request-Deadline-Ms',
-      required: false,
-      description:
-        'How long the client will wait, 1..3600000 ms (default REQUEST_DEADLINE_MS). Work that cannot be done in time is refused with 429 and Retry-After instead of run late.',
-    }),
-    ApiResponse({
-      status: 400,
-      type: OpenAIErrorDto,
-      description:
-        'Invalid request (`param` names the field); `model_task_mismatch` when the served model is an embedding model; `context_length_exceeded` when the query leaves no room for a document.',
-    }),
-    ApiResponse({ status: 401, type: OpenAIErrorDto, description: 'Missing or wrong API key.' }),
-    ApiResponse({ status: 404, type: OpenAIErrorDto, description: 'Unknown model.' }),
-    ApiResponse({
-      status: 413,
-      type: OpenAIErrorDto,
-      description:
-        'Body or token limit exceeded; with truncate=false, a document too long for its pair (`context_length_exceeded`).',
-    }),
-    ApiResponse({
-      status: 429,
-      type: OpenAIErrorDto,
-      description: 'Overloaded: queue full or deadline out of reach; see Retry-After.',
-    }),
-    ApiResponse({
-      status: 503,
-      type: OpenAIErrorDto,
-      description: 'Loading, engine failure or shutting down.',
-    }),
-  ];
-  return (target, key, descriptor) => {
-    for (const decorator of decorators) decorator(target, key, descriptor);
-  };
-}
+const ApiRerankErrors = () =>
+  ApiEngineErrors({
+    400: 'Invalid request (`param` names the field); `model_task_mismatch` when the served model is an embedding model; `context_length_exceeded` when the query leaves no room for a document.',
+    413: 'Body or token limit exceeded; with truncate=false, a document too long for its pair (`context_length_exceeded`).',
+  });
 
 /**
  * The reranker's endpoints: POST /v1/rerank (Cohere's, Jina's and vLLM's shape) and POST /rerank
@@ -73,7 +39,7 @@ export class RerankController {
       'Timing headers: x-tokenization-time-ms, x-queue-time-ms, x-inference-time-ms, x-total-tokens, x-forward-batches.',
   })
   @ApiOkResponse({ type: RerankResponseDto })
-  @ApiRerankResponses()
+  @ApiRerankErrors()
   async create(
     @Body() body: RerankRequestDto,
     @Headers(DEADLINE_HEADER) deadlineHeader: string | undefined,
@@ -117,7 +83,7 @@ export class RerankController {
     description: 'Answers [{index, score, text?}], best first. The same timing headers as /v1/rerank.',
   })
   @ApiOkResponse({ type: [TeiRankDto] })
-  @ApiRerankResponses()
+  @ApiRerankErrors()
   async tei(
     @Body() body: TeiRerankRequestDto,
     @Headers(DEADLINE_HEADER) deadlineHeader: string | undefined,
@@ -148,28 +114,6 @@ export class RerankController {
     deadlineHeader: string | undefined,
     res: Response,
   ): Promise<RerankOutcome> {
-    // A client that disconnects has its queued work dropped.
-    const deadlineMs = parseDeadlineHeader(deadlineHeader);
-    const abort = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
-    const outcome = await this.rerank.rerank(job, abort.signal, deadlineMs);
-    const { timings } = outcome;
-    res.set({
-      'x-tokenization-time-ms': ms(timings.tokenizationMs),
-      'x-queue-time-ms': ms(timings.queueMs),
-      'x-inference-time-ms': ms(timings.inferenceMs),
-      'x-total-tokens': String(timings.totalTokens),
-      'x-forward-batches': String(timings.batches),
-    });
-    return outcome;
+    return runTimed(deadlineHeader, res, (signal, deadlineMs) => this.rerank.rerank(job, signal, deadlineMs));
   }
-}
-
-/** Options sent as null mean their default, as in the embeddings request (withoutNulls there). */
-function withoutNulls<T extends object>(request: T): T {
-  const entries = Object.entries(request);
-  if (entries.every(([, value]) => value !== null)) return request;
-  return Object.fromEntries(entries.filter(([, value]) => value !== null)) as T;
 }

@@ -1,19 +1,8 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import {
-  IsBoolean,
-  IsInt,
-  IsNotEmpty,
-  IsOptional,
-  IsString,
-  MaxLength,
-  Min,
-  registerDecorator,
-  ValidationArguments,
-} from 'class-validator';
+import { IsInt, IsOptional, IsString, Min, registerDecorator, ValidationArguments } from 'class-validator';
 import { MODEL_EXAMPLE } from '@app/embeddings/embeddings.dto';
+import { BooleanField, InstructionField, ModelField } from '@app/embeddings/request-fields';
 import { RERANK_DEFAULT_INSTRUCTION } from './rerank-prompt';
-
-const MAX_INSTRUCTION_LENGTH = 4096;
 
 /** A document: its text, or an object with a `text` (Cohere's older shape). */
 export type RerankDocument = string | { text: string };
@@ -70,18 +59,14 @@ const QUERY_PROPERTY = {
 
 const INSTRUCTION_PROPERTY = {
   description: `Extension: the task in the template's <Instruct> line; default "${RERANK_DEFAULT_INSTRUCTION}".`,
-  maxLength: MAX_INSTRUCTION_LENGTH,
 };
 
 /** POST /v1/rerank: the Cohere / Jina / vLLM request. */
 export class RerankRequestDto {
-  @ApiPropertyOptional({
+  @ModelField({
     description:
       'The served model id (see GET /v1/models) or one of its aliases; when omitted, the served model.',
-    example: MODEL_EXAMPLE,
   })
-  @IsOptional()
-  @IsString({ message: 'model must be a string' })
   model?: string;
 
   @ApiProperty(QUERY_PROPERTY)
@@ -113,25 +98,17 @@ export class RerankRequestDto {
   @Min(1, { message: 'top_n must be at least 1' })
   top_n?: number;
 
-  @ApiPropertyOptional({ default: true, description: "Include each result's document as {text}." })
-  @IsOptional()
-  @IsBoolean({ message: 'return_documents must be a boolean' })
+  @BooleanField({ default: true, description: "Include each result's document as {text}." })
   return_documents?: boolean;
 
-  @ApiPropertyOptional(INSTRUCTION_PROPERTY)
-  @IsOptional()
-  @IsString({ message: 'instruction must be a string' })
-  @IsNotEmpty({ message: 'instruction must not be empty' })
-  @MaxLength(MAX_INSTRUCTION_LENGTH, { message: 'instruction must be at most 4096 characters' })
+  @InstructionField(INSTRUCTION_PROPERTY)
   instruction?: string;
 
-  @ApiPropertyOptional({
+  @BooleanField({
     default: true,
     description:
       "Cut a pair longer than the model's limit (8192 tokens, at most MAX_INPUT_TOKENS) at the document's end and mark its result truncated; false: answer 413 naming the document instead.",
   })
-  @IsOptional()
-  @IsBoolean({ message: 'truncate must be a boolean' })
   truncate?: boolean;
 }
 
@@ -196,29 +173,19 @@ export class TeiRerankRequestDto {
   @IsRerankDocuments(false)
   texts!: string[];
 
-  @ApiPropertyOptional({ default: false, description: "The model's logit instead of its sigmoid." })
-  @IsOptional()
-  @IsBoolean({ message: 'raw_scores must be a boolean' })
+  @BooleanField({ default: false, description: "The model's logit instead of its sigmoid." })
   raw_scores?: boolean;
 
-  @ApiPropertyOptional({ default: false, description: 'Include each text.' })
-  @IsOptional()
-  @IsBoolean({ message: 'return_text must be a boolean' })
+  @BooleanField({ default: false, description: 'Include each text.' })
   return_text?: boolean;
 
-  @ApiPropertyOptional({
+  @BooleanField({
     description:
       "Cut a pair longer than the model's limit at the text's end instead of answering 413. Default AUTO_TRUNCATE.",
   })
-  @IsOptional()
-  @IsBoolean({ message: 'truncate must be a boolean' })
   truncate?: boolean;
 
-  @ApiPropertyOptional(INSTRUCTION_PROPERTY)
-  @IsOptional()
-  @IsString({ message: 'instruction must be a string' })
-  @IsNotEmpty({ message: 'instruction must not be empty' })
-  @MaxLength(MAX_INSTRUCTION_LENGTH, { message: 'instruction must be at most 4096 characters' })
+  @InstructionField(INSTRUCTION_PROPERTY)
   instruction?: string;
 }
 

@@ -1,9 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import { Injectable } from '@nestjs/common';
-import { BusyPoll, InvalidRequestError, RequestTooLargeError } from '@app/common';
+import { InvalidRequestError, RequestTooLargeError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { BatchingService } from '@app/batching/batching.service';
 import type { EmbeddingTimings } from '@app/embeddings/embeddings.service';
+import { ModelRequest, ModelRequestGate } from '@app/embeddings/model-request';
 import { ModelService } from '@app/embeddings/model.service';
 import { RerankTemplate, type RerankTemplateIds } from '@app/embeddings/rerank-template';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
@@ -65,7 +66,7 @@ export function byScore(
  */
 @Injectable()
 export class RerankService implements RerankTemplate {
-  private readonly busyPoll: BusyPoll;
+  private readonly gate: ModelRequestGate;
   private builder?: RerankPromptBuilder;
 
   constructor(
@@ -75,7 +76,7 @@ export class RerankService implements RerankTemplate {
     private readonly batching: BatchingService,
     private readonly metrics: MetricsService,
   ) {
-    this.busyPoll = new BusyPoll(config.server.busyPoll, config.server.busyPollLingerMs);
+    this.gate = new ModelRequestGate(config, model, metrics);
   }
 
   /** AUTO_TRUNCATE: what text-embeddings-inference's `truncate` defaults to, as embeddings' does. */
@@ -85,24 +86,16 @@ export class RerankService implements RerankTemplate {
 
   /** `deadlineMs`: the client's X-Request-Deadline-Ms, else REQUEST_DEADLINE_MS; counted from now. */
   async rerank(job: RerankJob, signal?: AbortSignal, deadlineMs?: number): Promise<RerankOutcome> {
-    const hold = this.busyPoll.hold();
-    try {
-      return await this.rerankHeld(job, signal, deadlineMs);
-    } finally {
-      hold.release();
-    }
+    return this.gate.run(job.model, 'rerank', deadlineMs, (admitted) =>
+      this.rerankAdmitted(job, admitted, signal),
+    );
   }
 
-  private async rerankHeld(
+  private async rerankAdmitted(
     job: RerankJob,
+    { binding, deadline }: ModelRequest,
     signal: AbortSignal | undefined,
-    deadlineMs: number | undefined,
   ): Promise<RerankOutcome> {
-    const started = performance.now();
-    const deadline = started + (deadlineMs ?? this.config.limits.requestDeadlineMs);
-    const binding = this.model.binding(job.model);
-    this.model.assertReady();
-    this.model.assertTask('rerank');
     // A prompt alias's instruction is the Instruct of a request that sends none.
     const instruction = job.instruction ?? binding.instruction;
     const { documents, field } = job;
@@ -167,9 +160,7 @@ export class RerankService implements RerankTemplate {
     } catch (error) {
       throw renamedInputError(error, field);
     }
-    this.metrics.queueSeconds.observe(result.queueTimeMs / 1000);
-    this.metrics.inferenceSeconds.observe(result.inferenceTimeMs / 1000);
-    this.metrics.tokens.inc(totalTokens);
+    const timings = this.gate.engineTimings(result, tokenizationMs, totalTokens);
     this.metrics.rerankDocuments.inc(pairs.length);
     const truncated = pairs.filter((pair) => pair.truncated).length;
     if (truncated > 0) this.metrics.rerankTruncatedDocuments.inc(truncated);
@@ -178,19 +169,7 @@ export class RerankService implements RerankTemplate {
       const raw = row[0];
       return { index, raw, relevance: sigmoid(raw), truncated: pairs[index].truncated };
     });
-    this.metrics.requestSeconds.observe((performance.now() - started) / 1000);
-    return {
-      model: binding.responseModel,
-      scores,
-      promptTokens: totalTokens,
-      timings: {
-        tokenizationMs,
-        queueMs: result.queueTimeMs,
-        inferenceMs: result.inferenceTimeMs,
-        totalTokens,
-        batches: result.batches,
-      },
-    };
+    return { model: binding.responseModel, scores, promptTokens: totalTokens, timings };
   }
 
   /** One pair's ids exactly as a rerank request builds them (POST /tokenize's reranker template). */
