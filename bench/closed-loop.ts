@@ -10,6 +10,38 @@ import { performance } from 'node:perf_hooks';
 import { FetchLike, ResponseLike } from './http-client';
 import { LatencySummary, summariseLatencies } from './latency-summary';
 
+/** What a run of either generator is given besides its workload. */
+export interface ClosedLoopOptions {
+  /** Base URL of the server, e.g. http://localhost:6008 */
+  url: string;
+  apiKey?: string;
+  model?: string;
+  concurrency: number;
+  requests: number;
+  /** Requests sent first and left out of the numbers. */
+  warmupRequests: number;
+  timeoutMs: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** The figures of a run that both generators report (scripts/device/run.sh reads them). */
+export interface ClosedLoopFigures {
+  requests: number;
+  ok: number;
+  failed: number;
+  /** Failures by HTTP status (or 'network' / 'timeout', or the generator's own). */
+  failures: Record<string, number>;
+  firstError?: string;
+  durationSeconds: number;
+  latencyMs: LatencySummary;
+  /**
+   * Where the time went, from the server's timing headers of the successful requests (absent when the
+   * server sends none): tokenization, waiting for a forward batch, and the forward batches themselves.
+   * What the client latency has beyond their sum is HTTP, JSON and batching overhead.
+   */
+  serverMs?: ServerTimings;
+}
+
 /** Percentiles of each server-reported stage, in milliseconds. */
 export interface ServerTimings {
   tokenization: LatencySummary;
@@ -131,12 +163,7 @@ export async function closedLoop(
  * measured ones at `concurrency`; the outcomes in the order they ended, and the measured wall time.
  */
 export async function runClosedLoop<O>(
-  options: {
-    concurrency: number;
-    requests: number;
-    warmupRequests: number;
-    onProgress?: (done: number, total: number) => void;
-  },
+  options: Pick<ClosedLoopOptions, 'concurrency' | 'requests' | 'warmupRequests' | 'onProgress'>,
   send: () => Promise<O>,
 ): Promise<{ outcomes: O[]; durationSeconds: number }> {
   const warmups = Math.max(0, options.warmupRequests);
@@ -210,19 +237,7 @@ export function formatFigure(value: number, digits = 1): string {
 }
 
 /** A run's text summary: its own head and throughput lines around the shared requests/latency ones. */
-export function formatClosedLoopRun(
-  result: {
-    ok: number;
-    failed: number;
-    failures: Record<string, number>;
-    durationSeconds: number;
-    latencyMs: LatencySummary;
-    serverMs?: ServerTimings;
-    firstError?: string;
-  },
-  head: string,
-  throughputLine: string,
-): string {
+export function formatClosedLoopRun(result: ClosedLoopFigures, head: string, throughputLine: string): string {
   const f = formatFigure;
   const l = result.latencyMs;
   const failures = Object.entries(result.failures)

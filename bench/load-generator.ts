@@ -1,60 +1,37 @@
 import { Injectable } from '@nestjs/common';
 import {
+  ClosedLoopFigures,
+  ClosedLoopOptions,
   formatClosedLoopRun,
   formatFigure,
   listedModels,
   requestHeaders,
   runClosedLoop,
   sendTimed,
-  ServerTimings,
   tallyOutcomes,
 } from './closed-loop';
 import { FetchLike } from './http-client';
-import { LatencySummary, Throughput, throughput } from './latency-summary';
+import { Throughput, throughput } from './latency-summary';
 
-export interface LoadRunOptions {
-  /** Base URL of the server, e.g. http://localhost:6008 */
-  url: string;
-  apiKey?: string;
-  model?: string;
+export interface LoadRunOptions extends ClosedLoopOptions {
   texts: readonly string[];
-  concurrency: number;
-  requests: number;
   /** Inputs per request. */
   batch: number;
   dimensions?: number;
   inputType?: 'query' | 'document';
   encodingFormat: 'float' | 'base64';
-  /** Requests sent first and left out of the numbers. */
-  warmupRequests: number;
-  timeoutMs: number;
-  onProgress?: (done: number, total: number) => void;
 }
 
-export interface LoadRunResult {
+export interface LoadRunResult extends ClosedLoopFigures {
   tool: 'qwen3-embed-server admin bench';
   url: string;
   model?: string;
   concurrency: number;
   batch: number;
   dimensions?: number;
-  requests: number;
-  ok: number;
-  failed: number;
-  /** Failures by HTTP status (or 'network' / 'timeout'). */
-  failures: Record<string, number>;
-  firstError?: string;
-  durationSeconds: number;
   embeddings: number;
   tokens: number;
   throughput: Throughput;
-  latencyMs: LatencySummary;
-  /**
-   * Where the time went, from the server's timing headers of the successful requests (absent when the
-   * server sends none): tokenization, waiting for a forward batch, and the forward batches themselves.
-   * What the client latency has beyond their sum is HTTP, JSON and batching overhead.
-   */
-  serverMs?: ServerTimings;
 }
 
 interface EmbeddingsResponse {

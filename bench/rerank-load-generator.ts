@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { RerankWorkload } from './bench-corpus';
 import {
+  ClosedLoopFigures,
+  ClosedLoopOptions,
   formatClosedLoopRun,
   formatFigure,
   listedModels,
@@ -8,30 +10,18 @@ import {
   requestHeaders,
   runClosedLoop,
   sendTimed,
-  ServerTimings,
   tallyOutcomes,
 } from './closed-loop';
 import { FetchLike } from './http-client';
-import { LatencySummary } from './latency-summary';
 
-export interface RerankRunOptions {
-  /** Base URL of the server, e.g. http://localhost:6008 */
-  url: string;
-  apiKey?: string;
-  model?: string;
+export interface RerankRunOptions extends ClosedLoopOptions {
   /** Each request is one group (query against its documents), round robin. */
   workload: RerankWorkload;
-  concurrency: number;
-  requests: number;
-  /** Requests sent first and left out of the numbers. */
-  warmupRequests: number;
-  timeoutMs: number;
   /**
    * Ask for the documents back (`return_documents`). Off by default: echoing 100 passages per answer
    * measures JSON, not scoring.
    */
   returnDocuments?: boolean;
-  onProgress?: (done: number, total: number) => void;
 }
 
 export interface RerankThroughput {
@@ -42,7 +32,8 @@ export interface RerankThroughput {
   tokensPerSecond: number;
 }
 
-export interface RerankRunResult {
+/** Its failures may also be 'bad-response'. */
+export interface RerankRunResult extends ClosedLoopFigures {
   tool: 'qwen3-embed-server admin bench --task rerank';
   task: 'rerank';
   url: string;
@@ -53,19 +44,9 @@ export interface RerankRunResult {
   documentsPerRequest: number;
   /** Tokens per document, before the template (set by `admin bench` when it counted them). */
   documentTokens?: { mean: number; min: number; max: number };
-  requests: number;
-  ok: number;
-  failed: number;
-  /** Failures by HTTP status (or 'network' / 'timeout' / 'bad-response'). */
-  failures: Record<string, number>;
-  firstError?: string;
-  durationSeconds: number;
   pairs: number;
   tokens: number;
   throughput: RerankThroughput;
-  latencyMs: LatencySummary;
-  /** The server's timing headers of the successful requests, when it sends them. */
-  serverMs?: ServerTimings;
 }
 
 /** One measured request; its status may also be 'bad-response'. */
