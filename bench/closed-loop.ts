@@ -229,6 +229,29 @@ export function tallyOutcomes<K extends string>(
   };
 }
 
+/**
+ * A run's figures from its tally, in the order its JSON has always had them: the generator's counts and
+ * throughput (`counts`) stand between the wall time and the latency.
+ */
+export function closedLoopFigures<M extends object>(
+  tally: OutcomeTally<string>,
+  requests: number,
+  durationSeconds: number,
+  counts: M,
+): ClosedLoopFigures & M {
+  return {
+    requests,
+    ok: tally.ok,
+    failed: requests - tally.ok,
+    failures: tally.failures,
+    firstError: tally.firstError,
+    durationSeconds,
+    ...counts,
+    latencyMs: tally.latencyMs,
+    ...(tally.serverMs ? { serverMs: tally.serverMs } : {}),
+  };
+}
+
 /** A figure with `digits` decimals and thousands separators; '-' when not finite. */
 export function formatFigure(value: number, digits = 1): string {
   return Number.isFinite(value)

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import {
+  closedLoopFigures,
   ClosedLoopFigures,
   ClosedLoopOptions,
   formatClosedLoopRun,
@@ -93,17 +94,11 @@ export class LoadGenerator {
       concurrency: options.concurrency,
       batch: options.batch,
       dimensions: options.dimensions,
-      requests: options.requests,
-      ok: tally.ok,
-      failed: options.requests - tally.ok,
-      failures: tally.failures,
-      firstError: tally.firstError,
-      durationSeconds,
-      embeddings,
-      tokens,
-      throughput: throughput(durationSeconds, { requests: tally.ok, embeddings, tokens }),
-      latencyMs: tally.latencyMs,
-      ...(tally.serverMs ? { serverMs: tally.serverMs } : {}),
+      ...closedLoopFigures(tally, options.requests, durationSeconds, {
+        embeddings,
+        tokens,
+        throughput: throughput(durationSeconds, { requests: tally.ok, embeddings, tokens }),
+      }),
     };
   }
 

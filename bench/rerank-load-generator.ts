@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { RerankWorkload } from './bench-corpus';
 import {
+  closedLoopFigures,
   ClosedLoopFigures,
   ClosedLoopOptions,
   formatClosedLoopRun,
@@ -147,17 +148,11 @@ export function summariseRerankRun(
     concurrency: run.concurrency,
     groups: groups.length,
     documentsPerRequest: groups.reduce((sum, g) => sum + g.documents.length, 0) / groups.length,
-    requests: outcomes.length,
-    ok: tally.ok,
-    failed: outcomes.length - tally.ok,
-    failures: tally.failures,
-    firstError: tally.firstError,
-    durationSeconds,
-    pairs,
-    tokens,
-    throughput: rerankThroughput(durationSeconds, { requests: tally.ok, pairs, tokens }),
-    latencyMs: tally.latencyMs,
-    ...(tally.serverMs ? { serverMs: tally.serverMs } : {}),
+    ...closedLoopFigures(tally, outcomes.length, durationSeconds, {
+      pairs,
+      tokens,
+      throughput: rerankThroughput(durationSeconds, { requests: tally.ok, pairs, tokens }),
+    }),
   };
 }
 
