@@ -22,26 +22,25 @@
  * Exit status 0 when every cosine clears the threshold (0.99999 for float32, 0.999 otherwise) and the
  * token ids match; 1 otherwise. `runParity` is the same check for tests, over any EnginePort.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import type {
-  EngineDevice,
-  EngineDtype,
-  EngineInfo,
-  EngineLoadOptions,
-  EnginePort,
-  PackedBatch,
-} from '@app/engine/engine.port';
+import type { EngineDevice, EngineDtype, EngineInfo, EnginePort, PackedBatch } from '@app/engine/engine.port';
 import { packBatch, splitRows } from '@app/engine/packed-batch';
 import { fromBase64 } from '@app/embeddings/embedding-encoding';
 import { cosine, norm } from '@app/embeddings/embedding-similarity';
 import { PromptTemplate } from '@app/embeddings/prompt-template';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
-import { loadBenchConfig } from '@app/config';
-import { NativeEngine } from '@app/engine/native-engine';
+import {
+  assertFixtureWeights,
+  ENGINE_CLI_OPTIONS,
+  engineCliOptions,
+  EngineCliOptions,
+  runMain,
+  runParityCli,
+  weightsMismatches,
+} from './parity-cli';
 
 export interface ParityFixtureItem {
   id: string;
@@ -441,85 +440,22 @@ export function readFixture(path: string): ParityFixture {
 }
 
 /** Checks the fixture was made from these weights (sha256 of each safetensors file). */
-export async function weightsMatchFixture(modelPath: string, fixture: ParityFixture): Promise<string[]> {
-  const problems: string[] = [];
-  for (const [file, expected] of Object.entries(fixture.model.weightsSha256 ?? {})) {
-    const path = join(modelPath, file);
-    if (!existsSync(path)) {
-      problems.push(`${file} is missing from ${modelPath}`);
-      continue;
-    }
-    const hash = createHash('sha256');
-    await new Promise<void>((resolve, reject) => {
-      createReadStream(path)
-        .on('data', (chunk) => hash.update(chunk))
-        .on('end', resolve)
-        .on('error', reject);
-    });
-    const actual = hash.digest('hex');
-    if (actual !== expected)
-      problems.push(`${file} has sha256 ${actual}, the fixture was made from ${expected}`);
-  }
-  return problems;
+export function weightsMatchFixture(modelPath: string, fixture: ParityFixture): Promise<string[]> {
+  return weightsMismatches(modelPath, fixture.model.weightsSha256);
 }
 
-interface CliOptions {
-  model: string;
-  fixture: string;
-  device: EngineDevice;
-  dtype?: EngineDtype;
-  tp: number;
-  deviceIds?: number[];
-  threshold?: number;
-  json?: string;
-  addon?: string;
-  skipHash: boolean;
-  aloneEveryDimension: boolean;
-}
+type CliOptions = EngineCliOptions & { aloneEveryDimension: boolean };
 
 export function parseCli(argv: string[]): CliOptions {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      model: { type: 'string' },
-      fixture: { type: 'string' },
-      device: { type: 'string', default: 'cpu' },
-      dtype: { type: 'string' },
-      tp: { type: 'string', default: '1' },
-      'device-ids': { type: 'string' },
-      threshold: { type: 'string' },
-      json: { type: 'string' },
-      addon: { type: 'string' },
-      'skip-hash': { type: 'boolean', default: false },
-      'alone-every-dimension': { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
+    options: { ...ENGINE_CLI_OPTIONS, 'alone-every-dimension': { type: 'boolean', default: false } },
   });
-  if (values.help) {
-    process.stdout.write(
-      'usage: parity --model <dir> --fixture <json> [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--tp n] [--device-ids 0,1] [--threshold x] [--json out.json] [--addon path] [--skip-hash] [--alone-every-dimension]\n',
-    );
-    process.exit(0);
-  }
-  const device = values.device as EngineDevice;
-  if (device !== 'cpu' && device !== 'cuda') throw new Error('--device must be cpu or cuda');
-  const dtype = values.dtype as EngineDtype | undefined;
-  if (dtype && !['float32', 'bfloat16', 'float16'].includes(dtype))
-    throw new Error('--dtype must be float32, bfloat16 or float16');
-  if (!values.model || !values.fixture) throw new Error('--model and --fixture are required');
-  const tp = Number(values.tp);
-  if (!Number.isInteger(tp) || tp < 1) throw new Error('--tp must be a positive integer');
   return {
-    model: values.model,
-    fixture: values.fixture,
-    device,
-    dtype,
-    tp,
-    deviceIds: values['device-ids']?.split(',').map(Number),
-    threshold: values.threshold !== undefined ? Number(values.threshold) : undefined,
-    json: values.json,
-    addon: values.addon,
-    skipHash: values['skip-hash'],
+    ...engineCliOptions(
+      values,
+      'usage: parity --model <dir> --fixture <json> [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--tp n] [--device-ids 0,1] [--threshold x] [--json out.json] [--addon path] [--skip-hash] [--alone-every-dimension]\n',
+    ),
     aloneEveryDimension: values['alone-every-dimension'],
   };
 }
@@ -527,48 +463,22 @@ export function parseCli(argv: string[]): CliOptions {
 async function main(): Promise<void> {
   const options = parseCli(process.argv.slice(2));
   const fixture = readFixture(options.fixture);
-  if (!options.skipHash) {
-    const mismatch = await weightsMatchFixture(options.model, fixture);
-    if (mismatch.length > 0)
-      throw new Error(`the fixture does not belong to this checkpoint: ${mismatch.join('; ')}`);
-  }
-  const engine = new NativeEngine(options.addon ?? loadBenchConfig().model.nativeAddonPath);
-  const dtype = options.dtype ?? (options.device === 'cpu' ? 'float32' : 'bfloat16');
-  const deviceIds =
-    options.device === 'cuda' ? (options.deviceIds ?? Array.from({ length: options.tp }, (_, i) => i)) : [];
-  const loadStarted = performance.now();
+  await assertFixtureWeights(options, fixture.model.weightsSha256);
   // A family fixture states its pipeline; the engine gets it as issue 18's load options.
-  const load: EngineLoadOptions & Partial<FamilyLoadOptions> = {
-    modelPath: options.model,
-    device: options.device,
-    dtype,
-    deviceIds,
-    tensorParallelSize: options.tp,
-    onProgress: (line) => process.stderr.write(`  ${line}\n`),
-    ...(isFamilyFixture(fixture) ? familyLoadOptions(fixture, options.model) : {}),
-  };
-  await engine.load(load);
-  process.stderr.write(`loaded in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s\n`);
-  try {
-    const result = await runParity({
-      engine,
-      fixture,
-      modelPath: options.model,
-      threshold: options.threshold,
-      aloneEveryDimension: options.aloneEveryDimension,
-      onProgress: (line) => process.stderr.write(`${line}\n`),
-    });
-    process.stdout.write(`${formatParity(result)}\n`);
-    if (options.json) writeFileSync(options.json, `${JSON.stringify(result, null, 1)}\n`);
-    if (!result.passed) process.exitCode = 1;
-  } finally {
-    await engine.dispose();
-  }
+  await runParityCli(
+    options,
+    isFamilyFixture(fixture) ? familyLoadOptions(fixture, options.model) : {},
+    (engine) =>
+      runParity({
+        engine,
+        fixture,
+        modelPath: options.model,
+        threshold: options.threshold,
+        aloneEveryDimension: options.aloneEveryDimension,
+        onProgress: (line) => process.stderr.write(`${line}\n`),
+      }),
+    formatParity,
+  );
 }
 
-if (require.main === module) {
-  main().catch((error: Error) => {
-    process.stderr.write(`parity: ${error.message}\n`);
-    process.exitCode = 1;
-  });
-}
+if (require.main === module) runMain('parity', main);

@@ -16,8 +16,7 @@
  * reference, alone and packed; 1 otherwise. `runRerankParity` is the same check for tests, over any
  * EnginePort.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -29,8 +28,15 @@ import type {
   EnginePort,
 } from '@app/engine/engine.port';
 import { packBatch } from '@app/engine/packed-batch';
-import { loadBenchConfig } from '@app/config';
-import { NativeEngine } from '@app/engine/native-engine';
+import {
+  assertFixtureWeights,
+  ENGINE_CLI_OPTIONS,
+  engineCliOptions,
+  EngineCliOptions,
+  runMain,
+  runParityCli,
+  weightsMismatches,
+} from './parity-cli';
 
 export interface RerankFixtureItem {
   document: string;
@@ -341,138 +347,45 @@ export function readRerankFixture(path: string): RerankFixture {
 }
 
 /** Checks the fixture was made from these weights (sha256 of each weight file it lists). */
-export async function rerankWeightsMatch(modelPath: string, fixture: RerankFixture): Promise<string[]> {
-  const problems: string[] = [];
-  for (const [file, expected] of Object.entries(fixture.model?.weightsSha256 ?? {})) {
-    const path = join(modelPath, file);
-    if (!existsSync(path)) {
-      problems.push(`${file} is missing from ${modelPath}`);
-      continue;
-    }
-    const hash = createHash('sha256');
-    await new Promise<void>((resolve, reject) => {
-      createReadStream(path)
-        .on('data', (chunk) => hash.update(chunk))
-        .on('end', resolve)
-        .on('error', reject);
-    });
-    const actual = hash.digest('hex');
-    if (actual !== expected)
-      problems.push(`${file} has sha256 ${actual}, the fixture was made from ${expected}`);
-  }
-  return problems;
+export function rerankWeightsMatch(modelPath: string, fixture: RerankFixture): Promise<string[]> {
+  return weightsMismatches(modelPath, fixture.model?.weightsSha256);
 }
 
-interface CliOptions {
-  model: string;
-  fixture: string;
-  pairs?: string;
-  device: EngineDevice;
-  dtype?: EngineDtype;
-  tp: number;
-  deviceIds?: number[];
-  threshold?: number;
-  json?: string;
-  addon?: string;
-  skipHash: boolean;
-}
+type CliOptions = EngineCliOptions & { pairs?: string };
 
 export function parseCli(argv: string[]): CliOptions {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' },
-      fixture: { type: 'string' },
-      pairs: { type: 'string' },
-      device: { type: 'string', default: 'cpu' },
-      dtype: { type: 'string' },
-      tp: { type: 'string', default: '1' },
-      'device-ids': { type: 'string' },
-      threshold: { type: 'string' },
-      json: { type: 'string' },
-      addon: { type: 'string' },
-      'skip-hash': { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(
-      'usage: rerank-parity --model <dir> --fixture <json> [--pairs test/fixtures/rerank-pairs.json] [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--tp n] [--device-ids 0,1] [--threshold x] [--json out.json] [--addon path] [--skip-hash]\n',
-    );
-    process.exit(0);
-  }
-  const device = values.device as EngineDevice;
-  if (device !== 'cpu' && device !== 'cuda') throw new Error('--device must be cpu or cuda');
-  const dtype = values.dtype as EngineDtype | undefined;
-  if (dtype && !['float32', 'bfloat16', 'float16'].includes(dtype))
-    throw new Error('--dtype must be float32, bfloat16 or float16');
-  if (!values.model || !values.fixture) throw new Error('--model and --fixture are required');
-  const tp = Number(values.tp);
-  if (!Number.isInteger(tp) || tp < 1) throw new Error('--tp must be a positive integer');
-  const threshold = values.threshold !== undefined ? Number(values.threshold) : undefined;
-  if (threshold !== undefined && !(threshold > 0)) throw new Error('--threshold must be a positive number');
-  return {
-    model: values.model,
-    fixture: values.fixture,
-    pairs: values.pairs,
-    device,
-    dtype,
-    tp,
-    deviceIds: values['device-ids']?.split(',').map(Number),
-    threshold,
-    json: values.json,
-    addon: values.addon,
-    skipHash: values['skip-hash'],
-  };
+  const { values } = parseArgs({ args: argv, options: { ...ENGINE_CLI_OPTIONS, pairs: { type: 'string' } } });
+  const options = engineCliOptions(
+    values,
+    'usage: rerank-parity --model <dir> --fixture <json> [--pairs test/fixtures/rerank-pairs.json] [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--tp n] [--device-ids 0,1] [--threshold x] [--json out.json] [--addon path] [--skip-hash]\n',
+  );
+  if (options.threshold !== undefined && !(options.threshold > 0))
+    throw new Error('--threshold must be a positive number');
+  return { ...options, pairs: values.pairs };
 }
 
 async function main(): Promise<void> {
   const options = parseCli(process.argv.slice(2));
   const fixture = readRerankFixture(options.fixture);
-  if (!options.skipHash) {
-    const mismatch = await rerankWeightsMatch(options.model, fixture);
-    if (mismatch.length > 0)
-      throw new Error(`the fixture does not belong to this checkpoint: ${mismatch.join('; ')}`);
-  }
+  await assertFixtureWeights(options, fixture.model?.weightsSha256);
   const pairsPath = options.pairs ?? join('test', 'fixtures', 'rerank-pairs.json');
   const pairs = existsSync(pairsPath)
     ? (JSON.parse(readFileSync(pairsPath, 'utf8')) as RerankPairs)
     : undefined;
   if (!pairs && options.pairs) throw new Error(`${options.pairs} does not exist`);
-  const engine = new NativeEngine(options.addon ?? loadBenchConfig().model.nativeAddonPath);
-  const dtype = options.dtype ?? (options.device === 'cpu' ? 'float32' : 'bfloat16');
-  const deviceIds =
-    options.device === 'cuda' ? (options.deviceIds ?? Array.from({ length: options.tp }, (_, i) => i)) : [];
-  const loadStarted = performance.now();
-  await engine.load({
-    modelPath: options.model,
-    device: options.device,
-    dtype,
-    deviceIds,
-    tensorParallelSize: options.tp,
-    onProgress: (line) => process.stderr.write(`  ${line}\n`),
-    ...rerankLoadOptions(fixture),
-  });
-  process.stderr.write(`loaded in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s\n`);
-  try {
-    const result = await runRerankParity({
-      engine,
-      fixture,
-      pairs,
-      threshold: options.threshold,
-      onProgress: (line) => process.stderr.write(`${line}\n`),
-    });
-    process.stdout.write(`${formatRerankParity(result)}\n`);
-    if (options.json) writeFileSync(options.json, `${JSON.stringify(result, null, 1)}\n`);
-    if (!result.passed) process.exitCode = 1;
-  } finally {
-    await engine.dispose();
-  }
+  await runParityCli(
+    options,
+    rerankLoadOptions(fixture),
+    (engine) =>
+      runRerankParity({
+        engine,
+        fixture,
+        pairs,
+        threshold: options.threshold,
+        onProgress: (line) => process.stderr.write(`${line}\n`),
+      }),
+    formatRerankParity,
+  );
 }
 
-if (require.main === module) {
-  main().catch((error: Error) => {
-    process.stderr.write(`rerank-parity: ${error.message}\n`);
-    process.exitCode = 1;
-  });
-}
+if (require.main === module) runMain('rerank-parity', main);

@@ -11,8 +11,8 @@ import {
 import { BenchClient, FetchLike, keepAliveFetch } from '@app/bench/http-client';
 import { formatLoadRun, LoadGenerator } from '@app/bench/load-generator';
 import { formatRerankRun, RerankLoadGenerator } from '@app/bench/rerank-load-generator';
-import { discoverClientApiKey } from '@app/config';
 import { parseChoice, parseInteger } from './option-parsers';
+import { API_KEY_OPTION, discoverApiKey, logLine, parseServerUrl, progressLog } from './server-client';
 
 export type BenchTask = 'embed' | 'rerank';
 
@@ -72,14 +72,10 @@ export class BenchCommand extends CommandRunner {
     }
     if (!options.url) throw new Error('--url is required (e.g. --url http://localhost:6008)');
     const texts = await loadCorpus(options.corpus, options.corpusSize);
-    const log = (line: string): void => {
-      process.stderr.write(`${line}\n`);
-    };
-    log(
+    logLine(
       `bench: ${options.requests} requests of ${options.batch} input(s) from ${texts.length} texts, concurrency ${options.concurrency}`,
     );
-    const apiKey = this.apiKey(options, log);
-    let lastShown = 0;
+    const apiKey = options.apiKey || discoverApiKey('bench', logLine, true);
     const result = await this.load.run(
       {
         url: options.url,
@@ -94,20 +90,11 @@ export class BenchCommand extends CommandRunner {
         encodingFormat: options.encoding,
         warmupRequests: options.warmup ?? options.concurrency,
         timeoutMs: options.timeout,
-        onProgress: (done, total) => {
-          const now = Date.now();
-          if (!options.json && (now - lastShown > 2000 || done === total)) {
-            lastShown = now;
-            log(`  ${done}/${total}`);
-          }
-        },
+        onProgress: progressLog(options.json, logLine),
       },
       this.client(options),
     );
-    process.stdout.write(
-      options.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatLoadRun(result)}\n`,
-    );
-    if (result.ok === 0) process.exitCode = 1;
+    this.report(result, options.json, formatLoadRun);
   }
 
   /**
@@ -143,12 +130,8 @@ export class BenchCommand extends CommandRunner {
       if (!options.url) return;
     }
     if (!options.url) throw new Error('--url is required (e.g. --url http://localhost:6008)');
-    const log = (line: string): void => {
-      process.stderr.write(`${line}\n`);
-    };
-    log(`bench rerank: ${options.requests} requests over ${shape}, concurrency ${options.concurrency}`);
-    const apiKey = this.apiKey(options, log);
-    let lastShown = 0;
+    logLine(`bench rerank: ${options.requests} requests over ${shape}, concurrency ${options.concurrency}`);
+    const apiKey = options.apiKey || discoverApiKey('bench', logLine, true);
     const result = await this.rerankLoad.run(
       {
         url: options.url,
@@ -160,37 +143,26 @@ export class BenchCommand extends CommandRunner {
         warmupRequests: options.warmup ?? options.concurrency,
         timeoutMs: options.timeout,
         returnDocuments: options.returnDocuments,
-        onProgress: (done, total) => {
-          const now = Date.now();
-          if (!options.json && (now - lastShown > 2000 || done === total)) {
-            lastShown = now;
-            log(`  ${done}/${total}`);
-          }
-        },
+        onProgress: progressLog(options.json, logLine),
       },
       this.client(options),
     );
     result.documentTokens = documentTokens;
-    process.stdout.write(
-      options.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatRerankRun(result)}\n`,
-    );
+    this.report(result, options.json, formatRerankRun);
+  }
+
+  /** The result as text or --json on stdout; exit status 1 when no request succeeded. */
+  private report<R extends { ok: number }>(
+    result: R,
+    json: boolean | undefined,
+    format: (result: R) => string,
+  ) {
+    process.stdout.write(json ? `${JSON.stringify(result, null, 2)}\n` : `${format(result)}\n`);
     if (result.ok === 0) process.exitCode = 1;
   }
 
   private client(options: BenchOptions): FetchLike {
     return options.client === 'fetch' ? fetch : keepAliveFetch(options.concurrency);
-  }
-
-  /** --api-key, else the key the first run uses (API_KEY, KEY, .demo/api-key), named on stderr. */
-  private apiKey(options: BenchOptions, log: (line: string) => void): string | undefined {
-    if (options.apiKey) return options.apiKey;
-    const found = discoverClientApiKey();
-    log(
-      found
-        ? `bench: key from ${found.source}`
-        : 'bench: no key (--api-key, API_KEY, KEY or .demo/api-key); a server that checks keys answers 401',
-    );
-    return found?.key;
   }
 
   @Option({
@@ -205,13 +177,10 @@ export class BenchCommand extends CommandRunner {
 
   @Option({ flags: '--url <url>', description: 'server base URL, e.g. http://localhost:6008' })
   parseUrl(value: string): string {
-    return new URL(value).toString();
+    return parseServerUrl(value);
   }
 
-  @Option({
-    flags: '--api-key <key>',
-    description: 'bearer key (default: $API_KEY, else $KEY, else .demo/api-key as `make serve` writes it)',
-  })
+  @Option(API_KEY_OPTION)
   parseApiKey(value: string): string {
     return value;
   }

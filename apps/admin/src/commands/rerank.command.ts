@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { Command, CommandRunner, Option } from 'nest-commander';
-import { discoverClientApiKey } from '@app/config';
+import { requestHeaders } from '@app/bench/closed-loop';
 import { parseInteger } from './option-parsers';
+import { API_KEY_OPTION, discoverApiKey, logLine, parseServerUrl } from './server-client';
 
 interface RerankOptions {
   url: string;
@@ -94,7 +95,7 @@ export class RerankCommand extends CommandRunner {
     ];
     if (documents.length === 0)
       throw new Error('no documents: give them as arguments or with --documents-file');
-    const apiKey = options.apiKey ?? this.discoveredKey();
+    const apiKey = options.apiKey ?? discoverApiKey('rerank', logLine, false);
     const body = {
       ...(options.model !== undefined ? { model: options.model } : {}),
       query: options.query,
@@ -110,10 +111,7 @@ export class RerankCommand extends CommandRunner {
     try {
       response = await fetch(endpoint, {
         method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}),
-        },
+        headers: requestHeaders(apiKey),
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(options.timeout),
       });
@@ -136,30 +134,16 @@ export class RerankCommand extends CommandRunner {
     );
   }
 
-  /** The key the first run uses (API_KEY, KEY, .demo/api-key), as `admin bench` finds it. */
-  private discoveredKey(): string | undefined {
-    const found = discoverClientApiKey();
-    if (!found) {
-      process.stderr.write(
-        'rerank: no key (--api-key, API_KEY, KEY or .demo/api-key); a server that checks keys answers 401\n',
-      );
-    }
-    return found?.key;
-  }
-
   @Option({
     flags: '--url <url>',
     description: 'server base URL',
     defaultValue: 'http://localhost:6008',
   })
   parseUrl(value: string): string {
-    return new URL(value).toString();
+    return parseServerUrl(value);
   }
 
-  @Option({
-    flags: '--api-key <key>',
-    description: 'bearer key (default: $API_KEY, else $KEY, else .demo/api-key as `make serve` writes it)',
-  })
+  @Option(API_KEY_OPTION)
   parseApiKey(value: string): string {
     return value;
   }
