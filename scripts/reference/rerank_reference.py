@@ -27,7 +27,6 @@ logits within 1e-3, in float32);
 from __future__ import annotations
 
 import argparse
-import hashlib
 import inspect
 import json
 import math
@@ -36,6 +35,8 @@ import platform
 import sys
 import time
 from pathlib import Path
+
+from checkpoint_files import sha256_file, weight_files
 
 MAX_LENGTH = 8192
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
@@ -76,26 +77,6 @@ def parse_args() -> argparse.Namespace:
         help="also score every pair with the card's code in bfloat16 (sdpa) and record its distance to these scores",
     )
     return parser.parse_args()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(16 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def weight_files(model_dir: Path) -> list[Path]:
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = model_dir / index_name
-        if index.exists():
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return [model_dir / name for name in names]
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (model_dir / name).exists():
-            return [model_dir / name]
-    return []
 
 
 def dtype_key(transformers_version: str) -> str:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import math
 import os
@@ -40,6 +39,8 @@ import shlex
 import sys
 import time
 from pathlib import Path
+
+from checkpoint_files import sha256_file, weight_files
 
 # Both paths run fp32 without TF32, so they agree to rounding.
 AGREEMENT_MIN_COSINE = 0.99999
@@ -84,26 +85,6 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--skip-automodel", action="store_true", help="no plain-transformers cross-check")
     return parser.parse_args()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(16 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def weight_files(model_dir: Path) -> list[Path]:
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = model_dir / index_name
-        if index.exists():
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return [model_dir / name for name in names]
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (model_dir / name).exists():
-            return [model_dir / name]
-    return []
 
 
 def read_json(path: Path, default=None):
