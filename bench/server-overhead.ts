@@ -1,3 +1,4 @@
+import { ModelRegistry } from '@app/embeddings/model-registry';
 /**
  * The server's own time per request for short inputs: everything but the engine's forward. The real
  * API app (`createApp`, as apps/api starts it: bearer auth with a key, the validation pipe, pino
@@ -29,7 +30,6 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { DEFAULT_QUERY_PROMPT, writeTokenizerOnlyModel } from '@app/checkpoint';
-import { EmbeddingsService } from '@app/embeddings/embeddings.service';
 import { EngineInfo, EnginePort, PackedBatch } from '@app/engine/engine.port';
 import { NativeFloatArrayFormatter } from '@app/engine/float-array-formatter';
 import { NativeEngine } from '@app/engine/native-engine';
@@ -332,7 +332,7 @@ async function serve(addonPath: string | undefined, engineMs: number, busyPoll: 
     const started = performance.now();
     res.once('finish', () => stages.server.push(performance.now() - started));
   });
-  const service = running.app.get(EmbeddingsService);
+  const service = running.app.get(ModelRegistry).first.embeddings;
   const embed = service.embed.bind(service);
   service.embed = async (...args) => {
     const result = await embed(...args);

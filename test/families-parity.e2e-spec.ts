@@ -14,8 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { fromBase64 } from '@app/embeddings/embedding-encoding';
-import { ModelService } from '@app/embeddings/model.service';
-import { TokenizerService } from '@app/embeddings/tokenizer.service';
+import { ModelRegistry } from '@app/embeddings/model-registry';
 import type { RunningApp } from '../apps/api/src/app.factory';
 import {
   FLOAT32_NORM_TOLERANCE,
@@ -74,7 +73,7 @@ describe('family checkpoints match sentence-transformers (CPU fp32, through the 
       modelPath = join(work, fixture.name ?? 'model');
       await runAdmin(['checkpoint', 'generate', ...fixture.generator.args, '--out', modelPath]);
       running = await startTestApp({ MODEL_PATH: modelPath });
-      served = running.app.get(ModelService).id;
+      served = running.app.get(ModelRegistry).first.model.id;
       client = new OpenAI({ apiKey: TEST_API_KEY, baseURL: `${running.url}/v1`, maxRetries: 0 });
     }, 300_000);
 
@@ -94,9 +93,9 @@ describe('family checkpoints match sentence-transformers (CPU fp32, through the 
     });
 
     it('builds the inputs and token ids sentence-transformers fed the model', async () => {
-      const prompts = running!.app.get(ModelService).prompts;
+      const prompts = running!.app.get(ModelRegistry).first.model.prompts;
       const inputs = fixture.items.map((item) => prompts.prefix(prefixOptions(item)) + item.text);
-      const sequences = await running!.app.get(TokenizerService).encode(inputs);
+      const sequences = await running!.app.get(ModelRegistry).first.tokenizer.encode(inputs);
       const mismatches: string[] = [];
       fixture.items.forEach((item, index) => {
         if (inputs[index] !== item.input)

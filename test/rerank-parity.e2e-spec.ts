@@ -11,10 +11,8 @@ import { readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ModelService } from '@app/embeddings/model.service';
-import { TokenizerService } from '@app/embeddings/tokenizer.service';
-import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { RERANK_MAX_LENGTH, RerankPromptBuilder } from '@app/rerank/rerank-prompt';
+import { ModelRegistry } from '@app/embeddings/model-registry';
 import type { RunningApp } from '../apps/api/src/app.factory';
 import {
   FLOAT32_SCORE_THRESHOLD,
@@ -86,10 +84,10 @@ describe('rerankers match the model card (CPU fp32, through the API)', () => {
       const args = (fixture.generatorArgs ?? '').split(/\s+/).filter(Boolean);
       await runAdmin(['checkpoint', 'generate', ...args, '--out', modelPath]);
       running = await startTestApp({ MODEL_PATH: modelPath, DTYPE: 'float32' });
-      const tokenizer = running.app.get(TokenizerService);
+      const tokenizer = running.app.get(ModelRegistry).first.tokenizer;
       builder = new RerankPromptBuilder(
         (text) => tokenizer.encodeText(text, false),
-        Math.min(RERANK_MAX_LENGTH, running.app.get(ModelService).maxInputTokens),
+        Math.min(RERANK_MAX_LENGTH, running.app.get(ModelRegistry).first.model.maxInputTokens),
       );
     }, 300_000);
 
@@ -104,11 +102,11 @@ describe('rerankers match the model card (CPU fp32, through the API)', () => {
     });
 
     it('serves the checkpoint as the reference loaded it: a reranker with its head, yes/no ids and length', async () => {
-      expect(running!.app.get(ModelService).task).toBe('rerank');
-      expect(running!.app.get(ModelLifecycle).head).toBe(fixture.head);
+      expect(running!.app.get(ModelRegistry).first.model.task).toBe('rerank');
+      expect(running!.app.get(ModelRegistry).first.lifecycle.head).toBe(fixture.head);
       expect(builder.maxLength).toBe(fixture.maxLength);
       if (fixture.head === 'yes-no') {
-        const tokenizer = running!.app.get(TokenizerService);
+        const tokenizer = running!.app.get(ModelRegistry).first.tokenizer;
         expect([await tokenizer.encodeText('yes', false), await tokenizer.encodeText('no', false)]).toEqual([
           [fixture.yesTokenId],
           [fixture.noTokenId],

@@ -9,10 +9,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TokenizerService } from '@app/embeddings/tokenizer.service';
-import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { RERANK_MAX_LENGTH, RerankPromptBuilder } from '@app/rerank/rerank-prompt';
 import { sigmoid } from '@app/rerank/rerank.service';
+import { ModelRegistry } from '@app/embeddings/model-registry';
 import type { RunningApp } from '../apps/api/src/app.factory';
 import { runAdmin } from './support/admin-cli';
 import { Json, readJson, startTestApp, TEST_API_KEY } from './support/test-app';
@@ -64,7 +63,7 @@ describe.each(VARIANTS)('a generated reranker ($name) through the HTTP API (real
       modelPath,
     ]);
     running = await startTestApp({ MODEL_PATH: modelPath });
-    const tokenizer = running.app.get(TokenizerService);
+    const tokenizer = running.app.get(ModelRegistry).first.tokenizer;
     builder = new RerankPromptBuilder((text) => tokenizer.encodeText(text, false), RERANK_MAX_LENGTH);
   }, 300_000);
 
@@ -74,7 +73,7 @@ describe.each(VARIANTS)('a generated reranker ($name) through the HTTP API (real
   });
 
   it('is served as a reranker with the head its checkpoint has', async () => {
-    expect(running.app.get(ModelLifecycle).head).toBe(variant.head);
+    expect(running.app.get(ModelRegistry).first.lifecycle.head).toBe(variant.head);
     const models = await readJson(
       await fetch(`${running.url}/v1/models`, { headers: { authorization: `Bearer ${TEST_API_KEY}` } }),
     );

@@ -264,13 +264,14 @@ describe(createApp.name, () => {
     });
     const metrics = await (await fetch(`${sut.url}/metrics`)).text();
     expect(metrics).toContain(
-      'qwen3_embed_http_requests_total{method="POST",route="/v1/embeddings",status="200",model="fake-embedding"}',
+      'qwen3_embed_http_requests_total{method="POST",route="/v1/embeddings",status="200"}',
     );
+    expect(metrics).toMatch(/^qwen3_embed_tokens_total\{model="fake-embedding"\} [1-9]/m);
     expect(metrics).toContain(
-      'qwen3_embed_device_memory_used_bytes{device="-1",name="cpu",replica="0",rank="0",model="fake-embedding"} 1',
+      'qwen3_embed_device_memory_used_bytes{model="fake-embedding",device="-1",name="cpu",replica="0",rank="0"} 1',
     );
     expect(metrics).toMatch(
-      /^qwen3_embed_build_info\{version="\d+\.\d+\.\d+[^"]*",commit="[^"]+",device="cpu",model="fake-embedding"\} 1$/m,
+      /^qwen3_embed_build_info\{version="\d+\.\d+\.\d+[^"]*",commit="[^"]+",device="cpu"\} 1$/m,
     );
     expect(metrics).toContain('qwen3_embed_ready{model="fake-embedding"} 1');
     expect((await fetch(`${sut.url}/docs`)).status).toBe(200);

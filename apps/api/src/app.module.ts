@@ -13,8 +13,10 @@ import { RerankModule } from '@app/rerank';
 import { EngineHostModule } from './engine-host.module';
 
 export interface AppModuleOptions extends AppConfigModuleOptions {
-  /** Replaces the native engine (HTTP-layer tests only; end-to-end tests use the real one). */
+  /** Replaces the native engine of the (first) served model (HTTP-layer tests only; end-to-end tests use the real one). */
   engine?: EnginePort;
+  /** Replaces the native engines, one per served model in MODELS order (as `engine`, for several models). */
+  engines?: EnginePort[];
   /** With `engine`: how float rows are written (default JSON.stringify; the bench passes the addon's). */
   floatArrayFormatter?: FloatArrayFormatter;
 }
@@ -31,7 +33,10 @@ export class AppModule {
           inject: [AppConfig],
           useFactory: (config: AppConfig) => createLoggerParams(config.logLevel),
         }),
-        EngineHostModule.forRoot(options.engine, options.floatArrayFormatter),
+        EngineHostModule.forRoot(
+          options.engines ?? (options.engine ? [options.engine] : undefined),
+          options.floatArrayFormatter,
+        ),
         MetricsModule,
         AuthModule,
         EmbeddingsModule,

@@ -3,38 +3,39 @@ import { AppConfig } from '@app/config';
 import {
   CUDA_DEVICE_COUNT,
   CudaDeviceCount,
+  EngineFactory,
   EngineModule,
   EnginePort,
   FloatArrayFormatter,
-  ModelLifecycle,
+  GivenEngines,
   NativeEngine,
   NativeFloatArrayFormatter,
 } from '@app/engine';
 import { HubModelDownloader } from '@app/hub/hub-model-downloader';
 
-/** The engine's owners, whichever engine is bound: the model's lifecycle and its Hub downloads. */
-const LIFECYCLE: Provider[] = [ModelLifecycle, HubModelDownloader];
-const EXPORTED = [FloatArrayFormatter, ModelLifecycle];
+/** The Hub downloads of MODEL_ID checkpoints, whichever engines are bound. */
+const DOWNLOADS: Provider[] = [HubModelDownloader];
+const EXPORTED = [FloatArrayFormatter, EngineFactory, HubModelDownloader];
 
 /**
- * Binds the EnginePort for the whole app, with the model lifecycle that loads and disposes it and
- * the row formatter of the responses: the native addon (NATIVE_ADDON_PATH, else its default path)
- * and its formatter through EngineModule, or an engine given by the caller (unit tests of the HTTP
- * layer, the server-overhead bench), with JSON.stringify unless a formatter is given too.
+ * Binds, for the whole app, the EngineFactory that makes each served model's engine and the row
+ * formatter of the responses: the native addon (NATIVE_ADDON_PATH, else its default path) and its
+ * formatter through EngineModule, or engines given by the caller, one per served model (unit tests of
+ * the HTTP layer, the server-overhead bench), with JSON.stringify unless a formatter is given too.
  */
 @Global()
 @Module({})
 export class EngineHostModule {
-  static forRoot(engine?: EnginePort, formatter?: FloatArrayFormatter): DynamicModule {
-    if (engine) {
+  static forRoot(engines?: EnginePort[], formatter?: FloatArrayFormatter): DynamicModule {
+    if (engines) {
       return {
         module: EngineHostModule,
         providers: [
-          { provide: EnginePort, useValue: engine },
+          { provide: EngineFactory, useValue: new GivenEngines(engines) },
           { provide: FloatArrayFormatter, useValue: formatter ?? new FloatArrayFormatter() },
-          ...LIFECYCLE,
+          ...DOWNLOADS,
         ],
-        exports: [EnginePort, ...EXPORTED],
+        exports: EXPORTED,
       };
     }
     return {
@@ -60,7 +61,7 @@ export class EngineHostModule {
           inject: [NativeEngine],
           useFactory: (native: NativeEngine) => new NativeFloatArrayFormatter(native),
         },
-        ...LIFECYCLE,
+        ...DOWNLOADS,
       ],
       exports: [...EXPORTED, CUDA_DEVICE_COUNT],
     };

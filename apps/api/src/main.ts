@@ -40,12 +40,16 @@ async function main(): Promise<void> {
   const { app, config, url, generatedKey, ready, shutdown } = running;
   const logger = new Logger('Main');
   const modelId = config.model.servedNames[0];
-  const { hub } = config.model;
-  const source = hub ? `${hub.modelId}@${hub.revision} (Hub cache ${hub.cacheDir})` : config.model.path;
+  const sources = config.models.map(({ model }) => {
+    const { hub } = model;
+    const source = hub ? `${hub.modelId}@${hub.revision} (Hub cache ${hub.cacheDir})` : model.path;
+    return `${source} as ${model.servedNames[0]} on ${model.device}`;
+  });
+  const source = sources.join('; ');
   const { version, commit } = buildInfo();
   logger.log(
     { version, commit, config: loggableConfig(config) },
-    `qwen3-embed-server ${version} (${commit}): listening on ${url}; loading ${source} as ${modelId} on ${config.model.device}`,
+    `qwen3-embed-server ${version} (${commit}): listening on ${url}; loading ${source}`,
   );
 
   if (demo || generatedKey) {
@@ -77,7 +81,10 @@ async function main(): Promise<void> {
 
   try {
     await ready;
-    if (!shutdown?.started) logger.log(`ready: ${modelId} serves on ${url}`);
+    if (!shutdown?.started) {
+      const served = config.models.map(({ model }) => model.servedNames[0]).join(', ');
+      logger.log(`ready: ${served} on ${url}`);
+    }
     // Only now: before, the request would answer 503.
     if ((demo || generatedKey) && !shutdown?.started) {
       const auth = config.auth.disabled ? '' : ' -H "Authorization: Bearer $KEY"';
@@ -89,7 +96,9 @@ async function main(): Promise<void> {
     if (shutdown?.started) {
       return; // a signal during the load (or the download) cancelled it; the shutdown exits
     }
-    logger.error({ err: error }, `cannot serve ${source}: ${(error as Error).message}`);
+    // With several models the message names the entry that failed (MODELS[i]).
+    const what = config.models.length > 1 ? 'the models' : source;
+    logger.error({ err: error }, `cannot serve ${what}: ${(error as Error).message}`);
     await app.close().catch(() => undefined);
     process.exit(1);
   }

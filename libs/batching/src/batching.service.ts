@@ -8,7 +8,7 @@ import {
 } from '@app/common';
 import { EngineError, EngineErrorCode, EngineInfo, EnginePort } from '@app/engine/engine.port';
 import { packBatch } from '@app/engine/packed-batch';
-import { MetricsService } from '@app/metrics/metrics.service';
+import type { ModelMetrics } from '@app/metrics/metrics.service';
 import { BATCHING_OPTIONS, BatchingOptions } from './batching.options';
 import { BatchCostModel } from './batch-cost';
 import { RequestQueue } from './request-queue';
@@ -190,7 +190,7 @@ export class BatchingService implements BeforeApplicationShutdown {
 
   constructor(
     private readonly engine: EnginePort,
-    private readonly metrics: MetricsService,
+    private readonly metrics: ModelMetrics,
     @Inject(BATCHING_OPTIONS) private readonly options: BatchingOptions,
   ) {
     this.agingPerMs = options.agingTokensPerSecond / 1000;

@@ -1,4 +1,4 @@
-export * from './batching.module';
+export * from './batching-options.factory';
 export * from './batching.options';
 export * from './batching.service';
 export * from './request-queue';

@@ -51,6 +51,8 @@ export class EnvDto {
   PORT?: number;
   @IsOptional() @IsString() @Transform(blankToUndefined) HOST?: string;
 
+  /** A JSON array of model entries (several models in one process); parsed in loadAppConfig. */
+  @IsOptional() @IsString() @Transform(blankToUndefined) MODELS?: string;
   @IsOptional() @IsString() @Transform(blankToUndefined) MODEL_PATH?: string;
   @IsOptional()
   @Matches(/^(?!.*(--|\.\.))[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/, {
@@ -209,4 +211,17 @@ export class EnvDto {
   @IsInt({ message: INT })
   @Transform(toInt)
   SHUTDOWN_TIMEOUT_MS?: number;
+}
+
+/**
+ * One MODELS entry laid over the environment it inherits from: EnvDto's rules, plus GPUS, which only
+ * an entry may set (so it is no top-level variable and has no flag).
+ */
+export class ModelEntryDto extends EnvDto {
+  @IsOptional()
+  @Matches(/^\s*\d+\s*(,\s*\d+\s*)*$/, {
+    message: 'must be a comma-separated list of GPU ordinals such as 1 or 2,3',
+  })
+  @Transform(blankToUndefined)
+  GPUS?: string;
 }

@@ -12,6 +12,7 @@ describe(loadToolConfig.name, () => {
     dir = mkdtempSync(join(tmpdir(), 'tool-config-'));
     process.chdir(dir);
     for (const name of [
+      'MODELS',
       'MODEL_PATH',
       'MODEL_ID',
       'DEVICE',
@@ -59,6 +60,16 @@ describe(loadToolConfig.name, () => {
     const fromOptions = loadToolConfig({ MODEL_PATH: 'models/mine', DEVICE: 'cpu' }, () => true);
     expect(resolve(fromOptions.config.model.path)).toBe(resolve(dir, 'models/mine'));
     expect(fromOptions.config.model.device).toBe('cpu');
+  });
+
+  it("takes MODELS' first entry, unless the options name a model", () => {
+    mkdirSync('models/Qwen3-Embedding-tiny', { recursive: true });
+    writeFileSync('.env', 'MODELS=[{"MODEL_PATH": "/models/a"}, {"MODEL_PATH": "/models/b"}]\n');
+    const fromModels = loadToolConfig({}, () => false);
+    expect(fromModels.config.model.path).toBe('/models/a');
+    expect(fromModels.notes).toEqual([expect.stringContaining('no CUDA GPU')]);
+    const fromOptions = loadToolConfig({ MODEL_PATH: '/models/mine' }, () => false);
+    expect(fromOptions.config.models.map(({ model }) => model.path)).toEqual(['/models/mine']);
   });
 
   describe(loadBenchConfig.name, () => {

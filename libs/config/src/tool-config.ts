@@ -20,7 +20,7 @@ export interface ToolConfig {
  * environment over the working directory's `.env` (as the server reads them), under the command's
  * options; no API key needed. Where neither names a model or a device, it picks what `make serve`
  * serves: the demo model when the default 4B directory is absent, and the CPU when `hasCuda(addon)`
- * finds no GPU.
+ * finds no GPU. With MODELS, the tool takes its first entry, unless its options name a model.
  */
 export function loadToolConfig(
   overrides: Record<string, string | undefined>,
@@ -30,7 +30,9 @@ export function loadToolConfig(
   const env = toolEnvironment(overrides, envFile);
   const notes: string[] = [];
   const unset = (name: string) => (env[name] ?? '').trim() === '';
+  if (overrides.MODEL_PATH !== undefined || overrides.MODEL_ID !== undefined) delete env.MODELS;
   if (
+    unset('MODELS') &&
     unset('MODEL_PATH') &&
     unset('MODEL_ID') &&
     !existsSync(DEFAULT_MODEL_PATH) &&

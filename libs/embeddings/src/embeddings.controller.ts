@@ -2,14 +2,15 @@ import { Body, Controller, Header, Headers, HttpCode, Post, Res } from '@nestjs/
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { EmbeddingsRequestDto, EmbeddingsResponseDto } from './embeddings.dto';
-import { DEADLINE_HEADER, EmbeddingsService } from './embeddings.service';
+import { DEADLINE_HEADER } from './embeddings.service';
+import { ModelRegistry } from './model-registry';
 import { ApiEngineErrors, runTimed } from './model-endpoint';
 
 @ApiTags('embeddings')
 @ApiBearerAuth()
 @Controller('v1')
 export class EmbeddingsController {
-  constructor(private readonly embeddings: EmbeddingsService) {}
+  constructor(private readonly registry: ModelRegistry) {}
 
   @Post('embeddings')
   @HttpCode(200)
@@ -27,7 +28,7 @@ export class EmbeddingsController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<string> {
     const { body: json } = await runTimed(deadlineHeader, res, (signal, deadlineMs) =>
-      this.embeddings.embed(body, signal, deadlineMs),
+      this.registry.route(body.model, 'embed').embeddings.embed(body, signal, deadlineMs),
     );
     // The service writes the JSON itself (embedding-encoding.ts); Nest sends the string with
     // Express's res.send (the type from @Header, with its charset; the length).

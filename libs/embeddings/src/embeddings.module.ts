@@ -1,18 +1,17 @@
 import { Module } from '@nestjs/common';
-import { BatchingModule } from '@app/batching/batching.module';
 import { EmbeddingsController } from './embeddings.controller';
-import { EmbeddingsService } from './embeddings.service';
-import { ModelService } from './model.service';
-import { ModelsController } from './models.controller';
 import { InfoController } from './info.controller';
+import { ModelRegistry } from './model-registry';
+import { ModelsController } from './models.controller';
 import { TokenizeController } from './tokenize.controller';
-import { TokenizeService } from './tokenize.service';
-import { TokenizerService } from './tokenizer.service';
 
+/**
+ * The served models (ModelRegistry: one engine, lifecycle, tokenizer and batcher each) and the
+ * endpoints of embedding models, model listing, /info and tokenization.
+ */
 @Module({
-  imports: [BatchingModule],
   controllers: [EmbeddingsController, ModelsController, TokenizeController, InfoController],
-  providers: [EmbeddingsService, ModelService, TokenizerService, TokenizeService],
-  exports: [ModelService, TokenizerService, BatchingModule],
+  providers: [ModelRegistry],
+  exports: [ModelRegistry],
 })
 export class EmbeddingsModule {}

@@ -3,7 +3,7 @@ import { Injectable } from '@nestjs/common';
 import { InvalidRequestError, RequestTooLargeError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { BatchingService } from '@app/batching/batching.service';
-import { MetricsService } from '@app/metrics/metrics.service';
+import type { ModelMetrics } from '@app/metrics/metrics.service';
 import { embeddingsResponseJson } from './embedding-encoding';
 import { EmbeddingsRequestDto } from './embeddings.dto';
 import { ModelRequest, ModelRequestGate } from './model-request';
@@ -38,7 +38,7 @@ export class EmbeddingsService {
     private readonly model: ModelService,
     private readonly tokenizer: TokenizerService,
     private readonly batching: BatchingService,
-    private readonly metrics: MetricsService,
+    private readonly metrics: ModelMetrics,
   ) {
     this.gate = new ModelRequestGate(config, model, metrics);
   }

@@ -6,6 +6,7 @@ export * from './embeddings.dto';
 export * from './embeddings.module';
 export * from './embeddings.service';
 export * from './model.service';
+export * from './model-registry';
 export * from './models.controller';
 export * from './prompt-template';
 export * from './tokenizer.service';

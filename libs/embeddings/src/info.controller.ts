@@ -1,11 +1,10 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { buildInfo, OpenAIErrorDto } from '@app/common';
-import { AppConfig } from '@app/config';
 import type { EnginePooling } from '@app/engine/engine.port';
 import { MAX_INPUTS } from './embedding-input.validator';
 import { InfoDto, InfoModelTypeDto } from './info.dto';
-import { ModelService } from './model.service';
+import { ModelRegistry, type ServedModel } from './model-registry';
 
 /** Our pooling names in text-embeddings-inference's words. */
 const TEI_POOLING: Record<EnginePooling, string> = { lasttoken: 'last_token', cls: 'cls', mean: 'mean' };
@@ -19,10 +18,7 @@ const TEI_POOLING: Record<EnginePooling, string> = { lasttoken: 'last_token', cl
 @ApiBearerAuth()
 @Controller('info')
 export class InfoController {
-  constructor(
-    private readonly config: AppConfig,
-    private readonly model: ModelService,
-  ) {}
+  constructor(private readonly registry: ModelRegistry) {}
 
   @Get()
   @ApiOperation({ summary: "The served model, its limits and layout (text-embeddings-inference's shape)" })
@@ -30,41 +26,47 @@ export class InfoController {
   @ApiResponse({ status: 401, type: OpenAIErrorDto, description: 'Missing or wrong API key.' })
   @ApiResponse({ status: 503, type: OpenAIErrorDto, description: 'The model is loading.' })
   info(): InfoDto {
-    const info = this.model.info;
-    const task = this.model.task;
+    // The top level describes the first model, as TEI (one model) does; models[] every one.
+    const [first] = this.registry.models;
+    const { model, config } = first;
+    const info = model.info;
+    const task = model.task;
     const modelType: InfoModelTypeDto =
       task === 'rerank'
         ? { reranker: { head: info.head } }
-        : { embedding: { pooling: TEI_POOLING[this.model.pooling ?? 'lasttoken'] } };
+        : { embedding: { pooling: TEI_POOLING[model.pooling ?? 'lasttoken'] } };
     const { version, commit } = buildInfo();
-    const maxInputLength = this.model.maxInputTokens;
     return {
-      model_id: this.model.id,
+      model_id: model.id,
       model_sha: null,
       model_dtype: info.dtype,
       model_type: modelType,
-      max_input_length: maxInputLength,
-      max_batch_tokens: this.config.limits.maxBatchTokens,
-      max_batch_requests: this.config.limits.batchSize,
-      max_client_batch_size: task === 'rerank' ? this.config.limits.maxRerankDocuments : MAX_INPUTS,
-      auto_truncate: this.config.limits.autoTruncate,
+      max_input_length: model.maxInputTokens,
+      max_batch_tokens: config.limits.maxBatchTokens,
+      max_batch_requests: config.limits.batchSize,
+      max_client_batch_size: task === 'rerank' ? config.limits.maxRerankDocuments : MAX_INPUTS,
+      auto_truncate: config.limits.autoTruncate,
       version,
       sha: commit,
-      models: [
-        {
-          id: this.model.id,
-          task,
-          dtype: info.dtype,
-          device: info.device,
-          tensor_parallel_size: info.tensorParallelSize,
-          replicas: info.replicas,
-          max_input_length: maxInputLength,
-          aliases: [
-            ...this.model.aliases.filter((name) => name !== this.model.id),
-            ...this.model.promptAliases.map((prompt) => prompt.name),
-          ],
-        },
-      ],
+      models: this.registry.models.map(describe),
     };
   }
+}
+
+/** One served model in /info's models[] (503 while it loads). */
+function describe({ model }: ServedModel): InfoDto['models'][number] {
+  const info = model.info;
+  return {
+    id: model.id,
+    task: model.task,
+    dtype: info.dtype,
+    device: info.device,
+    tensor_parallel_size: info.tensorParallelSize,
+    replicas: info.replicas,
+    max_input_length: model.maxInputTokens,
+    aliases: [
+      ...model.aliases.filter((name) => name !== model.id),
+      ...model.promptAliases.map((prompt) => prompt.name),
+    ],
+  };
 }

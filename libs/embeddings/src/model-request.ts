@@ -3,7 +3,7 @@ import { BusyPoll } from '@app/common';
 import { AppConfig } from '@app/config';
 import type { EmbedJobResult } from '@app/batching/batching.service';
 import type { ModelTask } from '@app/checkpoint/model-task';
-import { MetricsService } from '@app/metrics/metrics.service';
+import type { ModelMetrics } from '@app/metrics/metrics.service';
 import type { EmbeddingTimings } from './embeddings.service';
 import { ModelBinding, ModelService } from './model.service';
 
@@ -24,7 +24,7 @@ export class ModelRequestGate {
   constructor(
     private readonly config: AppConfig,
     private readonly model: ModelService,
-    private readonly metrics: MetricsService,
+    private readonly metrics: ModelMetrics,
   ) {
     this.busyPoll = new BusyPoll(config.server.busyPoll, config.server.busyPollLingerMs);
   }

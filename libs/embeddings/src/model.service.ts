@@ -118,6 +118,11 @@ export class ModelService {
     return this.detection?.task ?? 'embed';
   }
 
+  /** The task once setup has read the checkpoint (MODEL_TASK or detected); undefined before. */
+  get detectedTask(): ModelTask | undefined {
+    return this.detection?.task;
+  }
+
   /** The 400 `model_task_mismatch` for a request of the other task, naming the right endpoint. */
   assertTask(task: ModelTask): void {
     const served = this.task;
@@ -184,6 +189,12 @@ export class ModelService {
   /** The served id for a request's `model` (any name, prompt aliases too); null or absent means the served model. */
   resolve(requested: string | null | undefined): string {
     return this.binding(requested).modelId;
+  }
+
+  /** Whether `requested` names this model (any of its names or prompt aliases, in any case). */
+  accepts(requested: string): boolean {
+    const key = requested.toLowerCase();
+    return this.names.has(key) || this.promptNames.has(key);
   }
 
   /** What a request's `model` names, with the prompt of a prompt alias; unknown names are 404. */

@@ -1,6 +1,7 @@
 import { Controller, Get, Param } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { ModelDto, ModelListDto } from './embeddings.dto';
+import { ModelRegistry } from './model-registry';
 import { ModelService, PromptBinding } from './model.service';
 import { OpenAIErrorDto } from '@app/common';
 
@@ -8,15 +9,18 @@ import { OpenAIErrorDto } from '@app/common';
 @ApiBearerAuth()
 @Controller('v1/models')
 export class ModelsController {
-  constructor(private readonly model: ModelService) {}
+  constructor(private readonly registry: ModelRegistry) {}
 
   @Get()
-  @ApiOperation({ summary: 'List the served model, then its prompt aliases' })
+  @ApiOperation({ summary: 'List each served model, then its prompt aliases' })
   @ApiOkResponse({ type: ModelListDto })
   list(): ModelListDto {
     return {
       object: 'list',
-      data: [this.describe(), ...this.model.promptAliases.map((prompt) => this.describe(prompt))],
+      data: this.registry.models.flatMap(({ model }) => [
+        describe(model),
+        ...model.promptAliases.map((prompt) => describe(model, prompt)),
+      ]),
     };
   }
 
@@ -28,30 +32,34 @@ export class ModelsController {
   @ApiResponse({ status: 404, type: OpenAIErrorDto })
   get(@Param('id') id: string | string[]): ModelDto {
     const name = Array.isArray(id) ? id.join('/') : id;
-    const binding = this.model.binding(name);
-    if (binding.inputType === undefined) return this.describe();
-    const listed = this.model.promptAliases.find(
-      (prompt) => prompt.name.toLowerCase() === name.toLowerCase(),
-    );
-    return this.describe({ name, inputType: binding.inputType, instruction: binding.instruction, ...listed });
+    const { model } = this.registry.route(name, 'embed');
+    const binding = model.binding(name);
+    if (binding.inputType === undefined) return describe(model);
+    const listed = model.promptAliases.find((prompt) => prompt.name.toLowerCase() === name.toLowerCase());
+    return describe(model, {
+      name,
+      inputType: binding.inputType,
+      instruction: binding.instruction,
+      ...listed,
+    });
   }
+}
 
-  /** The served model, or a prompt alias of it. */
-  private describe(prompt?: PromptBinding): ModelDto {
-    const entry: ModelDto = {
-      id: prompt?.name ?? this.model.id,
-      object: 'model',
-      created: this.model.created,
-      owned_by: 'system',
-      task: this.model.task,
+/** A served model, or a prompt alias of it. */
+function describe(model: ModelService, prompt?: PromptBinding): ModelDto {
+  const entry: ModelDto = {
+    id: prompt?.name ?? model.id,
+    object: 'model',
+    created: model.created,
+    owned_by: 'system',
+    task: model.task,
+  };
+  if (prompt) {
+    entry.parent = model.id;
+    entry.prompt = {
+      input_type: prompt.inputType,
+      ...(prompt.instruction !== undefined ? { instruction: prompt.instruction } : {}),
     };
-    if (prompt) {
-      entry.parent = this.model.id;
-      entry.prompt = {
-        input_type: prompt.inputType,
-        ...(prompt.instruction !== undefined ? { instruction: prompt.instruction } : {}),
-      };
-    }
-    return entry;
   }
+  return entry;
 }

@@ -14,3 +14,11 @@ export abstract class RerankTemplate {
   /** `instruction` absent: the template's default Instruct. */
   abstract build(query: string, document: string, instruction?: string): Promise<RerankTemplateIds>;
 }
+
+/**
+ * Each served reranker's template (libs/rerank's per-model RerankService); the registry looks it up
+ * app-wide for POST /tokenize. `served` is a ModelRegistry entry.
+ */
+export abstract class RerankTemplates {
+  abstract for(served: object): RerankTemplate;
+}

@@ -1,20 +1,20 @@
 import { Body, Controller, HttpCode, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ApiModelErrors } from './model-endpoint';
+import { ModelRegistry } from './model-registry';
 import {
   DetokenizeRequestDto,
   DetokenizeResponseDto,
   TokenizeRequestDto,
   TokenizeResponseDto,
 } from './tokenize.dto';
-import { TokenizeService } from './tokenize.service';
 
 /** vLLM's paths: at the root, as vLLM serves them. */
 @ApiTags('tokenize')
 @ApiBearerAuth()
 @Controller()
 export class TokenizeController {
-  constructor(private readonly tokenize: TokenizeService) {}
+  constructor(private readonly registry: ModelRegistry) {}
 
   @Post('tokenize')
   @HttpCode(200)
@@ -26,7 +26,9 @@ export class TokenizeController {
   @ApiOkResponse({ type: TokenizeResponseDto })
   @ApiModelErrors({ 503: 'Loading or shutting down.' })
   create(@Body() body: TokenizeRequestDto): Promise<TokenizeResponseDto> {
-    return this.tokenize.tokenize(body);
+    // A query-document pair is a reranker's; a prompt, an embedding model's (when `model` names none).
+    const task = body.query !== undefined || body.document !== undefined ? 'rerank' : 'embed';
+    return this.registry.route(body.model, task).tokenize.tokenize(body);
   }
 
   @Post('detokenize')
@@ -38,6 +40,6 @@ export class TokenizeController {
     503: 'Loading or shutting down.',
   })
   detokenize(@Body() body: DetokenizeRequestDto): Promise<DetokenizeResponseDto> {
-    return this.tokenize.detokenize(body);
+    return this.registry.route(body.model, 'embed').tokenize.detokenize(body);
   }
 }

@@ -1,5 +1,4 @@
 import { Logger } from '@nestjs/common';
-import type { ModuleRef } from '@nestjs/core';
 import { loadAppConfig } from '@app/config';
 import { ModelLifecycle } from '@app/engine/model-lifecycle.service';
 import { FakeEngine } from '@app/engine/testing';
@@ -37,10 +36,9 @@ async function create(task: 'embed' | 'rerank', env: Record<string, string> = {}
   // After the load, which is where ModelService detects its task (here from a tokenizer-only directory).
   Object.defineProperty(model, 'task', { value: task, configurable: true });
   const template = new RecordingTemplate();
-  const modules = { get: (token: unknown) => (token === RerankTemplate ? template : undefined) };
   return {
     template,
-    sut: new TokenizeService(config, model, tokenizer, modules as unknown as ModuleRef),
+    sut: new TokenizeService(config, model, tokenizer, () => template),
     model,
   };
 }

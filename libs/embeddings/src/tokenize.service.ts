@@ -1,5 +1,4 @@
 import { Injectable } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
 import { InvalidRequestError, RequestTooLargeError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { withoutNulls } from './embeddings.service';
@@ -27,7 +26,8 @@ export class TokenizeService {
     private readonly config: AppConfig,
     private readonly model: ModelService,
     private readonly tokenizer: TokenizerService,
-    private readonly modules: ModuleRef,
+    /** The served reranker's template (libs/rerank's), asked for only for a query-document pair. */
+    private readonly rerankTemplate: () => RerankTemplate,
   ) {}
 
   async tokenize(sent: TokenizeRequestDto): Promise<TokenizeResponseDto> {
@@ -142,8 +142,7 @@ export class TokenizeService {
         query === undefined ? 'query' : 'document',
       );
     }
-    // Provided by libs/rerank, which sits above this module: looked up app-wide, not imported.
-    const template = this.modules.get(RerankTemplate, { strict: false });
+    const template = this.rerankTemplate();
     const pair = await template.build(query, document, request.instruction ?? binding.instruction);
     return { tokens: pair.tokenIds, truncated: pair.truncated };
   }

@@ -31,4 +31,40 @@ describe(deviceLayout.name, () => {
       'TENSOR_PARALLEL_SIZE=4 does not divide the 6 visible GPUs',
     );
   });
+
+  describe('with GPUS', () => {
+    it('groups consecutive runs of the listed GPUs, in their order', () => {
+      expect(deviceLayout('cuda', 4, 2, [3, 1, 2, 0])).toEqual({
+        deviceIds: [3, 1, 2, 0],
+        tensorParallelSize: 2,
+        replicas: 2,
+        groups: [
+          [3, 1],
+          [2, 0],
+        ],
+      });
+      expect(deviceLayout('cuda', 4, undefined, [2, 3])).toEqual({
+        deviceIds: [2, 3],
+        tensorParallelSize: 2,
+        replicas: 1,
+        groups: [[2, 3]],
+      });
+      expect(deviceLayout('cuda', 2, 1, [1])).toMatchObject({ deviceIds: [1], replicas: 1, groups: [[1]] });
+    });
+
+    it('needs no GPU count, and uses no GPU on the CPU', () => {
+      expect(deviceLayout('cuda', undefined, 1, [5]).groups).toEqual([[5]]);
+      expect(deviceLayout('cpu', 4, 1, [1]).deviceIds).toEqual([]);
+    });
+
+    it('refuses lists that cannot be laid out', () => {
+      expect(() => deviceLayout('cuda', 4, 2, [0, 1, 2])).toThrow(
+        'TENSOR_PARALLEL_SIZE=2 does not divide the 3 GPUs of GPUS',
+      );
+      expect(() => deviceLayout('cuda', 2, 1, [2])).toThrow('GPUS names GPU 2, but 2 GPUs are visible');
+      expect(() => deviceLayout('cuda', 4, 1, [1, 1])).toThrow('GPUS names GPU 1 twice');
+      expect(() => deviceLayout('cuda', 4, 1, [])).toThrow('GPUS names no GPU');
+      expect(() => deviceLayout('cuda', 4, 1, [-1])).toThrow('GPUS: -1 is not a CUDA ordinal');
+    });
+  });
 });

@@ -6,7 +6,7 @@ import {
   type OptionalFactoryDependency,
 } from '@nestjs/common';
 
-import { EnginePort } from './engine.port';
+import { EngineFactory } from './engine-factory';
 import { NativeEngine } from './native-engine';
 
 export interface EngineModuleOptions {
@@ -25,9 +25,9 @@ export interface EngineModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'
 export const ENGINE_MODULE_OPTIONS = Symbol('ENGINE_MODULE_OPTIONS');
 
 /**
- * Provides `EnginePort` (and the concrete `NativeEngine`, for the admin commands' build and device
- * checks). The engine is created unloaded; ModelLifecycle loads it (setup) and disposes it
- * (teardown).
+ * Provides the `EngineFactory` that makes one native engine per served model, and a `NativeEngine`
+ * of the process's own for the addon's build, device and formatting calls (never loaded). Engines are
+ * created unloaded; each model's ModelLifecycle loads its own (setup) and disposes it (teardown).
  */
 @Module({})
 export class EngineModule {
@@ -43,9 +43,15 @@ export class EngineModule {
           useFactory: (resolved: EngineModuleOptions) => new NativeEngine(resolved.addonPath),
           inject: [ENGINE_MODULE_OPTIONS],
         },
-        { provide: EnginePort, useExisting: NativeEngine },
+        {
+          provide: EngineFactory,
+          useFactory: (resolved: EngineModuleOptions): EngineFactory => ({
+            create: () => new NativeEngine(resolved.addonPath),
+          }),
+          inject: [ENGINE_MODULE_OPTIONS],
+        },
       ],
-      exports: [EnginePort, NativeEngine],
+      exports: [EngineFactory, NativeEngine],
     };
   }
 }

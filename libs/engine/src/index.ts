@@ -6,3 +6,4 @@ export * from './native-engine';
 export * from './engine.module';
 export * from './model-lifecycle.service';
 export * from './float-array-formatter';
+export * from './engine-factory';

@@ -203,6 +203,7 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
       model.device,
       model.device === 'cuda' ? (model.visibleCudaDevices ?? this.cudaDeviceCount?.()) : undefined,
       model.tensorParallelSize,
+      model.gpus,
     );
     return {
       modelPath: this.folder,

@@ -1,13 +1,13 @@
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { AppConfig, HealthDetails } from '@app/config';
-import { ModelLifecycle, Readiness } from '@app/engine/model-lifecycle.service';
+import type { Readiness } from '@app/engine/model-lifecycle.service';
 import { EngineHealthIndicator } from './engine.health';
 
 describe(EngineHealthIndicator.name, () => {
-  function create(readiness: Readiness, healthDetails: HealthDetails = 'full'): EngineHealthIndicator {
-    const model = { readiness: () => readiness } as unknown as ModelLifecycle;
+  function create(readiness: Readiness, healthDetails: HealthDetails = 'full') {
     const config = { server: { healthDetails } } as AppConfig;
-    return new EngineHealthIndicator(new HealthIndicatorService(), model, config);
+    const sut = new EngineHealthIndicator(new HealthIndicatorService(), config);
+    return { isReady: (key: string) => sut.isReady(key, { id: 'm', ...readiness }) };
   }
 
   it('is up when the model is ready', () => {

@@ -1,11 +1,11 @@
 import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
-import { BatchingModule } from '@app/batching/batching.module';
+import { EmbeddingsModule } from '@app/embeddings/embeddings.module';
 import { EngineHealthIndicator } from './engine.health';
 import { HealthController } from './health.controller';
 
 @Module({
-  imports: [TerminusModule.forRoot({ logger: false }), BatchingModule],
+  imports: [TerminusModule.forRoot({ logger: false }), EmbeddingsModule],
   controllers: [HealthController],
   providers: [EngineHealthIndicator],
 })

@@ -8,7 +8,15 @@ import { HttpMetricsMiddleware } from './http-metrics.middleware';
 import { MetricsService } from './metrics.service';
 
 describe(MetricsService.name, () => {
-  it('reports device memory per device from engine.info()', async () => {
+  const devicesOf = (engine: EnginePort) => () => {
+    try {
+      return engine.info().devices ?? [];
+    } catch {
+      return [];
+    }
+  };
+
+  it("reports device memory per model and device from each engine's info()", async () => {
     const engine = new FakeEngine({
       info: {
         devices: [
@@ -17,15 +25,17 @@ describe(MetricsService.name, () => {
         ],
       },
     });
-    const text = await new MetricsService(engine).render();
+    const sut = new MetricsService();
+    sut.reportModels(() => [{ model: 'm', ready: () => true, devices: devicesOf(engine) }]);
+    const text = await sut.render();
     expect(text).toContain(
-      'qwen3_embed_device_memory_used_bytes{device="0",name="H100",replica="0",rank="0"} 9',
+      'qwen3_embed_device_memory_used_bytes{model="m",device="0",name="H100",replica="0",rank="0"} 9',
     );
     expect(text).toContain(
-      'qwen3_embed_device_memory_used_bytes{device="1",name="H100",replica="0",rank="1"} 8',
+      'qwen3_embed_device_memory_used_bytes{model="m",device="1",name="H100",replica="0",rank="1"} 8',
     );
     expect(text).toContain(
-      'qwen3_embed_device_memory_total_bytes{device="1",name="H100",replica="0",rank="1"} 80',
+      'qwen3_embed_device_memory_total_bytes{model="m",device="1",name="H100",replica="0",rank="1"} 80',
     );
   });
 
@@ -35,29 +45,35 @@ describe(MetricsService.name, () => {
         throw new Error('not loaded');
       },
     } as unknown as EnginePort;
-    const text = await new MetricsService(engine).render();
-    expect(text).not.toMatch(/^qwen3_embed_device_memory_used_bytes\{/m);
+    const sut = new MetricsService();
+    sut.reportModels(() => [{ model: 'm', ready: () => false, devices: devicesOf(engine) }]);
+    expect(await sut.render()).not.toMatch(/^qwen3_embed_device_memory_used_bytes\{/m);
   });
 
-  it('labels every series with the served model, and reports build info and readiness', async () => {
+  it("labels each model's series with its id, and reports build info and readiness per model", async () => {
     const config = loadAppConfig({
       AUTH_DISABLED: 'true',
       DEVICE: 'cpu',
       MODEL_PATH: '/models/Qwen3-Embedding-tiny',
     });
-    const sut = new MetricsService(undefined, config);
-    sut.tokens.inc(3);
+    const sut = new MetricsService(config);
+    sut.forModel('Qwen3-Embedding-tiny').tokens.inc(3);
+    sut.forModel('reranker').rejected.inc({ reason: 'queue_full' });
     let ready = false;
-    sut.reportReadiness(() => ready);
+    sut.reportModels(() => [
+      { model: 'Qwen3-Embedding-tiny', ready: () => ready, devices: () => [] },
+      { model: 'reranker', ready: () => true, devices: () => [] },
+    ]);
     expect(await sut.render()).toContain('qwen3_embed_ready{model="Qwen3-Embedding-tiny"} 0');
     ready = true;
     const text = await sut.render();
     expect(text).toContain('qwen3_embed_ready{model="Qwen3-Embedding-tiny"} 1');
+    expect(text).toContain('qwen3_embed_ready{model="reranker"} 1');
     expect(text).toContain('qwen3_embed_tokens_total{model="Qwen3-Embedding-tiny"} 3');
+    expect(text).toContain('qwen3_embed_requests_rejected_total{model="reranker",reason="queue_full"} 1');
     const { version, commit } = buildInfo();
-    expect(text).toContain(
-      `qwen3_embed_build_info{version="${version}",commit="${commit}",device="cpu",model="Qwen3-Embedding-tiny"} 1`,
-    );
+    // Process-wide series name no model.
+    expect(text).toContain(`qwen3_embed_build_info{version="${version}",commit="${commit}",device="cpu"} 1`);
     expect(version).toMatch(/^\d+\.\d+\.\d+/);
     // Every metric of the service's own carries the prefix.
     const own = [...text.matchAll(/^# TYPE (\S+)/gm)].map((match) => match[1]);
@@ -67,8 +83,9 @@ describe(MetricsService.name, () => {
   it('keeps a registry per instance, so two apps in one process do not collide', async () => {
     const first = new MetricsService();
     const second = new MetricsService();
-    first.tokens.inc(5);
-    expect(await second.render()).toContain('qwen3_embed_tokens_total 0');
+    first.forModel('m').tokens.inc(5);
+    expect(await first.render()).toContain('qwen3_embed_tokens_total{model="m"} 5');
+    expect(await second.render()).not.toContain('qwen3_embed_tokens_total{model="m"}');
   });
 });
 

@@ -4,6 +4,7 @@ import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swa
 import type { Response } from 'express';
 import { DEADLINE_HEADER, withoutNulls } from '@app/embeddings/embeddings.service';
 import { ApiEngineErrors, runTimed } from '@app/embeddings/model-endpoint';
+import { ModelRegistry } from '@app/embeddings/model-registry';
 import {
   RerankRequestDto,
   RerankResponseDto,
@@ -11,7 +12,8 @@ import {
   TeiRankDto,
   TeiRerankRequestDto,
 } from './rerank.dto';
-import { byScore, RerankJob, RerankOutcome, RerankService } from './rerank.service';
+import { RerankServices } from './rerank-services';
+import { byScore, RerankJob, RerankOutcome } from './rerank.service';
 
 /** The error responses both endpoints share. */
 const ApiRerankErrors = () =>
@@ -29,7 +31,10 @@ const ApiRerankErrors = () =>
 @ApiBearerAuth()
 @Controller()
 export class RerankController {
-  constructor(private readonly rerank: RerankService) {}
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly services: RerankServices,
+  ) {}
 
   @Post('v1/rerank')
   @HttpCode(200)
@@ -90,12 +95,14 @@ export class RerankController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<TeiRankDto[]> {
     const request = withoutNulls(body);
+    // TEI's request names no model: the first served reranker answers.
+    const rerank = this.services.for(this.registry.route(undefined, 'rerank'));
     const outcome = await this.run(
       {
         query: request.query,
         documents: request.texts,
         instruction: request.instruction,
-        truncate: request.truncate ?? this.rerank.autoTruncate,
+        truncate: request.truncate ?? rerank.autoTruncate,
         field: 'texts',
       },
       deadlineHeader,
@@ -114,6 +121,8 @@ export class RerankController {
     deadlineHeader: string | undefined,
     res: Response,
   ): Promise<RerankOutcome> {
-    return runTimed(deadlineHeader, res, (signal, deadlineMs) => this.rerank.rerank(job, signal, deadlineMs));
+    return runTimed(deadlineHeader, res, (signal, deadlineMs) =>
+      this.services.for(this.registry.route(job.model, 'rerank')).rerank(job, signal, deadlineMs),
+    );
   }
 }

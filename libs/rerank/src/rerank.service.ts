@@ -8,7 +8,7 @@ import { ModelRequest, ModelRequestGate } from '@app/embeddings/model-request';
 import { ModelService } from '@app/embeddings/model.service';
 import { RerankTemplate, type RerankTemplateIds } from '@app/embeddings/rerank-template';
 import { TokenizerService } from '@app/embeddings/tokenizer.service';
-import { MetricsService } from '@app/metrics/metrics.service';
+import type { ModelMetrics } from '@app/metrics/metrics.service';
 import { RerankPromptBuilder } from './rerank-prompt';
 
 /** One rerank request, whichever endpoint it came through. */
@@ -74,7 +74,7 @@ export class RerankService implements RerankTemplate {
     private readonly model: ModelService,
     private readonly tokenizer: TokenizerService,
     private readonly batching: BatchingService,
-    private readonly metrics: MetricsService,
+    private readonly metrics: ModelMetrics,
   ) {
     this.gate = new ModelRequestGate(config, model, metrics);
   }
