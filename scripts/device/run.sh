@@ -52,6 +52,11 @@
 #             model card's transformers code, bf16) on the same workload and GPU at RERANK_BASELINE_BATCHES
 #             (8,16,32,100; RERANK_BASELINE_LAST_LOGITS=1 adds a run with logits_to_keep=1)
 #             -> $OUT/rerank-bench.json, pairs/s ours / baseline in the summary
+#   multimodel  issue 17 criterion 4: the 4b embedding and qwen3-reranker-4b checkpoints (seed 0) served
+#             by one process through MODELS, both on GPU MULTI_GPU (0): /v1/models, /health and /metrics
+#             name both; admin bench (embed MULTI_EMBED_POINT 32x8, rerank c4) against each alone in a
+#             single-model server, then in the MODELS server one after the other and both at once
+#             -> $OUT/multi-model.json, a line per run in the summary
 #   checkgpu  admin check-gpu and admin embed on the tiny checkpoint
 #   image     the CUDA image's build steps (docker/build-native.sh addon, stage, check: ldd against
 #             docker/cuda-runtime-libs.txt), then the API from the staged layout on the 4b checkpoint
@@ -727,6 +732,65 @@ step_rerankbench() {
     }
     console.log(`| rerank ratio | ours ${f(ours)} pairs/s (c${best ? best.concurrency : "-"}) / model card ${f(theirs)} pairs/s = ${f(result.ratio, 2)} |`);
   ' "$OUT/rerank-bench.json" "$model" "${#runs[@]}" "${runs[@]}" "${baselines[@]}" >> "$RESULTS" || status=1
+  return "$status"
+}
+
+step_multimodel() {
+  [ -f "$ADDON" ] || { echo "no addon: run the build step" >&2; return 1; }
+  make_model 4b "$BIG" || return 1
+  if ! { [ -f "$RERANK4B/config.json" ] && admin model inspect "$RERANK4B" > /dev/null 2>&1; }; then
+    admin checkpoint generate --preset qwen3-reranker-4b --seed 0 --out "$RERANK4B" --force || return 1
+  fi
+  local key=bench-key-$$ port=6017 gpu=${MULTI_GPU:-0} point=${MULTI_EMBED_POINT:-32x8} status=0 runs=()
+  local corpus=$WORK/multi-corpus.jsonl workload=$WORK/multi-rerank.json embed=Qwen3-Embedding-4B rerank=Qwen3-Reranker-4B
+  admin bench --corpus builtin --corpus-size 2000 --write-corpus "$corpus" || return 1
+  admin bench --task rerank --documents 100 --doc-tokens 300 --write-corpus "$workload" || return 1
+  local c=${point%x*} b=${point#*x}
+  bench_embed() { # tag
+    admin bench --url "http://127.0.0.1:$port" --api-key "$key" --model "$embed" --concurrency "$c" --batch "$b" \
+      --requests "${MULTI_EMBED_REQUESTS:-400}" --corpus "$corpus" --json > "$WORK/multi-$1-embed.json" || status=1
+    runs+=("$1-embed=$WORK/multi-$1-embed.json")
+  }
+  bench_rerank() { # tag
+    admin bench --task rerank --url "http://127.0.0.1:$port" --api-key "$key" --model "$rerank" --concurrency 4 \
+      --requests "${MULTI_RERANK_REQUESTS:-16}" --corpus "$workload" --json > "$WORK/multi-$1-rerank.json" || status=1
+    runs+=("$1-rerank=$WORK/multi-$1-rerank.json")
+  }
+  DTYPE=bfloat16 start_server "$BIG" "$gpu" 1 "$port" "$key" "$WORK/server-multi-embed.log" || return 1
+  bench_embed alone; stop_server
+  DTYPE=bfloat16 REQUEST_DEADLINE_MS=600000 start_server "$RERANK4B" "$gpu" 1 "$port" "$key" "$WORK/server-multi-rerank.log" || return 1
+  bench_rerank alone; stop_server
+  local models
+  models="[{\"MODEL_PATH\":\"$ROOT/$BIG\"},{\"MODEL_PATH\":\"$ROOT/$RERANK4B\",\"REQUEST_DEADLINE_MS\":600000}]"
+  echo "MODELS=$models"
+  MODELS=$models DTYPE=bfloat16 start_server "$BIG" "$gpu" 1 "$port" "$key" "$WORK/server-multi.log" || return 1
+  curl -s -H "authorization: Bearer $key" "http://127.0.0.1:$port/v1/models"; echo
+  curl -s "http://127.0.0.1:$port/health" | head -c 1500; echo
+  curl -s "http://127.0.0.1:$port/metrics" | grep -E '^qwen3_embed_(ready|device_memory_used_bytes)' || status=1
+  bench_embed together; bench_rerank together
+  bench_embed concurrent & local embedding=$!
+  bench_rerank concurrent
+  wait "$embedding" || status=1
+  runs+=("concurrent-embed=$WORK/multi-concurrent-embed.json")
+  curl -s "http://127.0.0.1:$port/metrics" | grep -E '^qwen3_embed_(tokens_total|batches_total)'
+  stop_server
+  echo "--- server log (tail) ---"; tail -20 "$WORK/server-multi.log"
+  # shellcheck disable=SC2016  # ${...} in the script is a JavaScript template literal
+  node -e '
+    const fs = require("fs");
+    const runs = process.argv.slice(1).map((arg) => {
+      const [tag, path] = arg.split("=");
+      try { return { tag, ...JSON.parse(fs.readFileSync(path, "utf8")) }; } catch { return { tag, missing: true }; }
+    });
+    fs.writeFileSync(process.env.OUT + "/multi-model.json", JSON.stringify(runs, null, 1));
+    const f = (x, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
+    for (const r of runs) {
+      if (r.missing) { console.log(`| multi ${r.tag} | no result |`); continue; }
+      const t = r.throughput, l = r.latencyMs;
+      const rate = t.pairsPerSecond !== undefined ? `${f(t.pairsPerSecond)} pairs/s` : `${f(t.embeddingsPerSecond)} emb/s`;
+      console.log(`| multi ${r.tag} | ${r.ok}/${r.requests} ok, c${r.concurrency}; ${rate}, ${f(t.tokensPerSecond, 0)} tok/s; p50 ${f(l.p50)} p99 ${f(l.p99)} ms |`);
+    }
+  ' "${runs[@]}" >> "$RESULTS" || status=1
   return "$status"
 }
 

@@ -63,7 +63,8 @@ export class EngineHostModule {
         },
         ...DOWNLOADS,
       ],
-      exports: [...EXPORTED, CUDA_DEVICE_COUNT],
+      // EngineFactory comes from EngineModule, global.
+      exports: [FloatArrayFormatter, HubModelDownloader, CUDA_DEVICE_COUNT],
     };
   }
 }

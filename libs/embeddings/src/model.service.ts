@@ -14,7 +14,12 @@ import { InvalidRequestError, ModelNotFoundError } from '@app/common';
 import { AppConfig, PROMPT_SUFFIXES } from '@app/config';
 import { EngineInfo, EnginePooling, PackedBatch } from '@app/engine/engine.port';
 import { FloatArrayFormatter } from '@app/engine/float-array-formatter';
-import { ModelHeadOptions, ModelLifecycle, Readiness } from '@app/engine/model-lifecycle.service';
+import {
+  ModelHeadOptions,
+  ModelLifecycle,
+  modelLogContext,
+  Readiness,
+} from '@app/engine/model-lifecycle.service';
 import { packBatch } from '@app/engine/packed-batch';
 import { type InputType, PromptTemplate } from './prompt-template';
 import { TokenizerService } from './tokenizer.service';
@@ -68,7 +73,7 @@ export interface ModelBinding {
  */
 @Injectable()
 export class ModelService {
-  private readonly logger = new Logger(ModelService.name);
+  private readonly logger: Logger;
   private template = new PromptTemplate({ query: '', document: '' });
   private checkpoint?: SentenceTransformersModel;
   private detection?: ModelTaskDetection;
@@ -85,6 +90,7 @@ export class ModelService {
     private readonly tokenizer: TokenizerService,
     private readonly formatter: FloatArrayFormatter = new FloatArrayFormatter(),
   ) {
+    this.logger = new Logger(modelLogContext(ModelService.name, config));
     const [id, ...aliases] = config.model.servedNames;
     const directory = lifecycle.directoryName;
     this.id = id;

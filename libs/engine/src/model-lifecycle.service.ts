@@ -61,7 +61,7 @@ export interface ModelSetupSteps {
  */
 @Injectable()
 export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationShutdown {
-  private readonly logger = new Logger(ModelLifecycle.name);
+  private readonly logger: Logger;
   private current: ModelState = 'idle';
   private failure?: string;
   private engineInfo?: EngineInfo;
@@ -83,6 +83,7 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
     @Optional() private readonly hub: HubModelDownloader = new HubModelDownloader(),
   ) {
     this.folder = config.model.path;
+    this.logger = new Logger(modelLogContext(ModelLifecycle.name, config));
   }
 
   get state(): ModelState {
@@ -147,7 +148,10 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
 
   private async setupOnce(steps: ModelSetupSteps): Promise<void> {
     const { model } = this.config;
-    for (const warning of this.config.warnings) this.logger.warn(warning);
+    // The process's remarks, once: by the first served model's lifecycle.
+    if (model === this.config.models[0].model) {
+      for (const warning of this.config.warnings) this.logger.warn(warning);
+    }
     const source = model.hub;
     if (source) {
       this.current = 'downloading';
@@ -255,4 +259,9 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
   async onApplicationShutdown(): Promise<void> {
     await this.teardown();
   }
+}
+
+/** A log context naming the served model when the process serves several (`ModelLifecycle reranker`). */
+export function modelLogContext(name: string, config: AppConfig): string {
+  return config.models.length > 1 ? `${name} ${config.model.servedNames[0]}` : name;
 }
