@@ -64,8 +64,8 @@ export async function startTestApp(
 /** Reads one sample of a metric from the Prometheus text (0 when absent). */
 export function metricValue(text: string, sample: string): number {
   for (const candidate of text.split('\n')) {
-    // Every series carries the served model as a default label; samples are named without it.
-    const line = candidate.replace(/\{model="[^"]*"\}|,model="[^"]*"(?=\})/, '');
+    // A model's series carry its id as `model` (the first label); samples are named without it.
+    const line = candidate.replace(/\{model="[^"]*"\}/, '').replace(/\{model="[^"]*",/, '{');
     if (line.startsWith(`${sample} `)) return Number(line.slice(sample.length + 1));
   }
   return 0;
