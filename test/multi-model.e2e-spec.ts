@@ -117,8 +117,10 @@ describe('several models in one server (MODELS: an embedding model and a reranke
       MODEL_PATH: embedderPath,
       SERVED_MODEL_NAME: `${EMBEDDER},${EMBEDDER_ALIAS}`,
       PROMPT_ALIASES: { [CODE_ALIAS]: CODE_INSTRUCTION },
+      // Per-model limits: each entry's own, the other's left at the default.
+      MAX_INPUT_TOKENS: 512,
     },
-    { MODEL_PATH: rerankerPath },
+    { MODEL_PATH: rerankerPath, MAX_RERANK_DOCUMENTS: DOCUMENTS.length },
   ];
 
   beforeAll(async () => {
@@ -245,6 +247,26 @@ describe('several models in one server (MODELS: an embedding model and a reranke
     expect((await readJson(rerankUnknown)).error).toMatchObject(unknown);
   });
 
+  it("holds each model to its own entry's limits", async () => {
+    const tooMany = await post(running, '/v1/rerank', {
+      query: QUERY,
+      documents: [...DOCUMENTS, 'one more'],
+    });
+    expect(tooMany.status).toBe(400);
+    expect((await readJson(tooMany)).error).toMatchObject({
+      param: 'documents',
+      message: expect.stringContaining('MAX_RERANK_DOCUMENTS'),
+    });
+
+    const long = 'Beijing is the capital of China. '.repeat(100); // ~700 tokens
+    const refused = await post(running, '/v1/embeddings', { model: EMBEDDER, input: long });
+    expect(refused.status).toBe(400);
+    expect((await readJson(refused)).error).toMatchObject({ code: 'context_length_exceeded' });
+    // The reranker's pair limit is its own (min(8192, its MAX_INPUT_TOKENS)): the same text is scored whole.
+    const scored = await rerank(running, { model: RERANKER, query: QUERY, documents: [long] });
+    expect(scored.results[0].truncated).toBeUndefined();
+  });
+
   it('lists both models with their task, and the prompt aliases, on /v1/models and /info', async () => {
     const list = await openai.models.list();
     const entries = list.data as unknown as Json[];
@@ -275,9 +297,10 @@ describe('several models in one server (MODELS: an embedding model and a reranke
           id: EMBEDDER,
           task: 'embed',
           device: 'cpu',
+          max_input_length: 512,
           aliases: expect.arrayContaining([EMBEDDER_ALIAS, CODE_ALIAS]),
         }),
-        expect.objectContaining({ id: RERANKER, task: 'rerank', device: 'cpu' }),
+        expect.objectContaining({ id: RERANKER, task: 'rerank', device: 'cpu', max_input_length: 8192 }),
       ]),
     );
   });
