@@ -53,7 +53,7 @@
 #             (8,16,32,100; RERANK_BASELINE_LAST_LOGITS=1 adds a run with logits_to_keep=1)
 #             -> $OUT/rerank-bench.json, pairs/s ours / baseline in the summary
 #   multimodel  issue 17 criterion 4: the 4b embedding and qwen3-reranker-4b checkpoints (seed 0) served
-#             by one process through MODELS, both on GPU MULTI_GPU (0): /v1/models, /health and /metrics
+#             by one process through MODELS, both on GPU MULTI_GPU (0; the reranker placed there by GPUS): /v1/models, /health and /metrics
 #             name both; admin bench (embed MULTI_EMBED_POINT 32x8, rerank c4) against each alone in a
 #             single-model server, then in the MODELS server one after the other and both at once
 #             -> $OUT/multi-model.json, a line per run in the summary
@@ -761,7 +761,7 @@ step_multimodel() {
   DTYPE=bfloat16 REQUEST_DEADLINE_MS=600000 start_server "$RERANK4B" "$gpu" 1 "$port" "$key" "$WORK/server-multi-rerank.log" || return 1
   bench_rerank alone; stop_server
   local models
-  models="[{\"MODEL_PATH\":\"$ROOT/$BIG\"},{\"MODEL_PATH\":\"$ROOT/$RERANK4B\",\"REQUEST_DEADLINE_MS\":600000}]"
+  models="[{\"MODEL_PATH\":\"$ROOT/$BIG\"},{\"MODEL_PATH\":\"$ROOT/$RERANK4B\",\"GPUS\":\"0\",\"REQUEST_DEADLINE_MS\":600000}]"
   echo "MODELS=$models"
   MODELS=$models DTYPE=bfloat16 start_server "$BIG" "$gpu" 1 "$port" "$key" "$WORK/server-multi.log" || return 1
   curl -s -H "authorization: Bearer $key" "http://127.0.0.1:$port/v1/models"; echo

@@ -142,9 +142,8 @@ export class ModelRegistry implements BeforeApplicationShutdown, OnApplicationSh
       this.models.map((served) =>
         served.model.load().catch((error: unknown) => {
           if (!several) throw error;
-          const named = new Error(`MODELS[${served.index}] (${served.id}): ${(error as Error).message}`);
-          named.cause = error;
-          throw named;
+          // No `cause`: the log's error serializer would print the message twice.
+          throw new Error(`MODELS[${served.index}] (${served.id}): ${(error as Error).message}`);
         }),
       ),
     ).then(() => undefined);
