@@ -61,6 +61,7 @@ export class HealthController {
     const details = info && !full ? publicEngineInfo(info) : info;
     return {
       status: ready ? 'ok' : state,
+      state,
       ...(reason && full ? { reason } : {}),
       model: id,
       // What the model serves, once setup has read the checkpoint: its head says it.
