@@ -57,6 +57,19 @@ describe(PromptTemplate.name, () => {
     );
   });
 
+  it("writes a custom instruction in the checkpoint's own instruction shape (gte-Qwen2's `Query: `)", () => {
+    const gte = PromptTemplate.of({
+      family: 'qwen2',
+      prompts: { query: 'Instruct: Given a web search query, retrieve relevant passages\nQuery: ' },
+    });
+    expect(gte.prefix({ instruction: 'Find code' })).toBe('Instruct: Find code\nQuery: ');
+    // A query prompt of another shape (E5's `query: `) leaves Qwen3's label.
+    const e5 = PromptTemplate.of({ family: 'xlm-roberta', prompts: { query: 'query: ' } });
+    expect(e5.prefix({ instruction: 'Find code' })).toBe('Instruct: Find code\nQuery:');
+    const qwen3 = PromptTemplate.of({ family: 'qwen3', prompts: {} });
+    expect(qwen3.prefix({ instruction: 'Find code' })).toBe('Instruct: Find code\nQuery:');
+  });
+
   it('fails loudly on a broken config file', async () => {
     writeFileSync(join(dir, 'config_sentence_transformers.json'), '{');
     await expect(PromptTemplate.load(dir)).rejects.toThrow(

@@ -41,8 +41,18 @@ export function requestedPrompt(
 export const DEFAULT_QUERY_TASK =
   'Given a web search query, retrieve relevant passages that answer the query';
 
-export function instructionPrompt(task: string): string {
-  return `Instruct: ${task}\nQuery:`;
+/** Qwen3-Embedding's instruction prompt ends `Query:`, its query following with no space. */
+const QWEN3_QUERY_LABEL = 'Query:';
+
+/**
+ * A query prompt in the instruction shape (`Instruct: {task}\n` then the query label): its label, as
+ * the checkpoint writes it. gte-Qwen2 and e5-mistral write `Query: `, with a space.
+ */
+const INSTRUCTION_SHAPE = /^Instruct: [^]*\n(Query:[ \t]*)$/;
+
+/** `Instruct: {task}\n` and the query label (Qwen3's `Query:` unless the checkpoint writes its own). */
+export function instructionPrompt(task: string, queryLabel: string = QWEN3_QUERY_LABEL): string {
+  return `Instruct: ${task}\n${queryLabel}`;
 }
 
 /**
@@ -52,11 +62,19 @@ export function instructionPrompt(task: string): string {
  * families get no prompt. default_prompt_name's prompt applies when a request names no input type.
  */
 export class PromptTemplate {
+  /**
+   * How a custom instruction's prompt ends: the label of the checkpoint's own instruction-shaped query
+   * prompt, so an instruction reads as the model's own prompt does; else Qwen3's `Query:`.
+   */
+  private readonly queryLabel: string;
+
   constructor(
     readonly prompts: Readonly<Record<InputType, string>>,
     /** Applied when the request names no input type (sentence-transformers' default_prompt_name). */
     readonly defaultPrompt: string = '',
-  ) {}
+  ) {
+    this.queryLabel = INSTRUCTION_SHAPE.exec(prompts.query)?.[1] ?? QWEN3_QUERY_LABEL;
+  }
 
   /** Reads the prompts of the checkpoint directory (see readSentenceTransformersModel). */
   static async load(modelPath: string): Promise<PromptTemplate> {
@@ -84,7 +102,7 @@ export class PromptTemplate {
           'instruction',
         );
       }
-      return instructionPrompt(options.instruction);
+      return instructionPrompt(options.instruction, this.queryLabel);
     }
     return options.inputType ? this.prompts[options.inputType] : this.defaultPrompt;
   }
