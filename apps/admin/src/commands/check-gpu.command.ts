@@ -60,7 +60,7 @@ export class CheckGpuCommand extends CommandRunner {
     if (devices.length === 0)
       throw new CheckFailed('no CUDA device is visible (driver, container runtime or CUDA_VISIBLE_DEVICES)');
 
-    const layout = deviceLayout('cuda', devices.length, config.model.tensorParallelSize);
+    const layout = deviceLayout('cuda', devices.length, config.model.tensorParallelSize, config.model.gpus);
     out(
       `layout     ${layout.replicas} replica(s) x tensor parallel ${layout.tensorParallelSize}: ${layout.groups.map((group) => `[${group.join(',')}]`).join(' ')}`,
     );
