@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeTokenizerOnlyModel } from '@app/checkpoint';
+import { ModelRegistry } from '@app/embeddings/model-registry';
 import { FakeEngine } from '@app/engine/testing';
 import { createApp, RunningApp } from './app.factory';
 import { UNIT_TEST_KEY } from './testing/fake-engine-app';
@@ -67,8 +68,19 @@ describe('several models in one app (MODELS)', () => {
   });
 
   it('is not ready while one model still loads, and says which', async () => {
-    // The embedder is up; the reranker's load is held.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The reranker's load is held; the embedder comes up (its setup is the promise load() returns).
+    await sut.app.get(ModelRegistry).first.model.load();
+    try {
+      await assertOneModelLoading();
+    } finally {
+      reranker.releaseLoad(); // the other tests need it, whatever happened here
+    }
+    await sut.ready;
+    expect((await call('/health/ready')).status).toBe(200);
+    expect((await readJson(await call('/health'))).status).toBe('ok');
+  });
+
+  async function assertOneModelLoading(): Promise<void> {
     const ready = await call('/health/ready');
     expect(ready.status).toBe(503);
     const body = await readJson(ready);
@@ -87,12 +99,7 @@ describe('several models in one app (MODELS)', () => {
     const loading = await call('/v1/rerank', { model: 'reranker', query: 'q', documents: ['d'] });
     expect(loading.status).toBe(503);
     expect((await readJson(loading)).error.code).toBe('model_not_ready');
-
-    reranker.releaseLoad();
-    await sut.ready;
-    expect((await call('/health/ready')).status).toBe(200);
-    expect((await readJson(await call('/health'))).status).toBe('ok');
-  });
+  }
 
   it('routes each request to the model it names, on that model’s engine', async () => {
     const [embedBatches, rerankBatches] = [embedder.batches.length, reranker.batches.length];
