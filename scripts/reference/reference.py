@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,8 @@ import platform
 import sys
 import time
 from pathlib import Path
+
+from checkpoint_files import sha256_file, weight_files
 
 EOS_TOKEN = "<|endoftext|>"
 EOS_TOKEN_ID = 151643
@@ -58,22 +59,6 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--skip-sentence-transformers", action="store_true", help="AutoModel only")
     return parser.parse_args()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(16 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def weight_files(model_dir: Path) -> list[Path]:
-    index = model_dir / "model.safetensors.index.json"
-    if index.exists():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [model_dir / name for name in names]
-    return [model_dir / "model.safetensors"]
 
 
 def load_inputs(texts_path: Path, model_dir: Path) -> tuple[list[dict], dict]:
