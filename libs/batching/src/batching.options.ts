@@ -23,6 +23,4 @@ export interface BatchingOptions {
   requestDeadlineMs: number;
 }
 
-export const BATCHING_OPTIONS = Symbol('BATCHING_OPTIONS');
-
 export const DEFAULT_AGING_TOKENS_PER_SECOND = 4096;

@@ -1,5 +1,5 @@
 import { IntervalHistogram, monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
+import { BeforeApplicationShutdown, Logger } from '@nestjs/common';
 import {
   InvalidRequestError,
   QueueFullError,
@@ -9,7 +9,7 @@ import {
 import { EngineError, EngineErrorCode, EngineInfo, EnginePort } from '@app/engine/engine.port';
 import { packBatch } from '@app/engine/packed-batch';
 import type { ModelMetrics } from '@app/metrics/metrics.service';
-import { BATCHING_OPTIONS, BatchingOptions } from './batching.options';
+import { BatchingOptions } from './batching.options';
 import { BatchCostModel } from './batch-cost';
 import { RequestQueue } from './request-queue';
 
@@ -161,7 +161,6 @@ function asEngineError(error: unknown): EngineError {
  * a client that disconnects. A failed batch is split in halves until the failing sequence runs alone;
  * only its request fails.
  */
-@Injectable()
 export class BatchingService implements BeforeApplicationShutdown {
   private readonly logger = new Logger(BatchingService.name);
   private readonly queue = new RequestQueue<PendingRequest>();
@@ -191,7 +190,7 @@ export class BatchingService implements BeforeApplicationShutdown {
   constructor(
     private readonly engine: EnginePort,
     private readonly metrics: ModelMetrics,
-    @Inject(BATCHING_OPTIONS) private readonly options: BatchingOptions,
+    private readonly options: BatchingOptions,
   ) {
     this.agingPerMs = options.agingTokensPerSecond / 1000;
     this.loopDelay.enable();
@@ -298,7 +297,7 @@ export class BatchingService implements BeforeApplicationShutdown {
     this.loopDelay.disable();
   }
 
-  /** Graceful shutdown: Nest calls this before closing the HTTP server and disposing the engine. */
+  /** Graceful shutdown: the ModelRegistry's shutdown hook calls this before the engines are disposed. */
   async beforeApplicationShutdown(): Promise<void> {
     await this.drain(this.options.drainTimeoutMs);
   }

@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import { Injectable } from '@nestjs/common';
 import { InvalidRequestError, RequestTooLargeError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { BatchingService } from '@app/batching/batching.service';
@@ -29,7 +28,6 @@ export interface EmbeddingsResult {
  * One embeddings request: model and option checks, prompts, tokenization (the family's special tokens),
  * the length policy (reject or truncate), then the batching provider, then float or base64 rows.
  */
-@Injectable()
 export class EmbeddingsService {
   private readonly gate: ModelRequestGate;
 

@@ -154,11 +154,6 @@ export class ModelRegistry implements BeforeApplicationShutdown, OnApplicationSh
     return this.models.map((served) => ({ id: served.id, ...served.lifecycle.readiness() }));
   }
 
-  /** Ready when every model is. */
-  get ready(): boolean {
-    return this.readiness().every((model) => model.ready);
-  }
-
   /** Readiness turns 503 (`stopping`) for good on every model: the first thing a shutdown does. */
   markStopping(): void {
     for (const served of this.models) served.lifecycle.markStopping();

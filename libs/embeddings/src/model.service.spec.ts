@@ -51,7 +51,7 @@ describe(ModelService.name, () => {
     sut.markStopping();
     expect(sut.readiness()).toMatchObject({ ready: false, state: 'stopping' });
 
-    await lifecycle.onApplicationShutdown();
+    await lifecycle.teardown();
 
     expect(dispose).toHaveBeenCalledTimes(1);
     await loading;
@@ -315,7 +315,7 @@ describe(ModelService.name, () => {
       void sut.load().catch(() => undefined);
       await new Promise(setImmediate);
       expect(hub.options?.signal?.aborted).toBe(false);
-      lifecycle.beforeApplicationShutdown();
+      lifecycle.markStopping();
       expect(hub.options?.signal?.aborted).toBe(true);
     });
   });

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Injectable, Logger } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 import {
   readSentenceTransformersModel,
   type SentenceTransformersModel,
@@ -71,7 +71,6 @@ export interface ModelBinding {
  * and warm-up that its setup needs. The model's life on the engine (download, device layout, load,
  * readiness, disposal) is ModelLifecycle's, in libs/engine.
  */
-@Injectable()
 export class ModelService {
   private readonly logger: Logger;
   private template = new PromptTemplate({ query: '', document: '' });

@@ -1,4 +1,3 @@
-import { Injectable } from '@nestjs/common';
 import { InvalidRequestError, RequestTooLargeError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { withoutNulls } from './embeddings.service';
@@ -20,7 +19,6 @@ const TASK_MISMATCH = 'model_task_mismatch';
  * the same steps as POST /v1/embeddings (model name and its prompt alias, prompt, special tokens,
  * truncation) or, for a reranker, by its template.
  */
-@Injectable()
 export class TokenizeService {
   constructor(
     private readonly config: AppConfig,

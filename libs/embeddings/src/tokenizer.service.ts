@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { Injectable } from '@nestjs/common';
 import { Tokenizer } from '@anush008/tokenizers';
 import { isDecoderFamily, type ModelFamily } from '@app/checkpoint/sentence-transformers-config';
 import { DEMO_MODEL_COMMAND } from '@app/config';
@@ -37,7 +36,6 @@ interface SpecialFrame {
  * transformers'; a decoder also gets its end-of-text token appended when the post-processor does not
  * append it and the tokenizer_config.json says add_eos_token or the checkpoint has no modules.json.
  */
-@Injectable()
 export class TokenizerService {
   private tokenizer?: Tokenizer;
   private frame: SpecialFrame = { lead: new Int32Array(0), trail: new Int32Array(0) };

@@ -50,7 +50,7 @@ describe(ModelLifecycle.name, () => {
     const { engine, sut } = create();
     const dispose = jest.spyOn(engine, 'dispose');
     await sut.setup();
-    await Promise.all([sut.teardown(), sut.onApplicationShutdown()]);
+    await Promise.all([sut.teardown(), sut.teardown()]);
     expect(dispose).toHaveBeenCalledTimes(1);
     expect(sut.readiness()).toMatchObject({ ready: false, state: 'stopping' });
     expect(() => sut.assertReady()).toThrow(expect.objectContaining({ reason: 'shutting_down' }));

@@ -1,13 +1,6 @@
 import { basename, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import {
-  BeforeApplicationShutdown,
-  Inject,
-  Injectable,
-  Logger,
-  OnApplicationShutdown,
-  Optional,
-} from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 import { ServiceUnavailableError } from '@app/common';
 import { formatBytes } from '@app/checkpoint/quantities';
 import { AppConfig } from '@app/config';
@@ -59,8 +52,7 @@ export interface ModelSetupSteps {
  * engine, cancelling a load still running. Readiness comes from this state and `engine.health()`
  * only, never from an embed call, so probes never wait behind running batches.
  */
-@Injectable()
-export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationShutdown {
+export class ModelLifecycle {
   private readonly logger: Logger;
   private current: ModelState = 'idle';
   private failure?: string;
@@ -79,8 +71,8 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
   constructor(
     private readonly config: AppConfig,
     private readonly engine: EnginePort,
-    @Optional() @Inject(CUDA_DEVICE_COUNT) private readonly cudaDeviceCount?: CudaDeviceCount,
-    @Optional() private readonly hub: HubModelDownloader = new HubModelDownloader(),
+    private readonly cudaDeviceCount?: CudaDeviceCount,
+    private readonly hub: HubModelDownloader = new HubModelDownloader(),
   ) {
     this.folder = config.model.path;
     this.logger = new Logger(modelLogContext(ModelLifecycle.name, config));
@@ -250,14 +242,6 @@ export class ModelLifecycle implements BeforeApplicationShutdown, OnApplicationS
       }
     })();
     return this.teardownDone;
-  }
-
-  beforeApplicationShutdown(): void {
-    this.markStopping();
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    await this.teardown();
   }
 }
 

@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import { Injectable } from '@nestjs/common';
 import { InvalidRequestError, RequestTooLargeError } from '@app/common';
 import { AppConfig } from '@app/config';
 import { BatchingService } from '@app/batching/batching.service';
@@ -64,7 +63,6 @@ export function byScore(
  * builder, on the model's own tokenizer), the length policy, then the batching provider with one value
  * per pair (the engine's score head), and relevance = sigmoid(logit).
  */
-@Injectable()
 export class RerankService implements RerankTemplate {
   private readonly gate: ModelRequestGate;
   private builder?: RerankPromptBuilder;
